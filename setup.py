@@ -1,0 +1,32 @@
+"""ament_python package vton_ros."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'vton_ros'
+NODES = ('camera_node', 'segmentation_node', 'tryon_server')
+TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
+         'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights')
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='vton_ros developers',
+    maintainer_email='vton-ros@example.com',
+    description='On-device diffusion virtual try-on (CatVTON) for a smart mirror on ROS 2.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [f'{n} = {PACKAGE}.nodes.{n}:main' for n in NODES]
+        + [f'{n} = {PACKAGE}.tools.{n}:main' for n in TOOLS],
+    },
+)

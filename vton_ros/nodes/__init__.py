@@ -1,0 +1,1 @@
+"""rclpy nodes of vton_ros: thin wrappers around vton_ros.pipeline."""
