@@ -1,4 +1,5 @@
-"""Make torchvision importable on a CPU torch next to a CUDA-only torchvision build.
+"""
+Make torchvision importable on a CPU torch next to a CUDA-only torchvision build.
 
 The only torchvision that matches torch 2.13.0 on PyPI is a CUDA build whose C++ ops cannot
 load into the CPU torch used on CI and dev machines. Its Python side then registers fake
@@ -24,7 +25,8 @@ _LIBRARIES = []  # torch.library.Library objects must outlive the process's use 
 
 
 def ensure_torchvision() -> bool:
-    """Import torchvision, declaring missing C++ op schemas if needed.
+    """
+    Import torchvision, declaring missing C++ op schemas if needed.
 
     Returns True when the schemas had to be declared (C++ ops unavailable), False when
     torchvision imported as it is.

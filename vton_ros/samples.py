@@ -1,4 +1,5 @@
-"""Sample data that ships inside installed wheels: public-domain portraits, drawn garments.
+"""
+Sample data that ships inside installed wheels: public-domain portraits, drawn garments.
 
 No downloads: the portraits come from scikit-image (astronaut, NASA) and matplotlib
 (Grace Hopper, US Navy); no wheel ships garment photos, so garments are drawn here.
@@ -30,7 +31,8 @@ def portrait(name: str = 'astronaut') -> np.ndarray:
 
 def garment(kind: str = 'tshirt', color: tuple[int, int, int] = (200, 30, 40),
             height: int = 512, width: int = 384, seed: int = 0) -> np.ndarray:
-    """Draw a flat-lay garment photo on white: HxWx3 uint8 RGB.
+    """
+    Draw a flat-lay garment photo on white: HxWx3 uint8 RGB.
 
     kind: 'tshirt' (upper), 'skirt' (lower) or 'dress' (overall). A stripe pattern and
     light noise (from ``seed``) give the garment texture.

@@ -17,7 +17,8 @@ def resolve_device(name: str = 'auto') -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+        raise ValueError(
+            f"unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
     if device.type not in ('cpu', 'cuda'):
         raise ValueError(f"unsupported device {name!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if device.type == 'cuda':
@@ -31,7 +32,7 @@ def resolve_device(name: str = 'auto') -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """Map 'fp32' | 'fp16' | 'bf16' | 'auto' to a dtype; 'auto' is bf16/fp16 on CUDA, fp32 on CPU."""
+    """Map 'fp32' | 'fp16' | 'bf16' | 'auto' to a dtype (auto: bf16/fp16 on CUDA, fp32 on CPU)."""
     if name == 'auto':
         if device.type == 'cuda':
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -48,7 +49,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def configure_torch(device: torch.device, cudnn_benchmark: bool = False,
                     gpu_memory_fraction: float = 1.0, threads: int = 0) -> None:
-    """Set process-wide torch flags. Call from entry points (main), never from a constructor.
+    """
+    Set process-wide torch flags. Call from entry points (main), never from a constructor.
 
     cudnn_benchmark: let cuDNN pick the fastest convolution algorithms (fixed input sizes).
     gpu_memory_fraction: cap this process's CUDA caching allocator (0.85 in the paper).

@@ -1,4 +1,5 @@
-"""Image geometry shared by the try-on pipeline and the mask models.
+"""
+Image geometry shared by the try-on pipeline and the mask models.
 
 Two ways to fit an image to a (height, width) target:
 
@@ -15,7 +16,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CropBox:
-    """A centre crop of a source image that has the target aspect ratio.
+    """
+    A centre crop of a source image that has the target aspect ratio.
 
     ``top``/``left``/``height``/``width`` are in source pixels; ``src_height``/``src_width``
     is the source size.
@@ -30,7 +32,8 @@ class CropBox:
 
 
 def check_image(image: np.ndarray, name: str, channels: int | None = 3) -> None:
-    """Raise ValueError unless ``image`` is a non-empty uint8 array of the expected layout.
+    """
+    Raise ValueError unless ``image`` is a non-empty uint8 array of the expected layout.
 
     channels=3 expects HxWx3 (RGB), channels=None expects HxW (a mask).
     """
@@ -63,7 +66,8 @@ def centre_crop_box(src_height: int, src_width: int, height: int, width: int) ->
 
 def cover_resize(image: np.ndarray, height: int, width: int,
                  nearest: bool = False) -> tuple[np.ndarray, CropBox]:
-    """Centre-crop ``image`` (HxW or HxWxC) to the target aspect and resize it.
+    """
+    Centre-crop ``image`` (HxW or HxWxC) to the target aspect and resize it.
 
     Returns the (height, width[, C]) image and the crop box used. ``nearest`` keeps mask
     values binary; otherwise area (downscale) or bicubic (upscale) interpolation is used.
@@ -75,7 +79,8 @@ def cover_resize(image: np.ndarray, height: int, width: int,
 
 def uncrop(image: np.ndarray, box: CropBox, background: np.ndarray | None = None,
            nearest: bool = False) -> np.ndarray:
-    """Undo :func:`cover_resize`: resize ``image`` to the crop and place it in the frame.
+    """
+    Undo :func:`cover_resize`: resize ``image`` to the crop and place it in the frame.
 
     Pixels outside the crop come from ``background`` (same size as the source) or are 0.
     """

@@ -1,0 +1,163 @@
+"""Helpers for tests that run real ROS 2 processes over loopback DDS."""
+
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / 'install' / 'vton_ros' / 'lib' / 'vton_ros'
+PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
+
+
+def ros_env(domain_id: int, **extra: str) -> dict:
+    """Return the environment for a child ROS process: loopback-only DDS profile, given domain."""
+    env = dict(os.environ)
+    if env.get('FASTDDS_DEFAULT_PROFILES_FILE') != str(PROFILE):
+        raise RuntimeError('tests must run in the loopback-only environment: '
+                           'source scripts/env.sh (make test does)')
+    env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED='1', **extra)
+    return env
+
+
+def free_domain_id() -> int:
+    """Pick a random ROS domain so concurrent test runs do not see each other."""
+    return random.SystemRandom().randint(1, 200)
+
+
+class Proc:
+    """A child process whose output goes to a log file; stopped with SIGINT then SIGKILL."""
+
+    def __init__(self, argv: list, env: dict, log_path: Path) -> None:
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self._log = open(log_path, 'w')
+        self.popen = subprocess.Popen(self.argv, env=env, stdout=self._log,
+                                      stderr=subprocess.STDOUT, cwd=ROOT,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        """Process id."""
+        return self.popen.pid
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> str:
+        """Wait until ``text`` appears in the output; raise with the log if it does not."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.log()
+            if text in out:
+                return out
+            if self.popen.poll() is not None:
+                raise AssertionError(f'{self.argv[0]} exited ({self.popen.returncode}) before '
+                                     f'printing {text!r}:\n{out}')
+            time.sleep(0.1)
+        raise AssertionError(f'{self.argv[0]} did not print {text!r} in {timeout}s:\n'
+                             f'{self.log()}')
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGINT, wait, then SIGKILL the whole process group; return the exit code."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+def node_argv(executable: str, params: dict | None = None, params_file: str | None = None,
+              extra: list | None = None) -> list:
+    """Return argv for an installed node executable with ROS parameters."""
+    argv = [LIB / executable, '--ros-args']
+    if params_file:
+        argv += ['--params-file', params_file]
+    for name, value in (params or {}).items():
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        argv += ['-p', f'{name}:={value}']
+    return argv + (extra or [])
+
+
+def script_argv(path: Path, *args: str) -> list:
+    """Return argv running a Python script with this interpreter."""
+    return [sys.executable, str(path), *args]
+
+
+def process_udp_addresses(pid: int) -> set:
+    """Local IPv4/IPv6 addresses of the UDP sockets a process (and its threads) holds."""
+    inodes = set()
+    for fd in Path(f'/proc/{pid}/fd').iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    addresses = set()
+    for table, width in (('/proc/net/udp', 8), ('/proc/net/udp6', 32)):
+        if not os.path.exists(table):
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                addresses.add(_decode_address(fields[1].split(':')[0], width))
+    return addresses
+
+
+def _decode_address(hex_addr: str, width: int) -> str:
+    if width == 8:
+        return '.'.join(str(int(hex_addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+    return hex_addr
+
+
+class Spinner:
+    """An rclpy context + node spun on a background thread, for a test-side client."""
+
+    def __init__(self, name: str, domain_id: int) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def wait(self, future, timeout: float = 60.0):
+        """Wait for an rclpy future completed by the spinning thread."""
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'future not done after {timeout}s')
+            time.sleep(0.01)
+        return future.result()
+
+    def close(self) -> None:
+        """Shut down the executor, node and context."""
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5)

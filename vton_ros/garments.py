@@ -1,0 +1,59 @@
+"""
+Garment catalogue: a folder of garment photos addressed by id (the file stem).
+
+An optional ``catalog.yaml`` in the folder maps ids to cloth types::
+
+    red_tshirt: upper
+    blue_skirt: {cloth_type: lower}
+"""
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
+from vton_ros.params import CLOTH_TYPES
+
+CATALOG_FILE = 'catalog.yaml'
+
+
+class GarmentCatalog:
+    """Garment images of one folder; ids are file stems."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder).expanduser()
+        if not self.folder.is_dir():
+            raise ValueError(f'garments.catalog_dir {folder!r} is not a folder')
+        self._files = {p.stem: p for p in sorted(self.folder.iterdir())
+                       if p.suffix.lower() in IMAGE_SUFFIXES}
+        self._types = self._read_types()
+
+    def _read_types(self) -> dict[str, str]:
+        path = self.folder / CATALOG_FILE
+        if not path.exists():
+            return {}
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f'{path}: expected a mapping of garment id -> cloth type')
+        types = {}
+        for gid, entry in data.items():
+            kind = entry.get('cloth_type') if isinstance(entry, dict) else entry
+            if kind not in CLOTH_TYPES:
+                raise ValueError(f'{path}: {gid}: cloth type {kind!r} is not one of '
+                                 f'{", ".join(CLOTH_TYPES)}')
+            if str(gid) not in self._files:
+                raise ValueError(f'{path}: {gid} has no image in {self.folder}')
+            types[str(gid)] = kind
+        return types
+
+    def ids(self) -> list[str]:
+        """Return the garment ids, sorted."""
+        return sorted(self._files)
+
+    def load(self, garment_id: str) -> tuple[np.ndarray, str | None]:
+        """Return (HxWx3 uint8 RGB, cloth type or None) of a garment; KeyError if unknown."""
+        if garment_id not in self._files:
+            shown = ', '.join(self.ids()[:20]) or '(none)'
+            raise KeyError(f'unknown garment id {garment_id!r} in {self.folder}; known: {shown}')
+        return read_image(self._files[garment_id]), self._types.get(garment_id)

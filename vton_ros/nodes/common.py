@@ -1,0 +1,190 @@
+"""
+What every vton_ros node shares: parameters from the schema, QoS, diagnostics, main().
+
+Parameters are declared from :mod:`vton_ros.params` with descriptors (description, range,
+read_only) and every change at run time is checked against the same schema, so a bad value
+is rejected with a reason instead of reaching the pipeline.
+"""
+
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+
+from vton_ros import params as schema
+
+LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
+          'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}
+
+
+def descriptor(p: schema.Param) -> ParameterDescriptor:
+    """Build the ParameterDescriptor of a schema parameter (description, range, read_only)."""
+    desc = ParameterDescriptor(description=p.description, read_only=p.read_only,
+                               additional_constraints=p.constraint_text())
+    if p.type is int and p.min is not None and p.max is not None:
+        desc.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(p.max),
+                                           step=p.multiple_of)]
+    elif p.type is float and p.min is not None and p.max is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(p.min),
+                                                        to_value=float(p.max), step=0.0)]
+    return desc
+
+
+class SchemaNode(Node):
+    """A Node whose parameters come from the schema; ``self.settings`` mirrors them."""
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._schema_node = node_name
+        self._settings_lock = threading.Lock()
+        self.settings: dict[str, Any] = {}
+        self._on_change: list[Callable[[dict[str, Any]], None]] = []
+        for p in schema.params_for(node_name):
+            value = self.declare_parameter(p.name, p.default, descriptor(p)).value
+            try:
+                self.settings[p.name] = p.validate(value)
+            except ValueError as err:
+                raise ValueError(f'{node_name}: invalid parameter at start-up: {err}') from None
+        self.add_on_set_parameters_callback(self._check_parameters)
+
+    def _check_parameters(self, parameters: list) -> SetParametersResult:
+        changes = {}
+        for parameter in parameters:
+            try:
+                changes[parameter.name] = schema.validate(
+                    self._schema_node, {parameter.name: parameter.value})[parameter.name]
+            except ValueError as err:
+                self.get_logger().warning(f'rejected parameter change: {err}')
+                return SetParametersResult(successful=False, reason=str(err))
+        with self._settings_lock:
+            self.settings.update(changes)
+        for listener in self._on_change:
+            listener(changes)
+        return SetParametersResult(successful=True)
+
+    def setting(self, name: str) -> Any:
+        """Return the current value of a schema parameter."""
+        with self._settings_lock:
+            return self.settings[name]
+
+    def image_qos(self) -> QoSProfile:
+        """Sensor-data QoS with depth and reliability from the qos.* parameters."""
+        qos = QoSProfile(depth=self.setting('qos.depth'))
+        qos.history = qos_profile_sensor_data.history
+        qos.durability = qos_profile_sensor_data.durability
+        qos.reliability = (ReliabilityPolicy.RELIABLE if self.setting('qos.reliability')
+                           == 'reliable' else ReliabilityPolicy.BEST_EFFORT)
+        return qos
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus for a node on /diagnostics at a fixed period."""
+
+    def __init__(self, node: SchemaNode, hardware_id: str = '') -> None:
+        self._node = node
+        self._lock = threading.Lock()
+        self._level = 'ok'
+        self._message = 'starting'
+        self._values: dict[str, str] = {}
+        self._hardware_id = hardware_id or os.uname().nodename
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._timer = node.create_timer(node.setting('diagnostics.period'), self.publish)
+
+    def update(self, level: str | None = None, message: str | None = None,
+               **values: Any) -> None:
+        """Set the level ('ok' | 'warn' | 'error' | 'stale'), message and key/values."""
+        with self._lock:
+            if level is not None:
+                self._level = level
+            if message is not None:
+                self._message = message
+            for key, value in values.items():
+                self._values[key] = f'{value:.4g}' if isinstance(value, float) else str(value)
+
+    def publish(self) -> None:
+        """Send the current status now."""
+        with self._lock:
+            status = DiagnosticStatus(
+                level=LEVELS[self._level],
+                name=f'vton_ros: {self._node.get_fully_qualified_name()}',
+                message=self._message, hardware_id=self._hardware_id,
+                values=[KeyValue(key=k, value=v) for k, v in sorted(self._values.items())])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self._node.get_clock().now().to_msg()
+        self._pub.publish(msg)
+
+
+class RateMeter:
+    """Rate (Hz) and mean latency (s) over a sliding window of events."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._window = window
+        self._events: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def tick(self, latency: float = 0.0) -> None:
+        """Record one event that took ``latency`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            self._events.append((now, latency))
+            self._events = [e for e in self._events if now - e[0] <= self._window]
+
+    def rate(self) -> float:
+        """Events per second over the window."""
+        now = time.monotonic()
+        with self._lock:
+            n = sum(1 for t, _ in self._events if now - t <= self._window)
+        return n / self._window
+
+    def latency(self) -> float:
+        """Mean latency of the events in the window."""
+        with self._lock:
+            lat = [x for _, x in self._events]
+        return sum(lat) / len(lat) if lat else 0.0
+
+
+def run(node_factory: Callable[[], Node], args: list[str] | None = None,
+        start: Callable[[Node], None] | None = None, threads: int = 4) -> None:
+    """
+    Init rclpy, build the node, call ``start(node)``, spin, shut down cleanly.
+
+    ``start`` is where an entry point sets process-wide flags and loads models. A start-up
+    error (ValueError, OSError, RuntimeError) is logged as one fatal line and exits with 1.
+    SIGTERM (sent by tryon_bringup and launch) stops the node like Ctrl-C does.
+    """
+    rclpy.init(args=args)
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    try:
+        try:
+            node = node_factory()
+            if start is not None:
+                start(node)
+        except (ValueError, OSError, RuntimeError) as err:
+            # Bad parameters, missing models or devices: one clear line, exit code 1.
+            rclpy.logging.get_logger('vton_ros').fatal(f'cannot start: {err}')
+            raise SystemExit(1) from None
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        finally:
+            executor.shutdown()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()

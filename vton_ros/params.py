@@ -1,0 +1,313 @@
+"""
+The one schema of every vton_ros setting.
+
+Node parameters (names, defaults, ParameterDescriptor ranges and read_only), the YAML files
+in config/, and command-line overrides are all derived from :data:`SCHEMA`. Names follow
+``<component>.<field>`` with diffusers' field names where one exists. This module has no ROS
+import: nodes turn a :class:`Param` into a descriptor in ``vton_ros.nodes.common``.
+"""
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+NODES = ('camera_node', 'segmentation_node', 'tryon_server')
+SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
+SCHEDULERS = ('ddim', 'dpmpp_2m', 'dpmpp_2m_karras', 'euler', 'euler_a', 'unipc', 'pndm')
+ATTN_VERSIONS = ('mix', 'vitonhd', 'dresscode')
+CLOTH_TYPES = ('upper', 'lower', 'overall')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+BUSY_POLICIES = ('reject', 'queue', 'preempt')
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting: a name, its default (which fixes its type) and its constraints."""
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    nodes: tuple[str, ...]
+    choices: tuple[str, ...] = ()
+    min: float | None = None  # noqa: A003 (schema field name)
+    max: float | None = None  # noqa: A003 (schema field name)
+    multiple_of: int = 0
+    read_only: bool = False
+
+    @property
+    def type(self) -> type:  # noqa: A003 (schema field name)
+        """Python type of the value (bool, int, float or str)."""
+        return type(self.default)
+
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` coerced to this parameter's type, or raise ValueError with why."""
+        value = _coerce(self, value)
+        if self.choices and value not in self.choices:
+            raise ValueError(f'{self.name}={value!r} is not one of: {", ".join(self.choices)}')
+        if self.min is not None and value < self.min:
+            raise ValueError(f'{self.name}={value} is below its minimum {self.min}')
+        if self.max is not None and value > self.max:
+            raise ValueError(f'{self.name}={value} is above its maximum {self.max}')
+        if self.multiple_of and value % self.multiple_of:
+            raise ValueError(f'{self.name}={value} must be a multiple of {self.multiple_of}')
+        return value
+
+    def constraint_text(self) -> str:
+        """Human-readable constraints for descriptors and --help."""
+        parts = []
+        if self.choices:
+            parts.append('one of: ' + ', '.join(self.choices))
+        if self.min is not None or self.max is not None:
+            parts.append(f'range [{self.min}, {self.max}]')
+        if self.multiple_of:
+            parts.append(f'multiple of {self.multiple_of}')
+        if self.read_only:
+            parts.append('read-only after start (needs a restart)')
+        return '; '.join(parts)
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    kind = param.type
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0'):
+            return value.lower() in ('true', '1')
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(value, str):
+        return value
+    raise ValueError(f'{param.name} expects {kind.__name__}, got {value!r}')
+
+
+_CAM = ('camera_node',)
+_SEG = SEGMENTATION_CONSUMERS
+_TRY = ('tryon_server',)
+_ALL = NODES
+
+SCHEMA: tuple[Param, ...] = (
+    # camera_node
+    Param('camera.source', 'sample:astronaut',
+          'V4L2 index (0) or device path (/dev/video0), GStreamer pipeline (contains "!"), '
+          'video file, folder of images, single image, or sample:astronaut | '
+          'sample:grace_hopper (bundled portraits)', _CAM, read_only=True),
+    Param('camera.fps', 10.0, 'Publish rate in Hz', _CAM, min=0.1, max=120.0),
+    Param('camera.width', 0, 'Output width in pixels (0 = source width)', _CAM, min=0, max=8192),
+    Param('camera.height', 0, 'Output height in pixels (0 = source height)', _CAM,
+          min=0, max=8192),
+    Param('camera.mirror', True, 'Flip horizontally (it is a mirror)', _CAM),
+    Param('camera.loop', True, 'Replay a video file or image folder from the start at its end',
+          _CAM),
+    Param('camera.frame_id', 'camera', 'frame_id of image_raw and camera_info', _CAM,
+          read_only=True),
+    Param('camera.encoding', 'rgb8', 'Encoding of image_raw', _CAM, choices=('rgb8', 'bgr8')),
+    Param('camera.max_backoff', 10.0, 'Longest wait in seconds between reconnect attempts',
+          _CAM, min=0.1, max=600.0),
+    # segmentation (segmentation_node; tryon_server for goals with a person but no mask)
+    Param('segmentation.backend', 'pose', 'Mask generator: unet (trained U-Net ResNet-50) or '
+          'pose (mediapipe landmarks, no checkpoint needed)', _SEG, choices=('unet', 'pose'),
+          read_only=True),
+    Param('segmentation.checkpoint', '', 'U-Net checkpoint file (train_segmentation best.pt); '
+          'required for backend unet', _SEG, read_only=True),
+    Param('segmentation.threshold', 0.5, 'Probability above which a pixel is masked (unet: '
+          'mask model, pose: person segmentation)', _SEG, min=0.01, max=0.99),
+    Param('segmentation.cloth_type', 'upper', 'Garment region to mask', _SEG,
+          choices=CLOTH_TYPES),
+    Param('segmentation.device', 'auto', 'cpu | cuda | cuda:N | auto', _SEG, read_only=True),
+    Param('segmentation.precision', 'fp32', 'Mask model precision', _SEG, choices=PRECISIONS,
+          read_only=True),
+    Param('segmentation.max_rate', 5.0, 'Most masks per second (0 = as fast as possible)',
+          ('segmentation_node',), min=0.0, max=120.0),
+    # catvton (tryon_server)
+    Param('catvton.base_model', 'booksforcharlie/stable-diffusion-inpainting',
+          'SD1.5 inpainting base: hub id or local folder with unet/ and scheduler/', _TRY,
+          read_only=True),
+    Param('catvton.vae', 'stabilityai/sd-vae-ft-mse', 'VAE: hub id or local folder', _TRY,
+          read_only=True),
+    Param('catvton.attn_ckpt', 'zhengchong/CatVTON',
+          'CatVTON attention weights: hub id or local folder', _TRY, read_only=True),
+    Param('catvton.attn_version', 'mix', 'Attention weights version', _TRY,
+          choices=ATTN_VERSIONS, read_only=True),
+    Param('catvton.device', 'auto', 'cpu | cuda | cuda:N | auto', _TRY, read_only=True),
+    Param('catvton.precision', 'auto', 'Model precision (auto: bf16/fp16 on CUDA, fp32 on CPU)',
+          _TRY, choices=PRECISIONS, read_only=True),
+    Param('catvton.height', 512, 'Try-on height in pixels', _TRY, min=64, max=2048,
+          multiple_of=8),
+    Param('catvton.width', 384, 'Try-on width in pixels', _TRY, min=48, max=2048,
+          multiple_of=8),
+    Param('catvton.scheduler', 'dpmpp_2m', 'Denoising scheduler (takes effect on the next goal)',
+          _TRY, choices=SCHEDULERS),
+    Param('catvton.num_inference_steps', 10, 'Denoising steps (default when a goal gives 0)',
+          _TRY, min=1, max=1000),
+    Param('catvton.guidance_scale', 2.5, 'Classifier-free guidance (1 = off)', _TRY,
+          min=0.0, max=50.0),
+    Param('catvton.attention_slicing', False, 'Compute self-attention in slices (less memory)',
+          _TRY, read_only=True),
+    Param('catvton.vae_slicing', False, 'Decode/encode the VAE batch one image at a time',
+          _TRY, read_only=True),
+    Param('catvton.vae_tiling', False, 'Tile the VAE (large images, less memory)', _TRY,
+          read_only=True),
+    Param('catvton.gpu_memory_fraction', 1.0, 'Cap on the CUDA memory this process may use '
+          '(0.85 in the paper)', _TRY, min=0.05, max=1.0, read_only=True),
+    Param('catvton.cudnn_benchmark', False, 'Let cuDNN pick the fastest kernels', _TRY,
+          read_only=True),
+    Param('catvton.channels_last', False, 'channels_last memory format for UNet and VAE',
+          _TRY, read_only=True),
+    Param('catvton.seed', -1, 'Noise seed when a goal gives none (negative = random)', _TRY,
+          min=-1, max=2 ** 63 - 1),
+    Param('catvton.safety_checker', False, 'Run the SD safety checker on results', _TRY,
+          read_only=True),
+    Param('catvton.repaint', False, 'Blend the result into the person outside the mask', _TRY),
+    # tryon_server
+    Param('tryon.preview_every', 1, 'Send a preview image with every Nth feedback '
+          '(0 = never)', _TRY, min=0, max=1000),
+    Param('tryon.busy_policy', 'reject', 'A goal arriving while one runs: reject it, queue '
+          'it, or preempt (cancel) the running one', _TRY, choices=BUSY_POLICIES),
+    Param('tryon.queue_size', 4, 'Most goals waiting with busy_policy queue', _TRY,
+          min=1, max=100),
+    Param('tryon.pair_max_age', 10.0, 'Oldest camera frame+mask pair (seconds) a goal '
+          'without a person image may use', _TRY, min=0.1, max=3600.0),
+    Param('tryon.pair_wait', 10.0, 'Seconds a goal without a person image waits for the '
+          'first camera frame+mask pair before it is aborted', _TRY, min=0.0, max=600.0),
+    Param('tryon.save_dir', '', 'Folder to save results in (empty = never write images)', _TRY),
+    Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,
+          min=1, max=2 ** 31 - 1),
+    Param('garments.catalog_dir', '', 'Folder of garment images (id = file stem), optional '
+          'catalog.yaml mapping id -> cloth_type', _TRY),
+    # every node
+    Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100),
+    Param('qos.reliability', 'best_effort', 'Image topic reliability (sensor-data QoS is '
+          'best_effort)', _ALL, choices=('best_effort', 'reliable'), read_only=True),
+    Param('diagnostics.period', 1.0, 'Seconds between /diagnostics messages', _ALL,
+          min=0.1, max=60.0),
+)
+
+_BY_NAME = {p.name: p for p in SCHEMA}
+
+
+def param(name: str) -> Param:
+    """Look up a parameter by name; unknown names raise ValueError listing close ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        prefix = name.split('.', 1)[0]
+        near = [n for n in _BY_NAME if n.startswith(prefix + '.')] or list(_BY_NAME)
+        raise ValueError(f'unknown setting {name!r}; known: {", ".join(near)}') from None
+
+
+def params_for(node: str) -> tuple[Param, ...]:
+    """Return the parameters a node declares."""
+    if node not in NODES:
+        raise ValueError(f'unknown node {node!r}; valid: {", ".join(NODES)}')
+    return tuple(p for p in SCHEMA if node in p.nodes)
+
+
+def defaults(node: str) -> dict[str, Any]:
+    """Return the default values of a node's parameters."""
+    return {p.name: p.default for p in params_for(node)}
+
+
+def validate(node: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check values against the schema for ``node``: unknown keys and bad values raise."""
+    known = {p.name for p in params_for(node)}
+    out = {}
+    for name, value in values.items():
+        p = param(name)
+        if name not in known:
+            raise ValueError(f'{name} is not a parameter of {node} (it belongs to '
+                             f'{", ".join(p.nodes)})')
+        out[name] = p.validate(value)
+    return out
+
+
+def load_yaml(path: str) -> dict[str, dict[str, Any]]:
+    """
+    Read a ROS parameter file (``node: ros__parameters: {...}``) and validate it all.
+
+    Nested and dotted keys are both accepted. Unknown nodes or keys are errors, not
+    silently ignored. Returns {node: {param: value}}.
+    """
+    with open(path, encoding='utf-8') as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a mapping of node names')
+    out = {}
+    for node, body in data.items():
+        node_name = node.lstrip('/')
+        if node_name not in NODES:
+            raise ValueError(f'{path}: unknown node {node!r}; valid: {", ".join(NODES)}')
+        if not isinstance(body, dict) or set(body) != {'ros__parameters'}:
+            raise ValueError(f'{path}: {node} must contain exactly "ros__parameters"')
+        try:
+            out[node_name] = validate(node_name, _flatten(body['ros__parameters'] or {}))
+        except ValueError as err:
+            raise ValueError(f'{path}: {err}') from None
+    return out
+
+
+def dump_yaml(values: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write {node: {param: value}} as a ROS parameter file (nested keys)."""
+    doc = {}
+    for node, params in values.items():
+        nested: dict[str, Any] = {}
+        for name, value in params.items():
+            group, field = name.split('.', 1)
+            nested.setdefault(group, {})[field] = value
+        doc[node] = {'ros__parameters': nested}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + '.'))
+        else:
+            flat[name] = value
+    return flat
+
+
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--set NAME=VALUE`` (repeatable) for any schema setting."""
+    parser.add_argument('--set', dest='overrides', action='append', default=[],
+                        metavar='NAME=VALUE',
+                        help='override a setting for every node that has it, e.g. '
+                             '--set catvton.num_inference_steps=4 (see config/*.yaml)')
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` strings into validated {name: value}."""
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition('=')
+        if not sep:
+            raise ValueError(f'override {item!r} must look like NAME=VALUE')
+        out[name.strip()] = param(name.strip()).validate(raw.strip())
+    return out
+
+
+def merge(base: Mapping[str, Mapping[str, Any]],
+          overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Apply {name: value} overrides to every node that declares the name."""
+    out = {node: dict(base.get(node, {})) for node in NODES}
+    for name, value in overrides.items():
+        for node in param(name).nodes:
+            out[node][name] = value
+    return out

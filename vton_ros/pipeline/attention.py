@@ -1,0 +1,163 @@
+"""CatVTON's attention set-up of the SD1.5-inpainting UNet.
+
+- Cross-attention (attn2) is skipped: :class:`SkipAttnProcessor` returns its input, so the
+  transformer block computes ``h + norm2(h)`` there (not an identity), exactly as CatVTON
+  was trained. The UNet is then called with ``encoder_hidden_states=None``.
+- Self-attention (attn1) weights are CatVTON's, loaded strictly from the state dict of an
+  ``nn.ModuleList`` of the UNet's attn1 modules in ``named_modules()`` order.
+- :class:`SlicedSelfAttnProcessor` computes self-attention a few heads at a time (the
+  paper's attention slicing) while leaving the attn2 skip in place; diffusers'
+  ``enable_attention_slicing`` would replace the skip and change the model.
+"""
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_LOG = logging.getLogger(__name__)
+
+
+class SkipAttnProcessor:
+    """Attention processor that returns ``hidden_states`` unchanged (CatVTON's attn2)."""
+
+    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the (normalised) block input; the block adds it as a residual."""
+        return hidden_states
+
+
+class SlicedSelfAttnProcessor:
+    """Self-attention computed ``slice_size`` (batch x head) slices at a time.
+
+    Same result as diffusers' default SDPA processor, with peak attention memory divided by
+    ``heads / slice_size``. Supports the plain self-attention of SD1.5 transformer blocks
+    (3-D hidden states, no group/spatial norm).
+    """
+
+    def __init__(self, slice_size: int) -> None:
+        if slice_size < 1:
+            raise ValueError(f'attention slice_size must be >= 1, got {slice_size}')
+        self.slice_size = slice_size
+
+    def __call__(self, attn: nn.Module, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None,
+                 temb: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention of ``hidden_states`` (B, N, C) -> (B, N, C)."""
+        if hidden_states.ndim != 3 or encoder_hidden_states is not None:
+            raise ValueError('SlicedSelfAttnProcessor supports self-attention on (B, N, C) '
+                             f'only, got {tuple(hidden_states.shape)}')
+        batch, tokens, _ = hidden_states.shape
+        heads = attn.heads
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, tokens, heads, -1).transpose(1, 2).reshape(
+                batch * heads, tokens, -1)
+
+        query = split(attn.to_q(hidden_states))
+        key = split(attn.to_k(hidden_states))
+        value = split(attn.to_v(hidden_states))
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
+        out = torch.empty_like(query)
+        for start in range(0, batch * heads, self.slice_size):
+            stop = start + self.slice_size
+            mask = attention_mask[start:stop] if attention_mask is not None else None
+            out[start:stop] = F.scaled_dot_product_attention(
+                query[start:stop], key[start:stop], value[start:stop], attn_mask=mask,
+                scale=attn.scale)
+        out = out.view(batch, heads, tokens, -1).transpose(1, 2).reshape(batch, tokens, -1)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def self_attention_modules(unet: nn.Module) -> nn.ModuleList:
+    """The UNet's attn1 modules in ``named_modules()`` order (CatVTON's trainable set)."""
+    return nn.ModuleList([module for name, module in unet.named_modules()
+                          if name.endswith('attn1')])
+
+
+def resolve_slice_size(attention_slicing: int | str | None, heads: int) -> int | None:
+    """Map an attention_slicing option to a slice size for a module with ``heads`` heads.
+
+    None or 'off': no slicing; 'auto': half the heads; 'max': one head at a time;
+    an int: that many heads per slice (>= 1).
+    """
+    if attention_slicing in (None, 'off'):
+        return None
+    if attention_slicing == 'auto':
+        return max(1, heads // 2)
+    if attention_slicing == 'max':
+        return 1
+    if isinstance(attention_slicing, int) and not isinstance(attention_slicing, bool):
+        if attention_slicing < 1:
+            raise ValueError(f'attention_slicing must be >= 1, got {attention_slicing}')
+        return attention_slicing
+    raise ValueError(f'unknown attention_slicing {attention_slicing!r}; valid: None, '
+                     "'off', 'auto', 'max' or a positive number of heads per slice")
+
+
+def install_catvton_processors(unet: nn.Module,
+                               attention_slicing: int | str | None = None) -> None:
+    """Install the attn2 skip and the attn1 processor (sliced or diffusers' default).
+
+    Call after every load of UNet weights: diffusers does not save processors.
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    processors = {}
+    n_skip = 0
+    for name, module in unet.named_modules():
+        if name.endswith('attn2'):
+            processors[f'{name}.processor'] = SkipAttnProcessor()
+            n_skip += 1
+        elif name.endswith('attn1'):
+            size = resolve_slice_size(attention_slicing, module.heads)
+            processors[f'{name}.processor'] = (AttnProcessor2_0() if size is None
+                                               else SlicedSelfAttnProcessor(size))
+    other = set(unet.attn_processors) - set(processors)
+    if other:
+        raise ValueError(f'unexpected attention modules in the UNet: {sorted(other)[:4]}; '
+                         'expected an SD1.5-style UNet (attn1/attn2 per transformer block)')
+    unet.set_attn_processor(processors)
+    _LOG.debug('installed CatVTON processors: %d attn2 skips, attn1 slicing=%s',
+               n_skip, attention_slicing)
+
+
+def load_attention_weights(unet: nn.Module, path: str) -> int:
+    """Load CatVTON's attn1 weights from ``path`` (safetensors) into ``unet``, strictly.
+
+    Returns the number of tensors loaded. Raises IncompatibleWeightsError on missing or
+    unexpected keys or on shape mismatches (nothing is loaded then).
+    """
+    from safetensors.torch import load_file
+
+    from vton_ros.pipeline.weights import IncompatibleWeightsError
+
+    state = load_file(path, device='cpu')
+    modules = self_attention_modules(unet)
+    expected = modules.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}'
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f'{len(missing)} missing keys (e.g. {", ".join(missing[:3])})')
+        if unexpected:
+            parts.append(f'{len(unexpected)} unexpected keys (e.g. {", ".join(unexpected[:3])})')
+        if shapes:
+            parts.append(f'{len(shapes)} shape mismatches (e.g. {"; ".join(shapes[:2])})')
+        raise IncompatibleWeightsError(
+            f'CatVTON attention weights {path} do not fit this UNet '
+            f'({len(modules)} attn1 modules, {len(expected)} tensors): {", ".join(parts)}. '
+            'Use the attention file that matches the base model (SD1.5 inpainting).')
+    modules.load_state_dict(state, strict=True)
+    return len(state)

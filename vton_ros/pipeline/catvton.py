@@ -1,0 +1,574 @@
+"""CatVTON virtual try-on: SD1.5-inpainting UNet with concatenated person/garment latents.
+
+The algorithm (see the design notes): person and mask are centre-cropped to the target
+aspect and resized, the garment is letterboxed on white; the masked person
+(``person * (mask < 0.5)``) and the garment are encoded with the VAE (posterior mean times
+its scaling factor) and stacked along the latent HEIGHT axis (person on top); the mask is
+downsampled (nearest) and stacked with zeros for the garment half. Each step the UNet sees
+``cat([scaled noisy latents, mask, masked latents], channels)`` with cross-attention
+skipped and ``encoder_hidden_states=None``; classifier-free guidance uses a batch
+[uncond, cond] whose uncond half has zeros in place of the garment latent. After the loop
+the person half is decoded and mapped from [-1, 1] to uint8 RGB.
+
+No rclpy here: the ROS nodes wrap :class:`CatVTONPipeline`.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import vton_ros.pipeline  # noqa: F401  (torchvision shim before diffusers)
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from vton_ros.pipeline import attention, schedulers, weights
+from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
+from vton_ros.pipeline.preprocess import CropBox, check_image, cover_resize, letterbox
+from vton_ros.pipeline.weights import IncompatibleWeightsError
+
+_LOG = logging.getLogger(__name__)
+
+TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
+MAX_STEPS = 1000
+# Linear map from SD1.x latents (scaled) to approximate RGB in [-1, 1] (rows: latent channels)
+LATENT_RGB_FACTORS = (
+    (0.298, 0.207, 0.208),
+    (0.187, 0.286, 0.173),
+    (-0.158, 0.189, 0.264),
+    (-0.184, -0.271, -0.473),
+)
+
+StepCallback = Callable[[int, int, int, torch.Tensor], bool | None]
+
+
+class TryOnCancelled(Exception):
+    """The step callback asked to stop; no result. The pipeline stays usable."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f'try-on cancelled after step {step} of {total}')
+        self.step = step
+        self.total = total
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Memory and speed options (the paper's Jetson settings), fixed at construction.
+
+    attention_slicing: None/'off', 'auto' (half the heads per slice), 'max' (one head) or
+      heads per slice; keeps CatVTON's cross-attention skip.
+    vae_slicing / vae_tiling: diffusers' VAE slicing and tiling.
+    channels_last: UNet and VAE weights in channels-last memory format.
+    compile_unet: wrap the UNet forward in torch.compile (first call is slow).
+    garment_cache_size: garment latents kept (LRU); 0 disables the cache.
+    """
+
+    attention_slicing: int | str | None = None
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    channels_last: bool = False
+    compile_unet: bool = False
+    garment_cache_size: int = 8
+
+    def __post_init__(self) -> None:
+        """Validate the option values."""
+        attention.resolve_slice_size(self.attention_slicing, 8)
+        if not isinstance(self.garment_cache_size, int) or self.garment_cache_size < 0:
+            raise ValueError('garment_cache_size must be an int >= 0, got '
+                             f'{self.garment_cache_size!r}')
+
+
+@dataclass(frozen=True)
+class TryOnResult:
+    """Output of one try-on.
+
+    image: (height, width, 3) uint8 RGB. mask: (height, width) uint8, 255 = repainted.
+    crop_box: the crop of the person frame that ``image`` covers (for preprocess.uncrop).
+    timings: seconds per stage, keys :data:`TIMING_KEYS`.
+    seed: the seed of the noise (None when the caller passed a generator).
+    nan_recovered: the low-precision VAE decode produced NaN/Inf and was redone in fp32.
+    nsfw: the safety checker flagged the image (then black); False when it is off.
+    garment_cache_hit: the garment latent came from the cache (no VAE encode).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    crop_box: CropBox
+    timings: dict
+    seed: int | None
+    nan_recovered: bool
+    nsfw: bool
+    garment_cache_hit: bool
+
+
+class GarmentLatentCache:
+    """Bounded LRU cache of garment latents keyed by content hash, size and dtype.
+
+    ``hits``/``misses`` count lookups; entries are never modified after insertion.
+    """
+
+    def __init__(self, maxsize: int = 8) -> None:
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        """Return the number of cached garments."""
+        return len(self._entries)
+
+    @staticmethod
+    def key(garment: np.ndarray, height: int, width: int, dtype: torch.dtype,
+            device: torch.device) -> tuple:
+        """Cache key of a garment image (HxWx3 uint8) for one output size/dtype/device."""
+        digest = hashlib.blake2b(np.ascontiguousarray(garment).data, digest_size=16)
+        return (digest.hexdigest(), garment.shape, height, width, str(dtype), str(device))
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        """Return the cached latent (and mark it recent) or None; counts a hit or miss."""
+        latent = self._entries.get(key)
+        if latent is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return latent
+
+    def put(self, key: tuple, latent: torch.Tensor) -> None:
+        """Store a latent, evicting the least recently used entries beyond maxsize."""
+        if self.maxsize == 0:
+            return
+        self._entries[key] = latent
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop all entries and reset the counters."""
+        self._entries.clear()
+        self.hits = 0
+        self.misses = 0
+
+
+@torch.inference_mode()
+def latents_to_preview(latents: torch.Tensor, person_only: bool = True,
+                       upscale: int = 1) -> np.ndarray:
+    """Cheap RGB preview of (scaled) latents without the VAE.
+
+    latents: (1, 4, H, W) or (4, H, W), e.g. as passed to the step callback (person and
+    garment halves stacked on H). person_only keeps the top (person) half. Returns
+    (H', W', 3) uint8 RGB at latent resolution (1/8 of the image) times ``upscale``.
+    """
+    lat = latents.detach()
+    if lat.ndim == 4:
+        lat = lat[0]
+    if lat.ndim != 3 or lat.shape[0] != len(LATENT_RGB_FACTORS):
+        raise ValueError(f'latents must be (1, 4, H, W) or (4, H, W), got {tuple(latents.shape)}')
+    if person_only:
+        lat = lat[:, :lat.shape[1] // 2]
+    factors = torch.tensor(LATENT_RGB_FACTORS, dtype=torch.float32, device=lat.device)
+    rgb = torch.einsum('chw,cr->hwr', lat.float(), factors)
+    image = ((rgb + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+    if upscale > 1:
+        image = cv2.resize(image, (image.shape[1] * upscale, image.shape[0] * upscale),
+                           interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def repaint_blend(person: np.ndarray, result: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend ``result`` into ``person`` inside the mask, feathered inwards.
+
+    person, result: HxWx3 uint8; mask: HxW uint8 (>= 128 = repainted). Pixels outside the
+    mask are exactly ``person``; the feathering band (about H/50 px) lies inside the mask.
+    """
+    size = max(3, person.shape[0] // 50) | 1
+    binary = (mask >= 128).astype(np.float32)
+    inner = cv2.erode(binary, np.ones((size, size), np.uint8))
+    alpha = cv2.GaussianBlur(inner, (size, size), 0) * binary
+    alpha = alpha[..., None]
+    out = person.astype(np.float32) * (1.0 - alpha) + result.astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+class CatVTONPipeline:
+    """CatVTON try-on on a prepared UNet (attn2 skipped, CatVTON attn1) and VAE.
+
+    Build with :meth:`from_pretrained` (published weights) or :meth:`from_components`.
+    Not thread-safe: run one try-on at a time per pipeline.
+    """
+
+    def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict,
+                 *, scheduler: str = 'dpmpp_2m', device: torch.device,
+                 dtype: torch.dtype, options: PipelineOptions | None = None,
+                 safety_checker: Callable | None = None) -> None:
+        self._options = options or PipelineOptions()
+        self._latent_channels = int(vae.config.latent_channels)
+        expected_in = 2 * self._latent_channels + 1
+        if unet.config.in_channels != expected_in:
+            raise IncompatibleWeightsError(
+                f'the UNet has {unet.config.in_channels} input channels; CatVTON needs an '
+                f'inpainting UNet with {expected_in} (noisy latents, mask, masked latents)')
+        self._scheduler_config = dict(scheduler_config)
+        self._scheduler_name = schedulers.check_scheduler_name(scheduler)
+        self.device = device
+        self.dtype = dtype
+        memory_format = (torch.channels_last if self._options.channels_last
+                         else torch.contiguous_format)
+        for model in (unet, vae):
+            torch.nn.Module.to(model, device=device, dtype=dtype, memory_format=memory_format)
+            model.requires_grad_(False)
+            model.eval()
+        attention.install_catvton_processors(unet, self._options.attention_slicing)
+        if self._options.vae_slicing:
+            vae.enable_slicing()
+        if self._options.vae_tiling:
+            vae.enable_tiling()
+        self.unet = unet
+        self.vae = vae
+        self._unet_forward = (torch.compile(unet) if self._options.compile_unet else unet)
+        self.safety_checker = safety_checker
+        self.garment_cache = GarmentLatentCache(self._options.garment_cache_size)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._scaling_factor = float(vae.config.scaling_factor)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, base_model: str = weights.DEFAULT_BASE_MODEL,
+                        vae: str = weights.DEFAULT_VAE,
+                        attn_ckpt: str = weights.DEFAULT_ATTN_CKPT,
+                        attn_version: str = 'mix', device: str = 'auto', dtype: str = 'auto',
+                        scheduler: str = 'dpmpp_2m', *, safety_checker: bool = False,
+                        attention_slicing: int | str | None = None, vae_slicing: bool = False,
+                        vae_tiling: bool = False, channels_last: bool = False,
+                        compile_unet: bool = False, garment_cache_size: int = 8,
+                        cache_dir: str | None = None,
+                        local_files_only: bool = False) -> 'CatVTONPipeline':
+        """Load CatVTON from hub ids or local folders in the published layouts.
+
+        base_model: SD1.5 inpainting (unet/, scheduler/[, safety_checker/,
+        feature_extractor/]); vae: folder with config.json + weights; attn_ckpt: CatVTON
+        repo with <version>/attention/model.safetensors; attn_version: mix | vitonhd |
+        dresscode. device: auto | cpu | cuda[:N]; dtype: auto | fp32 | fp16 | bf16.
+        Hub ids go through the Hugging Face cache (HF_HUB_OFFLINE honoured). Raises
+        ModelNotFoundError for missing files, IncompatibleWeightsError for wrong weights,
+        ValueError for unknown names.
+        """
+        schedulers.check_scheduler_name(scheduler)
+        version_files = weights.attn_files(attn_version)
+        options = PipelineOptions(attention_slicing, vae_slicing, vae_tiling, channels_last,
+                                  compile_unet, garment_cache_size)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if safety_checker:
+            import importlib.util
+            if importlib.util.find_spec('transformers') is None:
+                raise ImportError('safety_checker=True needs the transformers package, which is '
+                                  'not installed: install it or turn the safety checker off')
+        lookup = {'cache_dir': cache_dir, 'local_files_only': local_files_only}
+        base_dir = weights.resolve_model(base_model, weights.base_model_files(safety_checker),
+                                         **lookup)
+        vae_dir = weights.resolve_model(vae, weights.vae_files(), **lookup)
+        attn_dir = weights.resolve_model(attn_ckpt, version_files, **lookup)
+        attn_path = weights.pick_file(attn_dir, version_files.required[0])
+        with open(os.path.join(base_dir, 'scheduler', 'scheduler_config.json')) as f:
+            scheduler_config = json.load(f)
+        start = time.perf_counter()
+        unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder='unet', torch_dtype=dt)
+        vae_model = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dt)
+        n_attn = attention.load_attention_weights(unet, attn_path)
+        checker = None
+        if safety_checker:
+            from vton_ros.pipeline.safety import SafetyChecker
+            checker = SafetyChecker.from_folder(base_dir, dev, dt)
+        pipe = cls(unet, vae_model, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
+                   options=options, safety_checker=checker)
+        _LOG.info('CatVTON loaded in %.1f s: base %s, vae %s, attention %s (%d tensors), '
+                  '%s %s, scheduler %s', time.perf_counter() - start, base_dir, vae_dir,
+                  attn_path, n_attn, dev, dtype_name(dt), scheduler)
+        return pipe
+
+    @classmethod
+    def from_components(cls, unet: UNet2DConditionModel, vae: AutoencoderKL,
+                        scheduler_config: dict, *, attn_weights: str | None = None,
+                        scheduler: str = 'dpmpp_2m', device: str = 'auto', dtype: str = 'auto',
+                        options: PipelineOptions | None = None) -> 'CatVTONPipeline':
+        """Build from in-memory models (tests, benchmarks with random full-size weights).
+
+        attn_weights: optional CatVTON attention safetensors file, loaded strictly.
+        The models are moved to the device/dtype in place.
+        """
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if attn_weights is not None:
+            attention.load_attention_weights(unet, attn_weights)
+        return cls(unet, vae, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
+                   options=options)
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def scheduler_name(self) -> str:
+        """Name of the scheduler used by the next call."""
+        return self._scheduler_name
+
+    @property
+    def options(self) -> PipelineOptions:
+        """Memory/speed options fixed at construction."""
+        return self._options
+
+    def set_scheduler(self, name: str) -> None:
+        """Use scheduler ``name`` (see schedulers.SCHEDULERS) from the next call on."""
+        self._scheduler_name = schedulers.check_scheduler_name(name)
+
+    def make_scheduler(self):
+        """A fresh scheduler instance (per call, so no state leaks between runs)."""
+        return schedulers.make_scheduler(self._scheduler_name, self._scheduler_config)
+
+    # ------------------------------------------------------------------ inference
+
+    @torch.inference_mode()
+    def __call__(self, person: np.ndarray, garment: np.ndarray, mask: np.ndarray, *,
+                 num_inference_steps: int = 10, guidance_scale: float = 2.5,
+                 height: int = 512, width: int = 384, seed: int | None = None,
+                 generator: torch.Generator | None = None,
+                 latents: torch.Tensor | None = None, eta: float = 1.0,
+                 repaint: bool = False, callback: StepCallback | None = None) -> TryOnResult:
+        """Dress ``person`` in ``garment`` inside ``mask``.
+
+        person: HxWx3 uint8 RGB (any size; centre-cropped to height:width and resized).
+        garment: HxWx3 uint8 RGB (letterboxed on white). mask: HxW uint8 (same size as
+        person), >= 128 = repaint. height/width: output size, multiples of 8.
+        guidance_scale: classifier-free guidance (applied only when > 1).
+        seed/generator: noise source (at most one; neither = a random seed, reported).
+        latents: optional initial noise (1, 4, 2*height/8, width/8), person half on top;
+        multiplied by the scheduler's init sigma. eta: DDIM only.
+        repaint: blend the result into the person outside the (feathered) mask.
+        callback(step, total, timestep, latents): after each step (step is 1-based,
+        latents the full (1, 4, 2*h/8, w/8) fp32 state, read-only); returning True raises
+        TryOnCancelled; an exception it raises propagates. Either way nothing is left
+        half-done. Returns a :class:`TryOnResult`.
+        """
+        start = time.perf_counter()
+        self.check_inputs(person, garment, mask, num_inference_steps, guidance_scale, height,
+                          width, seed, generator, latents, eta, callback)
+        timings = dict.fromkeys(TIMING_KEYS, 0.0)
+
+        # 1. preprocess: geometry, tensors in [-1, 1], binary mask
+        person_img, crop_box = cover_resize(person, height, width)
+        mask_img, _ = cover_resize(mask, height, width, nearest=True)
+        mask_img = np.where(mask_img >= 128, 255, 0).astype(np.uint8)
+        person_t = self._to_tensor(person_img)
+        mask_t = torch.from_numpy(mask_img).to(self.device)[None, None] >= 128
+        masked_person = person_t * ~mask_t
+        cache_key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
+        timings['preprocess'] = self._lap(start)
+
+        # 2. VAE encode: masked person always, garment unless cached
+        stage = time.perf_counter()
+        masked_latent = self._encode(masked_person)
+        garment_latent = self.garment_cache.get(cache_key)
+        cache_hit = garment_latent is not None
+        if garment_latent is None:
+            garment_latent = self._encode(self._to_tensor(letterbox(garment, height, width)))
+            self.garment_cache.put(cache_key, garment_latent)
+        timings['vae_encode'] = self._lap(stage)
+
+        # 3. denoise
+        stage = time.perf_counter()
+        if generator is None:
+            if seed is None:
+                seed = secrets.randbits(31)
+            generator = torch.Generator('cpu').manual_seed(seed)
+        else:
+            seed = None
+        final = self._denoise(masked_latent, garment_latent, mask_t, num_inference_steps,
+                              guidance_scale, generator, latents, eta, callback)
+        timings['denoise'] = self._lap(stage)
+
+        # 4. VAE decode of the person half, NaN/Inf guard, uint8
+        stage = time.perf_counter()
+        image, nan_recovered = self._decode(final[:, :, :masked_latent.shape[2]])
+        if repaint:
+            image = repaint_blend(person_img, image, mask_img)
+        timings['vae_decode'] = self._lap(stage)
+
+        # 5. optional safety check
+        nsfw = False
+        if self.safety_checker is not None:
+            stage = time.perf_counter()
+            image, nsfw = self.safety_checker(image)
+            timings['safety_check'] = self._lap(stage)
+        timings['total'] = time.perf_counter() - start
+        _LOG.debug('try-on %dx%d, %d steps, g=%.2f: %s', height, width, num_inference_steps,
+                   guidance_scale, ', '.join(f'{k} {v:.3f}s' for k, v in timings.items()))
+        return TryOnResult(image=image, mask=mask_img, crop_box=crop_box, timings=timings,
+                           seed=seed, nan_recovered=nan_recovered, nsfw=nsfw,
+                           garment_cache_hit=cache_hit)
+
+    def check_inputs(self, person: np.ndarray, garment: np.ndarray, mask: np.ndarray,
+                     num_inference_steps: int, guidance_scale: float, height: int, width: int,
+                     seed: int | None, generator: torch.Generator | None,
+                     latents: torch.Tensor | None, eta: float,
+                     callback: StepCallback | None) -> None:
+        """Raise ValueError/TypeError (saying how to fix it) for invalid call arguments."""
+        check_image(person, 'person')
+        check_image(garment, 'garment')
+        check_image(mask, 'mask', channels=None)
+        if mask.shape != person.shape[:2]:
+            raise ValueError(f'mask shape {mask.shape} != person image size {person.shape[:2]}: '
+                             'the mask must be computed on (or resized to) the person image')
+        factor = self.vae_scale_factor
+        for name, value in (('height', height), ('width', width)):
+            if not _is_int(value) or value < factor or value % factor:
+                raise ValueError(f'{name} must be a positive multiple of {factor}, got {value!r} '
+                                 f'(e.g. 512x384 or 1024x768)')
+        if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
+            raise ValueError(f'num_inference_steps must be an int in [1, {MAX_STEPS}], got '
+                             f'{num_inference_steps!r} (10-20 with dpmpp_2m, 50 with ddim)')
+        if not _is_real(guidance_scale) or not 0.0 <= guidance_scale < math.inf:
+            raise ValueError(f'guidance_scale must be a finite number >= 0, got '
+                             f'{guidance_scale!r} (2.5 is typical; <= 1 disables guidance)')
+        if not _is_real(eta) or not 0.0 <= eta <= 1.0:
+            raise ValueError(f'eta must be in [0, 1], got {eta!r} (DDIM only; 0 = deterministic)')
+        if seed is not None and (not _is_int(seed) or seed < 0):
+            raise ValueError(f'seed must be an int >= 0 or None, got {seed!r}')
+        if generator is not None:
+            if seed is not None:
+                raise ValueError('pass either seed or generator, not both')
+            if not isinstance(generator, torch.Generator):
+                raise TypeError(f'generator must be a torch.Generator, got '
+                                f'{type(generator).__name__}')
+        if latents is not None:
+            shape = (1, self._latent_channels, 2 * height // factor, width // factor)
+            if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+                raise TypeError('latents must be a floating-point torch.Tensor')
+            if tuple(latents.shape) != shape:
+                raise ValueError(f'latents must have shape {shape} (person and garment halves '
+                                 f'stacked on height) for {height}x{width}, got '
+                                 f'{tuple(latents.shape)}')
+        if callback is not None and not callable(callback):
+            raise TypeError(f'callback must be callable, got {type(callback).__name__}')
+
+    def cache_garment(self, garment: np.ndarray, height: int = 512, width: int = 384) -> bool:
+        """Encode a garment into the cache ahead of time; True if it was already cached."""
+        check_image(garment, 'garment')
+        key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
+        if self.garment_cache.get(key) is not None:
+            return True
+        with torch.inference_mode():
+            latent = self._encode(self._to_tensor(letterbox(garment, height, width)))
+        self.garment_cache.put(key, latent)
+        return False
+
+    # ------------------------------------------------------------------ stages
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 -> (1, 3, H, W) in [-1, 1], pipeline device/dtype."""
+        tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None]
+        return (tensor.float() / 127.5 - 1.0).to(self.dtype)
+
+    def _encode(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] -> posterior mean * scaling factor, (1, 4, H/8, W/8)."""
+        return self.vae.encode(image).latent_dist.mean * self._scaling_factor
+
+    def _denoise(self, masked_latent: torch.Tensor, garment_latent: torch.Tensor,
+                 mask: torch.Tensor, steps: int, guidance_scale: float,
+                 generator: torch.Generator, latents: torch.Tensor | None, eta: float,
+                 callback: StepCallback | None) -> torch.Tensor:
+        """Run the sampling loop; returns the final (1, 4, 2h, w) fp32 latents."""
+        scheduler = self.make_scheduler()
+        scheduler.set_timesteps(steps, device=self.device)
+        timesteps = scheduler.timesteps
+        timesteps_host = timesteps.tolist()
+        total = len(timesteps_host)
+        concat = torch.cat([masked_latent, garment_latent], dim=2)  # stack on latent height
+        shape = concat.shape
+        if latents is None:
+            noise = torch.randn(shape, generator=generator, device=generator.device,
+                                dtype=torch.float32)
+        else:
+            noise = latents
+        sample = noise.to(self.device, torch.float32) * scheduler.init_noise_sigma
+
+        # constant part of the UNet input, built once: [noisy | mask | masked latents]
+        do_cfg = guidance_scale > 1.0
+        batch = 2 if do_cfg else 1
+        mask_latent = F.interpolate(mask.to(self.dtype), size=masked_latent.shape[-2:],
+                                    mode='nearest')
+        channels = self._latent_channels
+        unet_in = torch.empty((batch, 2 * channels + 1) + tuple(shape[2:]),
+                              device=self.device, dtype=self.dtype)
+        unet_in[:, channels:channels + 1, :masked_latent.shape[2]] = mask_latent
+        unet_in[:, channels:channels + 1, masked_latent.shape[2]:] = 0
+        unet_in[:, channels + 1:] = concat
+        if do_cfg:  # uncond: zeros in place of the garment latent
+            unet_in[0, channels + 1:, masked_latent.shape[2]:] = 0
+        extra = schedulers.step_kwargs(scheduler, eta, generator)
+
+        for i, t in enumerate(timesteps):
+            unet_in[:, :channels] = scheduler.scale_model_input(sample, t)
+            noise_pred = self._unet_forward(unet_in, t, encoder_hidden_states=None,
+                                            return_dict=False)[0].float()
+            if do_cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + guidance_scale * (cond - uncond)
+            sample = scheduler.step(noise_pred, t, sample, return_dict=False, **extra)[0]
+            if callback is not None and callback(i + 1, total, timesteps_host[i], sample):
+                _LOG.info('try-on cancelled by the callback at step %d/%d', i + 1, total)
+                raise TryOnCancelled(i + 1, total)
+        return sample
+
+    def _decode(self, latents: torch.Tensor) -> tuple[np.ndarray, bool]:
+        """(1, 4, h, w) latents -> (8h, 8w, 3) uint8, with a NaN/Inf guard (fp32 retry)."""
+        latents = latents / self._scaling_factor
+        image = self.vae.decode(latents.to(self.dtype)).sample
+        recovered = False
+        if not bool(torch.isfinite(image).all()):
+            if self.dtype == torch.float32:
+                raise FloatingPointError('the VAE decode produced NaN/Inf in fp32: the weights '
+                                         'or latents are broken (check the VAE and UNet files)')
+            _LOG.warning('VAE decode in %s produced NaN/Inf; redoing it in fp32',
+                         dtype_name(self.dtype))
+            image = self._decode_fp32(latents)
+            recovered = True
+            if not bool(torch.isfinite(image).all()):
+                raise FloatingPointError('the VAE decode produced NaN/Inf even in fp32: the '
+                                         'latents are broken (try precision fp32 or bf16)')
+        image = ((image[0].float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
+        return image.permute(1, 2, 0).cpu().numpy(), recovered
+
+    def _decode_fp32(self, latents: torch.Tensor) -> torch.Tensor:
+        """Decode with the VAE decoder temporarily upcast to fp32 (restored afterwards)."""
+        modules = [m for m in (self.vae.post_quant_conv, self.vae.decoder) if m is not None]
+        try:
+            for module in modules:
+                module.float()
+            return self.vae.decode(latents.float()).sample
+        finally:
+            for module in modules:
+                module.to(self.dtype)
+
+    def _lap(self, since: float) -> float:
+        """Seconds since ``since``, after waiting for queued device work."""
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - since
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool) and not math.isnan(value)

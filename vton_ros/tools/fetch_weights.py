@@ -1,0 +1,106 @@
+"""Download the CatVTON weights (only the files the pipeline reads) on an online machine.
+
+    fetch_weights [--out DIR] [--versions mix,vitonhd,dresscode] [--safety-checker]
+
+Without --out the files go into the Hugging Face cache (HF_HUB_CACHE / HF_HOME), where
+``CatVTONPipeline.from_pretrained`` finds them by hub id, also with HF_HUB_OFFLINE=1.
+With --out they are written to DIR/<repo name> folders that can be copied to the mirror
+and passed as local paths. Licences: CatVTON weights are CC BY-NC-SA 4.0.
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from vton_ros.pipeline import weights
+
+_LOG = logging.getLogger(__name__)
+
+
+def _download_errors() -> tuple[type, ...]:
+    """Exception types of failed downloads: OS errors and the HTTP client's errors."""
+    errors: list[type] = [OSError]
+    for module, name in (('httpx2', 'HTTPError'), ('httpx', 'HTTPError'),
+                         ('requests', 'RequestException')):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _download(repo_id: str, files: weights.ModelFiles, out: str | None) -> str:
+    from huggingface_hub import HfApi, snapshot_download
+
+    available = set(HfApi().list_repo_files(repo_id))
+    patterns = []
+    for alternatives in files.required:
+        present = [name for name in alternatives if name in available]
+        if not present:
+            raise weights.ModelNotFoundError(
+                f'{files.what}: hub repo {repo_id} has none of {", ".join(alternatives)}')
+        patterns.append(present[0])
+    local_dir = os.path.join(out, repo_id.split('/')[1]) if out else None
+    print(f'downloading {repo_id}: {", ".join(patterns)}', flush=True)
+    return snapshot_download(repo_id, allow_patterns=patterns, local_dir=local_dir,
+                             cache_dir=weights.hub_cache_dir())
+
+
+def fetch(out: str | None, versions: list[str], safety_checker: bool) -> dict[str, str]:
+    """Download the base model, VAE and attention versions; return their local folders."""
+    jobs = {
+        'base_model': (weights.DEFAULT_BASE_MODEL, weights.base_model_files(safety_checker)),
+        'vae': (weights.DEFAULT_VAE, weights.vae_files()),
+    }
+    attn = weights.ModelFiles('CatVTON attention weights', tuple(
+        alt for version in versions for alt in weights.attn_files(version).required))
+    jobs['attn_ckpt'] = (weights.DEFAULT_ATTN_CKPT, attn)
+    return {key: _download(repo, files, out) for key, (repo, files) in jobs.items()}
+
+
+def main(args: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default=None,
+                        help='write plain folders here instead of the Hugging Face cache')
+    parser.add_argument('--versions', default='mix',
+                        help='comma-separated attention versions: '
+                             f'{", ".join(weights.ATTN_VERSIONS)} (default mix)')
+    parser.add_argument('--safety-checker', action='store_true',
+                        help='also fetch safety_checker/ and feature_extractor/')
+    opts = parser.parse_args(args)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    versions = [v.strip() for v in opts.versions.split(',') if v.strip()]
+    try:
+        for version in versions:
+            weights.attn_version_folder(version)
+    except ValueError as err:
+        parser.error(str(err))
+    if weights.hub_offline():
+        print('fetch_weights: HF_HUB_OFFLINE is set, nothing can be downloaded; unset it on '
+              'a machine with internet access', file=sys.stderr)
+        return 2
+    try:
+        paths = fetch(opts.out, versions, opts.safety_checker)
+    except _download_errors() as err:  # connection errors, missing repos, disk errors
+        print(f'fetch_weights: download failed: {err}\nThis machine may have no internet '
+              'access: run fetch_weights on one that has, then copy the Hugging Face cache '
+              '(or the --out folder) here.', file=sys.stderr)
+        return 1
+    print('fetched:')
+    for key, path in paths.items():
+        print(f'  {key}: {path}')
+    if opts.out:
+        args_text = ', '.join(f"{k}='{v}'" for k, v in paths.items())
+    else:
+        args_text = (f"base_model='{weights.DEFAULT_BASE_MODEL}', vae='{weights.DEFAULT_VAE}', "
+                     f"attn_ckpt='{weights.DEFAULT_ATTN_CKPT}'")
+    print(f'use: CatVTONPipeline.from_pretrained({args_text}, attn_version=\'{versions[0]}\''
+          + (', safety_checker=True)' if opts.safety_checker else ')'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

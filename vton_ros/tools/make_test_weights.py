@@ -1,0 +1,82 @@
+"""Write tiny RANDOM CatVTON weights in the three published layouts (tests and demos).
+
+    make_test_weights --out DIR
+
+writes DIR/stable-diffusion-inpainting/{unet,scheduler}, DIR/sd-vae-ft-mse and
+DIR/CatVTON/<version>/attention/model.safetensors for all three versions. The weights are
+random: the try-on output is noise. They only exercise loading and the algorithm.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import torch
+
+from vton_ros.pipeline import weights
+
+_LOG = logging.getLogger(__name__)
+README = ('RANDOM TEST WEIGHTS written by vton_ros make_test_weights (seed {seed}). '
+          'Not a trained model: try-on results are noise.\n')
+
+
+def write_test_weights(out_dir: str, seed: int = 0) -> dict[str, str]:
+    """Write tiny random weights under ``out_dir``; return the from_pretrained arguments.
+
+    Returns {'base_model': ..., 'vae': ..., 'attn_ckpt': ...} (folders). Deterministic for
+    a given seed. Each CatVTON version gets different random attention weights.
+    """
+    from safetensors.torch import save_file
+
+    from vton_ros.pipeline.attention import self_attention_modules
+    from vton_ros.pipeline.random_weights import (build_random, random_tiny_components,
+                                                   tiny_unet_config)
+
+    unet, vae, scheduler_config = random_tiny_components(seed)
+    paths = {
+        'base_model': os.path.join(out_dir, 'stable-diffusion-inpainting'),
+        'vae': os.path.join(out_dir, 'sd-vae-ft-mse'),
+        'attn_ckpt': os.path.join(out_dir, 'CatVTON'),
+    }
+    unet.save_pretrained(os.path.join(paths['base_model'], 'unet'))
+    os.makedirs(os.path.join(paths['base_model'], 'scheduler'), exist_ok=True)
+    with open(os.path.join(paths['base_model'], 'scheduler', 'scheduler_config.json'),
+              'w') as f:
+        json.dump(scheduler_config, f, indent=2)
+    vae.save_pretrained(paths['vae'])
+    for i, (version, folder) in enumerate(sorted(weights.ATTN_VERSIONS.items())):
+        other = build_random(type(unet), tiny_unet_config(), torch.float32, seed + 10 + i)
+        state = {k: v.contiguous() for k, v in self_attention_modules(other).state_dict().items()}
+        target = os.path.join(paths['attn_ckpt'], folder, 'attention')
+        os.makedirs(target, exist_ok=True)
+        save_file(state, os.path.join(target, 'model.safetensors'),
+                  metadata={'random_test_weights': 'true', 'version': version})
+    for path in paths.values():
+        with open(os.path.join(path, 'RANDOM_TEST_WEIGHTS.txt'), 'w') as f:
+            f.write(README.format(seed=seed))
+    _LOG.warning('wrote tiny RANDOM test weights to %s', out_dir)
+    return paths
+
+
+def main(args: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', required=True, help='output folder (created)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    opts = parser.parse_args(args)
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    paths = write_test_weights(opts.out, opts.seed)
+    print('=' * 72)
+    print('RANDOM TEST WEIGHTS (not a trained model; try-on output will be noise)')
+    print('=' * 72)
+    for key, path in paths.items():
+        print(f'  {key}: {path}')
+    print('use: CatVTONPipeline.from_pretrained('
+          + ', '.join(f"{k}='{v}'" for k, v in paths.items()) + ')')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
