@@ -32,12 +32,12 @@ def free_domain_id() -> int:
 class Proc:
     """A child process whose output goes to a log file; stopped with SIGINT then SIGKILL."""
 
-    def __init__(self, argv: list, env: dict, log_path: Path) -> None:
+    def __init__(self, argv: list, env: dict, log_path: Path, cwd: Path = ROOT) -> None:
         self.argv = [str(a) for a in argv]
         self.log_path = log_path
         self._log = open(log_path, 'w')
         self.popen = subprocess.Popen(self.argv, env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, cwd=ROOT,
+                                      stderr=subprocess.STDOUT, cwd=cwd,
                                       start_new_session=True)
 
     @property

@@ -1,4 +1,5 @@
-"""CatVTON's attention set-up of the SD1.5-inpainting UNet.
+"""
+CatVTON's attention set-up of the SD1.5-inpainting UNet.
 
 - Cross-attention (attn2) is skipped: :class:`SkipAttnProcessor` returns its input, so the
   transformer block computes ``h + norm2(h)`` there (not an identity), exactly as CatVTON
@@ -13,8 +14,8 @@
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class SkipAttnProcessor:
 
 
 class SlicedSelfAttnProcessor:
-    """Self-attention computed ``slice_size`` (batch x head) slices at a time.
+    """
+    Self-attention computed ``slice_size`` (batch x head) slices at a time.
 
     Same result as diffusers' default SDPA processor, with peak attention memory divided by
     ``heads / slice_size``. Supports the plain self-attention of SD1.5 transformer blocks
@@ -78,13 +80,14 @@ class SlicedSelfAttnProcessor:
 
 
 def self_attention_modules(unet: nn.Module) -> nn.ModuleList:
-    """The UNet's attn1 modules in ``named_modules()`` order (CatVTON's trainable set)."""
+    """Return the UNet's attn1 modules in ``named_modules()`` order (CatVTON's trainable set)."""
     return nn.ModuleList([module for name, module in unet.named_modules()
                           if name.endswith('attn1')])
 
 
 def resolve_slice_size(attention_slicing: int | str | None, heads: int) -> int | None:
-    """Map an attention_slicing option to a slice size for a module with ``heads`` heads.
+    """
+    Map an attention_slicing option to a slice size for a module with ``heads`` heads.
 
     None or 'off': no slicing; 'auto': half the heads; 'max': one head at a time;
     an int: that many heads per slice (>= 1).
@@ -105,7 +108,8 @@ def resolve_slice_size(attention_slicing: int | str | None, heads: int) -> int |
 
 def install_catvton_processors(unet: nn.Module,
                                attention_slicing: int | str | None = None) -> None:
-    """Install the attn2 skip and the attn1 processor (sliced or diffusers' default).
+    """
+    Install the attn2 skip and the attn1 processor (sliced or diffusers' default).
 
     Call after every load of UNet weights: diffusers does not save processors.
     """
@@ -131,7 +135,8 @@ def install_catvton_processors(unet: nn.Module,
 
 
 def load_attention_weights(unet: nn.Module, path: str) -> int:
-    """Load CatVTON's attn1 weights from ``path`` (safetensors) into ``unet``, strictly.
+    """
+    Load CatVTON's attn1 weights from ``path`` (safetensors) into ``unet``, strictly.
 
     Returns the number of tensors loaded. Raises IncompatibleWeightsError on missing or
     unexpected keys or on shape mismatches (nothing is loaded then).

@@ -1,4 +1,5 @@
-"""CatVTON virtual try-on: SD1.5-inpainting UNet with concatenated person/garment latents.
+"""
+CatVTON virtual try-on: SD1.5-inpainting UNet with concatenated person/garment latents.
 
 The algorithm (see the design notes): person and mask are centre-cropped to the target
 aspect and resized, the garment is letterboxed on white; the masked person
@@ -19,21 +20,20 @@ import logging
 import math
 import os
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+import time
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-import vton_ros.pipeline  # noqa: F401  (torchvision shim before diffusers)
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
 from vton_ros.pipeline import attention, schedulers, weights
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
-from vton_ros.pipeline.preprocess import CropBox, check_image, cover_resize, letterbox
+from vton_ros.pipeline.preprocess import check_image, cover_resize, CropBox, letterbox
 from vton_ros.pipeline.weights import IncompatibleWeightsError
 
 _LOG = logging.getLogger(__name__)
@@ -48,21 +48,26 @@ LATENT_RGB_FACTORS = (
     (-0.184, -0.271, -0.473),
 )
 
-StepCallback = Callable[[int, int, int, torch.Tensor], bool | None]
+StepCallback = Callable[[int, int, float, torch.Tensor], bool | None]
 
 
 class TryOnCancelled(Exception):
-    """The step callback asked to stop; no result. The pipeline stays usable."""
+    """The step callback asked to stop; no result. The pipeline stays usable.
 
-    def __init__(self, step: int, total: int) -> None:
-        super().__init__(f'try-on cancelled after step {step} of {total}')
+    ``step``/``total``: the last completed step (0 if none) and the number of steps.
+    """
+
+    def __init__(self, message: str = 'try-on cancelled', step: int = 0,
+                 total: int = 0) -> None:
+        super().__init__(message)
         self.step = step
         self.total = total
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """Memory and speed options (the paper's Jetson settings), fixed at construction.
+    """
+    Memory and speed options (the paper's Jetson settings), fixed at construction.
 
     attention_slicing: None/'off', 'auto' (half the heads per slice), 'max' (one head) or
       heads per slice; keeps CatVTON's cross-attention skip.
@@ -89,7 +94,8 @@ class PipelineOptions:
 
 @dataclass(frozen=True)
 class TryOnResult:
-    """Output of one try-on.
+    """
+    Output of one try-on.
 
     image: (height, width, 3) uint8 RGB. mask: (height, width) uint8, 255 = repainted.
     crop_box: the crop of the person frame that ``image`` covers (for preprocess.uncrop).
@@ -111,7 +117,8 @@ class TryOnResult:
 
 
 class GarmentLatentCache:
-    """Bounded LRU cache of garment latents keyed by content hash, size and dtype.
+    """
+    Bounded LRU cache of garment latents keyed by content hash, size and dtype.
 
     ``hits``/``misses`` count lookups; entries are never modified after insertion.
     """
@@ -162,7 +169,8 @@ class GarmentLatentCache:
 @torch.inference_mode()
 def latents_to_preview(latents: torch.Tensor, person_only: bool = True,
                        upscale: int = 1) -> np.ndarray:
-    """Cheap RGB preview of (scaled) latents without the VAE.
+    """
+    Cheap RGB preview of (scaled) latents without the VAE.
 
     latents: (1, 4, H, W) or (4, H, W), e.g. as passed to the step callback (person and
     garment halves stacked on H). person_only keeps the top (person) half. Returns
@@ -185,7 +193,8 @@ def latents_to_preview(latents: torch.Tensor, person_only: bool = True,
 
 
 def repaint_blend(person: np.ndarray, result: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend ``result`` into ``person`` inside the mask, feathered inwards.
+    """
+    Blend ``result`` into ``person`` inside the mask, feathered inwards.
 
     person, result: HxWx3 uint8; mask: HxW uint8 (>= 128 = repainted). Pixels outside the
     mask are exactly ``person``; the feathering band (about H/50 px) lies inside the mask.
@@ -200,7 +209,8 @@ def repaint_blend(person: np.ndarray, result: np.ndarray, mask: np.ndarray) -> n
 
 
 class CatVTONPipeline:
-    """CatVTON try-on on a prepared UNet (attn2 skipped, CatVTON attn1) and VAE.
+    """
+    CatVTON try-on on a prepared UNet (attn2 skipped, CatVTON attn1) and VAE.
 
     Build with :meth:`from_pretrained` (published weights) or :meth:`from_components`.
     Not thread-safe: run one try-on at a time per pipeline.
@@ -253,7 +263,8 @@ class CatVTONPipeline:
                         compile_unet: bool = False, garment_cache_size: int = 8,
                         cache_dir: str | None = None,
                         local_files_only: bool = False) -> 'CatVTONPipeline':
-        """Load CatVTON from hub ids or local folders in the published layouts.
+        """
+        Load CatVTON from hub ids or local folders in the published layouts.
 
         base_model: SD1.5 inpainting (unet/, scheduler/[, safety_checker/,
         feature_extractor/]); vae: folder with config.json + weights; attn_ckpt: CatVTON
@@ -302,7 +313,8 @@ class CatVTONPipeline:
                         scheduler_config: dict, *, attn_weights: str | None = None,
                         scheduler: str = 'dpmpp_2m', device: str = 'auto', dtype: str = 'auto',
                         options: PipelineOptions | None = None) -> 'CatVTONPipeline':
-        """Build from in-memory models (tests, benchmarks with random full-size weights).
+        """
+        Build from in-memory models (tests, benchmarks with random full-size weights).
 
         attn_weights: optional CatVTON attention safetensors file, loaded strictly.
         The models are moved to the device/dtype in place.
@@ -331,7 +343,7 @@ class CatVTONPipeline:
         self._scheduler_name = schedulers.check_scheduler_name(name)
 
     def make_scheduler(self):
-        """A fresh scheduler instance (per call, so no state leaks between runs)."""
+        """Build a fresh scheduler instance (per call, so no state leaks between runs)."""
         return schedulers.make_scheduler(self._scheduler_name, self._scheduler_config)
 
     # ------------------------------------------------------------------ inference
@@ -343,7 +355,8 @@ class CatVTONPipeline:
                  generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, eta: float = 1.0,
                  repaint: bool = False, callback: StepCallback | None = None) -> TryOnResult:
-        """Dress ``person`` in ``garment`` inside ``mask``.
+        """
+        Dress ``person`` in ``garment`` inside ``mask``.
 
         person: HxWx3 uint8 RGB (any size; centre-cropped to height:width and resized).
         garment: HxWx3 uint8 RGB (letterboxed on white). mask: HxW uint8 (same size as
@@ -525,7 +538,8 @@ class CatVTONPipeline:
             sample = scheduler.step(noise_pred, t, sample, return_dict=False, **extra)[0]
             if callback is not None and callback(i + 1, total, timesteps_host[i], sample):
                 _LOG.info('try-on cancelled by the callback at step %d/%d', i + 1, total)
-                raise TryOnCancelled(i + 1, total)
+                raise TryOnCancelled(f'try-on cancelled after step {i + 1} of {total}',
+                                     i + 1, total)
         return sample
 
     def _decode(self, latents: torch.Tensor) -> tuple[np.ndarray, bool]:

@@ -1,4 +1,5 @@
-"""RANDOM model weights with the real CatVTON architectures, for tests and benchmarks.
+"""
+RANDOM model weights with the real CatVTON architectures, for tests and benchmarks.
 
 Nothing here is a trained model. Two sizes:
 
@@ -14,16 +15,14 @@ Every builder logs a warning saying the weights are random.
 
 import logging
 
+from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
 import torch
-
-import vton_ros.pipeline  # noqa: F401  (torchvision shim before diffusers)
-from diffusers import AutoencoderKL, UNet2DConditionModel
 
 _LOG = logging.getLogger(__name__)
 
 
 def sd15_inpaint_unet_config() -> dict:
-    """UNet2DConditionModel config of SD1.5 inpainting (9 input channels)."""
+    """Return the UNet2DConditionModel config of SD1.5 inpainting (9 input channels)."""
     return {
         'sample_size': 64,
         'in_channels': 9,
@@ -48,7 +47,7 @@ def sd15_inpaint_unet_config() -> dict:
 
 
 def sd_vae_config() -> dict:
-    """AutoencoderKL config of the SD VAE (sd-vae-ft-mse), scaling factor 0.18215."""
+    """Return the AutoencoderKL config of the SD VAE (sd-vae-ft-mse), scaling factor 0.18215."""
     return {
         'in_channels': 3,
         'out_channels': 3,
@@ -65,7 +64,7 @@ def sd_vae_config() -> dict:
 
 
 def sd15_scheduler_config() -> dict:
-    """The scheduler_config.json of SD1.5 inpainting (PNDM, scaled-linear betas)."""
+    """Return the scheduler_config.json of SD1.5 inpainting (PNDM, scaled-linear betas)."""
     return {
         '_class_name': 'PNDMScheduler',
         '_diffusers_version': '0.6.0',
@@ -82,7 +81,7 @@ def sd15_scheduler_config() -> dict:
 
 
 def tiny_unet_config() -> dict:
-    """A tiny 9-channel UNet with 4 self-attention modules (tests only)."""
+    """Return the config of a tiny 9-channel UNet with 4 self-attention modules (tests only)."""
     return {
         'sample_size': 8,
         'in_channels': 9,
@@ -98,7 +97,7 @@ def tiny_unet_config() -> dict:
 
 
 def tiny_vae_config() -> dict:
-    """A tiny 4-level VAE (downsampling factor 8, 4 latent channels; tests only)."""
+    """Return the config of a tiny 4-level VAE (downsampling factor 8, 4 latent channels; tests only)."""
     return {
         'in_channels': 3,
         'out_channels': 3,
@@ -115,7 +114,8 @@ def tiny_vae_config() -> dict:
 
 def build_random(model_cls: type, config: dict, dtype: torch.dtype = torch.float32,
                  seed: int = 0) -> torch.nn.Module:
-    """Build ``model_cls(**config)`` with seeded RANDOM weights directly in ``dtype`` on CPU.
+    """
+    Build ``model_cls(**config)`` with seeded RANDOM weights directly in ``dtype`` on CPU.
 
     The model is created on the meta device, materialised in ``dtype`` and initialised with
     PyTorch's default layer initialisation, so peak RAM is one copy in ``dtype``. The global
@@ -139,7 +139,7 @@ def build_random(model_cls: type, config: dict, dtype: torch.dtype = torch.float
 
 
 def random_tiny_components(seed: int = 0) -> tuple[UNet2DConditionModel, AutoencoderKL, dict]:
-    """Tiny RANDOM (unet, vae, scheduler_config) in fp32 for tests."""
+    """Build tiny RANDOM (unet, vae, scheduler_config) in fp32 for tests."""
     unet = build_random(UNet2DConditionModel, tiny_unet_config(), torch.float32, seed)
     vae = build_random(AutoencoderKL, tiny_vae_config(), torch.float32, seed + 1)
     return unet, vae, sd15_scheduler_config()
@@ -147,7 +147,8 @@ def random_tiny_components(seed: int = 0) -> tuple[UNet2DConditionModel, Autoenc
 
 def random_full_size_components(dtype: torch.dtype | str = 'bf16', seed: int = 0
                                 ) -> tuple[UNet2DConditionModel, AutoencoderKL, dict]:
-    """Full-size RANDOM (unet, vae, scheduler_config) with the real CatVTON shapes.
+    """
+    Full-size RANDOM (unet, vae, scheduler_config) with the real CatVTON shapes.
 
     dtype: 'fp32' | 'fp16' | 'bf16' or a torch dtype; built directly in it on CPU
     (bf16: ~1.9 GB for the UNet). For timing only: the outputs are noise. Pass the result

@@ -1,4 +1,5 @@
-"""Optional NSFW safety checker of the SD1.5 base model (needs the transformers package).
+"""
+Optional NSFW safety checker of the SD1.5 base model (needs the transformers package).
 
 Off unless asked for: the base model's ``safety_checker/`` and ``feature_extractor/``
 folders are then loaded with diffusers' StableDiffusionSafetyChecker and transformers'

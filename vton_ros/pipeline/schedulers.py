@@ -1,4 +1,5 @@
-"""Noise schedulers by name, built from the base model's scheduler config.
+"""
+Noise schedulers by name, built from the base model's scheduler config.
 
 The paper replaces CatVTON's 50-step DDIM with DPM-Solver++ at 10-20 steps; all names map
 to diffusers schedulers sharing the base model's training noise schedule (betas).
@@ -6,7 +7,6 @@ to diffusers schedulers sharing the base model's training noise schedule (betas)
 
 import inspect
 
-import vton_ros.pipeline  # noqa: F401  (torchvision shim before diffusers)
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
                        EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
                        UniPCMultistepScheduler)
@@ -35,7 +35,8 @@ def check_scheduler_name(name: str) -> str:
 
 
 def make_scheduler(name: str, base_config: dict) -> SchedulerMixin:
-    """Build scheduler ``name`` from ``base_config`` (the base model's scheduler_config.json).
+    """
+    Build scheduler ``name`` from ``base_config`` (the base model's scheduler_config.json).
 
     Keys of the base config that the chosen class does not use are ignored.
     """

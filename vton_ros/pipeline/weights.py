@@ -1,4 +1,5 @@
-"""Locating CatVTON's three weight sets: a local folder or a Hugging Face hub id.
+"""
+Locating CatVTON's three weight sets: a local folder or a Hugging Face hub id.
 
 Layouts (as published):
 
@@ -15,9 +16,9 @@ downloaded when offline. Anything missing raises :class:`ModelNotFoundError`, wh
 message names where it looked, what is missing and how to get it.
 """
 
+from dataclasses import dataclass
 import logging
 import os
-from dataclasses import dataclass
 
 _LOG = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def attn_version_folder(version: str) -> str:
 
 
 def attn_files(version: str) -> ModelFiles:
-    """The CatVTON attention file of one version."""
+    """Return the CatVTON attention file of one version."""
     return ModelFiles(f'CatVTON attention weights ({version})',
                       ((f'{attn_version_folder(version)}/attention/model.safetensors',),))
 
@@ -113,7 +114,7 @@ def pick_file(folder: str, alternatives: tuple[str, ...]) -> str:
 
 
 def hub_offline() -> bool:
-    """True if HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now or was at import."""
+    """Tell whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now or was at import."""
     from huggingface_hub import constants
 
     env = os.environ.get('HF_HUB_OFFLINE') or os.environ.get('TRANSFORMERS_OFFLINE') or ''
@@ -126,7 +127,7 @@ def hub_cache_dir(cache_dir: str | None = None) -> str | None:
 
 
 def looks_like_hub_id(source: str) -> bool:
-    """True for 'owner/name' strings that are not filesystem paths."""
+    """Tell whether ``source`` is an 'owner/name' string that are not filesystem paths."""
     parts = source.split('/')
     return (len(parts) == 2 and all(parts) and not source.startswith(('.', '~'))
             and not os.path.isabs(source))
@@ -134,7 +135,8 @@ def looks_like_hub_id(source: str) -> bool:
 
 def resolve_model(source: str, files: ModelFiles, *, cache_dir: str | None = None,
                   local_files_only: bool = False) -> str:
-    """Return a local folder holding ``files`` for a folder path or hub id ``source``.
+    """
+    Return a local folder holding ``files`` for a folder path or hub id ``source``.
 
     A hub id is looked up in the Hugging Face cache and, unless offline
     (HF_HUB_OFFLINE or ``local_files_only``), only the needed files are downloaded.

@@ -1,4 +1,5 @@
-"""Download the CatVTON weights (only the files the pipeline reads) on an online machine.
+"""
+Download the CatVTON weights (only the files the pipeline reads) on an online machine.
 
     fetch_weights [--out DIR] [--versions mix,vitonhd,dresscode] [--safety-checker]
 
@@ -97,7 +98,7 @@ def main(args: list[str] | None = None) -> int:
     else:
         args_text = (f"base_model='{weights.DEFAULT_BASE_MODEL}', vae='{weights.DEFAULT_VAE}', "
                      f"attn_ckpt='{weights.DEFAULT_ATTN_CKPT}'")
-    print(f'use: CatVTONPipeline.from_pretrained({args_text}, attn_version=\'{versions[0]}\''
+    print(f"use: CatVTONPipeline.from_pretrained({args_text}, attn_version='{versions[0]}'"
           + (', safety_checker=True)' if opts.safety_checker else ')'))
     return 0
 

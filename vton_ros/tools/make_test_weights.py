@@ -1,4 +1,5 @@
-"""Write tiny RANDOM CatVTON weights in the three published layouts (tests and demos).
+"""
+Write tiny RANDOM CatVTON weights in the three published layouts (tests and demos).
 
     make_test_weights --out DIR
 
@@ -23,7 +24,8 @@ README = ('RANDOM TEST WEIGHTS written by vton_ros make_test_weights (seed {seed
 
 
 def write_test_weights(out_dir: str, seed: int = 0) -> dict[str, str]:
-    """Write tiny random weights under ``out_dir``; return the from_pretrained arguments.
+    """
+    Write tiny random weights under ``out_dir``; return the from_pretrained arguments.
 
     Returns {'base_model': ..., 'vae': ..., 'attn_ckpt': ...} (folders). Deterministic for
     a given seed. Each CatVTON version gets different random attention weights.
@@ -32,7 +34,7 @@ def write_test_weights(out_dir: str, seed: int = 0) -> dict[str, str]:
 
     from vton_ros.pipeline.attention import self_attention_modules
     from vton_ros.pipeline.random_weights import (build_random, random_tiny_components,
-                                                   tiny_unet_config)
+                                                  tiny_unet_config)
 
     unet, vae, scheduler_config = random_tiny_components(seed)
     paths = {

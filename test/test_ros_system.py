@@ -1,0 +1,454 @@
+"""
+The whole ROS system over loopback DDS with tiny random CatVTON weights.
+
+camera_node, segmentation_node and tryon_server run as separate processes started from
+their installed executables; this test process is the action client (a real rclpy node).
+"""
+
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+import re
+import resource
+import subprocess
+import threading
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from rcl_interfaces.srv import SetParameters
+from rclpy.action import ActionClient
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from vton_interfaces.action import TryOn
+
+from rosutil import free_domain_id, LIB, node_argv, Proc, process_udp_addresses, ros_env, \
+    Spinner
+from vton_ros import samples
+from vton_ros.nodes import image_conv
+from vton_ros.pipeline import preprocess
+
+R = TryOn.Result
+CAMERA_SIZE = (160, 120)  # width, height of image_raw
+STAGES = ['preprocess', 'segmentation', 'vae_encode', 'denoise', 'vae_decode',
+          'safety_check', 'total']
+SERVER_PARAMS = {
+    'catvton.device': 'cpu', 'catvton.precision': 'fp32', 'catvton.height': 64,
+    'catvton.width': 48, 'catvton.num_inference_steps': 4, 'catvton.seed': 5,
+    'tryon.preview_every': 2, 'tryon.pair_max_age': 30.0, 'segmentation.device': 'cpu',
+}
+
+
+@dataclass
+class Outcome:
+    """What the client saw of one goal."""
+
+    accepted: bool
+    result: TryOn.Result | None = None
+    status: int = 0
+    feedback: list = field(default_factory=list)
+
+
+class System:
+    """The three node processes and a test-side client."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.domain = free_domain_id()
+        self.env = ros_env(self.domain)
+        weights = tmp / 'weights'
+        subprocess.run([LIB / 'make_test_weights', '--out', weights], env=self.env, check=True,
+                       capture_output=True)
+        catalog = tmp / 'garments'
+        catalog.mkdir()
+        for name, kind, color in (('red_tshirt', 'tshirt', (200, 30, 40)),
+                                  ('blue_skirt', 'skirt', (30, 40, 200))):
+            rgb = samples.garment(kind, color, 128, 96)
+            cv2.imwrite(str(catalog / f'{name}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        (catalog / 'catalog.yaml').write_text('red_tshirt: upper\nblue_skirt: lower\n')
+        self.server_cwd = tmp / 'server_cwd'
+        self.server_cwd.mkdir()
+        params = dict(SERVER_PARAMS, **{
+            'catvton.base_model': weights / 'stable-diffusion-inpainting',
+            'catvton.vae': weights / 'sd-vae-ft-mse', 'catvton.attn_ckpt': weights / 'CatVTON',
+            'garments.catalog_dir': catalog})
+        self.camera = Proc(node_argv('camera_node', {
+            'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
+            'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1]}),
+            self.env, tmp / 'camera.log')
+        self.segmentation = Proc(node_argv('segmentation_node', {
+            'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu'}),
+            self.env, tmp / 'segmentation.log')
+        self.server = Proc(node_argv('tryon_server', params), self.env, tmp / 'server.log',
+                           cwd=self.server_cwd)
+        self.procs = [self.camera, self.segmentation, self.server]
+        self.server.wait_for_log('loaded CatVTON', timeout=120)
+        self.client = Spinner('test_tryon_client', self.domain)
+        node = self.client.node
+        self.action = ActionClient(node, TryOn, 'tryon')
+        assert self.action.wait_for_server(timeout_sec=30.0)
+        self.params = node.create_client(SetParameters, '/tryon_server/set_parameters')
+        self._lock = threading.Lock()
+        self.frames: dict = {}
+        self.masks: list = []
+        self.overlays: list = []
+        self.diagnostics: list = []
+        node.create_subscription(Image, 'image_raw', self._on_frame, qos_profile_sensor_data)
+        node.create_subscription(Image, 'agnostic_mask', self._on_mask, qos_profile_sensor_data)
+        node.create_subscription(Image, 'mask_overlay', self._on_overlay,
+                                 qos_profile_sensor_data)
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 50)
+
+    def _on_frame(self, msg):
+        with self._lock:
+            self.frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+
+    def _on_mask(self, msg):
+        with self._lock:
+            self.masks.append(msg)
+
+    def _on_overlay(self, msg):
+        with self._lock:
+            self.overlays.append(msg)
+
+    def _on_diag(self, msg):
+        with self._lock:
+            self.diagnostics.extend(msg.status)
+
+    def frame(self, header) -> np.ndarray | None:
+        """Return the camera frame the client received with this stamp."""
+        with self._lock:
+            msg = self.frames.get((header.stamp.sec, header.stamp.nanosec))
+        return None if msg is None else image_conv.to_rgb(msg)
+
+    def set_param(self, name: str, value):
+        """Set a tryon_server parameter; return the SetParametersResult."""
+        request = SetParameters.Request(parameters=[Parameter(name, value=value)
+                                                    .to_parameter_msg()])
+        return self.client.wait(self.params.call_async(request), 10.0).results[0]
+
+    def send(self, goal: TryOn.Goal, timeout: float = 120.0) -> Outcome:
+        """Send a goal and wait for its result."""
+        return self.wait(self.start(goal), timeout)
+
+    def start(self, goal: TryOn.Goal):
+        """Send a goal; return (goal handle or None, outcome being filled)."""
+        outcome = Outcome(accepted=False)
+        future = self.action.send_goal_async(
+            goal, feedback_callback=lambda m: outcome.feedback.append(m.feedback))
+        handle = self.client.wait(future, 30.0)
+        outcome.accepted = handle.accepted
+        return (handle if handle.accepted else None), outcome
+
+    def wait(self, started, timeout: float = 120.0) -> Outcome:
+        """Wait for the result of a goal sent with :meth:`start`."""
+        handle, outcome = started
+        if handle is not None:
+            response = self.client.wait(handle.get_result_async(), timeout)
+            outcome.result, outcome.status = response.result, response.status
+        return outcome
+
+    def wait_feedback(self, outcome: Outcome, count: int = 1, timeout: float = 60.0) -> None:
+        """Wait until a goal has had ``count`` feedback messages."""
+        deadline = time.monotonic() + timeout
+        while len(outcome.feedback) < count:
+            assert time.monotonic() < deadline, 'no feedback'
+            time.sleep(0.01)
+
+    def close(self) -> list:
+        """Stop the client and the processes; return their exit codes."""
+        self.client.close()
+        return [p.stop() for p in self.procs]
+
+
+@pytest.fixture(scope='module')
+def system(tmp_path_factory):
+    sys_ = System(tmp_path_factory.mktemp('system'))
+    yield sys_
+    if sys_.client.context.ok():
+        sys_.close()
+
+
+def person_goal(seed: int = 7, **kwargs) -> TryOn.Goal:
+    """A goal with its own person image (astronaut 120x96) and garment image."""
+    person = np.ascontiguousarray(samples.portrait('astronaut')[::4, 16:-16:4][:120, :96])
+    mask = np.zeros(person.shape[:2], np.uint8)
+    mask[60:115, 15:80] = 255
+    goal = TryOn.Goal(person_image=image_conv.from_rgb(person),
+                      mask=image_conv.from_mono(mask),
+                      garment_image=image_conv.from_rgb(samples.garment('tshirt', height=96,
+                                                                        width=72)),
+                      cloth_type='upper', seed=seed, guidance_scale=-1.0)
+    for key, value in kwargs.items():
+        setattr(goal, key, value)
+    return goal
+
+
+def wait_for_paired_mask(system, timeout: float = 30.0) -> list:
+    """Wait until the client has a mask whose stamp matches a frame it received."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with system._lock:
+            matched = [m for m in system.masks
+                       if (m.header.stamp.sec, m.header.stamp.nanosec) in system.frames]
+        if matched and system.overlays:
+            return matched
+        time.sleep(0.1)
+    raise AssertionError('no agnostic_mask with the stamp of a received image_raw frame')
+
+
+def test_goal_from_live_camera_frame(system):
+    wait_for_paired_mask(system)
+    out = system.send(TryOn.Goal(garment_id='red_tshirt', seed=-1, guidance_scale=-1.0))
+    r = out.result
+    assert r.error_code == R.SUCCESS, r.message
+    assert 'RANDOM' in r.message  # tiny test weights are announced as random
+    assert (r.image.width, r.image.height) == CAMERA_SIZE
+    assert r.image.header.frame_id == 'camera'
+    assert [t.name for t in r.timings] == STAGES
+    assert all(t.seconds >= 0 for t in r.timings) and r.timings[-1].seconds > 0
+    assert [f.step for f in out.feedback] == [1, 2, 3, 4]
+    assert all(f.total_steps == 4 for f in out.feedback)
+    previews = [f.step for f in out.feedback if f.preview.width > 0]
+    assert previews == [2, 4]
+    assert r.seed == SERVER_PARAMS['catvton.seed']  # goal seed <0 -> catvton.seed
+    mask = image_conv.to_mono(r.mask)
+    assert mask.shape == (CAMERA_SIZE[1], CAMERA_SIZE[0]) and (mask == 255).any()
+    # The generated region is composed back into the full frame: outside the centre crop
+    # the result is the camera frame it came from, pixel for pixel.
+    frame = system.frame(r.image.header)
+    assert frame is not None, 'the client never received the frame the server used'
+    image = image_conv.to_rgb(r.image)
+    box = preprocess.centre_crop_box(CAMERA_SIZE[1], CAMERA_SIZE[0], 64, 48)
+    assert box.left > 0
+    assert np.array_equal(image[:, :box.left], frame[:, :box.left])
+    assert np.array_equal(image[:, box.left + box.width:], frame[:, box.left + box.width:])
+    assert not np.array_equal(image, frame)
+
+
+def test_masks_carry_the_frame_header(system):
+    matched = wait_for_paired_mask(system)
+    mask = matched[-1]
+    assert mask.encoding == 'mono8' and mask.header.frame_id == 'camera'
+    assert (mask.width, mask.height) == CAMERA_SIZE
+    assert (image_conv.to_mono(mask) == 255).mean() > 0.05  # the astronaut is masked
+    assert system.overlays[-1].encoding == 'rgb8'
+
+
+def test_same_seed_same_image(system):
+    first = system.send(person_goal(seed=11)).result
+    second = system.send(person_goal(seed=11)).result
+    other = system.send(person_goal(seed=12)).result
+    assert first.error_code == second.error_code == other.error_code == R.SUCCESS
+    assert (first.image.width, first.image.height) == (96, 120)
+    assert bytes(first.image.data) == bytes(second.image.data)
+    assert bytes(first.image.data) != bytes(other.image.data)
+
+
+def _bad_image(**fields) -> Image:
+    msg = image_conv.from_rgb(np.zeros((8, 8, 3), np.uint8))
+    for key, value in fields.items():
+        setattr(msg, key, value)
+    return msg
+
+
+BAD_GOALS = {
+    'unknown encoding': (dict(person_image=_bad_image(encoding='yuv422_weird')),
+                         R.INVALID_IMAGE, 'encoding'),
+    'short data': (dict(person_image=_bad_image(height=64)), R.INVALID_IMAGE, 'bytes'),
+    'zero size': (dict(person_image=_bad_image(width=0, height=0)), R.INVALID_IMAGE, 'empty'),
+    'huge': (dict(garment_image=_bad_image(width=100000, height=100000, step=300000)),
+             R.INVALID_IMAGE, 'too large'),
+    'mask size': (dict(mask=image_conv.from_mono(np.zeros((5, 5), np.uint8))),
+                  R.INVALID_IMAGE, 'mask'),
+    'cloth type': (dict(cloth_type='hat'), R.INVALID_ARGUMENT, 'cloth_type'),
+    'garment id': (dict(garment_image=Image(), garment_id='no_such_garment'),
+                   R.UNKNOWN_GARMENT, 'no_such_garment'),
+    'no garment': (dict(garment_image=Image()), R.INVALID_ARGUMENT, 'garment'),
+    'steps': (dict(num_inference_steps=5000), R.INVALID_ARGUMENT, 'num_inference_steps'),
+    'negative steps': (dict(num_inference_steps=-3), R.INVALID_ARGUMENT,
+                       'num_inference_steps'),
+    'guidance nan': (dict(guidance_scale=math.nan), R.INVALID_ARGUMENT, 'guidance_scale'),
+    'guidance huge': (dict(guidance_scale=1e6), R.INVALID_ARGUMENT, 'guidance_scale'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_GOALS))
+def test_bad_goal_is_aborted_and_the_server_keeps_serving(system, case):
+    fields, code, words = BAD_GOALS[case]
+    out = system.send(person_goal(**fields))
+    assert out.accepted
+    assert out.result.error_code == code, out.result.message
+    assert words in out.result.message
+    assert out.status == 6  # GoalStatus.STATUS_ABORTED
+    assert system.server.popen.poll() is None
+    assert system.send(person_goal()).result.error_code == R.SUCCESS
+
+
+def test_cancel_stops_within_a_step(system):
+    started = system.start(person_goal(num_inference_steps=1000))
+    handle, outcome = started
+    system.wait_feedback(outcome, 3)
+    system.client.wait(handle.cancel_goal_async(), 10.0)
+    steps_at_cancel = len(outcome.feedback)
+    out = system.wait(started)
+    assert out.result.error_code == R.CANCELED, out.result.message
+    assert out.status == 5  # GoalStatus.STATUS_CANCELED
+    assert out.feedback[-1].step < 1000
+    assert len(out.feedback) - steps_at_cancel <= 3  # stops within a step (+ in flight)
+    assert system.send(person_goal()).result.error_code == R.SUCCESS
+
+
+def test_busy_policy_reject(system):
+    assert system.set_param('tryon.busy_policy', 'reject').successful
+    long = system.start(person_goal(num_inference_steps=1000))
+    system.wait_feedback(long[1])
+    second = system.start(person_goal())
+    assert second[0] is None and not second[1].accepted
+    system.client.wait(long[0].cancel_goal_async(), 10.0)
+    assert system.wait(long).result.error_code == R.CANCELED
+
+
+def test_busy_policy_queue(system):
+    assert system.set_param('tryon.busy_policy', 'queue').successful
+    try:
+        first = system.start(person_goal(num_inference_steps=60))
+        system.wait_feedback(first[1])
+        second = system.start(person_goal(num_inference_steps=3))
+        assert second[1].accepted
+        a, b = system.wait(first), system.wait(second)
+    finally:
+        system.set_param('tryon.busy_policy', 'reject')
+    assert a.result.error_code == b.result.error_code == R.SUCCESS
+    # Both ran to the end, one after the other (feedback is keep-last: a fast burst may
+    # skip a message, so compare the last step, not the count).
+    assert (a.feedback[-1].step, a.feedback[-1].total_steps) == (60, 60)
+    assert (b.feedback[-1].step, b.feedback[-1].total_steps) == (3, 3)
+
+
+def test_busy_policy_preempt(system):
+    assert system.set_param('tryon.busy_policy', 'preempt').successful
+    try:
+        first = system.start(person_goal(num_inference_steps=1000))
+        system.wait_feedback(first[1])
+        second = system.start(person_goal(num_inference_steps=3))
+        a, b = system.wait(first), system.wait(second)
+    finally:
+        system.set_param('tryon.busy_policy', 'reject')
+    assert a.result.error_code == R.PREEMPTED, a.result.message
+    assert a.feedback[-1].step < 1000
+    assert b.result.error_code == R.SUCCESS, b.result.message
+
+
+@pytest.mark.parametrize('name,value,pattern', [
+    ('catvton.height', 100, r'multiple of 8|step: 8'),
+    ('catvton.num_inference_steps', 0, r'minimum|range|min: 1'),
+    ('catvton.guidance_scale', 80.0, r'maximum|range|max: 50'),
+    ('tryon.busy_policy', 'sometimes', r'one of: reject, queue, preempt'),
+    ('catvton.scheduler', 'plms', r'one of: ddim'),
+    ('catvton.device', 'cuda', r'read-only|read only'),
+])
+def test_invalid_parameter_is_rejected_with_a_reason(system, name, value, pattern):
+    result = system.set_param(name, value)
+    assert not result.successful
+    assert re.search(pattern, result.reason, re.IGNORECASE), result.reason
+
+
+def test_valid_parameter_change_applies(system):
+    assert system.set_param('catvton.num_inference_steps', 2).successful
+    try:
+        out = system.send(person_goal(num_inference_steps=0))
+    finally:
+        assert system.set_param('catvton.num_inference_steps', 4).successful
+    assert out.result.error_code == R.SUCCESS
+    assert [f.step for f in out.feedback] == [1, 2]
+
+
+def test_out_of_memory_aborts_goal_and_next_goal_works(system):
+    """A real allocation failure: the server's address space is capped, the size raised."""
+    pid = system.server.pid
+    vm_size = next(int(line.split()[1]) * 1024 for line in
+                   Path(f'/proc/{pid}/status').read_text().splitlines()
+                   if line.startswith('VmSize:'))
+    old = resource.prlimit(pid, resource.RLIMIT_AS)
+    assert system.set_param('catvton.height', 4096).successful
+    assert system.set_param('catvton.width', 4096).successful
+    try:
+        resource.prlimit(pid, resource.RLIMIT_AS, (vm_size + 400 * 2 ** 20, old[1]))
+        out = system.send(person_goal())
+        assert out.result.error_code == R.OUT_OF_MEMORY, out.result.message
+        assert 'memory' in out.result.message
+    finally:
+        system.set_param('catvton.height', 64)
+        system.set_param('catvton.width', 48)
+        resource.prlimit(pid, resource.RLIMIT_AS, old)
+    assert system.send(person_goal()).result.error_code == R.SUCCESS
+
+
+def test_diagnostics_from_every_node(system):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with system._lock:
+            by_name = {s.name: {kv.key: kv.value for kv in s.values}
+                       for s in system.diagnostics}
+        names = ' '.join(by_name)
+        if all(n in names for n in ('camera_node', 'segmentation_node', 'tryon_server')):
+            break
+        time.sleep(0.2)
+    server = next(v for k, v in by_name.items() if 'tryon_server' in k)
+    camera = next(v for k, v in by_name.items() if 'camera_node' in k)
+    segmentation = next(v for k, v in by_name.items() if 'segmentation_node' in k)
+    assert 'model' in server and server['random_weights'] == 'True'
+    assert float(camera['rate_hz']) > 0
+    assert 'latency_s' in segmentation and segmentation['backend'] == 'pose'
+
+
+def test_images_written_only_with_save_dir(system):
+    assert not any(system.server_cwd.rglob('*')), 'server wrote files without tryon.save_dir'
+    save_dir = system.tmp / 'saved'
+    assert system.set_param('tryon.save_dir', str(save_dir)).successful
+    try:
+        assert system.send(person_goal()).result.error_code == R.SUCCESS
+    finally:
+        system.set_param('tryon.save_dir', '')
+    assert len(list(save_dir.glob('*_mask.png'))) == 1
+
+
+def test_tryon_client_cli(system, tmp_path):
+    person = tmp_path / 'person.png'
+    garment = tmp_path / 'garment.png'
+    cv2.imwrite(str(person), cv2.cvtColor(samples.portrait('grace_hopper')[::5, ::5],
+                                          cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(garment), cv2.cvtColor(samples.garment('tshirt'), cv2.COLOR_RGB2BGR))
+    out = tmp_path / 'result.png'
+    run = subprocess.run([LIB / 'tryon_client', '--garment', garment, '--person', person,
+                          '--steps', '3', '--seed', '1', '--out', out], env=system.env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 'denoise' in run.stdout and 'ROS overhead' in run.stdout
+    result = cv2.imread(str(out))
+    panel = cv2.imread(str(tmp_path / 'result_panel.png'))
+    assert result.shape[:2] == (120, 103)  # grace_hopper 600x512 every 5th pixel
+    assert panel.shape[0] == 384 and panel.shape[1] > 3 * 384 * 103 / 120
+
+
+def test_every_node_is_loopback_only(system):
+    for proc in system.procs:
+        addresses = process_udp_addresses(proc.pid)
+        assert addresses and addresses <= {'127.0.0.1'}, (proc.argv[0], addresses)
+
+
+def test_zz_clean_shutdown(system):
+    codes = system.close()
+    assert codes == [0, 0, 0], [p.log()[-2000:] for p in system.procs]
+
+
+def test_camera_missing_file_is_a_clear_error(tmp_path):
+    env = ros_env(free_domain_id())
+    run = subprocess.run(node_argv('camera_node', {'camera.source': '/nonexistent/clip.mp4'}),
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert 'does not exist' in run.stdout + run.stderr
