@@ -253,6 +253,7 @@ def test_cancel_raises_and_leaves_no_half_state(tiny, inputs):
     with pytest.raises(TryOnCancelled) as err:
         run(pipe, inputs, seed=11, callback=stop_at_two)
     assert seen == [1, 2] and (err.value.step, err.value.total) == (2, 4)
+    assert 'after step 2 of 4' in str(err.value)
 
     def boom(step, total, t, latents):
         raise KeyboardInterrupt

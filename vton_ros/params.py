@@ -15,7 +15,7 @@ import yaml
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
-SCHEDULERS = ('ddim', 'dpmpp_2m', 'dpmpp_2m_karras', 'euler', 'euler_a', 'unipc', 'pndm')
+SCHEDULERS = ('ddim', 'dpmpp_2m', 'dpmpp_2m_karras', 'euler', 'euler_a', 'unipc')
 ATTN_VERSIONS = ('mix', 'vitonhd', 'dresscode')
 CLOTH_TYPES = ('upper', 'lower', 'overall')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')

@@ -14,23 +14,23 @@ the person half is decoded and mapped from [-1, 1] to uint8 RGB.
 No rclpy here: the ROS nodes wrap :class:`CatVTONPipeline`.
 """
 
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 import hashlib
 import json
 import logging
 import math
 import os
 import secrets
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 import time
 
 import cv2
+from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
 from vton_ros.pipeline import attention, schedulers, weights
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
 from vton_ros.pipeline.preprocess import check_image, cover_resize, CropBox, letterbox
@@ -52,7 +52,8 @@ StepCallback = Callable[[int, int, float, torch.Tensor], bool | None]
 
 
 class TryOnCancelled(Exception):
-    """The step callback asked to stop; no result. The pipeline stays usable.
+    """
+    The step callback asked to stop; no result. The pipeline stays usable.
 
     ``step``/``total``: the last completed step (0 if none) and the number of steps.
     """

@@ -97,7 +97,7 @@ def tiny_unet_config() -> dict:
 
 
 def tiny_vae_config() -> dict:
-    """Return the config of a tiny 4-level VAE (downsampling factor 8, 4 latent channels; tests only)."""
+    """Return the config of a tiny 4-level VAE (downsampling 8, 4 latent channels; tests)."""
     return {
         'in_channels': 3,
         'out_channels': 3,

@@ -127,7 +127,7 @@ def hub_cache_dir(cache_dir: str | None = None) -> str | None:
 
 
 def looks_like_hub_id(source: str) -> bool:
-    """Tell whether ``source`` is an 'owner/name' string that are not filesystem paths."""
+    """Tell whether ``source`` is an 'owner/name' hub id rather than a filesystem path."""
     parts = source.split('/')
     return (len(parts) == 2 and all(parts) and not source.startswith(('.', '~'))
             and not os.path.isabs(source))
