@@ -238,6 +238,31 @@ def test_masks_carry_the_frame_header(system):
     assert system.overlays[-1].encoding == 'rgb8'
 
 
+def test_segmentation_survives_bad_frames(system):
+    pub = system.client.node.create_publisher(Image, 'image_raw', qos_profile_sensor_data)
+    bad = _bad_image(encoding='yuv422_weird')
+    bad.header.frame_id = 'bad'
+    with system._lock:
+        count = len(system.masks)
+    for _ in range(5):
+        pub.publish(bad)
+        time.sleep(0.1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with system._lock:
+            errors = [kv.value for st in system.diagnostics if 'segmentation_node' in st.name
+                      for kv in st.values if kv.key == 'last_error']
+            new_masks = system.masks[count:]
+        if errors and any(m.header.frame_id == 'camera' for m in new_masks):
+            break
+        time.sleep(0.2)
+    assert system.segmentation.popen.poll() is None
+    assert any('encoding' in e for e in errors), errors
+    assert any(m.header.frame_id == 'camera' for m in new_masks)
+    assert not any(m.header.frame_id == 'bad' for m in new_masks)
+    system.client.node.destroy_publisher(pub)
+
+
 def test_same_seed_same_image(system):
     first = system.send(person_goal(seed=11)).result
     second = system.send(person_goal(seed=11)).result

@@ -31,8 +31,8 @@ EPOCHS = 4
 
 
 def _config(data: str, out: str, **kw) -> TrainConfig:
-    base = dict(epochs=EPOCHS, batch_size=4, lr=2e-3, device='cpu', num_workers=0, model=TINY,
-                seed=0)
+    base = {'epochs': EPOCHS, 'batch_size': 4, 'lr': 2e-3, 'device': 'cpu', 'num_workers': 0,
+            'model': TINY, 'seed': 0}
     base.update(kw)
     return TrainConfig(data=data, out=out, **base)
 

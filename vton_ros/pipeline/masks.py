@@ -1,4 +1,5 @@
-"""Cloth-agnostic person masks behind one interface, two backends chosen by name.
+"""
+Cloth-agnostic person masks behind one interface, two backends chosen by name.
 
 Usage (what the segmentation node calls)::
 
@@ -77,7 +78,8 @@ NUM_LANDMARKS = 33
 
 @dataclass(frozen=True)
 class MaskResult:
-    """One agnostic mask.
+    """
+    One agnostic mask.
 
     mask: HxW uint8, 0 (keep) or 255 (inpaint), at the input image's size.
     person_found: whether a person was detected.
@@ -190,7 +192,8 @@ class PoseMaskGenerator(MaskGenerator):
                                   enable_segmentation=True, min_detection_confidence=0.5)
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Run BlazePose: (33, 3) landmarks (x, y px, visibility) and HxW float32 person prob.
+        """
+        Run BlazePose: (33, 3) landmarks (x, y px, visibility) and HxW float32 person prob.
 
         Both are None when no person is found.
         """
@@ -234,7 +237,8 @@ class PoseMaskGenerator(MaskGenerator):
 def create_mask_generator(backend: str = 'pose', checkpoint: str | None = None,
                           threshold: float | None = None, device: str = 'auto',
                           precision: str = 'auto') -> MaskGenerator:
-    """Create the mask generator named ``backend`` (one of MASK_BACKENDS).
+    """
+    Create the mask generator named ``backend`` (one of MASK_BACKENDS).
 
     checkpoint: unet only, a ``.pt`` written by train_segmentation (required).
     threshold: probability in (0, 1); unet: overrides the checkpoint's, pose: the person-
@@ -312,7 +316,8 @@ def _draw_safe(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def pose_agnostic_mask(landmarks: np.ndarray, person: np.ndarray, cloth_type: str,
                        config: PoseMaskConfig = PoseMaskConfig()) -> np.ndarray:
-    """Agnostic mask from BlazePose landmarks and a person mask (pure geometry).
+    """
+    Agnostic mask from BlazePose landmarks and a person mask (pure geometry).
 
     landmarks: (33, >=2) x, y in pixels (BlazePose order). person: HxW bool person mask.
     Returns HxW uint8 0/255. See the module docstring for the recipe.
@@ -392,7 +397,7 @@ def _chin(p: np.ndarray) -> np.ndarray:
 
 
 def _protected(p: np.ndarray, s: float, size: tuple[int, int], cloth_type: str) -> np.ndarray:
-    """HxW uint8: head (face + hair), hands and (lower/overall) feet, never masked."""
+    """Return the never-masked area: head (face, hair), hands, feet for lower/overall."""
     keep = np.zeros(size, np.uint8)
     eyes = (p[L_EYE] + p[R_EYE]) / 2
     mouth = (p[MOUTH_L] + p[MOUTH_R]) / 2
@@ -411,7 +416,7 @@ def _protected(p: np.ndarray, s: float, size: tuple[int, int], cloth_type: str) 
     for group in groups:
         base = p[group[0]]
         pts = [base] + [q + (q - base) * 0.9 for q in p[list(group[1:])]]
-        pts += [q for q in p[list(group[1:])]]
+        pts += list(p[list(group[1:])])
         hull = np.zeros(size, np.uint8)
         _fill_hull(hull, pts)
         keep |= cv2.dilate(hull, _disk(0.05 * s))

@@ -1,4 +1,5 @@
-"""The paper's agnostic-mask model: an smp U-Net (ResNet-50 encoder, 1 channel, sigmoid).
+"""
+The paper's agnostic-mask model: an smp U-Net (ResNet-50 encoder, 1 channel, sigmoid).
 
 The network outputs one logit per pixel; the sigmoid is applied in :meth:`Segmenter.predict`
 and in the Dice loss (numerically the same as an ``activation='sigmoid'`` head, but stable
@@ -49,7 +50,8 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    """Architecture and input geometry of the agnostic-mask U-Net.
+    """
+    Architecture and input geometry of the agnostic-mask U-Net.
 
     encoder: any smp encoder name (the paper: 'resnet50'); weights are never downloaded.
     encoder_depth/decoder_channels: smp U-Net depth (3-5) and one decoder width per level.
@@ -117,7 +119,8 @@ class Checkpoint:
 
 
 def build_model(config: SegmentationConfig) -> nn.Module:
-    """Build the smp U-Net of ``config`` with random weights (no download).
+    """
+    Build the smp U-Net of ``config`` with random weights (no download).
 
     forward: (N, 3, height, width) normalised float -> (N, 1, height, width) logits.
     """
@@ -142,7 +145,8 @@ def save_checkpoint(path: str, model: nn.Module, config: SegmentationConfig,
 
 
 def load_checkpoint(path: str, expect: dict[str, Any] | None = None) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint` (on CPU).
+    """
+    Read a checkpoint written by :func:`save_checkpoint` (on CPU).
 
     expect: config fields the caller requires (e.g. ``{'encoder': 'resnet50'}``); a
     different stored value raises :class:`CheckpointError` naming the field.
@@ -226,7 +230,8 @@ class Segmenter:
 
     @torch.inference_mode()
     def predict_proba(self, rgb: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 RGB -> HxW float32 probabilities in [0, 1] at the input size.
+        """
+        HxWx3 uint8 RGB -> HxW float32 probabilities in [0, 1] at the input size.
 
         The photo is cover-resized and centre-cropped to the model size; pixels outside the
         crop get probability 0.

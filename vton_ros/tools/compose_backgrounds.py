@@ -1,4 +1,5 @@
-"""compose_backgrounds: paste the people of a VITON-HD-layout dataset on random backgrounds.
+"""
+compose_backgrounds: paste the people of a VITON-HD-layout dataset on random backgrounds.
 
     compose_backgrounds --data VITON_HD --backgrounds BG-20k/train --out VITON_HD_BG --seed 0
 
@@ -18,7 +19,7 @@ from tqdm import tqdm
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags."""
     ap = argparse.ArgumentParser(prog='compose_backgrounds',
-                                 description=__doc__.split('\n')[0])
+                                 description=__doc__.strip().split('\n')[0])
     ap.add_argument('--data', required=True, help='VITON-HD root (train/ and test/ splits)')
     ap.add_argument('--backgrounds', required=True, help='folder of background images')
     ap.add_argument('--out', required=True, help='new dataset root (same layout)')

@@ -1,4 +1,5 @@
-"""make_masks: write agnostic masks (and overlays to look at) for photos.
+"""
+make_masks: write agnostic masks (and overlays to look at) for photos.
 
     make_masks --backend pose --input photo.jpg --out masks/
     make_masks --backend unet --checkpoint runs/seg/best.pt --input photos/ --out masks/
@@ -32,7 +33,7 @@ def list_inputs(path: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags."""
-    ap = argparse.ArgumentParser(prog='make_masks', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='make_masks', description=__doc__.strip().split('\n')[0])
     ap.add_argument('--backend', choices=MASK_BACKENDS, default='pose')
     ap.add_argument('--checkpoint', help='unet checkpoint (.pt from train_segmentation)')
     ap.add_argument('--cloth-type', choices=CLOTH_TYPES, default='upper')

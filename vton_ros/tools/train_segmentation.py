@@ -1,4 +1,5 @@
-"""train_segmentation: train the agnostic-mask U-Net (ResNet-50) on a VITON-HD-layout dataset.
+"""
+train_segmentation: train the agnostic-mask U-Net (ResNet-50) on a VITON-HD-layout dataset.
 
     train_segmentation --data VITON_HD --out runs/seg --epochs 20 --batch-size 8
     train_segmentation --data VITON_HD --out runs/seg --epochs 30 --resume
@@ -20,7 +21,7 @@ from vton_ros.pipeline.masks import CLOTH_TYPES
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags."""
     ap = argparse.ArgumentParser(prog='train_segmentation',
-                                 description=__doc__.split('\n')[0])
+                                 description=__doc__.strip().split('\n')[0])
     ap.add_argument('--data', required=True, help='VITON-HD root (train/ and test/ splits)')
     ap.add_argument('--out', required=True, help='output folder for checkpoints and metrics')
     ap.add_argument('--epochs', type=int, default=20, help='total epochs (also on --resume)')

@@ -1,4 +1,5 @@
-"""Offline background composition (the paper's fix for real-world photos).
+"""
+Offline background composition (the paper's fix for real-world photos).
 
 Each person photo of a VITON-HD-layout dataset is cut out with a person matter and pasted
 on a random background; the agnostic masks are carried over unchanged, and the matte used
@@ -60,7 +61,8 @@ class SamMatter:
 
     def __init__(self, checkpoint: str, model_type: str | None = None,
                  device: str = 'cpu') -> None:
-        """Load SAM (ImportError/FileNotFoundError with the fix when unavailable).
+        """
+        Load SAM (ImportError/FileNotFoundError with the fix when unavailable).
 
         model_type: 'vit_h' | 'vit_l' | 'vit_b'; None guesses it from the file name.
         """
@@ -116,7 +118,8 @@ def compose_dataset(data: str, backgrounds: str, out: str,
                     matter: Callable[[np.ndarray], np.ndarray], seed: int = 0,
                     splits: tuple[str, ...] = SPLITS, feather: float = 0.004,
                     progress: Progress | None = None) -> dict[str, int]:
-    """Write ``out`` in the layout of ``data`` with every person on a random background.
+    """
+    Write ``out`` in the layout of ``data`` with every person on a random background.
 
     matter: HxWx3 uint8 RGB -> HxW float32 person matte in [0, 1].
     feather: matte edge blur, as a fraction of the image's short side.

@@ -1,4 +1,5 @@
-"""VITON-HD agnostic-mask dataset (the layout CatVTON reads) with augmentation.
+"""
+VITON-HD agnostic-mask dataset (the layout CatVTON reads) with augmentation.
 
 Layout::
 
@@ -55,7 +56,7 @@ class AugmentConfig:
 
 
 def list_samples(root: str, split: str) -> list[Sample]:
-    """Samples of ``<root>/<split>`` sorted by name; ValueError naming what is missing."""
+    """List the samples of ``<root>/<split>`` by name; ValueError names what is missing."""
     if split not in SPLITS:
         raise ValueError(f'unknown split {split!r}; valid: {", ".join(SPLITS)}')
     image_dir = os.path.join(root, split, IMAGE_DIR)
@@ -116,7 +117,8 @@ def read_mask(path: str) -> np.ndarray:
 
 
 def studio_matte(rgb: np.ndarray, tolerance: float = 30.0) -> np.ndarray:
-    """Person matte of a photo on a plain background: HxW float32 in [0, 1].
+    """
+    Person matte of a photo on a plain background: HxW float32 in [0, 1].
 
     The background colour is the median of the border pixels; pixels farther than
     ``tolerance`` (RGB distance) are foreground; holes are filled, the largest regions kept,
@@ -142,7 +144,8 @@ def studio_matte(rgb: np.ndarray, tolerance: float = 30.0) -> np.ndarray:
 
 
 def replace_background(rgb: np.ndarray, matte: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Alpha-composite: rgb * matte + background * (1 - matte), all HxW(x3), uint8 out.
+    """
+    Alpha-composite: rgb * matte + background * (1 - matte), all HxW(x3), uint8 out.
 
     background is cover-resized to the photo's size.
     """
@@ -188,7 +191,7 @@ class AgnosticMaskDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        """Number of samples."""
+        """Return the number of samples."""
         return len(self.samples)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:

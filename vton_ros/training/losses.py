@@ -5,7 +5,8 @@ import torch
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
               reduce: bool = True) -> torch.Tensor:
-    """Soft Dice loss 1 - (2|P.T| + s) / (|P| + |T| + s) with P = sigmoid(logits).
+    """
+    Soft Dice loss 1 - (2|P.T| + s) / (|P| + |T| + s) with P = sigmoid(logits).
 
     logits, target: (N, 1, H, W); target in {0, 1}. Returns the batch mean (scalar) or,
     with reduce=False, the (N,) per-image losses; values in [0, 1].
@@ -22,7 +23,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
 
 def iou_per_image(logits: torch.Tensor, target: torch.Tensor,
                   threshold: float = 0.5) -> torch.Tensor:
-    """(N,) IoU of the thresholded prediction sigmoid(logits) > threshold vs target.
+    """
+    (N,) IoU of the thresholded prediction sigmoid(logits) > threshold vs target.
 
     An image where both prediction and target are empty scores 1.
     """

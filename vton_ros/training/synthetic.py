@@ -1,4 +1,5 @@
-"""A small drawn dataset in the VITON-HD layout, for tests and smoke runs (no real people).
+"""
+A small drawn dataset in the VITON-HD layout, for tests and smoke runs (no real people).
 
 Each image shows a person-like figure (head, neck, torso, arms, legs; random pose, size,
 colours and stripe texture) on a plain light studio background; its agnostic mask covers
@@ -72,7 +73,7 @@ def draw_person(height: int, width: int,
 
 
 def draw_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A drawn scene (gradient, stripes and blobs): HxWx3 uint8 RGB."""
+    """Draw a scene (gradient, stripes and blobs): HxWx3 uint8 RGB."""
     h, w = height, width
     a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = np.linspace(0, 1, h)[:, None, None]

@@ -1,4 +1,5 @@
-"""Training loop of the agnostic-mask U-Net: Dice loss, IoU on the test split, resumable.
+"""
+Training loop of the agnostic-mask U-Net: Dice loss, IoU on the test split, resumable.
 
 Writes into ``out``:
 
@@ -80,7 +81,8 @@ def _model_expect(cfg: SegmentationConfig) -> dict[str, Any]:
 
 def train(config: TrainConfig, progress: Progress | None = None,
           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Train (or resume) the U-Net described by ``config``; see the module docstring.
+    """
+    Train (or resume) the U-Net described by ``config``; see the module docstring.
 
     progress: optional wrapper for progress bars; on_epoch: called with each epoch's record.
     Raises ValueError for a bad dataset, an ``out`` that already holds a run without
