@@ -47,7 +47,8 @@ class Proc:
 
     def log(self) -> str:
         """Everything the process printed so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def wait_for_log(self, text: str, timeout: float = 60.0) -> str:

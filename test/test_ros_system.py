@@ -460,6 +460,20 @@ def test_tryon_client_cli(system, tmp_path):
     assert panel.shape[0] == 384 and panel.shape[1] > 3 * 384 * 103 / 120
 
 
+def test_tryon_client_ctrl_c_cancels_the_goal(system, tmp_path):
+    garment = tmp_path / 'garment.png'
+    cv2.imwrite(str(garment), cv2.cvtColor(samples.garment('dress'), cv2.COLOR_RGB2BGR))
+    client = Proc([LIB / 'tryon_client', '--garment', garment, '--steps', '1000',
+                   '--out', tmp_path / 'never.png'], system.env, tmp_path / 'client.log')
+    client.wait_for_log('/1000', timeout=60)  # the progress bar is running
+    code = client.stop()
+    log = client.log_path.read_text()
+    assert 'canceling the goal' in log and 'CANCELED' in log, log
+    assert code == 1
+    assert not (tmp_path / 'never.png').exists()
+    assert system.send(person_goal()).result.error_code == R.SUCCESS
+
+
 def test_every_node_is_loopback_only(system):
     for proc in system.procs:
         addresses = process_udp_addresses(proc.pid)
@@ -477,3 +491,31 @@ def test_camera_missing_file_is_a_clear_error(tmp_path):
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert 'does not exist' in run.stdout + run.stderr
+
+
+def test_bringup_starts_and_stops_every_node(tmp_path):
+    env = ros_env(free_domain_id())
+    bringup = Proc([LIB / 'tryon_bringup', '--nodes', 'camera_node,segmentation_node',
+                    '--set', 'camera.fps=2.0', '--log-dir', tmp_path / 'logs'], env,
+                   tmp_path / 'bringup.log')
+    bringup.wait_for_log('started segmentation_node', timeout=30)
+    pids = [int(p) for p in re.findall(r'pid (\d+)', bringup.log())]
+    logs = tmp_path / 'logs'
+    deadline = time.monotonic() + 60
+    while 'open' not in _read(logs / 'camera_node.log') and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 'camera source' in _read(logs / 'camera_node.log')
+    assert bringup.stop() == 0, bringup.log()
+    assert 'all nodes stopped' in bringup.log()
+    assert len(pids) == 2 and not any(Path(f'/proc/{pid}').exists() for pid in pids)
+
+
+def test_bringup_rejects_an_unknown_setting(tmp_path):
+    run = subprocess.run([LIB / 'tryon_bringup', '--set', 'catvton.stepz=3'],
+                         env=ros_env(free_domain_id()), capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2 and 'unknown setting' in run.stderr
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ''
