@@ -23,7 +23,7 @@ case "$MODE" in
     echo " try-on result is noise. It shows the system working, not CatVTON."
     echo "================================================================" ;;
   real)
-    if ! python -m vton_ros.tools.fetch_weights --check; then
+    if ! fetch_weights --check --params-file config/cpu.yaml; then
       echo "demo: the real CatVTON weights are not on this machine (see above)." >&2
       echo "demo: run 'fetch_weights' on a machine with internet, or run" >&2
       echo "demo: 'make demo WEIGHTS=random' to see the system work with random weights." >&2

@@ -240,8 +240,8 @@ class TryOnServer(common.SchemaNode):
             raise GoalError(R.INVALID_ARGUMENT, f'unknown cloth_type {goal.cloth_type!r}; '
                             f'valid: {", ".join(CLOTH_TYPES)}')
         steps, guidance, seed = self._numbers(goal)
-        person_msg, person, mask = self._person(goal, cloth_type, max_pixels, timings)
-        timings['preprocess'] += time.monotonic() - t0 - timings['segmentation']
+        person_msg, person, mask, waited = self._person(goal, cloth_type, max_pixels, timings)
+        timings['preprocess'] = time.monotonic() - t0 - timings['segmentation'] - waited
 
         height, width = self.setting('catvton.height'), self.setting('catvton.width')
         feedback = _FeedbackSender(self, goal_handle, self.setting('tryon.preview_every'))
@@ -256,7 +256,7 @@ class TryOnServer(common.SchemaNode):
         image = preprocess.uncrop(out.image, box, background=person)
         binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
         timings['preprocess'] += time.monotonic() - t1
-        timings['total'] = time.monotonic() - start
+        timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
         header = person_msg.header if person_msg is not None else None
         result = R(image=image_conv.from_rgb(image, header),
                    mask=image_conv.from_mono(binary, header), seed=seed,
@@ -316,8 +316,9 @@ class TryOnServer(common.SchemaNode):
         return steps, float(guidance), int(seed)
 
     def _person(self, goal: TryOn.Goal, cloth_type: str, max_pixels: int,
-                timings: dict) -> tuple[Image | None, np.ndarray, np.ndarray]:
-        mask = None
+                timings: dict) -> tuple[Image | None, np.ndarray, np.ndarray, float]:
+        """Return the person message, image, mask and seconds spent waiting for a frame."""
+        mask, waited = None, 0.0
         if not is_empty(goal.person_image):
             person_msg = goal.person_image
             try:
@@ -327,7 +328,7 @@ class TryOnServer(common.SchemaNode):
         else:
             waited = time.monotonic()
             person_msg, mask_msg = self._latest_pair()
-            timings['preprocess'] -= time.monotonic() - waited  # waiting is not preprocessing
+            waited = time.monotonic() - waited
             person = image_conv.to_rgb(person_msg, max_pixels)
             if cloth_type == self.setting('segmentation.cloth_type'):
                 mask = image_conv.to_mono(mask_msg, max_pixels)
@@ -349,7 +350,7 @@ class TryOnServer(common.SchemaNode):
             mask = result.mask
         if not (mask >= 128).any():
             raise GoalError(R.INVALID_IMAGE, 'mask is empty: nothing to repaint')
-        return person_msg, person, mask
+        return person_msg, person, mask, waited
 
     def _latest_pair(self) -> tuple[Image, Image]:
         deadline = time.monotonic() + self.setting('tryon.pair_wait')

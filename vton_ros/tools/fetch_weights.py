@@ -2,6 +2,7 @@
 Download the CatVTON weights (only the files the pipeline reads) on an online machine.
 
     fetch_weights [--out DIR] [--versions mix,vitonhd,dresscode] [--safety-checker]
+    fetch_weights --check [--params-file config/cpu.yaml]   # offline: are they here?
 
 Without --out the files go into the Hugging Face cache (HF_HUB_CACHE / HF_HOME), where
 ``CatVTONPipeline.from_pretrained`` finds them by hub id, also with HF_HUB_OFFLINE=1.
@@ -61,6 +62,27 @@ def fetch(out: str | None, versions: list[str], safety_checker: bool) -> dict[st
     return {key: _download(repo, files, out) for key, (repo, files) in jobs.items()}
 
 
+def check(params_file: str | None) -> int:
+    """Look for the configured weights without any download; print what is missing."""
+    from vton_ros import params
+
+    settings = params.defaults('tryon_server')
+    if params_file:
+        settings.update(params.load_yaml(params_file).get('tryon_server', {}))
+    jobs = (('catvton.base_model', weights.base_model_files(settings['catvton.safety_checker'])),
+            ('catvton.vae', weights.vae_files()),
+            ('catvton.attn_ckpt', weights.attn_files(settings['catvton.attn_version'])))
+    missing = 0
+    for name, files in jobs:
+        try:
+            folder = weights.resolve_model(settings[name], files, local_files_only=True)
+            print(f'{name}: {settings[name]} -> {folder}')
+        except weights.ModelNotFoundError as err:
+            print(f'{name}: MISSING: {err}', file=sys.stderr)
+            missing += 1
+    return 1 if missing else 0
+
+
 def main(args: list[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -71,8 +93,14 @@ def main(args: list[str] | None = None) -> int:
                              f'{", ".join(weights.ATTN_VERSIONS)} (default mix)')
     parser.add_argument('--safety-checker', action='store_true',
                         help='also fetch safety_checker/ and feature_extractor/')
+    parser.add_argument('--check', action='store_true',
+                        help='download nothing: check that the weights named in '
+                             '--params-file (or the defaults) are available offline')
+    parser.add_argument('--params-file', help='ROS parameter file whose catvton.* to check')
     opts = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    if opts.check:
+        return check(opts.params_file)
     versions = [v.strip() for v in opts.versions.split(',') if v.strip()]
     try:
         for version in versions:
