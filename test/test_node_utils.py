@@ -40,10 +40,10 @@ def test_big_endian_16_bit():
 
 
 @pytest.mark.parametrize('fields,message', [
-    (dict(encoding='yuv422'), 'unsupported image encoding'),
-    (dict(height=0), 'empty'),
-    (dict(step=2), 'step'),
-    (dict(height=9), 'bytes'),
+    ({'encoding': 'yuv422'}, 'unsupported image encoding'),
+    ({'height': 0}, 'empty'),
+    ({'step': 2}, 'step'),
+    ({'height': 9}, 'bytes'),
 ])
 def test_bad_messages_raise_value_error(fields, message):
     msg = image_conv.from_rgb(np.zeros((4, 4, 3), np.uint8))

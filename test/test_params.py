@@ -32,7 +32,8 @@ def test_paper_profile():
 
 def test_unknown_key_is_an_error(tmp_path):
     path = tmp_path / 'bad.yaml'
-    path.write_text('tryon_server:\n  ros__parameters:\n    catvton:\n      num_inference_stepz: 4\n')
+    path.write_text('tryon_server:\n  ros__parameters:\n    catvton:\n'
+                    '      num_inference_stepz: 4\n')
     with pytest.raises(ValueError, match='num_inference_stepz'):
         params.load_yaml(str(path))
     path.write_text('tryon_server:\n  ros__parameters:\n    camera:\n      fps: 4.0\n')

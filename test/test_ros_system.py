@@ -22,11 +22,10 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
-from vton_interfaces.action import TryOn
-
 from rosutil import free_domain_id, LIB, node_argv, Proc, process_udp_addresses, ros_env, \
     Spinner
+from sensor_msgs.msg import Image
+from vton_interfaces.action import TryOn
 from vton_ros import samples
 from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
@@ -173,7 +172,7 @@ def system(tmp_path_factory):
 
 
 def person_goal(seed: int = 7, **kwargs) -> TryOn.Goal:
-    """A goal with its own person image (astronaut 120x96) and garment image."""
+    """Build a goal with its own person image (astronaut 120x96) and garment image."""
     person = np.ascontiguousarray(samples.portrait('astronaut')[::4, 16:-16:4][:120, :96])
     mask = np.zeros(person.shape[:2], np.uint8)
     mask[60:115, 15:80] = 255
@@ -281,23 +280,23 @@ def _bad_image(**fields) -> Image:
 
 
 BAD_GOALS = {
-    'unknown encoding': (dict(person_image=_bad_image(encoding='yuv422_weird')),
+    'unknown encoding': ({'person_image': _bad_image(encoding='yuv422_weird')},
                          R.INVALID_IMAGE, 'encoding'),
-    'short data': (dict(person_image=_bad_image(height=64)), R.INVALID_IMAGE, 'bytes'),
-    'zero size': (dict(person_image=_bad_image(width=0, height=0)), R.INVALID_IMAGE, 'empty'),
-    'huge': (dict(garment_image=_bad_image(width=100000, height=100000, step=300000)),
+    'short data': ({'person_image': _bad_image(height=64)}, R.INVALID_IMAGE, 'bytes'),
+    'zero size': ({'person_image': _bad_image(width=0, height=0)}, R.INVALID_IMAGE, 'empty'),
+    'huge': ({'garment_image': _bad_image(width=100000, height=100000, step=300000)},
              R.INVALID_IMAGE, 'too large'),
-    'mask size': (dict(mask=image_conv.from_mono(np.zeros((5, 5), np.uint8))),
+    'mask size': ({'mask': image_conv.from_mono(np.zeros((5, 5), np.uint8))},
                   R.INVALID_IMAGE, 'mask'),
-    'cloth type': (dict(cloth_type='hat'), R.INVALID_ARGUMENT, 'cloth_type'),
-    'garment id': (dict(garment_image=Image(), garment_id='no_such_garment'),
+    'cloth type': ({'cloth_type': 'hat'}, R.INVALID_ARGUMENT, 'cloth_type'),
+    'garment id': ({'garment_image': Image(), 'garment_id': 'no_such_garment'},
                    R.UNKNOWN_GARMENT, 'no_such_garment'),
-    'no garment': (dict(garment_image=Image()), R.INVALID_ARGUMENT, 'garment'),
-    'steps': (dict(num_inference_steps=5000), R.INVALID_ARGUMENT, 'num_inference_steps'),
-    'negative steps': (dict(num_inference_steps=-3), R.INVALID_ARGUMENT,
+    'no garment': ({'garment_image': Image()}, R.INVALID_ARGUMENT, 'garment'),
+    'steps': ({'num_inference_steps': 5000}, R.INVALID_ARGUMENT, 'num_inference_steps'),
+    'negative steps': ({'num_inference_steps': -3}, R.INVALID_ARGUMENT,
                        'num_inference_steps'),
-    'guidance nan': (dict(guidance_scale=math.nan), R.INVALID_ARGUMENT, 'guidance_scale'),
-    'guidance huge': (dict(guidance_scale=1e6), R.INVALID_ARGUMENT, 'guidance_scale'),
+    'guidance nan': ({'guidance_scale': math.nan}, R.INVALID_ARGUMENT, 'guidance_scale'),
+    'guidance huge': ({'guidance_scale': 1e6}, R.INVALID_ARGUMENT, 'guidance_scale'),
 }
 
 

@@ -10,10 +10,9 @@ An optional ``catalog.yaml`` in the folder maps ids to cloth types::
 from pathlib import Path
 
 import numpy as np
-import yaml
-
 from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
 from vton_ros.params import CLOTH_TYPES
+import yaml
 
 CATALOG_FILE = 'catalog.yaml'
 

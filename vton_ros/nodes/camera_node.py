@@ -9,7 +9,7 @@ import time
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from vton_ros.camera_source import FrameSource, fit, open_source, SourceError
+from vton_ros.camera_source import fit, FrameSource, open_source, SourceError
 from vton_ros.nodes import common, image_conv
 
 

@@ -33,7 +33,7 @@ def package_share() -> Path:
 
 
 def executable(name: str) -> list[str]:
-    """Return argv of an installed node executable (or ``python -m`` as a fallback)."""
+    """Return the argv that runs an installed node (``python -m`` as a fallback)."""
     try:
         from ament_index_python.packages import get_package_prefix
         path = Path(get_package_prefix('vton_ros')) / 'lib' / 'vton_ros' / name
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='comma-separated subset of nodes to start')
     parser.add_argument('--camera-source', help='shortcut for --set camera.source=...')
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
-    parser.add_argument('--log-dir', help='write each node\'s output to LOG_DIR/<node>.log')
+    parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log")
     schema.add_override_argument(parser)
     return parser
 

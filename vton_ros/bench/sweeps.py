@@ -1,0 +1,581 @@
+"""
+What to measure (run configurations and sweeps) and how (:class:`BenchRunner`).
+
+A sweep is a list of :class:`RunConfig`; identical configurations in several sweeps are
+measured once. For each configuration the runner does ``warmup`` untimed runs (with at most
+``warmup_steps`` steps) whenever the pipeline or the image size changed, then ``repeats``
+timed runs with the garment-latent cache cleared before each (vae_encode always encodes
+two images), and records the pipeline's own stage timings, the segmentation time, peak
+memory, the FLOPs of each model forward and the achieved GFLOP/s.
+"""
+
+from dataclasses import asdict, dataclass, field, replace
+import gc
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from vton_ros import samples
+from vton_ros.bench.flops import catvton_flops, gflops_per_s, segmentation_flops
+from vton_ros.bench.timing import PeakMemory, summarize, time_call
+from vton_ros.pipeline import weights
+from vton_ros.pipeline.catvton import CatVTONPipeline, PipelineOptions, TIMING_KEYS
+
+_LOG = logging.getLogger(__name__)
+
+SWEEPS = ('stages', 'precision', 'resolution', 'steps', 'memory')
+PRECISIONS = ('fp32', 'fp16', 'bf16')
+PAPER_SIZES = ((1024, 768), (512, 384), (256, 192))
+CPU_SIZES = ((512, 384), (256, 192), (128, 96))
+PAPER_STEPS = (50, 20, 15, 10)
+PAPER_SCHEDULERS = ('ddim', 'dpmpp_2m')
+PAPER_MEMORY_FRACTION = 0.85
+SEG_BACKENDS = ('pose', 'unet')
+CPU_FP16_REASON = ('fp16 on CPU: this torch has no fast CPU fp16 kernels (a probe UNet forward '
+                   'here was ~10x slower than bf16, minutes per configuration); pass '
+                   '--cpu-fp16 to measure it anyway')
+CPU_FRACTION_REASON = ('N/A on CPU: the memory fraction caps the CUDA caching allocator '
+                       '(torch.cuda.set_per_process_memory_fraction); nothing to set on CPU')
+RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """
+    One measured configuration.
+
+    height/width: output pixels (multiples of 8); steps: denoising steps; scheduler: a
+    name from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16; guidance_scale:
+    CFG (UNet batch 2 when > 1); attention_slicing: None | 'auto' | 'max' | heads per
+    slice; vae_slicing/vae_tiling: diffusers VAE options; memory_fraction: CUDA only.
+    """
+
+    height: int = 512
+    width: int = 384
+    steps: int = 10
+    scheduler: str = 'dpmpp_2m'
+    precision: str = 'bf16'
+    guidance_scale: float = 2.5
+    attention_slicing: int | str | None = None
+    vae_slicing: bool = False
+    vae_tiling: bool = False
+    memory_fraction: float = 1.0
+
+    @property
+    def cfg(self) -> bool:
+        """Tell whether classifier-free guidance is on (UNet batch 2)."""
+        return self.guidance_scale > 1.0
+
+    def options(self) -> PipelineOptions:
+        """Pipeline memory options of this configuration."""
+        return PipelineOptions(attention_slicing=self.attention_slicing,
+                               vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling)
+
+    def memory_label(self) -> str:
+        """Short description of the memory settings ('default' when none is on)."""
+        parts = []
+        if self.attention_slicing not in (None, 'off'):
+            parts.append(f'attention slicing {self.attention_slicing}')
+        if self.vae_slicing:
+            parts.append('VAE slicing')
+        if self.vae_tiling:
+            parts.append('VAE tiling')
+        if self.memory_fraction < 1.0:
+            parts.append(f'memory fraction {self.memory_fraction:g}')
+        return ', '.join(parts) or 'default'
+
+    def label(self) -> str:
+        """Short human-readable name, e.g. '512x384 bf16 dpmpp_2m 10 steps'."""
+        text = f'{self.height}x{self.width} {self.precision} {self.scheduler} {self.steps} steps'
+        memory = self.memory_label()
+        return text if memory == 'default' else f'{text} ({memory})'
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """
+    Sizes and step counts of the sweeps other than 'stages' (which uses the base config).
+
+    sizes: resolution sweep (height, width); sweep_size/sweep_steps: precision and steps
+    sweeps (steps sweep: steps_list x schedulers); memory_size/memory_steps: memory sweep.
+    notes: why these differ from the paper's (for the report).
+    """
+
+    sizes: tuple[tuple[int, int], ...]
+    sweep_size: tuple[int, int]
+    sweep_steps: int
+    steps_list: tuple[int, ...] = PAPER_STEPS
+    schedulers: tuple[str, ...] = PAPER_SCHEDULERS
+    memory_size: tuple[int, int] = (512, 384)
+    memory_steps: int = 10
+    reduced: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def default_plan(base: RunConfig, reduced: bool) -> SweepPlan:
+    """
+    Paper sizes (``reduced`` False, for GPUs) or sizes a 2-core CPU finishes in minutes.
+
+    Reduced: resolution sweep at 512x384/256x192/128x96 instead of 1024x768/512x384/
+    256x192; precision and steps sweeps at 256x192; memory sweep at the base size with 2
+    steps (per-step cost is what the memory options change).
+    """
+    size = (base.height, base.width)
+    if not reduced:
+        return SweepPlan(PAPER_SIZES, size, base.steps, memory_size=size,
+                         memory_steps=base.steps)
+    notes = ('reduced profile (CPU): resolution sweep at 512x384, 256x192 and 128x96 '
+             'instead of 1024x768, 512x384 and 256x192',
+             'precision and steps sweeps at 256x192 instead of the base size',
+             f'memory sweep at {base.height}x{base.width} with 2 denoising steps '
+             '(the options change the per-step cost; denoise scales linearly with steps)')
+    return SweepPlan(CPU_SIZES, (256, 192), base.steps, memory_size=size, memory_steps=2,
+                     reduced=True, notes=notes)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A configuration of one sweep, with the reason when it is skipped (never silently)."""
+
+    sweep: str
+    config: RunConfig
+    skip_reason: str | None = None
+
+
+def plan_runs(sweeps: tuple[str, ...], base: RunConfig, plan: SweepPlan, device_type: str,
+              cpu_fp16: bool = False) -> list[PlannedRun]:
+    """List every (sweep, configuration) to measure or skip, in sweep order."""
+    unknown = set(sweeps) - set(SWEEPS)
+    if unknown:
+        raise ValueError(f'unknown sweep(s) {sorted(unknown)}; valid: {", ".join(SWEEPS)}')
+    on_cpu = device_type == 'cpu'
+    runs = []
+    h, w = plan.sweep_size
+    for sweep in sweeps:
+        if sweep == 'stages':
+            runs.append(PlannedRun(sweep, base))
+        elif sweep == 'precision':
+            for precision in PRECISIONS:
+                cfg = replace(base, height=h, width=w, steps=plan.sweep_steps,
+                              precision=precision)
+                skip = CPU_FP16_REASON if on_cpu and precision == 'fp16' and not cpu_fp16 else None
+                runs.append(PlannedRun(sweep, cfg, skip))
+        elif sweep == 'resolution':
+            for sh, sw in plan.sizes:
+                runs.append(PlannedRun(sweep, replace(base, height=sh, width=sw,
+                                                      steps=plan.sweep_steps)))
+        elif sweep == 'steps':
+            for scheduler in plan.schedulers:
+                for steps in plan.steps_list:
+                    runs.append(PlannedRun(sweep, replace(base, height=h, width=w, steps=steps,
+                                                          scheduler=scheduler)))
+        elif sweep == 'memory':
+            mh, mw = plan.memory_size
+            mem = replace(base, height=mh, width=mw, steps=plan.memory_steps,
+                          attention_slicing=None, vae_slicing=False, vae_tiling=False,
+                          memory_fraction=1.0)
+            runs += [PlannedRun(sweep, mem),
+                     PlannedRun(sweep, replace(mem, attention_slicing='auto')),
+                     PlannedRun(sweep, replace(mem, attention_slicing='max')),
+                     PlannedRun(sweep, replace(mem, vae_slicing=True)),
+                     PlannedRun(sweep, replace(mem, vae_tiling=True)),
+                     PlannedRun(sweep, replace(mem, attention_slicing='auto', vae_slicing=True,
+                                               vae_tiling=True)),
+                     PlannedRun(sweep, replace(mem, memory_fraction=PAPER_MEMORY_FRACTION),
+                                CPU_FRACTION_REASON if on_cpu else None)]
+    return runs
+
+
+class PipelineSource:
+    """
+    Builds pipelines from full-size RANDOM weights or from real weights on disk.
+
+    Random: the SD1.5-inpainting UNet and SD VAE shapes, built once per precision (one
+    precision in memory at a time). Real: CatVTONPipeline.from_pretrained with
+    local_files_only (a benchmark never downloads); the folders are resolved at
+    construction, so missing weights raise ModelNotFoundError at once. Real folders holding
+    RANDOM_TEST_WEIGHTS.txt (make_test_weights) are reported as random weights.
+    """
+
+    def __init__(self, device: torch.device, *, random_weights: bool,
+                 base_model: str = weights.DEFAULT_BASE_MODEL, vae: str = weights.DEFAULT_VAE,
+                 attn_ckpt: str = weights.DEFAULT_ATTN_CKPT, attn_version: str = 'mix',
+                 seed: int = 0) -> None:
+        self.device = device
+        self.seed = seed
+        self._paths = {'base_model': base_model, 'vae': vae, 'attn_ckpt': attn_ckpt,
+                       'attn_version': attn_version}
+        self._components: tuple[str, Any, Any, dict] | None = None
+        self._pipe: CatVTONPipeline | None = None
+        self._pipe_key: tuple | None = None
+        self._from_disk = not random_weights
+        if random_weights:
+            self.random_weights = True
+            self.weights = ('FULL-SIZE RANDOM weights (SD1.5-inpainting UNet 859.5 M, SD VAE '
+                            '83.7 M params; real shapes and FLOPs, random values)')
+            return
+        folders = [weights.resolve_model(base_model, weights.base_model_files(),
+                                         local_files_only=True),
+                   weights.resolve_model(vae, weights.vae_files(), local_files_only=True),
+                   weights.resolve_model(attn_ckpt, weights.attn_files(attn_version),
+                                         local_files_only=True)]
+        marked = [f for f in folders if _has_marker(f)]
+        self.random_weights = bool(marked)
+        if marked:
+            self.weights = (f'RANDOM test weights from disk ({RANDOM_MARKER} in '
+                            f'{", ".join(marked)})')
+        else:
+            self.weights = (f'real weights: base {base_model}, VAE {vae}, attention '
+                            f'{attn_ckpt} ({attn_version})')
+
+    def pipeline(self, cfg: RunConfig) -> CatVTONPipeline:
+        """Return a pipeline for ``cfg``'s precision, options and scheduler (reused if same)."""
+        key = (cfg.precision, cfg.options())
+        if self._pipe is None or self._pipe_key != key:
+            self._pipe = None
+            self._pipe = self._build(cfg)
+            self._pipe_key = key
+        self._pipe.set_scheduler(cfg.scheduler)
+        return self._pipe
+
+    def _build(self, cfg: RunConfig) -> CatVTONPipeline:
+        options = cfg.options()
+        if self._from_disk:
+            return CatVTONPipeline.from_pretrained(
+                device=str(self.device), dtype=cfg.precision, scheduler=cfg.scheduler,
+                attention_slicing=options.attention_slicing, vae_slicing=options.vae_slicing,
+                vae_tiling=options.vae_tiling, local_files_only=True, **self._paths)
+        from vton_ros.pipeline.random_weights import random_full_size_components
+
+        if self._components is None or self._components[0] != cfg.precision:
+            self._components = None
+            gc.collect()
+            self._components = (cfg.precision,
+                                *random_full_size_components(cfg.precision, self.seed))
+        _, unet, vae, scheduler_config = self._components
+        vae.disable_slicing()  # the shared VAE may carry the previous pipeline's options
+        vae.disable_tiling()
+        return CatVTONPipeline.from_components(unet, vae, scheduler_config,
+                                               scheduler=cfg.scheduler,
+                                               device=str(self.device), dtype=cfg.precision,
+                                               options=options)
+
+
+def _has_marker(folder: str) -> bool:
+    return os.path.isfile(os.path.join(folder, RANDOM_MARKER))
+
+
+def make_inputs(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    Return (person, garment, mask) for timing: bundled portrait, drawn t-shirt, torso box.
+
+    person: 512x512x3 uint8 (astronaut); garment: height x width x 3 uint8; mask: 512x512
+    uint8 with 255 over the torso. Times do not depend on the content.
+    """
+    person = samples.portrait('astronaut')
+    garment = samples.garment('tshirt', height=height, width=width)
+    mask = np.zeros(person.shape[:2], np.uint8)
+    h, w = mask.shape
+    mask[int(0.45 * h):int(0.98 * h), int(0.15 * w):int(0.85 * w)] = 255
+    return person, garment, mask
+
+
+@torch.inference_mode()
+def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig) -> dict[str, float]:
+    """
+    Seconds of the bare model forwards one try-on of ``cfg`` performs, without the pipeline.
+
+    denoise: ``cfg.steps`` UNet calls on a (batch, 9, 2h/8, w/8) input at the scheduler's
+    timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean); vae_decode: one
+    (1, 4, h/8, w/8) decode. Inputs are random tensors in the pipeline's dtype and device.
+    """
+    device, dtype = pipe.device, pipe.dtype
+    factor = pipe.vae_scale_factor
+    batch = 2 if cfg.cfg else 1
+    latent_h, latent_w = cfg.height // factor, cfg.width // factor
+    channels = int(pipe.vae.config.latent_channels)
+    gen = torch.Generator('cpu').manual_seed(0)
+    unet_in = torch.randn(batch, pipe.unet.config.in_channels, 2 * latent_h, latent_w,
+                          generator=gen).to(device, dtype)
+    scheduler = pipe.make_scheduler()
+    scheduler.set_timesteps(cfg.steps, device=device)
+    timesteps = list(scheduler.timesteps)
+    image = torch.randn(1, 3, cfg.height, cfg.width, generator=gen).clamp(-1, 1).to(device, dtype)
+    latent = torch.randn(1, channels, latent_h, latent_w, generator=gen).to(device, dtype)
+
+    def denoise() -> None:
+        for t in timesteps:
+            pipe.unet(unet_in, t, encoder_hidden_states=None, return_dict=False)
+
+    def encode() -> None:
+        for _ in range(2):
+            pipe.vae.encode(image).latent_dist.mean
+
+    def decode() -> None:
+        pipe.vae.decode(latent).sample
+
+    return {'vae_encode': time_call(encode, device), 'denoise': time_call(denoise, device),
+            'vae_decode': time_call(decode, device)}
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+class BenchRunner:
+    """
+    Measures configurations on one device; results are plain dicts (see :meth:`measure`).
+
+    repeats/warmup: timed and untimed runs per configuration; warmup_steps: steps of the
+    warm-up runs (at most the configuration's). segmentation: backends to time ('pose',
+    'unet'); seg_checkpoint: trained U-Net (default: random weights at the try-on size
+    rounded up to a multiple of 32). overhead: also time the bare model forwards (stages).
+    """
+
+    def __init__(self, source: PipelineSource, *, repeats: int = 3, warmup: int = 1,
+                 warmup_steps: int = 2, segmentation: tuple[str, ...] = SEG_BACKENDS,
+                 seg_checkpoint: str | None = None, seed: int = 0) -> None:
+        if repeats < 1 or warmup < 0 or warmup_steps < 1:
+            raise ValueError('repeats must be >= 1, warmup >= 0 and warmup_steps >= 1')
+        unknown = set(segmentation) - set(SEG_BACKENDS)
+        if unknown:
+            raise ValueError(f'unknown segmentation backend(s) {sorted(unknown)}; valid: '
+                             f'{", ".join(SEG_BACKENDS)}')
+        self.source = source
+        self.device = source.device
+        self.repeats = repeats
+        self.warmup = warmup
+        self.warmup_steps = warmup_steps
+        self.segmentation = tuple(segmentation)
+        self.seg_checkpoint = seg_checkpoint
+        self.seed = seed
+        self._warmed: set = set()
+        self._seg_cache: dict = {}
+        self._flop_cache: dict = {}
+
+    # ----------------------------------------------------------------- one configuration
+
+    def measure(self, cfg: RunConfig, overhead: bool = False) -> dict[str, Any]:
+        """
+        Time one configuration; return its result dict.
+
+        Keys: config, label, status ('ok'), timings (pipeline keys + segmentation, each
+        :class:`Stats` as dict), segmentation (per backend), flops_g, gflops_per_s,
+        per_step_s, memory, overhead (when asked), wall_s.
+        """
+        started = time.perf_counter()
+        pipe = self.source.pipeline(cfg)
+        person, garment, mask = make_inputs(cfg.height, cfg.width)
+        call = dict(guidance_scale=cfg.guidance_scale, height=cfg.height, width=cfg.width,
+                    seed=self.seed)
+        fraction_set = self._set_memory_fraction(cfg.memory_fraction)
+        try:
+            warm_key = (id(pipe), cfg.height, cfg.width, cfg.cfg)
+            if warm_key not in self._warmed:
+                for _ in range(self.warmup):
+                    pipe.garment_cache.clear()
+                    pipe(person, garment, mask, num_inference_steps=min(cfg.steps,
+                                                                        self.warmup_steps),
+                         **call)
+                self._warmed.add(warm_key)
+            samples_by_key = {k: [] for k in TIMING_KEYS}
+            raw = {'vae_encode': [], 'denoise': [], 'vae_decode': []}
+            with PeakMemory(self.device) as memory:
+                for _ in range(self.repeats):
+                    pipe.garment_cache.clear()  # vae_encode = masked person + garment
+                    result = pipe(person, garment, mask, num_inference_steps=cfg.steps, **call)
+                    for key in TIMING_KEYS:
+                        samples_by_key[key].append(result.timings[key])
+                    if overhead:
+                        for key, value in raw_forward_times(pipe, cfg).items():
+                            raw[key].append(value)
+        finally:
+            if fraction_set:
+                torch.cuda.set_per_process_memory_fraction(1.0, self.device)
+        timings = {k: summarize(v) for k, v in samples_by_key.items()}
+        seg = self._segmentation(cfg)
+        out = {'config': asdict(cfg), 'label': cfg.label(), 'status': 'ok', 'skip_reason': None,
+               'cfg_batch': 2 if cfg.cfg else 1,
+               'timings': {k: s.to_dict() for k, s in timings.items()},
+               'segmentation': seg,
+               'per_step_s': timings['denoise'].median / cfg.steps,
+               'memory': memory.to_dict(),
+               'garment_cache': 'cleared before every timed run (vae_encode encodes 2 images)'}
+        seg_main = seg.get('unet') or seg.get('pose')
+        if seg_main and seg_main.get('stats'):
+            out['timings']['segmentation'] = seg_main['stats']
+            out['segmentation_backend'] = 'unet' if seg.get('unet') else 'pose'
+            out['total_with_segmentation_s'] = (timings['total'].median
+                                                + seg_main['stats']['median'])
+        out.update(self._flops(cfg, {k: s.median for k, s in timings.items()}, seg))
+        if overhead:
+            out['overhead'] = overhead_table(samples_by_key, raw)
+        out['wall_s'] = time.perf_counter() - started
+        return out
+
+    def _set_memory_fraction(self, fraction: float) -> bool:
+        """Cap the CUDA allocator for one configuration (the bench owns this process)."""
+        if fraction >= 1.0 or self.device.type != 'cuda':
+            return False
+        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+        return True
+
+    # ----------------------------------------------------------------- compute floor
+
+    def _flops(self, cfg: RunConfig, medians: dict[str, float],
+               seg: dict[str, Any]) -> dict[str, Any]:
+        pipe = self.source.pipeline(cfg)
+        key = (cfg.height, cfg.width, cfg.cfg, id(pipe.unet))
+        if key not in self._flop_cache:
+            self._flop_cache[key] = catvton_flops(dict(pipe.unet.config), dict(pipe.vae.config),
+                                                  cfg.height, cfg.width, cfg.cfg)
+        model = self._flop_cache[key]
+        stage = model.stage_flops(cfg.steps, encoded_images=2)
+        stage['total'] = sum(stage.values())
+        flops_g = {k: v / 1e9 for k, v in stage.items()}
+        flops_g['unet_forward'] = model.unet_forward / 1e9
+        flops_g['vae_encode_image'] = model.vae_encode_image / 1e9
+        rates = {k: gflops_per_s(stage[k], medians[k]) for k in stage}
+        unet_seg = seg.get('unet') or {}
+        if unet_seg.get('flops_g') is not None and unet_seg.get('stats'):
+            flops_g['segmentation'] = unet_seg['flops_g']
+            rates['segmentation'] = gflops_per_s(unet_seg['flops_g'] * 1e9,
+                                                 unet_seg['stats']['median'])
+        return {'flops_g': flops_g, 'gflops_per_s': rates, 'unet_batch': model.unet_batch}
+
+    # ----------------------------------------------------------------- segmentation
+
+    def _segmentation(self, cfg: RunConfig) -> dict[str, Any]:
+        out = {}
+        if 'pose' in self.segmentation:
+            if 'pose' not in self._seg_cache:
+                self._seg_cache['pose'] = self._time_pose()
+            out['pose'] = self._seg_cache['pose']
+        if 'unet' in self.segmentation:
+            key = ('unet', cfg.height, cfg.width, cfg.precision)
+            if key not in self._seg_cache:
+                self._seg_cache[key] = self._time_unet(cfg)
+            out['unet'] = self._seg_cache[key]
+        return out
+
+    def _time_generator(self, gen: Any, image: np.ndarray) -> dict[str, Any]:
+        for _ in range(max(1, self.warmup)):
+            gen(image, cloth_type='upper')
+        times = [time_call(lambda: gen(image, cloth_type='upper'), self.device)
+                 for _ in range(max(3, self.repeats))]
+        return summarize(times).to_dict()
+
+    def _time_pose(self) -> dict[str, Any]:
+        from vton_ros.pipeline.masks import create_mask_generator
+
+        image = samples.portrait('astronaut')
+        try:
+            gen = create_mask_generator('pose')
+        except ImportError as err:
+            return {'stats': None, 'skip_reason': f'pose backend unavailable: {err}'}
+        with gen:
+            stats = self._time_generator(gen, image)
+        return {'stats': stats, 'input': list(image.shape[:2]),
+                'note': 'mediapipe BlazePose (model_complexity 1) + geometry, on the CPU'}
+
+    def _time_unet(self, cfg: RunConfig) -> dict[str, Any]:
+        from vton_ros.pipeline.masks import UNetMaskGenerator
+        from vton_ros.pipeline.segmentation import build_model, SegmentationConfig, Segmenter
+
+        image = samples.portrait('astronaut')
+        if self.seg_checkpoint:
+            gen = UNetMaskGenerator.from_pretrained(self.seg_checkpoint, None,
+                                                    str(self.device), cfg.precision)
+            weights_note = f'checkpoint {self.seg_checkpoint}'
+        else:
+            config = SegmentationConfig(height=_ceil_to(cfg.height, 32),
+                                        width=_ceil_to(cfg.width, 32))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                model = build_model(config)
+            gen = UNetMaskGenerator(Segmenter(model, config, str(self.device), cfg.precision))
+            weights_note = 'RANDOM weights (smp U-Net ResNet-50, encoder_weights=None)'
+        seg_cfg = gen.segmenter.config
+        with gen:
+            stats = self._time_generator(gen, image)
+        flops = segmentation_flops(seg_cfg.height, seg_cfg.width, seg_cfg.encoder)
+        return {'stats': stats, 'height': seg_cfg.height, 'width': seg_cfg.width,
+                'encoder': seg_cfg.encoder, 'weights': weights_note, 'flops_g': flops / 1e9,
+                'precision': cfg.precision}
+
+
+def overhead_table(pipeline: dict[str, list[float]],
+                   raw: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """
+    Pipeline stage time vs the bare model forwards it contains, per stage.
+
+    pipeline/raw: samples (s) per stage key. Returns {stage: {pipeline_s, raw_s,
+    overhead_pct}} with medians; overhead_pct = (pipeline - raw) / raw * 100.
+    """
+    table = {}
+    for key, values in raw.items():
+        if not values:
+            continue
+        pipe_s = summarize(pipeline[key]).median
+        raw_s = summarize(values).median
+        table[key] = {'pipeline_s': pipe_s, 'raw_s': raw_s,
+                      'overhead_pct': (pipe_s - raw_s) / raw_s * 100.0 if raw_s > 0 else None}
+    return table
+
+
+def skipped_result(cfg: RunConfig, reason: str) -> dict[str, Any]:
+    """Result dict of a configuration that was not measured, with the reason."""
+    return {'config': asdict(cfg), 'label': cfg.label(), 'status': 'skipped',
+            'skip_reason': reason}
+
+
+def run_plan(runner: BenchRunner, runs: list[PlannedRun], base_precision: str,
+             overhead: bool = True) -> list[dict[str, Any]]:
+    """
+    Measure every planned run once (shared configurations measured once) and return results.
+
+    Configurations are measured grouped by precision (base precision first) so each set
+    of weights is built once; each result lists the sweeps it belongs to in 'sweeps'.
+    Failures (e.g. out of memory) are recorded with status 'failed' and the error.
+    """
+    unique: dict[RunConfig, dict[str, Any]] = {}
+    for planned in runs:
+        entry = unique.setdefault(planned.config, {'sweeps': [], 'skip': planned.skip_reason,
+                                                   'overhead': False})
+        if planned.sweep not in entry['sweeps']:
+            entry['sweeps'].append(planned.sweep)
+        entry['overhead'] |= overhead and planned.sweep == 'stages'
+    order = sorted(unique, key=lambda c: (c.precision != base_precision,
+                                          PRECISIONS.index(c.precision)))
+    results = {}
+    for number, cfg in enumerate(order, 1):
+        entry = unique[cfg]
+        if entry['skip']:
+            _LOG.warning('[%d/%d] %s: SKIPPED (%s)', number, len(order), cfg.label(),
+                         entry['skip'])
+            result = skipped_result(cfg, entry['skip'])
+        else:
+            _LOG.info('[%d/%d] measuring %s (%s)', number, len(order), cfg.label(),
+                      ', '.join(entry['sweeps']))
+            try:
+                result = runner.measure(cfg, overhead=entry['overhead'])
+            except (RuntimeError, ValueError, MemoryError) as err:
+                _LOG.error('%s failed: %s', cfg.label(), err)
+                result = {'config': asdict(cfg), 'label': cfg.label(), 'status': 'failed',
+                          'skip_reason': f'{type(err).__name__}: {err}'}
+            else:
+                _LOG.info('    total %.2f s (denoise %.2f s), peak %.0f MB, %.0f s wall',
+                          result['timings']['total']['median'],
+                          result['timings']['denoise']['median'],
+                          result['memory']['peak_mb'], result['wall_s'])
+        result['sweeps'] = entry['sweeps']
+        results[cfg] = result
+    ordered = [results[c] for c in unique]  # back to plan order
+    for number, result in enumerate(ordered, 1):
+        result['id'] = f'c{number}'
+    return ordered
