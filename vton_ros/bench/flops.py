@@ -55,7 +55,7 @@ class CatVTONFlops:
     vae_decode: int
 
     def stage_flops(self, steps: int, encoded_images: int = 2) -> dict[str, int]:
-        """FLOPs per pipeline stage: vae_encode (``encoded_images`` images), denoise, decode."""
+        """Return FLOPs per stage: vae_encode (``encoded_images``), denoise, vae_decode."""
         return {'vae_encode': encoded_images * self.vae_encode_image,
                 'denoise': steps * self.unet_forward,
                 'vae_decode': self.vae_decode}
@@ -91,7 +91,7 @@ def catvton_flops(unet_config: dict[str, Any], vae_config: dict[str, Any], heigh
 
 
 def segmentation_flops(height: int, width: int, encoder: str = 'resnet50') -> int:
-    """FLOPs of one forward of the smp U-Net agnostic-mask model on a (1, 3, H, W) input."""
+    """Return the FLOPs of one smp U-Net (agnostic mask) forward on a (1, 3, H, W) input."""
     from vton_ros.pipeline.segmentation import build_model, SegmentationConfig
 
     with torch.device('meta'):

@@ -16,8 +16,8 @@ from vton_ros.pipeline.catvton import TIMING_KEYS
 _LOG = logging.getLogger(__name__)
 
 SCHEMA = 'vton_bench/1'
-RANDOM_BANNER = ('RANDOM WEIGHTS: full-size models with random values. Times, memory and '
-                 'FLOPs equal the real models\'; the try-on images are noise.')
+RANDOM_BANNER = ('RANDOM WEIGHTS: the models have random values, not trained ones; the '
+                 'try-on images are noise. See "weights" for their size.')
 HARDWARE_NOTE = ('Numbers are from this machine only. GPU and Jetson numbers come only from '
                  'running vton_bench on those machines.')
 STAGE_ORDER = ('segmentation', 'preprocess', 'vae_encode', 'denoise', 'vae_decode',
@@ -75,8 +75,13 @@ def fmt_s(value: float | None) -> str:
     return f'{value:.3f}'
 
 
-def _fmt_num(value: float | None, digits: int = 1) -> str:
-    return '-' if value is None else f'{value:,.{digits}f}'
+def fmt_num(value: float | None, digits: int = 1) -> str:
+    """Format a number with ``digits`` decimals (two significant digits below 1)."""
+    if value is None:
+        return '-'
+    if 0 < abs(value) < 1:
+        return f'{value:.2g}'
+    return f'{value:,.{digits}f}'
 
 
 def _spread(stats: dict[str, Any] | None) -> str:
@@ -159,8 +164,8 @@ def _stages_section(results: list[dict[str, Any]]) -> str:
             unet = seg['unet']
             rows.append([f'segmentation (U-Net ResNet-50 {unet["height"]}x{unet["width"]}, '
                          f'{"random" if unet["weights"].startswith("RANDOM") else "trained"})',
-                         _spread(unet['stats']), '-', _fmt_num(flops.get('segmentation')),
-                         _fmt_num(rates.get('segmentation'))])
+                         _spread(unet['stats']), '-', fmt_num(flops.get('segmentation')),
+                         fmt_num(rates.get('segmentation'))])
         if seg.get('pose', {}).get('stats'):
             rows.append(['segmentation (pose backend, mediapipe)', _spread(seg['pose']['stats']),
                          '-', '-', '-'])
@@ -170,16 +175,16 @@ def _stages_section(results: list[dict[str, Any]]) -> str:
         for key in TIMING_KEYS:
             share = timings[key]['median'] / total * 100 if total > 0 else 0.0
             rows.append([labels.get(key, key), _spread(timings[key]), f'{share:.1f}',
-                         _fmt_num(flops.get(key)) if key in flops else '-',
-                         _fmt_num(rates.get(key)) if key in rates else '-'])
+                         fmt_num(flops.get(key)) if key in flops else '-',
+                         fmt_num(rates.get(key)) if key in rates else '-'])
         if 'total_with_segmentation_s' in result:
             rows.append([f'total incl. segmentation ({result["segmentation_backend"]})',
                          fmt_s(result['total_with_segmentation_s']), '-', '-', '-'])
         out.append(_table(['stage', 'median s [min-max]', '% of total', 'GFLOP', 'GFLOP/s'],
                           rows))
-        out.append(f'\nPeak memory: {_fmt_num(result["memory"]["peak_mb"], 0)} MB '
-                   f'(+{_fmt_num(result["memory"]["increase_mb"], 0)} MB during the runs). '
-                   f'UNet forward: {_fmt_num(flops["unet_forward"])} GFLOP; per denoising '
+        out.append(f'\nPeak memory: {fmt_num(result["memory"]["peak_mb"], 0)} MB '
+                   f'(+{fmt_num(result["memory"]["increase_mb"], 0)} MB during the runs). '
+                   f'UNet forward: {fmt_num(flops["unet_forward"])} GFLOP; per denoising '
                    f'step {fmt_s(result["per_step_s"])} s.\n')
     return ''.join(out)
 
@@ -190,7 +195,7 @@ def _row_common(result: dict[str, Any]) -> list[str]:
     rates = result['gflops_per_s']
     return [_spread(result['timings']['total']), fmt_s(_median(result, 'denoise')),
             fmt_s(result['per_step_s']), fmt_s(_median(result, 'vae_encode')),
-            fmt_s(_median(result, 'vae_decode')), _fmt_num(rates.get('denoise'))]
+            fmt_s(_median(result, 'vae_decode')), fmt_num(rates.get('denoise'))]
 
 
 COMMON_HEADER = ['total s [min-max]', 'denoise s', 's/step', 'vae_encode s', 'vae_decode s',
@@ -213,7 +218,7 @@ def _resolution_section(results: list[dict[str, Any]]) -> str:
     for r in results:
         c = r['config']
         seg = r.get('segmentation', {}).get('unet', {}) if r['status'] == 'ok' else {}
-        unet_g = _fmt_num(r['flops_g']['unet_forward']) if r['status'] == 'ok' else '-'
+        unet_g = fmt_num(r['flops_g']['unet_forward']) if r['status'] == 'ok' else '-'
         rows.append([f'{c["height"]}x{c["width"]}', c['precision'], c['steps']]
                     + _row_common(r) + [_spread(seg.get('stats')), unet_g, _peak(r),
                                         _status(r)])
@@ -256,7 +261,7 @@ def _memory_section(results: list[dict[str, Any]]) -> str:
                      fmt_s(_median(r, 'denoise')) if r['status'] == 'ok' else '-',
                      fmt_s(_median(r, 'vae_encode')) if r['status'] == 'ok' else '-',
                      fmt_s(_median(r, 'vae_decode')) if r['status'] == 'ok' else '-',
-                     cost, _fmt_num(mem.get('peak_mb'), 0), _fmt_num(mem.get('increase_mb'), 0),
+                     cost, fmt_num(mem.get('peak_mb'), 0), fmt_num(mem.get('increase_mb'), 0),
                      _status(r)])
     return ('\n## Memory settings\n\n'
             + _table(['settings', 'config', 'total s [min-max]', 'denoise s', 'vae_encode s',
@@ -276,7 +281,7 @@ def _overhead_section(results: list[dict[str, Any]]) -> str:
            'CFG arithmetic, scheduler steps and the uint8 conversion.\n']
     for r in results:
         rows = [[stage, fmt_s(v['pipeline_s']), fmt_s(v['raw_s']),
-                 _fmt_num(v['overhead_pct'], 1)] for stage, v in r['overhead'].items()]
+                 fmt_num(v['overhead_pct'], 1)] for stage, v in r['overhead'].items()]
         out.append(f'\n{r["label"]}:\n\n')
         out.append(_table(['stage', 'pipeline median s', 'bare forwards median s',
                            'overhead %'], rows))
@@ -292,7 +297,7 @@ def _all_section(results: list[dict[str, Any]]) -> str:
 
 
 def _peak(result: dict[str, Any]) -> str:
-    return _fmt_num(result.get('memory', {}).get('peak_mb'), 0)
+    return fmt_num(result.get('memory', {}).get('peak_mb'), 0)
 
 
 # --------------------------------------------------------------------------- charts

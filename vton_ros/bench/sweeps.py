@@ -9,7 +9,7 @@ two images), and records the pipeline's own stage timings, the segmentation time
 memory, the FLOPs of each model forward and the achieved GFLOP/s.
 """
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 import gc
 import logging
 import math
@@ -103,7 +103,7 @@ class SweepPlan:
 
     sizes: resolution sweep (height, width); sweep_size/sweep_steps: precision and steps
     sweeps (steps sweep: steps_list x schedulers); memory_size/memory_steps: memory sweep.
-    notes: why these differ from the paper's (for the report).
+    reduced: the CPU profile (see :func:`describe_plan` for the report's wording).
     """
 
     sizes: tuple[tuple[int, int], ...]
@@ -114,7 +114,6 @@ class SweepPlan:
     memory_size: tuple[int, int] = (512, 384)
     memory_steps: int = 10
     reduced: bool = False
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def default_plan(base: RunConfig, reduced: bool) -> SweepPlan:
@@ -129,13 +128,39 @@ def default_plan(base: RunConfig, reduced: bool) -> SweepPlan:
     if not reduced:
         return SweepPlan(PAPER_SIZES, size, base.steps, memory_size=size,
                          memory_steps=base.steps)
-    notes = ('reduced profile (CPU): resolution sweep at 512x384, 256x192 and 128x96 '
-             'instead of 1024x768, 512x384 and 256x192',
-             'precision and steps sweeps at 256x192 instead of the base size',
-             f'memory sweep at {base.height}x{base.width} with 2 denoising steps '
-             '(the options change the per-step cost; denoise scales linearly with steps)')
     return SweepPlan(CPU_SIZES, (256, 192), base.steps, memory_size=size, memory_steps=2,
-                     reduced=True, notes=notes)
+                     reduced=True)
+
+
+def describe_plan(plan: SweepPlan, base: RunConfig, sweeps: tuple[str, ...]) -> list[str]:
+    """Say, for the report, at which sizes/steps each sweep ran and how that differs."""
+    def size(hw: tuple[int, int]) -> str:
+        return f'{hw[0]}x{hw[1]}'
+
+    base_size = (base.height, base.width)
+    profile = 'reduced (CPU)' if plan.reduced else 'full (paper sizes)'
+    notes = [f'profile {profile}; stages sweep at the base configuration {base.label()}']
+    if 'precision' in sweeps:
+        notes.append(f'precision sweep at {size(plan.sweep_size)}, {plan.sweep_steps} steps'
+                     + ('' if plan.sweep_size == base_size else
+                        f' (reduced from {size(base_size)})'))
+    if 'resolution' in sweeps:
+        sizes = ', '.join(size(s) for s in plan.sizes)
+        paper = ', '.join(size(s) for s in PAPER_SIZES)
+        notes.append(f'resolution sweep at {sizes}, {plan.sweep_steps} steps'
+                     + ('' if plan.sizes == PAPER_SIZES else f' (the paper: {paper})'))
+    if 'steps' in sweeps:
+        steps = ', '.join(str(s) for s in plan.steps_list)
+        notes.append(f'steps sweep: {", ".join(plan.schedulers)} at {steps} steps, '
+                     f'{size(plan.sweep_size)}, every entry measured (none extrapolated)'
+                     + ('' if plan.sweep_size == base_size else
+                        f' (reduced from {size(base_size)})'))
+    if 'memory' in sweeps:
+        notes.append(f'memory sweep at {size(plan.memory_size)}, {plan.memory_steps} steps'
+                     + ('' if plan.memory_steps == base.steps else
+                        ' (fewer steps: the options change the per-step cost, and denoise '
+                        'time is linear in the steps; compare s/step)'))
+    return notes
 
 
 @dataclass(frozen=True)
@@ -217,7 +242,8 @@ class PipelineSource:
         if random_weights:
             self.random_weights = True
             self.weights = ('FULL-SIZE RANDOM weights (SD1.5-inpainting UNet 859.5 M, SD VAE '
-                            '83.7 M params; real shapes and FLOPs, random values)')
+                            '83.7 M params): the real shapes, so the same FLOPs, time and '
+                            'memory as the real models')
             return
         folders = [weights.resolve_model(base_model, weights.base_model_files(),
                                          local_files_only=True),
@@ -228,7 +254,8 @@ class PipelineSource:
         self.random_weights = bool(marked)
         if marked:
             self.weights = (f'RANDOM test weights from disk ({RANDOM_MARKER} in '
-                            f'{", ".join(marked)})')
+                            f'{", ".join(marked)}): their sizes and FLOPs are whatever '
+                            'those configs say (tiny for make_test_weights)')
         else:
             self.weights = (f'real weights: base {base_model}, VAE {vae}, attention '
                             f'{attn_ckpt} ({attn_version})')
@@ -286,11 +313,12 @@ def make_inputs(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 @torch.inference_mode()
-def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig) -> dict[str, float]:
+def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig,
+                      steps: int | None = None) -> dict[str, float]:
     """
     Seconds of the bare model forwards one try-on of ``cfg`` performs, without the pipeline.
 
-    denoise: ``cfg.steps`` UNet calls on a (batch, 9, 2h/8, w/8) input at the scheduler's
+    denoise: ``steps`` (default ``cfg.steps``) UNet calls on a (batch, 9, 2h/8, w/8) input at the scheduler's
     timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean); vae_decode: one
     (1, 4, h/8, w/8) decode. Inputs are random tensors in the pipeline's dtype and device.
     """
@@ -303,7 +331,7 @@ def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig) -> dict[str, float]
     unet_in = torch.randn(batch, pipe.unet.config.in_channels, 2 * latent_h, latent_w,
                           generator=gen).to(device, dtype)
     scheduler = pipe.make_scheduler()
-    scheduler.set_timesteps(cfg.steps, device=device)
+    scheduler.set_timesteps(steps or cfg.steps, device=device)
     timesteps = list(scheduler.timesteps)
     image = torch.randn(1, 3, cfg.height, cfg.width, generator=gen).clamp(-1, 1).to(device, dtype)
     latent = torch.randn(1, channels, latent_h, latent_w, generator=gen).to(device, dtype)
@@ -371,18 +399,19 @@ class BenchRunner:
         started = time.perf_counter()
         pipe = self.source.pipeline(cfg)
         person, garment, mask = make_inputs(cfg.height, cfg.width)
-        call = dict(guidance_scale=cfg.guidance_scale, height=cfg.height, width=cfg.width,
-                    seed=self.seed)
+        call = {'guidance_scale': cfg.guidance_scale, 'height': cfg.height,
+                'width': cfg.width, 'seed': self.seed}
         fraction_set = self._set_memory_fraction(cfg.memory_fraction)
         try:
             warm_key = (id(pipe), cfg.height, cfg.width, cfg.cfg)
+            warm_steps = min(cfg.steps, self.warmup_steps)
             if warm_key not in self._warmed:
                 for _ in range(self.warmup):
                     pipe.garment_cache.clear()
-                    pipe(person, garment, mask, num_inference_steps=min(cfg.steps,
-                                                                        self.warmup_steps),
-                         **call)
+                    pipe(person, garment, mask, num_inference_steps=warm_steps, **call)
                 self._warmed.add(warm_key)
+            if overhead and self.warmup:
+                raw_forward_times(pipe, cfg, steps=warm_steps)  # warm the bare calls too
             samples_by_key = {k: [] for k in TIMING_KEYS}
             raw = {'vae_encode': [], 'denoise': [], 'vae_decode': []}
             with PeakMemory(self.device) as memory:
@@ -529,7 +558,7 @@ def overhead_table(pipeline: dict[str, list[float]],
 
 
 def skipped_result(cfg: RunConfig, reason: str) -> dict[str, Any]:
-    """Result dict of a configuration that was not measured, with the reason."""
+    """Return the result dict of a configuration that was not measured, with the reason."""
     return {'config': asdict(cfg), 'label': cfg.label(), 'status': 'skipped',
             'skip_reason': reason}
 

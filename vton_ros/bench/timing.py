@@ -5,13 +5,13 @@ On CUDA, kernels run asynchronously: :func:`time_call` brackets the call with CU
 and waits for the end event, so the time covers the GPU work. On CPU it is wall-clock.
 """
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 import os
 import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,13 +30,13 @@ class Stats:
     """
     Summary of repeated measurements (seconds).
 
-    median, min, max, q1/q3 (inclusive quartiles; equal to the median for one sample), n,
+    median, minimum, maximum, q1/q3 (inclusive quartiles; equal to the median for one sample), n,
     and the raw samples in measurement order.
     """
 
     median: float
-    min: float
-    max: float
+    minimum: float
+    maximum: float
     q1: float
     q3: float
     n: int
@@ -44,9 +44,8 @@ class Stats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict for JSON."""
-        out = asdict(self)
-        out['samples'] = list(self.samples)
-        return out
+        return {'median': self.median, 'min': self.minimum, 'max': self.maximum,
+                'q1': self.q1, 'q3': self.q3, 'n': self.n, 'samples': list(self.samples)}
 
 
 def summarize(samples: list[float]) -> Stats:

@@ -1,0 +1,167 @@
+"""vton_bench: FLOP counter, statistics, sweep plans and end-to-end smoke runs (no timing asserts)."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from vton_ros.bench.flops import catvton_flops, count_flops, segmentation_flops
+from vton_ros.bench.sweeps import (CPU_FP16_REASON, CPU_FRACTION_REASON, default_plan,
+                                   plan_runs, RunConfig, SWEEPS)
+from vton_ros.bench.timing import PeakMemory, summarize
+from vton_ros.pipeline.catvton import TIMING_KEYS
+from vton_ros.pipeline.random_weights import sd15_inpaint_unet_config, sd_vae_config
+from vton_ros.tools import vton_bench
+from vton_ros.tools.make_test_weights import write_test_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def test_flop_counter_matches_analytic_count_on_meta():
+    with torch.device('meta'):
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                              nn.Linear(8 * 16 * 12, 10))
+    x = torch.empty(2, 3, 16, 12, device='meta')
+    conv = 2 * 2 * 8 * 16 * 12 * 3 * 3 * 3   # 2 * N * Cout * H * W * Cin * kh * kw
+    linear = 2 * 2 * (8 * 16 * 12) * 10       # 2 * N * in * out
+    assert count_flops(model, x) == conv + linear
+
+
+def test_catvton_flops_match_reference_numbers():
+    """The SD1.5-inpainting UNet / SD VAE counts recorded in ENVIRONMENT.md (GFLOP)."""
+    flops = catvton_flops(sd15_inpaint_unet_config(), sd_vae_config(), 512, 384, cfg=False)
+    assert flops.unet_forward / 1e9 == pytest.approx(1249, rel=0.005)
+    assert flops.vae_encode_image / 1e9 == pytest.approx(831, rel=0.005)
+    assert flops.vae_decode / 1e9 == pytest.approx(1879, rel=0.005)
+    with_cfg = catvton_flops(sd15_inpaint_unet_config(), sd_vae_config(), 512, 384, cfg=True)
+    assert with_cfg.unet_batch == 2 and with_cfg.unet_forward == 2 * flops.unet_forward
+    stages = with_cfg.stage_flops(steps=10, encoded_images=2)
+    assert stages['denoise'] == 10 * with_cfg.unet_forward
+    assert stages['vae_encode'] == 2 * flops.vae_encode_image
+    assert segmentation_flops(512, 384) / 1e9 == pytest.approx(63.8, rel=0.01)
+
+
+def test_summarize_median_spread_and_single_sample():
+    stats = summarize([3.0, 1.0, 2.0, 10.0])
+    assert (stats.median, stats.minimum, stats.maximum, stats.n) == (2.5, 1.0, 10.0, 4)
+    assert stats.q1 <= stats.median <= stats.q3
+    assert stats.to_dict()['samples'] == [3.0, 1.0, 2.0, 10.0]
+    one = summarize([0.5]).to_dict()
+    assert one['median'] == one['min'] == one['max'] == one['q1'] == one['q3'] == 0.5
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_plan_all_on_cpu_skips_with_reasons_never_silently():
+    base = RunConfig()
+    runs = plan_runs(SWEEPS, base, default_plan(base, reduced=True), 'cpu')
+    skipped = {(r.sweep, r.config.precision, r.config.memory_fraction): r.skip_reason
+               for r in runs if r.skip_reason}
+    assert skipped == {('precision', 'fp16', 1.0): CPU_FP16_REASON,
+                       ('memory', 'bf16', 0.85): CPU_FRACTION_REASON}
+    steps = [r.config for r in runs if r.sweep == 'steps']
+    assert sorted({(c.scheduler, c.steps) for c in steps}) == sorted(
+        (s, n) for s in ('ddim', 'dpmpp_2m') for n in (50, 20, 15, 10))
+    assert [r.config for r in runs if r.sweep == 'stages'] == [base]
+    on_gpu = plan_runs(SWEEPS, base, default_plan(base, reduced=False), 'cuda')
+    assert not [r for r in on_gpu if r.skip_reason]
+    assert {(r.config.height, r.config.width) for r in on_gpu if r.sweep == 'resolution'} == {
+        (1024, 768), (512, 384), (256, 192)}
+
+
+def test_peak_memory_sees_an_allocation_on_cpu():
+    with PeakMemory(torch.device('cpu')) as memory:
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB
+        del block
+    assert memory.peak_mb > 0 and memory.method
+    if 'VmHWM' in memory.method:
+        assert memory.increase_mb >= 48
+
+
+def test_missing_real_weights_name_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path / 'empty_cache'))
+    rc = vton_bench.main(['--device', 'cpu', '--out', str(tmp_path / 'out')])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert 'fetch_weights' in err and '--random-weights' in err
+    assert not (tmp_path / 'out').exists()
+
+
+def run_bench(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, '-m', 'vton_ros.tools.vton_bench', *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def check_reports(out: Path) -> dict:
+    doc = json.loads((out / 'results.json').read_text())
+    assert doc['random_weights'] is True and 'RANDOM' in doc['banner']
+    for key in ('machine', 'settings', 'configs', 'sweeps', 'notes', 'weights'):
+        assert key in doc
+    for key in ('cpu_model', 'torch', 'diffusers', 'device', 'device_name'):
+        assert doc['machine'][key]
+    measured = [c for c in doc['configs'] if c['status'] == 'ok']
+    assert measured
+    for result in measured:
+        for key in TIMING_KEYS:
+            stats = result['timings'][key]
+            assert {'median', 'min', 'max', 'n'} <= set(stats)
+            if key != 'safety_check':
+                assert stats['min'] > 0
+        for key in ('vae_encode', 'denoise', 'vae_decode', 'total'):
+            assert result['flops_g'][key] > 0 and result['gflops_per_s'][key] > 0
+        assert result['memory']['peak_mb'] > 0
+    for result in doc['configs']:
+        if result['status'] != 'ok':
+            assert result['skip_reason']
+    report = (out / 'report.md').read_text()
+    assert 'RANDOM WEIGHTS' in report and 'Table 2' in report
+    stages = (out / 'stages.png').read_bytes()
+    assert stages.startswith(PNG_MAGIC) and len(stages) > 1000
+    return doc
+
+
+@pytest.mark.slow
+def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path):
+    """Every sweep at 64x48 on make_test_weights folders (detected as RANDOM weights)."""
+    paths = write_test_weights(str(tmp_path / 'weights'))
+    out = tmp_path / 'out'
+    proc = run_bench(['--base-model', paths['base_model'], '--vae', paths['vae'],
+                      '--attn-ckpt', paths['attn_ckpt'], '--device', 'cpu',
+                      '--precision', 'fp32', '--height', '64', '--width', '48', '--steps', '2',
+                      '--sweep', 'all', '--repeats', '2', '--threads', '1',
+                      '--sizes', '64x48,32x24', '--sweep-size', '32x24', '--steps-list', '2,1',
+                      '--memory-steps', '1', '--out', str(out)])
+    assert 'RANDOM WEIGHTS' in proc.stdout
+    doc = check_reports(out)
+    assert set(doc['sweeps']) == set(SWEEPS)
+    stages = next(c for c in doc['configs'] if 'stages' in c['sweeps'])
+    assert stages['timings']['segmentation']['median'] > 0
+    assert set(stages['segmentation']) == {'pose', 'unet'}
+    assert set(stages['overhead']) == {'vae_encode', 'denoise', 'vae_decode'}
+    assert (out / 'steps.png').read_bytes().startswith(PNG_MAGIC)
+    skipped = [c for c in doc['configs'] if c['status'] == 'skipped']
+    assert {c['config']['precision'] for c in skipped} >= {'fp16'}
+
+
+@pytest.mark.slow
+def test_full_size_random_weights_smoke(tmp_path):
+    """--random-weights builds the real SD1.5/VAE shapes; one 1-step run at 64x48."""
+    out = tmp_path / 'out'
+    proc = run_bench(['--random-weights', '--device', 'cpu', '--height', '64', '--width', '48',
+                      '--steps', '1', '--warmup-steps', '1', '--repeats', '1',
+                      '--segmentation', 'none', '--no-overhead', '--out', str(out)])
+    assert 'RANDOM WEIGHTS' in proc.stdout and 'FULL-SIZE' in proc.stdout
+    doc = check_reports(out)
+    result = doc['configs'][0]
+    assert 'FULL-SIZE' in doc['weights']
+    assert result['flops_g']['unet_forward'] > 30  # SD1.5 UNet at batch 2, 64x48
