@@ -1,4 +1,4 @@
-"""vton_bench: FLOP counter, statistics, sweep plans and end-to-end smoke runs (no timing asserts)."""
+"""vton_bench: FLOP counter, statistics, sweep plans, end-to-end smoke runs (no timing asserts)."""
 
 import json
 import os
@@ -139,7 +139,8 @@ def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path):
                       '--attn-ckpt', paths['attn_ckpt'], '--device', 'cpu',
                       '--precision', 'fp32', '--height', '64', '--width', '48', '--steps', '2',
                       '--sweep', 'all', '--repeats', '2', '--threads', '1',
-                      '--sizes', '64x48,32x24', '--sweep-size', '32x24', '--steps-list', '2,1',
+                      '--sizes', '64x48,32x24', '--sweep-size', '32x24', '--steps-size', '32x24',
+                      '--steps-list', '2,1', '--memory-size', '64x48',
                       '--memory-steps', '1', '--out', str(out)])
     assert 'RANDOM WEIGHTS' in proc.stdout
     doc = check_reports(out)

@@ -54,13 +54,10 @@ class Outcome:
 class System:
     """The three node processes and a test-side client."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, weights: Path) -> None:
         self.tmp = tmp
         self.domain = free_domain_id()
         self.env = ros_env(self.domain)
-        weights = tmp / 'weights'
-        subprocess.run([LIB / 'make_test_weights', '--out', weights], env=self.env, check=True,
-                       capture_output=True)
         catalog = tmp / 'garments'
         catalog.mkdir()
         for name, kind, color in (('red_tshirt', 'tshirt', (200, 30, 40)),
@@ -70,10 +67,7 @@ class System:
         (catalog / 'catalog.yaml').write_text('red_tshirt: upper\nblue_skirt: lower\n')
         self.server_cwd = tmp / 'server_cwd'
         self.server_cwd.mkdir()
-        params = dict(SERVER_PARAMS, **{
-            'catvton.base_model': weights / 'stable-diffusion-inpainting',
-            'catvton.vae': weights / 'sd-vae-ft-mse', 'catvton.attn_ckpt': weights / 'CatVTON',
-            'garments.catalog_dir': catalog})
+        params = dict(server_params(weights), **{'garments.catalog_dir': catalog})
         self.camera = Proc(node_argv('camera_node', {
             'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
             'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1]}),
@@ -163,9 +157,24 @@ class System:
         return [p.stop() for p in self.procs]
 
 
+def server_params(weights: Path) -> dict:
+    """Return tryon_server parameters for the tiny random weights in ``weights``."""
+    return dict(SERVER_PARAMS, **{
+        'catvton.base_model': weights / 'stable-diffusion-inpainting',
+        'catvton.vae': weights / 'sd-vae-ft-mse', 'catvton.attn_ckpt': weights / 'CatVTON'})
+
+
 @pytest.fixture(scope='module')
-def system(tmp_path_factory):
-    sys_ = System(tmp_path_factory.mktemp('system'))
+def tiny_weights(tmp_path_factory):
+    weights = tmp_path_factory.mktemp('weights')
+    subprocess.run([LIB / 'make_test_weights', '--out', weights],
+                   env=ros_env(free_domain_id()), check=True, capture_output=True)
+    return weights
+
+
+@pytest.fixture(scope='module')
+def system(tmp_path_factory, tiny_weights):
+    sys_ = System(tmp_path_factory.mktemp('system'), tiny_weights)
     yield sys_
     if sys_.client.context.ok():
         sys_.close()
@@ -292,6 +301,8 @@ BAD_GOALS = {
     'garment id': ({'garment_image': Image(), 'garment_id': 'no_such_garment'},
                    R.UNKNOWN_GARMENT, 'no_such_garment'),
     'no garment': ({'garment_image': Image()}, R.INVALID_ARGUMENT, 'garment'),
+    'no person in photo': ({'person_image': image_conv.from_rgb(samples.garment('skirt')),
+                            'mask': Image()}, R.NO_PERSON_DETECTED, 'no upper garment region'),
     'steps': ({'num_inference_steps': 5000}, R.INVALID_ARGUMENT, 'num_inference_steps'),
     'negative steps': ({'num_inference_steps': -3}, R.INVALID_ARGUMENT,
                        'num_inference_steps'),
@@ -518,3 +529,23 @@ def test_bringup_rejects_an_unknown_setting(tmp_path):
 
 def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ''
+
+
+def test_goal_without_a_camera_frame_is_aborted(tiny_weights, tmp_path):
+    env = ros_env(free_domain_id())
+    params = dict(server_params(tiny_weights), **{'tryon.pair_wait': 0.5})
+    server = Proc(node_argv('tryon_server', params), env, tmp_path / 'server.log')
+    client = None
+    try:
+        server.wait_for_log('loaded CatVTON', timeout=120)
+        client = Spinner('lonely_client', int(env['ROS_DOMAIN_ID']))
+        action = ActionClient(client.node, TryOn, 'tryon')
+        assert action.wait_for_server(timeout_sec=30.0)
+        handle = client.wait(action.send_goal_async(person_goal(person_image=Image())), 30.0)
+        result = client.wait(handle.get_result_async(), 60.0).result
+        assert result.error_code == R.NO_PERSON_FRAME, result.message
+        assert 'camera_node' in result.message
+    finally:
+        if client is not None:
+            client.close()
+        assert server.stop() == 0, server.log()

@@ -182,6 +182,10 @@ def _stages_section(results: list[dict[str, Any]]) -> str:
                          fmt_s(result['total_with_segmentation_s']), '-', '-', '-'])
         out.append(_table(['stage', 'median s [min-max]', '% of total', 'GFLOP', 'GFLOP/s'],
                           rows))
+        if result.get('nan_recovered_runs'):
+            out.append(f'\n**{result["nan_recovered_runs"]} of {timings["total"]["n"]} timed '
+                       'runs hit the NaN/Inf guard of the VAE decode and redid it in fp32 '
+                       '(included in vae_decode).**\n')
         out.append(f'\nPeak memory: {fmt_num(result["memory"]["peak_mb"], 0)} MB '
                    f'(+{fmt_num(result["memory"]["increase_mb"], 0)} MB during the runs). '
                    f'UNet forward: {fmt_num(flops["unet_forward"])} GFLOP; per denoising '
@@ -274,17 +278,19 @@ def _memory_section(results: list[dict[str, Any]]) -> str:
 
 def _overhead_section(results: list[dict[str, Any]]) -> str:
     out = ['\n## Pipeline overhead vs bare model forwards\n\n'
-           'Each timed run is followed by the same model forwards called directly on random '
-           'tensors of the same shapes and dtype (denoise: the UNet once per step at the '
+           'The first timed run is followed by the same model forwards called directly on '
+           'random tensors of the same shapes and dtype (denoise: the UNet once per step at the '
            'scheduler timesteps; vae_encode: two encodes; vae_decode: one decode). Overhead = '
-           '(pipeline - bare) / bare. The pipeline stages also include input conversion, '
+           '(pipeline - bare) / bare, each bare measurement paired with the pipeline run just '
+           'before it. The pipeline stages also include input conversion, '
            'CFG arithmetic, scheduler steps and the uint8 conversion.\n']
     for r in results:
         rows = [[stage, fmt_s(v['pipeline_s']), fmt_s(v['raw_s']),
-                 fmt_num(v['overhead_pct'], 1)] for stage, v in r['overhead'].items()]
+                 fmt_num(v['overhead_pct'], 1), fmt_s(v.get('pipeline_median_s'))]
+                for stage, v in r['overhead'].items()]
         out.append(f'\n{r["label"]}:\n\n')
-        out.append(_table(['stage', 'pipeline median s', 'bare forwards median s',
-                           'overhead %'], rows))
+        out.append(_table(['stage', 'pipeline s (paired run)', 'bare forwards s', 'overhead %',
+                           'pipeline median s (all runs)'], rows))
     return ''.join(out)
 
 
@@ -333,7 +339,7 @@ def write_charts(out_dir: str, doc: dict[str, Any]) -> list[str]:
         ax.tick_params(axis='y', labelsize=7)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, 'stages.png'))
-        fig.savefig(paths[-1], dpi=110)
+        fig.savefig(paths[-1], dpi=110, bbox_inches='tight')
         plt.close(fig)
     steps = [r for r in _sweep(doc, 'steps') if r['status'] == 'ok']
     if steps:
@@ -353,6 +359,6 @@ def write_charts(out_dir: str, doc: dict[str, Any]) -> list[str]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         paths.append(os.path.join(out_dir, 'steps.png'))
-        fig.savefig(paths[-1], dpi=110)
+        fig.savefig(paths[-1], dpi=110, bbox_inches='tight')
         plt.close(fig)
     return paths

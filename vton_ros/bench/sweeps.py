@@ -9,6 +9,7 @@ two images), and records the pipeline's own stage timings, the segmentation time
 memory, the FLOPs of each model forward and the achieved GFLOP/s.
 """
 
+import ctypes
 from dataclasses import asdict, dataclass, replace
 import gc
 import logging
@@ -101,14 +102,16 @@ class SweepPlan:
     """
     Sizes and step counts of the sweeps other than 'stages' (which uses the base config).
 
-    sizes: resolution sweep (height, width); sweep_size/sweep_steps: precision and steps
-    sweeps (steps sweep: steps_list x schedulers); memory_size/memory_steps: memory sweep.
+    sizes: resolution sweep (height, width); sweep_size/sweep_steps: precision sweep (and
+    the steps of the resolution sweep); steps_size: steps sweep (steps_list x schedulers);
+    memory_size/memory_steps: memory sweep.
     reduced: the CPU profile (see :func:`describe_plan` for the report's wording).
     """
 
     sizes: tuple[tuple[int, int], ...]
     sweep_size: tuple[int, int]
     sweep_steps: int
+    steps_size: tuple[int, int] = (512, 384)
     steps_list: tuple[int, ...] = PAPER_STEPS
     schedulers: tuple[str, ...] = PAPER_SCHEDULERS
     memory_size: tuple[int, int] = (512, 384)
@@ -120,16 +123,17 @@ def default_plan(base: RunConfig, reduced: bool) -> SweepPlan:
     """
     Paper sizes (``reduced`` False, for GPUs) or sizes a 2-core CPU finishes in minutes.
 
-    Reduced: resolution sweep at 512x384/256x192/128x96 instead of 1024x768/512x384/
-    256x192; precision and steps sweeps at 256x192; memory sweep at the base size with 2
-    steps (per-step cost is what the memory options change).
+    Reduced (about 25 minutes for ``--sweep all`` on a 2-core CPU): resolution sweep at
+    512x384/256x192/128x96 instead of 1024x768/512x384/256x192; precision sweep at 256x192;
+    steps sweep at 128x96; memory sweep at 384x288 (above the VAE tile size, so tiling
+    engages) with 2 steps (the options change the per-step cost).
     """
     size = (base.height, base.width)
     if not reduced:
-        return SweepPlan(PAPER_SIZES, size, base.steps, memory_size=size,
+        return SweepPlan(PAPER_SIZES, size, base.steps, steps_size=size, memory_size=size,
                          memory_steps=base.steps)
-    return SweepPlan(CPU_SIZES, (256, 192), base.steps, memory_size=size, memory_steps=2,
-                     reduced=True)
+    return SweepPlan(CPU_SIZES, (256, 192), base.steps, steps_size=(128, 96),
+                     memory_size=(384, 288), memory_steps=2, reduced=True)
 
 
 def describe_plan(plan: SweepPlan, base: RunConfig, sweeps: tuple[str, ...]) -> list[str]:
@@ -152,14 +156,16 @@ def describe_plan(plan: SweepPlan, base: RunConfig, sweeps: tuple[str, ...]) -> 
     if 'steps' in sweeps:
         steps = ', '.join(str(s) for s in plan.steps_list)
         notes.append(f'steps sweep: {", ".join(plan.schedulers)} at {steps} steps, '
-                     f'{size(plan.sweep_size)}, every entry measured (none extrapolated)'
-                     + ('' if plan.sweep_size == base_size else
+                     f'{size(plan.steps_size)}, every entry measured (none extrapolated)'
+                     + ('' if plan.steps_size == base_size else
                         f' (reduced from {size(base_size)})'))
     if 'memory' in sweeps:
         notes.append(f'memory sweep at {size(plan.memory_size)}, {plan.memory_steps} steps'
                      + ('' if plan.memory_steps == base.steps else
                         ' (fewer steps: the options change the per-step cost, and denoise '
-                        'time is linear in the steps; compare s/step)'))
+                        'time is linear in the steps; compare s/step)')
+                     + ('' if plan.memory_size == base_size else
+                        f' (reduced from {size(base_size)})'))
     return notes
 
 
@@ -195,10 +201,11 @@ def plan_runs(sweeps: tuple[str, ...], base: RunConfig, plan: SweepPlan, device_
                 runs.append(PlannedRun(sweep, replace(base, height=sh, width=sw,
                                                       steps=plan.sweep_steps)))
         elif sweep == 'steps':
+            sh, sw = plan.steps_size
             for scheduler in plan.schedulers:
                 for steps in plan.steps_list:
-                    runs.append(PlannedRun(sweep, replace(base, height=h, width=w, steps=steps,
-                                                          scheduler=scheduler)))
+                    runs.append(PlannedRun(sweep, replace(base, height=sh, width=sw,
+                                                          steps=steps, scheduler=scheduler)))
         elif sweep == 'memory':
             mh, mw = plan.memory_size
             mem = replace(base, height=mh, width=mw, steps=plan.memory_steps,
@@ -239,6 +246,7 @@ class PipelineSource:
         self._pipe: CatVTONPipeline | None = None
         self._pipe_key: tuple | None = None
         self._from_disk = not random_weights
+        self.generation = 0  # bumped for every new pipeline (warm-up bookkeeping)
         if random_weights:
             self.random_weights = True
             self.weights = ('FULL-SIZE RANDOM weights (SD1.5-inpainting UNet 859.5 M, SD VAE '
@@ -267,6 +275,7 @@ class PipelineSource:
             self._pipe = None
             self._pipe = self._build(cfg)
             self._pipe_key = key
+            self.generation += 1
         self._pipe.set_scheduler(cfg.scheduler)
         return self._pipe
 
@@ -282,6 +291,7 @@ class PipelineSource:
         if self._components is None or self._components[0] != cfg.precision:
             self._components = None
             gc.collect()
+            _release_freed_memory()
             self._components = (cfg.precision,
                                 *random_full_size_components(cfg.precision, self.seed))
         _, unet, vae, scheduler_config = self._components
@@ -291,6 +301,14 @@ class PipelineSource:
                                                scheduler=cfg.scheduler,
                                                device=str(self.device), dtype=cfg.precision,
                                                options=options)
+
+
+def _release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc malloc_trim), so RSS peaks stay honest."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _has_marker(folder: str) -> bool:
@@ -318,9 +336,9 @@ def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig,
     """
     Seconds of the bare model forwards one try-on of ``cfg`` performs, without the pipeline.
 
-    denoise: ``steps`` (default ``cfg.steps``) UNet calls on a (batch, 9, 2h/8, w/8) input at the scheduler's
-    timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean); vae_decode: one
-    (1, 4, h/8, w/8) decode. Inputs are random tensors in the pipeline's dtype and device.
+    denoise: ``steps`` (default ``cfg.steps``) UNet calls on a (batch, 9, 2h/8, w/8) input
+    at the scheduler's timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean);
+    vae_decode: one (1, 4, h/8, w/8) decode. Inputs: random tensors, pipeline dtype/device.
     """
     device, dtype = pipe.device, pipe.dtype
     factor = pipe.vae_scale_factor
@@ -366,7 +384,7 @@ class BenchRunner:
     """
 
     def __init__(self, source: PipelineSource, *, repeats: int = 3, warmup: int = 1,
-                 warmup_steps: int = 2, segmentation: tuple[str, ...] = SEG_BACKENDS,
+                 warmup_steps: int = 1, segmentation: tuple[str, ...] = SEG_BACKENDS,
                  seg_checkpoint: str | None = None, seed: int = 0) -> None:
         if repeats < 1 or warmup < 0 or warmup_steps < 1:
             raise ValueError('repeats must be >= 1, warmup >= 0 and warmup_steps >= 1')
@@ -403,7 +421,7 @@ class BenchRunner:
                 'width': cfg.width, 'seed': self.seed}
         fraction_set = self._set_memory_fraction(cfg.memory_fraction)
         try:
-            warm_key = (id(pipe), cfg.height, cfg.width, cfg.cfg)
+            warm_key = (self.source.generation, cfg.height, cfg.width, cfg.cfg)
             warm_steps = min(cfg.steps, self.warmup_steps)
             if warm_key not in self._warmed:
                 for _ in range(self.warmup):
@@ -414,13 +432,15 @@ class BenchRunner:
                 raw_forward_times(pipe, cfg, steps=warm_steps)  # warm the bare calls too
             samples_by_key = {k: [] for k in TIMING_KEYS}
             raw = {'vae_encode': [], 'denoise': [], 'vae_decode': []}
+            nan_recovered = 0
             with PeakMemory(self.device) as memory:
                 for _ in range(self.repeats):
                     pipe.garment_cache.clear()  # vae_encode = masked person + garment
                     result = pipe(person, garment, mask, num_inference_steps=cfg.steps, **call)
                     for key in TIMING_KEYS:
                         samples_by_key[key].append(result.timings[key])
-                    if overhead:
+                    nan_recovered += int(result.nan_recovered)
+                    if overhead and not raw['denoise']:  # once, after the first timed run
                         for key, value in raw_forward_times(pipe, cfg).items():
                             raw[key].append(value)
         finally:
@@ -434,6 +454,7 @@ class BenchRunner:
                'segmentation': seg,
                'per_step_s': timings['denoise'].median / cfg.steps,
                'memory': memory.to_dict(),
+               'nan_recovered_runs': nan_recovered,
                'garment_cache': 'cleared before every timed run (vae_encode encodes 2 images)'}
         seg_main = seg.get('unet') or seg.get('pose')
         if seg_main and seg_main.get('stats'):
@@ -459,7 +480,7 @@ class BenchRunner:
     def _flops(self, cfg: RunConfig, medians: dict[str, float],
                seg: dict[str, Any]) -> dict[str, Any]:
         pipe = self.source.pipeline(cfg)
-        key = (cfg.height, cfg.width, cfg.cfg, id(pipe.unet))
+        key = (cfg.height, cfg.width, cfg.cfg)  # one model architecture per source
         if key not in self._flop_cache:
             self._flop_cache[key] = catvton_flops(dict(pipe.unet.config), dict(pipe.vae.config),
                                                   cfg.height, cfg.width, cfg.cfg)
@@ -543,16 +564,19 @@ def overhead_table(pipeline: dict[str, list[float]],
     """
     Pipeline stage time vs the bare model forwards it contains, per stage.
 
-    pipeline/raw: samples (s) per stage key. Returns {stage: {pipeline_s, raw_s,
-    overhead_pct}} with medians; overhead_pct = (pipeline - raw) / raw * 100.
+    pipeline/raw: samples (s) per stage key; raw sample i was taken right after pipeline
+    run i, so they are compared in pairs (a busy machine drifts between runs). Returns
+    {stage: {pipeline_s (median of the paired runs), pipeline_median_s (all runs), raw_s,
+    n_raw, overhead_pct}}; overhead_pct = (pipeline_s - raw_s) / raw_s * 100.
     """
     table = {}
     for key, values in raw.items():
         if not values:
             continue
-        pipe_s = summarize(pipeline[key]).median
+        pipe_s = summarize(pipeline[key][:len(values)]).median
         raw_s = summarize(values).median
-        table[key] = {'pipeline_s': pipe_s, 'raw_s': raw_s,
+        table[key] = {'pipeline_s': pipe_s, 'pipeline_median_s': summarize(pipeline[key]).median,
+                      'raw_s': raw_s, 'n_raw': len(values),
                       'overhead_pct': (pipe_s - raw_s) / raw_s * 100.0 if raw_s > 0 else None}
     return table
 

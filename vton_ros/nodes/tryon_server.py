@@ -191,7 +191,6 @@ class TryOnServer(common.SchemaNode):
                 raise TryOnCancelled('stopped before it started')
             result = self._run(goal_handle, start)
             _finish(goal_handle, 'succeed')
-            self._stats['succeeded'] += 1
         except TryOnCancelled as err:
             preempted = key in self._preempted
             result.error_code = R.PREEMPTED if preempted else R.CANCELED
@@ -265,9 +264,10 @@ class TryOnServer(common.SchemaNode):
         self._result_pub.publish(result.image)
         if self.setting('tryon.save_dir'):
             self._save(image, binary, timings, seed)
+        self._stats['succeeded'] += 1
         self._diag.update('ok', 'last goal succeeded', last_total_s=timings['total'],
                           last_denoise_s=timings['denoise'],
-                          goals_succeeded=self._stats['succeeded'] + 1)
+                          goals_succeeded=self._stats['succeeded'])
         feedback.settle()
         return result
 
@@ -344,9 +344,10 @@ class TryOnServer(common.SchemaNode):
             t = time.monotonic()
             result = self._mask_generator()(person, cloth_type)
             timings['segmentation'] = time.monotonic() - t
-            if not result.person_found:
-                raise GoalError(R.NO_PERSON_DETECTED, f'no person found in the image '
-                                f'({result.status}); send a mask or a clearer photo')
+            if not result.person_found or not (result.mask >= 128).any():
+                raise GoalError(R.NO_PERSON_DETECTED, f'no {cloth_type} garment region found '
+                                f'in the image ({result.status}); send a mask or a photo '
+                                'that shows it')
             mask = result.mask
         if not (mask >= 128).any():
             raise GoalError(R.INVALID_IMAGE, 'mask is empty: nothing to repaint')

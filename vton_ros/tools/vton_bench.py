@@ -66,10 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help='guidance scale (> 1: classifier-free guidance, UNet batch 2)')
     ap.add_argument('--sweep', action='append', choices=SWEEP_CHOICES,
                     help='what to measure; repeatable (default: stages)')
-    ap.add_argument('--repeats', type=int, default=3, help='timed runs per configuration')
+    ap.add_argument('--repeats', type=int,
+                    help='timed runs per configuration (default: 3; 2 in the reduced profile)')
     ap.add_argument('--warmup', type=int, default=1,
                     help='untimed runs per new pipeline/size (excluded from the statistics)')
-    ap.add_argument('--warmup-steps', type=int, default=2,
+    ap.add_argument('--warmup-steps', type=int, default=1,
                     help="denoising steps of a warm-up run (at most the configuration's)")
     ap.add_argument('--out', default='out/bench', help='report folder (created)')
     ap.add_argument('--random-weights', action='store_true',
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--sizes', type=parse_sizes, help='resolution sweep sizes, e.g. '
                     '1024x768,512x384,256x192 (overrides the profile)')
     ap.add_argument('--sweep-size', type=parse_size,
-                    help='size of the precision and steps sweeps (overrides the profile)')
+                    help='size of the precision sweep (overrides the profile)')
+    ap.add_argument('--steps-size', type=parse_size,
+                    help='size of the steps sweep (overrides the profile)')
     ap.add_argument('--sweep-steps', type=int,
                     help='steps of the precision and resolution sweeps (default --steps)')
     ap.add_argument('--steps-list', type=parse_ints, help='steps sweep (default 50,20,15,10)')
@@ -104,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--no-overhead', action='store_true',
                     help='skip timing the bare model forwards in the stages sweep')
     ap.add_argument('--seed', type=int, default=0, help='noise and random-weight seed')
+    ap.add_argument('--replot', metavar='RESULTS_JSON',
+                    help='only rewrite report.md and the charts from a results.json into --out')
     return ap
 
 
@@ -116,8 +121,8 @@ def make_plan(opts: argparse.Namespace, base, device_type: str):
     reduced = opts.profile == 'reduced' or (opts.profile == 'auto' and device_type == 'cpu')
     plan = default_plan(base, reduced)
     overrides = {}
-    for name in ('sizes', 'sweep_size', 'sweep_steps', 'steps_list', 'memory_size',
-                 'memory_steps'):
+    for name in ('sizes', 'sweep_size', 'steps_size', 'sweep_steps', 'steps_list',
+                 'memory_size', 'memory_steps'):
         value = getattr(opts, name)
         if value is not None:
             overrides[name] = value
@@ -149,6 +154,8 @@ def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     started = time.perf_counter()
     from vton_ros.bench import report
+    if opts.replot:
+        return replot(opts.replot, opts.out)
     from vton_ros.bench.sweeps import (BenchRunner, describe_plan, PipelineSource, plan_runs,
                                        run_plan, RunConfig, SWEEPS)
     from vton_ros.bench.timing import load_average, machine_info
@@ -174,7 +181,8 @@ def main(args: list[str] | None = None) -> int:
                                 base_model=opts.base_model, vae=opts.vae,
                                 attn_ckpt=opts.attn_ckpt, attn_version=opts.attn_version,
                                 seed=opts.seed)
-        runner = BenchRunner(source, repeats=opts.repeats, warmup=opts.warmup,
+        repeats = opts.repeats or (2 if plan.reduced else 3)
+        runner = BenchRunner(source, repeats=repeats, warmup=opts.warmup,
                              warmup_steps=opts.warmup_steps, segmentation=segmentation,
                              seg_checkpoint=opts.seg_checkpoint, seed=opts.seed)
     except ModelNotFoundError as err:
@@ -201,11 +209,12 @@ def main(args: list[str] | None = None) -> int:
         'command': 'vton_bench ' + ' '.join(sys.argv[1:] if args is None else args),
         'sweeps': list(sweeps), 'profile': 'reduced' if plan.reduced else 'full',
         'base_config': base.label(), 'guidance_scale': opts.guidance,
-        'repeats': opts.repeats, 'warmup_runs': opts.warmup,
+        'repeats': repeats, 'warmup_runs': opts.warmup,
         'warmup_steps': opts.warmup_steps,
         'timing': ('pipeline TryOnResult.timings (perf_counter, CUDA synchronised per stage); '
-                   'bare forwards: CUDA events on GPU, perf_counter on CPU; warm-up runs '
-                   'excluded; median and [min-max] over repeats'),
+                   'bare forwards (overhead table): once after the first timed run, CUDA '
+                   'events on GPU, perf_counter on CPU; warm-up runs excluded; median and '
+                   '[min-max] over repeats'),
         'memory': runner_memory_method(results),
         'flops': flops_method(),
         'garment_cache': 'cleared before every timed run (vae_encode encodes 2 images)',
@@ -213,6 +222,7 @@ def main(args: list[str] | None = None) -> int:
         'seg_checkpoint': opts.seg_checkpoint,
         'sizes': [f'{h}x{w}' for h, w in plan.sizes],
         'sweep_size': f'{plan.sweep_size[0]}x{plan.sweep_size[1]}',
+        'steps_size': f'{plan.steps_size[0]}x{plan.steps_size[1]}',
         'steps_list': list(plan.steps_list), 'schedulers': list(plan.schedulers),
         'memory_size': f'{plan.memory_size[0]}x{plan.memory_size[1]}',
         'memory_steps': plan.memory_steps, 'seed': opts.seed,
@@ -234,6 +244,29 @@ def main(args: list[str] | None = None) -> int:
     if source.random_weights:
         print(f'*** {report.RANDOM_BANNER} ***')
     return 1 if any(r['status'] == 'failed' for r in results) else 0
+
+
+def replot(results_json: str, out_dir: str) -> int:
+    """Rewrite report.md and the charts (and a copy of results.json) from a results file."""
+    import json
+
+    from vton_ros.bench import report
+
+    try:
+        with open(results_json) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as err:
+        print(f'vton_bench: error: cannot read {results_json}: {err}', file=sys.stderr)
+        return 2
+    if doc.get('schema') != report.SCHEMA:
+        print(f'vton_bench: error: {results_json} is not a {report.SCHEMA} results file',
+              file=sys.stderr)
+        return 2
+    paths = report.write_reports(out_dir, doc)
+    print(f'wrote {", ".join(paths)}')
+    if doc['random_weights']:
+        print(f'*** {report.RANDOM_BANNER} ***')
+    return 0
 
 
 def runner_memory_method(results: list[dict]) -> str:
