@@ -104,6 +104,16 @@ def test_loads_local_layout_with_skip_and_attn1_weights(tiny, pipe):
     other = load_file(os.path.join(tiny['attn_ckpt'],
                                    'vitonhd-16k-512/attention/model.safetensors'))
     assert not torch.equal(other['0.to_q.weight'], state['0.to_q.weight'])
+    assert pipe.random_weights  # make_test_weights' marker is seen: outputs are noise
+
+
+def test_random_weights_only_when_marked(tiny, tmp_path):
+    unmarked = tmp_path / 'vae'
+    shutil.copytree(tiny['vae'], unmarked)
+    os.remove(unmarked / weights.RANDOM_MARKER)
+    assert weights.is_random_test_weights(tiny['vae'])
+    assert not weights.is_random_test_weights(str(unmarked))
+    assert not weights.is_random_test_weights(weights.DEFAULT_VAE)  # a hub id
 
 
 def _to_hub_cache(cache, repo_id, folder):

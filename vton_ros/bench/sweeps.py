@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 import gc
 import logging
 import math
-import os
 import time
 from typing import Any
 
@@ -42,7 +41,6 @@ CPU_FP16_REASON = ('fp16 on CPU: this torch has no fast CPU fp16 kernels (a prob
                    '--cpu-fp16 to measure it anyway')
 CPU_FRACTION_REASON = ('N/A on CPU: the memory fraction caps the CUDA caching allocator '
                        '(torch.cuda.set_per_process_memory_fraction); nothing to set on CPU')
-RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'
 
 
 @dataclass(frozen=True)
@@ -258,10 +256,10 @@ class PipelineSource:
                    weights.resolve_model(vae, weights.vae_files(), local_files_only=True),
                    weights.resolve_model(attn_ckpt, weights.attn_files(attn_version),
                                          local_files_only=True)]
-        marked = [f for f in folders if _has_marker(f)]
+        marked = [f for f in folders if weights.is_random_test_weights(f)]
         self.random_weights = bool(marked)
         if marked:
-            self.weights = (f'RANDOM test weights from disk ({RANDOM_MARKER} in '
+            self.weights = (f'RANDOM test weights from disk ({weights.RANDOM_MARKER} in '
                             f'{", ".join(marked)}): their sizes and FLOPs are whatever '
                             'those configs say (tiny for make_test_weights)')
         else:
@@ -309,10 +307,6 @@ def _release_freed_memory() -> None:
         ctypes.CDLL('libc.so.6').malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _has_marker(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, RANDOM_MARKER))
 
 
 def make_inputs(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

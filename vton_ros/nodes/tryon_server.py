@@ -40,7 +40,6 @@ R = TryOn.Result
 STAGES = ('preprocess', 'segmentation', 'vae_encode', 'denoise', 'vae_decode',
           'safety_check', 'total')
 PAIR_HISTORY = 30  # camera frames kept while waiting for their masks
-RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'  # written by make_test_weights
 
 
 class GoalError(Exception):
@@ -74,7 +73,6 @@ class TryOnServer(common.SchemaNode):
         catalog_dir = self.setting('garments.catalog_dir')
         self._catalog = GarmentCatalog(catalog_dir) if catalog_dir else None
         self._pipe: CatVTONPipeline | None = None
-        self._random = False
         self._masker: MaskGenerator | None = None
         self._masker_lock = threading.Lock()
         self._busy_lock = threading.Lock()
@@ -106,17 +104,15 @@ class TryOnServer(common.SchemaNode):
             channels_last=s['catvton.channels_last'],
             safety_checker=s['catvton.safety_checker'])
         seconds = time.monotonic() - start
-        self._random = any((Path(s[k]) / RANDOM_MARKER).exists()
-                           for k in ('catvton.base_model', 'catvton.vae', 'catvton.attn_ckpt'))
         info = (f'{s["catvton.base_model"]} + {s["catvton.vae"]} + {s["catvton.attn_ckpt"]} '
                 f'({s["catvton.attn_version"]}) on {self._pipe.device} '
                 f'{dtype_name(self._pipe.dtype)}, scheduler {self._pipe.scheduler_name}')
         self.get_logger().info(f'loaded CatVTON in {seconds:.1f} s: {info}')
-        if self._random:
+        if self._pipe.random_weights:
             self.get_logger().warning('RANDOM TEST WEIGHTS loaded: results are noise, not '
                                       'try-ons (run fetch_weights for the real model)')
         self._diag.update('ok', 'ready', model=info, load_seconds=seconds,
-                          random_weights=self._random)
+                          random_weights=self._pipe.random_weights)
         self._on_change.append(self._settings_changed)
         self._update_memory()
 
@@ -273,7 +269,7 @@ class TryOnServer(common.SchemaNode):
 
     def _message(self, out) -> str:
         notes = ['ok']
-        if self._random:
+        if self._pipe.random_weights:
             notes.append('RANDOM WEIGHTS (not a real try-on)')
         if getattr(out, 'nan_recovered', False):
             notes.append('VAE decode overflowed and was redone in fp32')

@@ -220,8 +220,9 @@ class CatVTONPipeline:
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict,
                  *, scheduler: str = 'dpmpp_2m', device: torch.device,
                  dtype: torch.dtype, options: PipelineOptions | None = None,
-                 safety_checker: Callable | None = None) -> None:
+                 safety_checker: Callable | None = None, random_weights: bool = False) -> None:
         self._options = options or PipelineOptions()
+        self.random_weights = random_weights  # RANDOM test weights: outputs are noise
         self._latent_channels = int(vae.config.latent_channels)
         expected_in = 2 * self._latent_channels + 1
         if unet.config.in_channels != expected_in:
@@ -302,8 +303,13 @@ class CatVTONPipeline:
         if safety_checker:
             from vton_ros.pipeline.safety import SafetyChecker
             checker = SafetyChecker.from_folder(base_dir, dev, dt)
+        random_weights = any(weights.is_random_test_weights(folder)
+                             for folder in (base_dir, vae_dir, attn_dir))
+        if random_weights:
+            _LOG.warning('RANDOM TEST WEIGHTS (%s found): try-on outputs will be noise',
+                         weights.RANDOM_MARKER)
         pipe = cls(unet, vae_model, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
-                   options=options, safety_checker=checker)
+                   options=options, safety_checker=checker, random_weights=random_weights)
         _LOG.info('CatVTON loaded in %.1f s: base %s, vae %s, attention %s (%d tensors), '
                   '%s %s, scheduler %s', time.perf_counter() - start, base_dir, vae_dir,
                   attn_path, n_attn, dev, dtype_name(dt), scheduler)

@@ -30,6 +30,7 @@ ATTN_VERSIONS = {
     'vitonhd': 'vitonhd-16k-512',
     'dresscode': 'dresscode-16k-512',
 }
+RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'  # make_test_weights puts it next to random weights
 FETCH_HINT = ('run `fetch_weights` on a machine with internet access (it fills the Hugging '
               'Face cache, or --out DIR) and copy the files here, or pass a local folder path')
 
@@ -111,6 +112,11 @@ def pick_file(folder: str, alternatives: tuple[str, ...]) -> str:
         if os.path.isfile(path):
             return path
     raise ModelNotFoundError(f'none of {", ".join(alternatives)} in {folder}; {FETCH_HINT}')
+
+
+def is_random_test_weights(folder: str) -> bool:
+    """Return True if ``folder`` holds RANDOM weights written by make_test_weights."""
+    return os.path.isfile(os.path.join(os.path.expanduser(folder), RANDOM_MARKER))
 
 
 def hub_offline() -> bool:

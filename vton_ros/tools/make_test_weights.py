@@ -67,7 +67,7 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
         save_file(state, os.path.join(target, 'model.safetensors'),
                   metadata={'random_test_weights': 'true', 'version': version})
     for path in paths.values():
-        with open(os.path.join(path, 'RANDOM_TEST_WEIGHTS.txt'), 'w') as f:
+        with open(os.path.join(path, weights.RANDOM_MARKER), 'w') as f:
             f.write(README.format(seed=seed))
     _LOG.warning('wrote tiny RANDOM test weights to %s', out_dir)
     return paths
