@@ -97,9 +97,11 @@ def test_loads_local_layout_with_skip_and_attn1_weights(tiny, pipe):
                if 'attn1' in k)
     state = load_file(os.path.join(tiny['attn_ckpt'], 'mix-48k-1024/attention/model.safetensors'))
     loaded = self_attention_modules(pipe.unet).state_dict()
-    assert set(state) == set(loaded) and '0.to_q.weight' in state
+    # the published numbering: attn1 module i is stored under index 8 * i
+    published = {f'{8 * int(k.split(".")[0])}.{k.split(".", 1)[1]}': k for k in loaded}
+    assert set(state) == set(published) and '8.to_out.0.bias' in state
     for key, value in state.items():
-        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+        torch.testing.assert_close(loaded[published[key]], value, rtol=0, atol=0)
     # the versions differ, so the right file must have been read
     other = load_file(os.path.join(tiny['attn_ckpt'],
                                    'vitonhd-16k-512/attention/model.safetensors'))
@@ -136,7 +138,7 @@ def test_loads_hub_ids_from_offline_cache(tiny, tmp_path, monkeypatch):
     state = load_file(os.path.join(tiny['attn_ckpt'],
                                    'vitonhd-16k-512/attention/model.safetensors'))
     torch.testing.assert_close(self_attention_modules(pipe.unet).state_dict()['3.to_v.weight'],
-                               state['3.to_v.weight'], rtol=0, atol=0)
+                               state['24.to_v.weight'], rtol=0, atol=0)
     # a repo missing from the cache: clear error naming it and the fix
     with pytest.raises(ModelNotFoundError, match='someone/missing.*fetch_weights'):
         CatVTONPipeline.from_pretrained(vae='someone/missing', device='cpu')
@@ -164,21 +166,37 @@ def test_missing_and_partial_models_raise_clear_errors(tiny, tmp_path):
             load(tiny, safety_checker=True)
 
 
+def test_attention_weights_with_contiguous_numbering_load_too(tiny, tmp_path):
+    src = os.path.join(tiny['attn_ckpt'], 'mix-48k-1024/attention/model.safetensors')
+    published = load_file(src)  # indices 0, 8, 16, ...
+    contiguous = {f'{int(k.split(".")[0]) // 8}.{k.split(".", 1)[1]}': v
+                  for k, v in published.items()}
+    attn = tmp_path / 'catvton'
+    shutil.copytree(tiny['attn_ckpt'], attn)
+    save_file(contiguous, str(attn / 'mix-48k-1024/attention/model.safetensors'))
+    pipe = load(dict(tiny, attn_ckpt=str(attn)))
+    loaded = self_attention_modules(pipe.unet).state_dict()
+    assert set(loaded) == set(contiguous)
+    for key, value in contiguous.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize('change', ['drop', 'extra', 'shape'])
 def test_attention_weights_load_strictly(tiny, tmp_path, change):
     src = os.path.join(tiny['attn_ckpt'], 'mix-48k-1024/attention/model.safetensors')
     state = load_file(src)
-    if change == 'drop':
-        del state['2.to_k.weight']
-    elif change == 'extra':
-        state['16.to_q.weight'] = state['0.to_q.weight'].clone()
+    n_modules = len({key.split('.')[0] for key in state})
+    if change == 'drop':  # file indices 0, 8, 16, ...: module 2 is '16.'
+        del state['16.to_k.weight']
+    elif change == 'extra':  # one module more than the UNet has
+        state[f'{8 * n_modules}.to_q.weight'] = state['0.to_q.weight'].clone()
     else:
-        state['1.to_out.0.bias'] = torch.zeros(7)
+        state['8.to_out.0.bias'] = torch.zeros(7)
     attn = tmp_path / 'catvton'
     shutil.copytree(tiny['attn_ckpt'], attn)
     save_file(state, str(attn / 'mix-48k-1024/attention/model.safetensors'))
     expected = {'drop': r'1 missing keys.*2\.to_k\.weight',
-                'extra': r'1 unexpected keys.*16\.to_q\.weight',
+                'extra': rf'1 unexpected keys.*{n_modules}\.to_q\.weight',
                 'shape': r'1 shape mismatches.*1\.to_out\.0\.bias: file \(7,\)'}[change]
     with pytest.raises(IncompatibleWeightsError, match=expected):
         load(dict(tiny, attn_ckpt=str(attn)))
@@ -408,7 +426,7 @@ def test_first_step_matches_hand_computed_reference(tiny, exact_inputs, guidance
     state = load_file(os.path.join(tiny['attn_ckpt'], 'mix-48k-1024/attention/model.safetensors'))
     for i, module in enumerate(attn1):
         for key, value in module.state_dict().items():
-            value.copy_(state[f'{i}.{key}'])
+            value.copy_(state[f'{8 * i}.{key}'])  # the published numbering
 
     class Passthrough:
         def __call__(self, attn, hidden_states, encoder_hidden_states=None,

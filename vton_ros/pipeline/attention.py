@@ -85,6 +85,33 @@ def self_attention_modules(unet: nn.Module) -> nn.ModuleList:
                           if name.endswith('attn1')])
 
 
+# CatVTON saved nn.ModuleList([m for n, m in unet.named_modules() if 'attn1' in n]): the list
+# also held each attn1's submodules (to_q, to_k, ...), which safetensors dropped as shared
+# tensors, so the published files number the 16 attn1 modules 0, 8, 16, ... 120.
+PUBLISHED_STRIDE = 8
+
+
+def renumber_attention_state(state: dict, stride: int = 1) -> dict:
+    """
+    Number the attn1 modules of an attention state dict 0, stride, 2*stride, ...
+
+    Keys are '<index>.<parameter>'; the indices keep their order (CatVTON's files use
+    0, 8, 16, ..., our modules 0, 1, 2, ...). Raises ValueError for keys without an index.
+    """
+    indices = set()
+    for key in state:
+        head, _, rest = key.partition('.')
+        if not head.isdigit() or not rest:
+            raise ValueError(f'attention weight key {key!r} does not start with a module index')
+        indices.add(int(head))
+    rank = {index: i * stride for i, index in enumerate(sorted(indices))}
+    out = {}
+    for key, value in state.items():
+        head, _, rest = key.partition('.')
+        out[f'{rank[int(head)]}.{rest}'] = value
+    return out
+
+
 def resolve_slice_size(attention_slicing: int | str | None, heads: int) -> int | None:
     """
     Map an attention_slicing option to a slice size for a module with ``heads`` heads.
@@ -138,14 +165,18 @@ def load_attention_weights(unet: nn.Module, path: str) -> int:
     """
     Load CatVTON's attn1 weights from ``path`` (safetensors) into ``unet``, strictly.
 
-    Returns the number of tensors loaded. Raises IncompatibleWeightsError on missing or
+    The file's module indices (0, 8, ... in the published files) are taken in order; every
+    attn1 module must get exactly its tensors. Returns the number of tensors loaded. Raises IncompatibleWeightsError on missing or
     unexpected keys or on shape mismatches (nothing is loaded then).
     """
     from safetensors.torch import load_file
 
     from vton_ros.pipeline.weights import IncompatibleWeightsError
 
-    state = load_file(path, device='cpu')
+    try:
+        state = renumber_attention_state(load_file(path, device='cpu'))
+    except ValueError as err:
+        raise IncompatibleWeightsError(f'CatVTON attention weights {path}: {err}') from None
     modules = self_attention_modules(unet)
     expected = modules.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -33,7 +33,8 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
     """
     from safetensors.torch import save_file
 
-    from vton_ros.pipeline.attention import self_attention_modules
+    from vton_ros.pipeline.attention import (PUBLISHED_STRIDE, renumber_attention_state,
+                                             self_attention_modules)
     from vton_ros.pipeline.random_weights import (build_random, random_tiny_components,
                                                   tiny_unet_config)
 
@@ -64,6 +65,7 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
                      for k, v in self_attention_modules(other).state_dict().items()}
         target = os.path.join(paths['attn_ckpt'], folder, 'attention')
         os.makedirs(target, exist_ok=True)
+        state = renumber_attention_state(state, PUBLISHED_STRIDE)  # the published numbering
         save_file(state, os.path.join(target, 'model.safetensors'),
                   metadata={'random_test_weights': 'true', 'version': version})
     for path in paths.values():
