@@ -14,16 +14,21 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
     source = LaunchConfiguration('camera_source').perform(context)
     device = LaunchConfiguration('device').perform(context)
+
+    def text(value):  # launch parses plain strings as YAML: keep '0' a string
+        return ParameterValue(value, value_type=str)
+
     overrides = {
-        'camera_node': {'camera.source': source} if source else {},
-        'segmentation_node': {'segmentation.device': device} if device else {},
-        'tryon_server': ({'catvton.device': device, 'segmentation.device': device}
+        'camera_node': {'camera.source': text(source)} if source else {},
+        'segmentation_node': {'segmentation.device': text(device)} if device else {},
+        'tryon_server': ({'catvton.device': text(device), 'segmentation.device': text(device)}
                          if device else {}),
     }
     return [Node(package='vton_ros', executable=name, name=name, output='screen',

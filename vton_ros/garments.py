@@ -32,7 +32,10 @@ class GarmentCatalog:
         path = self.folder / CATALOG_FILE
         if not path.exists():
             return {}
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f'{path}: not valid YAML: {err}') from None
         if not isinstance(data, dict):
             raise ValueError(f'{path}: expected a mapping of garment id -> cloth type')
         types = {}

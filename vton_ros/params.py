@@ -113,7 +113,7 @@ SCHEMA: tuple[Param, ...] = (
           min=0, max=8192),
     Param('camera.mirror', True, 'Flip horizontally (it is a mirror)', _CAM),
     Param('camera.loop', True, 'Replay a video file or image folder from the start at its end',
-          _CAM),
+          _CAM, read_only=True),
     Param('camera.frame_id', 'camera', 'frame_id of image_raw and camera_info', _CAM,
           read_only=True),
     Param('camera.encoding', 'rgb8', 'Encoding of image_raw', _CAM, choices=('rgb8', 'bgr8')),
@@ -127,8 +127,9 @@ SCHEMA: tuple[Param, ...] = (
           'required for backend unet', _SEG, read_only=True),
     Param('segmentation.threshold', 0.5, 'Probability above which a pixel is masked (unet: '
           'mask model, pose: person segmentation)', _SEG, min=0.01, max=0.99),
-    Param('segmentation.cloth_type', 'upper', 'Garment region to mask', _SEG,
-          choices=CLOTH_TYPES),
+    Param('segmentation.cloth_type', 'upper', 'Garment region of the live masks (tryon_server '
+          'reuses a camera mask only for goals of this type)', _SEG, choices=CLOTH_TYPES,
+          read_only=True),
     Param('segmentation.device', 'auto', 'cpu | cuda | cuda:N | auto', _SEG, read_only=True),
     Param('segmentation.precision', 'fp32', 'Mask model precision', _SEG, choices=PRECISIONS,
           read_only=True),
@@ -169,6 +170,11 @@ SCHEMA: tuple[Param, ...] = (
           read_only=True),
     Param('catvton.channels_last', False, 'channels_last memory format for UNet and VAE',
           _TRY, read_only=True),
+    Param('catvton.compile_unet', False, 'torch.compile the UNet (slow first goal)', _TRY,
+          read_only=True),
+    Param('catvton.allow_download', False, 'Let a hub id missing from the Hugging Face cache '
+          'be downloaded at start-up (off: only cached or local weights; see fetch_weights)',
+          _TRY, read_only=True),
     Param('catvton.seed', -1, 'Noise seed when a goal gives none (negative = random)', _TRY,
           min=-1, max=2 ** 63 - 1),
     Param('catvton.safety_checker', False, 'Run the SD safety checker on results', _TRY,
@@ -189,13 +195,13 @@ SCHEMA: tuple[Param, ...] = (
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,
           min=1, max=2 ** 31 - 1),
     Param('garments.catalog_dir', '', 'Folder of garment images (id = file stem), optional '
-          'catalog.yaml mapping id -> cloth_type', _TRY),
+          'catalog.yaml mapping id -> cloth_type', _TRY, read_only=True),
     # every node
-    Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100),
+    Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100, read_only=True),
     Param('qos.reliability', 'best_effort', 'Image topic reliability (sensor-data QoS is '
           'best_effort)', _ALL, choices=('best_effort', 'reliable'), read_only=True),
     Param('diagnostics.period', 1.0, 'Seconds between /diagnostics messages', _ALL,
-          min=0.1, max=60.0),
+          min=0.1, max=60.0, read_only=True),
 )
 
 _BY_NAME = {p.name: p for p in SCHEMA}

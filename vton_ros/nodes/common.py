@@ -16,6 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
@@ -59,6 +60,8 @@ class SchemaNode(Node):
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         changes = {}
         for parameter in parameters:
+            if parameter.name not in self.settings:  # e.g. use_sim_time: rclpy's own
+                continue
             try:
                 changes[parameter.name] = schema.validate(
                     self._schema_node, {parameter.name: parameter.value})[parameter.name]
@@ -158,7 +161,8 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
     Init rclpy, build the node, call ``start(node)``, spin, shut down cleanly.
 
     ``start`` is where an entry point sets process-wide flags and loads models. A start-up
-    error (ValueError, OSError, RuntimeError) is logged as one fatal line and exits with 1.
+    error (bad parameter, missing model/device/package) is logged as one fatal line and exits
+    with 1.
     SIGTERM (sent by tryon_bringup and launch) stops the node like Ctrl-C does.
     """
     rclpy.init(args=args)
@@ -169,8 +173,8 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
             node = node_factory()
             if start is not None:
                 start(node)
-        except (ValueError, OSError, RuntimeError) as err:
-            # Bad parameters, missing models or devices: one clear line, exit code 1.
+        except (ValueError, OSError, RuntimeError, ImportError, ParameterException) as err:
+            # Bad parameters, missing models, packages or devices: one clear line, exit 1.
             rclpy.logging.get_logger('vton_ros').fatal(f'cannot start: {err}')
             raise SystemExit(1) from None
         executor = MultiThreadedExecutor(num_threads=threads)

@@ -47,13 +47,16 @@ class SegmentationNode(common.SchemaNode):
         self._worker.start()
 
     def _make_generator(self) -> MaskGenerator:
-        self._generator_threshold = self.setting('segmentation.threshold')
-        return create_mask_generator(
+        threshold = self.setting('segmentation.threshold')
+        generator = create_mask_generator(
             backend=self.setting('segmentation.backend'),
             checkpoint=self.setting('segmentation.checkpoint') or None,
-            threshold=self._generator_threshold,
-            device=self.setting('segmentation.device'),
+            threshold=threshold, device=self.setting('segmentation.device'),
             precision=self.setting('segmentation.precision'))
+        if self._generator is not None:  # replace only once the new one exists
+            self._generator.close()
+        self._generator_threshold = threshold
+        return generator
 
     def image_callback(self, msg: Image) -> None:
         """Keep only the newest frame; the worker picks it up."""
@@ -85,12 +88,16 @@ class SegmentationNode(common.SchemaNode):
         try:
             rgb = image_conv.to_rgb(msg)
             if self.setting('segmentation.threshold') != self._generator_threshold:
-                self._generator.close()
                 self._generator = self._make_generator()
             result = self._generator(rgb, self.setting('segmentation.cloth_type'))
         except ValueError as err:  # bad frame: skip it, keep running
             self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
             self._diag.update('warn', 'bad frame skipped', last_error=str(err))
+            return
+        except Exception as err:  # noqa: B902 - worker boundary: the node keeps masking
+            self.get_logger().error(f'mask generation failed: {err!r}',
+                                    throttle_duration_sec=5.0)
+            self._diag.update('error', 'mask generation failed', last_error=repr(err))
             return
         self._mask_pub.publish(image_conv.from_mono(result.mask, msg.header))
         self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),

@@ -28,6 +28,7 @@ import torch
 from vton_interfaces.action import TryOn
 from vton_interfaces.msg import StageTiming
 
+from vton_ros.camera_source import SourceError
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import common, image_conv
 from vton_ros.params import CLOTH_TYPES
@@ -74,9 +75,11 @@ class TryOnServer(common.SchemaNode):
         self._catalog = GarmentCatalog(catalog_dir) if catalog_dir else None
         self._pipe: CatVTONPipeline | None = None
         self._masker: MaskGenerator | None = None
+        self._masker_threshold = None
         self._masker_lock = threading.Lock()
         self._busy_lock = threading.Lock()
         self._active = None
+        self._pending = 0  # accepted in goal_callback, not yet in handle_accepted_callback
         self._queue: deque = deque()
         self._preempted: set = set()
         self._stats = {'succeeded': 0, 'failed': 0}
@@ -101,8 +104,9 @@ class TryOnServer(common.SchemaNode):
             scheduler=s['catvton.scheduler'],
             attention_slicing='auto' if s['catvton.attention_slicing'] else None,
             vae_slicing=s['catvton.vae_slicing'], vae_tiling=s['catvton.vae_tiling'],
-            channels_last=s['catvton.channels_last'],
-            safety_checker=s['catvton.safety_checker'])
+            channels_last=s['catvton.channels_last'], compile_unet=s['catvton.compile_unet'],
+            safety_checker=s['catvton.safety_checker'],
+            local_files_only=not s['catvton.allow_download'])
         seconds = time.monotonic() - start
         info = (f'{s["catvton.base_model"]} + {s["catvton.vae"]} + {s["catvton.attn_ckpt"]} '
                 f'({s["catvton.attn_version"]}) on {self._pipe.device} '
@@ -139,20 +143,22 @@ class TryOnServer(common.SchemaNode):
     def goal_callback(self, goal_request: TryOn.Goal) -> GoalResponse:
         """Accept unless busy with policy reject, or the queue is full."""
         with self._busy_lock:
-            busy = self._active is not None
+            busy = self._active is not None or self._pending > 0
             policy = self.setting('tryon.busy_policy')
             if busy and policy == 'reject':
                 self.get_logger().warning('goal rejected: busy (tryon.busy_policy reject)')
                 return GoalResponse.REJECT
-            if busy and policy == 'queue' and len(self._queue) >= self.setting(
-                    'tryon.queue_size'):
+            if busy and policy == 'queue' and len(self._queue) + self._pending >= \
+                    self.setting('tryon.queue_size'):
                 self.get_logger().warning('goal rejected: queue full (tryon.queue_size)')
                 return GoalResponse.REJECT
+            self._pending += 1
         return GoalResponse.ACCEPT
 
     def handle_accepted_callback(self, goal_handle) -> None:
         """Run now, or queue; with preempt, the running and queued goals are stopped."""
         with self._busy_lock:
+            self._pending -= 1
             if self._active is None:
                 self._active = goal_handle
                 run_now = True
@@ -166,11 +172,19 @@ class TryOnServer(common.SchemaNode):
             goal_handle.execute()
 
     def cancel_callback(self, goal_handle) -> CancelResponse:
-        """Accept every cancel request; the goal stops within one denoising step."""
+        """Accept every cancel: a running goal stops within a step, a queued one at once."""
+        with self._busy_lock:
+            queued = goal_handle in self._queue
+            if queued:
+                self._queue.remove(goal_handle)
+        if queued:
+            goal_handle.execute()  # ends as canceled without waiting for its turn
         return CancelResponse.ACCEPT
 
-    def _start_next(self) -> None:
+    def _start_next(self, finished) -> None:
         with self._busy_lock:
+            if self._active is not finished:  # a queued goal that was canceled early
+                return
             self._active = self._queue.popleft() if self._queue else None
             nxt = self._active
         if nxt is not None:
@@ -183,7 +197,7 @@ class TryOnServer(common.SchemaNode):
         start = time.monotonic()
         result = R()
         try:
-            if key in self._preempted or goal_handle.is_cancel_requested:
+            if self._should_stop(goal_handle):
                 raise TryOnCancelled('stopped before it started')
             result = self._run(goal_handle, start)
             _finish(goal_handle, 'succeed')
@@ -212,7 +226,7 @@ class TryOnServer(common.SchemaNode):
             self._fail(goal_handle, result, R.PIPELINE_ERROR, f'unexpected error: {err!r}')
         finally:
             self._preempted.discard(key)
-            self._start_next()
+            self._start_next(goal_handle)
             self._update_memory()
         return result
 
@@ -223,6 +237,11 @@ class TryOnServer(common.SchemaNode):
         self._diag.update('warn', 'last goal failed', last_error=message,
                           goals_failed=self._stats['failed'])
         _finish(goal_handle, 'abort')
+
+    def _should_stop(self, goal_handle) -> bool:
+        """Return True if the goal was canceled or preempted, or the node is shutting down."""
+        return (goal_handle.is_cancel_requested or not self.context.ok()
+                or goal_handle.goal_id.uuid.tobytes() in self._preempted)
 
     def _run(self, goal_handle, start: float) -> TryOn.Result:
         goal = goal_handle.request
@@ -235,7 +254,8 @@ class TryOnServer(common.SchemaNode):
             raise GoalError(R.INVALID_ARGUMENT, f'unknown cloth_type {goal.cloth_type!r}; '
                             f'valid: {", ".join(CLOTH_TYPES)}')
         steps, guidance, seed = self._numbers(goal)
-        person_msg, person, mask, waited = self._person(goal, cloth_type, max_pixels, timings)
+        person_msg, person, mask, waited = self._person(goal_handle, cloth_type, max_pixels,
+                                                        timings)
         timings['preprocess'] = time.monotonic() - t0 - timings['segmentation'] - waited
 
         height, width = self.setting('catvton.height'), self.setting('catvton.width')
@@ -247,8 +267,7 @@ class TryOnServer(common.SchemaNode):
             if stage in out.timings and stage not in ('total', 'segmentation'):
                 timings[stage] += out.timings[stage]
         t1 = time.monotonic()
-        box = preprocess.centre_crop_box(person.shape[0], person.shape[1], height, width)
-        image = preprocess.uncrop(out.image, box, background=person)
+        image = preprocess.uncrop(out.image, out.crop_box, background=person)
         binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
         timings['preprocess'] += time.monotonic() - t1
         timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
@@ -259,7 +278,10 @@ class TryOnServer(common.SchemaNode):
                    error_code=R.SUCCESS, message=self._message(out))
         self._result_pub.publish(result.image)
         if self.setting('tryon.save_dir'):
-            self._save(image, binary, timings, seed)
+            try:
+                self._save(image, binary, timings, seed)
+            except OSError as err:  # the try-on itself succeeded
+                self.get_logger().warning(f'could not save the result: {err}')
         self._stats['succeeded'] += 1
         self._diag.update('ok', 'last goal succeeded', last_total_s=timings['total'],
                           last_denoise_s=timings['denoise'],
@@ -292,7 +314,7 @@ class TryOnServer(common.SchemaNode):
             return self._catalog.load(goal.garment_id)
         except KeyError as err:
             raise GoalError(R.UNKNOWN_GARMENT, err.args[0]) from None
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, SourceError) as err:
             raise GoalError(R.INVALID_IMAGE, f'garment {goal.garment_id}: {err}') from None
 
     def _numbers(self, goal: TryOn.Goal) -> tuple[int, float, int]:
@@ -311,9 +333,10 @@ class TryOnServer(common.SchemaNode):
             seed = random.SystemRandom().randrange(2 ** 31)
         return steps, float(guidance), int(seed)
 
-    def _person(self, goal: TryOn.Goal, cloth_type: str, max_pixels: int,
+    def _person(self, goal_handle, cloth_type: str, max_pixels: int,
                 timings: dict) -> tuple[Image | None, np.ndarray, np.ndarray, float]:
         """Return the person message, image, mask and seconds spent waiting for a frame."""
+        goal = goal_handle.request
         mask, waited = None, 0.0
         if not is_empty(goal.person_image):
             person_msg = goal.person_image
@@ -323,7 +346,7 @@ class TryOnServer(common.SchemaNode):
                 raise GoalError(R.INVALID_IMAGE, f'person_image: {err}') from None
         else:
             waited = time.monotonic()
-            person_msg, mask_msg = self._latest_pair()
+            person_msg, mask_msg = self._latest_pair(goal_handle)
             waited = time.monotonic() - waited
             person = image_conv.to_rgb(person_msg, max_pixels)
             if cloth_type == self.setting('segmentation.cloth_type'):
@@ -338,7 +361,10 @@ class TryOnServer(common.SchemaNode):
                                 f'the person image is {person.shape[1]}x{person.shape[0]}')
         if mask is None:
             t = time.monotonic()
-            result = self._mask_generator()(person, cloth_type)
+            try:
+                result = self._mask_generator()(person, cloth_type)
+            except ValueError as err:  # e.g. a unet checkpoint trained for another type
+                raise GoalError(R.INVALID_ARGUMENT, f'mask generation: {err}') from None
             timings['segmentation'] = time.monotonic() - t
             if not result.person_found or not (result.mask >= 128).any():
                 raise GoalError(R.NO_PERSON_DETECTED, f'no {cloth_type} garment region found '
@@ -346,16 +372,21 @@ class TryOnServer(common.SchemaNode):
                                 'that shows it')
             mask = result.mask
         if not (mask >= 128).any():
+            if is_empty(goal.mask):  # the camera's mask: nobody in view
+                raise GoalError(R.NO_PERSON_DETECTED, 'the latest camera mask is empty: no '
+                                'person in view')
             raise GoalError(R.INVALID_IMAGE, 'mask is empty: nothing to repaint')
         return person_msg, person, mask, waited
 
-    def _latest_pair(self) -> tuple[Image, Image]:
+    def _latest_pair(self, goal_handle) -> tuple[Image, Image]:
         deadline = time.monotonic() + self.setting('tryon.pair_wait')
         while True:
             with self._pair_lock:
                 pair = self._pair
             if pair is not None or time.monotonic() >= deadline:
                 break
+            if self._should_stop(goal_handle):
+                raise TryOnCancelled('stopped while waiting for a camera frame')
             time.sleep(0.05)
         if pair is None:
             raise GoalError(R.NO_PERSON_FRAME, 'no person_image in the goal and no camera frame '
@@ -368,14 +399,17 @@ class TryOnServer(common.SchemaNode):
         return pair
 
     def _mask_generator(self) -> MaskGenerator:
+        threshold = self.setting('segmentation.threshold')
         with self._masker_lock:
-            if self._masker is None:
-                self._masker = create_mask_generator(
+            if self._masker is None or self._masker_threshold != threshold:
+                masker = create_mask_generator(
                     backend=self.setting('segmentation.backend'),
                     checkpoint=self.setting('segmentation.checkpoint') or None,
-                    threshold=self.setting('segmentation.threshold'),
-                    device=self.setting('segmentation.device'),
+                    threshold=threshold, device=self.setting('segmentation.device'),
                     precision=self.setting('segmentation.precision'))
+                if self._masker is not None:
+                    self._masker.close()
+                self._masker, self._masker_threshold = masker, threshold
             return self._masker
 
     def _save(self, image: np.ndarray, mask: np.ndarray, timings: dict, seed: int) -> None:
@@ -421,8 +455,7 @@ class _FeedbackSender:
             self._node._preview_pub.publish(fb.preview)
         self._goal.publish_feedback(fb)
         self._last = time.monotonic()
-        key = self._goal.goal_id.uuid.tobytes()
-        return self._goal.is_cancel_requested or key in self._node._preempted
+        return self._node._should_stop(self._goal)
 
     def settle(self, gap: float = 0.05) -> None:
         """Leave a gap after the last feedback: rclpy drops feedback arriving after a result."""
@@ -433,6 +466,8 @@ class _FeedbackSender:
 
 def _finish(goal_handle, how: str) -> None:
     if goal_handle.is_active:
+        if how == 'canceled' and not goal_handle.is_cancel_requested:
+            how = 'abort'  # stopped by shutdown, not by the client
         getattr(goal_handle, how)()
 
 

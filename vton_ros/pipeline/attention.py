@@ -93,7 +93,7 @@ PUBLISHED_STRIDE = 8
 
 def renumber_attention_state(state: dict, stride: int = 1) -> dict:
     """
-    Number the attn1 modules of an attention state dict 0, stride, 2*stride, ...
+    Renumber the attn1 modules of an attention state dict 0, stride, 2*stride, ...
 
     Keys are '<index>.<parameter>'; the indices keep their order (CatVTON's files use
     0, 8, 16, ..., our modules 0, 1, 2, ...). Raises ValueError for keys without an index.
@@ -166,8 +166,9 @@ def load_attention_weights(unet: nn.Module, path: str) -> int:
     Load CatVTON's attn1 weights from ``path`` (safetensors) into ``unet``, strictly.
 
     The file's module indices (0, 8, ... in the published files) are taken in order; every
-    attn1 module must get exactly its tensors. Returns the number of tensors loaded. Raises IncompatibleWeightsError on missing or
-    unexpected keys or on shape mismatches (nothing is loaded then).
+    attn1 module must get exactly its tensors. Returns the number of tensors loaded.
+    Raises IncompatibleWeightsError on missing or unexpected keys or on shape mismatches
+    (nothing is loaded then).
     """
     from safetensors.torch import load_file
 

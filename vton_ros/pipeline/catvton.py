@@ -479,17 +479,6 @@ class CatVTONPipeline:
         if callback is not None and not callable(callback):
             raise TypeError(f'callback must be callable, got {type(callback).__name__}')
 
-    def cache_garment(self, garment: np.ndarray, height: int = 512, width: int = 384) -> bool:
-        """Encode a garment into the cache ahead of time; True if it was already cached."""
-        check_image(garment, 'garment')
-        key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
-        if self.garment_cache.get(key) is not None:
-            return True
-        with torch.inference_mode():
-            latent = self._encode(self._to_tensor(letterbox(garment, height, width)))
-        self.garment_cache.put(key, latent)
-        return False
-
     # ------------------------------------------------------------------ stages
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
