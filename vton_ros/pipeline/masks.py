@@ -355,7 +355,7 @@ def pose_agnostic_mask(landmarks: np.ndarray, person: np.ndarray, cloth_type: st
 def _upper_region(region: np.ndarray, p: np.ndarray, s: float, torso_len: float,
                   mid_sh: np.ndarray, mid_hip: np.ndarray, down: np.ndarray,
                   across: np.ndarray, cfg: PoseMaskConfig) -> None:
-    chin = _chin(p)
+    chin = _face(p, s)[3]
     half = 0.5 * s
     hem = mid_hip + down * cfg.hem * torso_len
     ls, rs = p[L_SHOULDER], p[R_SHOULDER]
@@ -390,20 +390,19 @@ def _lower_region(region: np.ndarray, p: np.ndarray, s: float, torso_len: float,
         _capsule(region, p[knee], p[ankle], shin)
 
 
-def _chin(p: np.ndarray) -> np.ndarray:
+def _face(p: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Return eye centre, unit eyes-to-mouth axis, face length (>= 0.12 s) and chin point."""
     eyes = (p[L_EYE] + p[R_EYE]) / 2
     mouth = (p[MOUTH_L] + p[MOUTH_R]) / 2
-    return mouth + (mouth - eyes) * 0.75
+    face_len = max(float(np.linalg.norm(mouth - eyes)), 0.12 * s)
+    face_down = _unit(mouth - eyes)
+    return eyes, face_down, face_len, mouth + face_down * 0.75 * face_len
 
 
 def _protected(p: np.ndarray, s: float, size: tuple[int, int], cloth_type: str) -> np.ndarray:
     """Return the never-masked area: head (face, hair), hands, feet for lower/overall."""
     keep = np.zeros(size, np.uint8)
-    eyes = (p[L_EYE] + p[R_EYE]) / 2
-    mouth = (p[MOUTH_L] + p[MOUTH_R]) / 2
-    face_len = max(float(np.linalg.norm(mouth - eyes)), 0.12 * s)
-    face_down = _unit(mouth - eyes)
-    chin = mouth + face_down * 0.75 * face_len
+    eyes, face_down, face_len, chin = _face(p, s)
     top = eyes - face_down * 2.4 * face_len
     ear_w = float(np.linalg.norm(p[L_EAR] - p[R_EAR]))
     head_w = max(1.5 * ear_w, 2.8 * face_len)

@@ -86,8 +86,15 @@ def train(config: TrainConfig, progress: Progress | None = None,
 
     progress: optional wrapper for progress bars; on_epoch: called with each epoch's record.
     Raises ValueError for a bad dataset, an ``out`` that already holds a run without
-    ``resume``, or a resume whose checkpoint has a different model config.
+    ``resume``, or a resume whose checkpoint has a different model config. The seeding it
+    does stays local: the caller's torch RNG state is restored afterwards.
     """
+    with torch.random.fork_rng(devices=[]):
+        return _train(config, progress, on_epoch)
+
+
+def _train(config: TrainConfig, progress: Progress | None,
+           on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     device = resolve_device(config.device)
     mcfg = config.model
     last_path = os.path.join(config.out, LAST)
