@@ -33,13 +33,13 @@ from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import common, image_conv
 from vton_ros.params import CLOTH_TYPES
 from vton_ros.pipeline import preprocess
-from vton_ros.pipeline.catvton import CatVTONPipeline, latents_to_preview, TryOnCancelled
+from vton_ros.pipeline.catvton import (CatVTONPipeline, latents_to_preview, TIMING_KEYS,
+                                       TryOnCancelled)
 from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
 
 R = TryOn.Result
-STAGES = ('preprocess', 'segmentation', 'vae_encode', 'denoise', 'vae_decode',
-          'safety_check', 'total')
+STAGES = TIMING_KEYS[:1] + ('segmentation',) + TIMING_KEYS[1:]  # the pipeline's + masking
 PAIR_HISTORY = 30  # camera frames kept while waiting for their masks
 
 
@@ -263,9 +263,8 @@ class TryOnServer(common.SchemaNode):
         out = self._pipe(person, garment, mask, num_inference_steps=steps,
                          guidance_scale=guidance, height=height, width=width, seed=seed,
                          repaint=self.setting('catvton.repaint'), callback=feedback)
-        for stage in STAGES:
-            if stage in out.timings and stage not in ('total', 'segmentation'):
-                timings[stage] += out.timings[stage]
+        for stage in TIMING_KEYS[:-1]:  # all but 'total', which is the goal's own
+            timings[stage] += out.timings[stage]
         t1 = time.monotonic()
         image = preprocess.uncrop(out.image, out.crop_box, background=person)
         binary = np.where(mask >= 128, 255, 0).astype(np.uint8)

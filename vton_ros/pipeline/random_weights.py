@@ -97,19 +97,9 @@ def tiny_unet_config() -> dict:
 
 
 def tiny_vae_config() -> dict:
-    """Return the config of a tiny 4-level VAE (downsampling 8, 4 latent channels; tests)."""
-    return {
-        'in_channels': 3,
-        'out_channels': 3,
-        'down_block_types': ['DownEncoderBlock2D'] * 4,
-        'up_block_types': ['UpDecoderBlock2D'] * 4,
-        'block_out_channels': [8, 16, 32, 32],
-        'layers_per_block': 1,
-        'latent_channels': 4,
-        'norm_num_groups': 8,
-        'sample_size': 64,
-        'scaling_factor': 0.18215,
-    }
+    """Return the SD VAE config shrunk: same 4 levels, 8-32 channels (tests)."""
+    return dict(sd_vae_config(), block_out_channels=[8, 16, 32, 32], layers_per_block=1,
+                norm_num_groups=8, sample_size=64)
 
 
 def build_random(model_cls: type, config: dict, dtype: torch.dtype = torch.float32,
