@@ -1,7 +1,7 @@
 # vton_ros: the two commands for a fresh machine are `make demo` and `make test`.
 # Both run `make setup` first (idempotent: venv, pinned packages, colcon build).
 SHELL := /bin/bash
-WEIGHTS ?= real
+WEIGHTS ?= demo
 
 .PHONY: setup test demo clean
 

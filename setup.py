@@ -7,7 +7,8 @@ from setuptools import find_packages, setup
 PACKAGE = 'vton_ros'
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
-         'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights')
+         'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
+         'train_demo_model')
 
 setup(
     name=PACKAGE,
@@ -26,7 +27,7 @@ setup(
     description='On-device diffusion virtual try-on (CatVTON) for a smart mirror on ROS 2.',
     license='Apache-2.0',
     entry_points={
-        'console_scripts': [f'{n} = {PACKAGE}.nodes.{n}:main' for n in NODES]
+        'console_scripts': [f'{n} = {PACKAGE}.nodes.entry:{n}' for n in NODES]
         + [f'{n} = {PACKAGE}.tools.{n}:main' for n in TOOLS],
     },
 )

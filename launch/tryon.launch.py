@@ -2,23 +2,42 @@
 Bring up camera_node, segmentation_node and tryon_server (ros2 launch vton_ros tryon.launch.py).
 
 Launch arguments: params_file (default config/tryon.yaml, the paper's Jetson profile),
-camera_source (overrides camera.source) and device (overrides catvton.device and
-segmentation.device); empty keeps the file's value. Where the ros2 CLI is not installed,
-``tryon_bringup`` starts the same nodes from the same file.
+namespace (default empty; e.g. mirror_a puts every node, topic and the tryon action under
+/mirror_a, and the config's /**/NODE keys still apply), camera_source (overrides
+camera.source) and device (overrides catvton.device and segmentation.device); empty keeps
+the file's value. When a node exits, the launch shuts the others down; a node that failed
+(exit code not 0) makes ros2 launch exit 1 with an error naming it. Where the ros2 CLI is
+not installed, ``tryon_bringup`` starts the same nodes from the same file.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, \
+    Shutdown
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 
+class NodeFailed(RuntimeError):
+    """A node exited with an error: launch logs it, shuts down and exits 1."""
+
+
+def _on_exit(name):
+    def handler(event, _context):
+        if event.returncode != 0:
+            raise NodeFailed(f'{name} exited with code {event.returncode} (its [FATAL] or '
+                             '[ERROR] line is above); stopping the other nodes')
+        return [Shutdown(reason=f'{name} exited')]
+    return handler
+
+
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
+    namespace = LaunchConfiguration('namespace').perform(context)
     source = LaunchConfiguration('camera_source').perform(context)
     device = LaunchConfiguration('device').perform(context)
 
@@ -31,9 +50,13 @@ def _nodes(context):
         'tryon_server': ({'catvton.device': text(device), 'segmentation.device': text(device)}
                          if device else {}),
     }
-    return [Node(package='vton_ros', executable=name, name=name, output='screen',
-                 emulate_tty=True, parameters=[params_file, extra])
-            for name, extra in overrides.items()]
+    actions = []
+    for name, extra in overrides.items():
+        node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
+                    output='screen', emulate_tty=True, parameters=[params_file, extra])
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
+                                                             on_exit=_on_exit(name)))]
+    return actions
 
 
 def generate_launch_description():
@@ -42,6 +65,9 @@ def generate_launch_description():
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', 'tryon.yaml'),
                               description='ROS parameter file (see config/)'),
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the whole stack, e.g. mirror_a '
+                                          '(several mirrors on one ROS graph)'),
         DeclareLaunchArgument('camera_source', default_value='',
                               description='camera.source override: device index or path, '
                                           'GStreamer pipeline, video, folder or image'),

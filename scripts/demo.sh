@@ -1,23 +1,41 @@
 #!/usr/bin/env bash
-# make demo [WEIGHTS=real|random]: the whole system end to end on this machine.
+# make demo [WEIGHTS=demo|real|random]: the whole system end to end on this machine.
 # camera_node replays a bundled portrait, segmentation_node runs the pose masker,
 # tryon_server loads CatVTON, tryon_client sends one goal and saves a panel.
+# demo (default): the small model in models/demo, trained here on synthetic data;
+# real: the published CatVTON weights (fetch_weights); random: untrained, for timing.
 set -eo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck disable=SC1091
 source scripts/env.sh
-MODE=${1:-real}
+MODE=${1:-demo}
 OUT=$ROOT/out/demo
 mkdir -p "$OUT/garments"
 overrides=()
 case "$MODE" in
+  demo)
+    overrides+=(--set "catvton.base_model=$ROOT/models/demo/base"
+                --set "catvton.vae=$ROOT/models/demo/vae"
+                --set "catvton.attn_ckpt=$ROOT/models/demo/catvton"
+                --set catvton.precision=fp32 --set catvton.repaint=true
+                --set catvton.height=128 --set catvton.width=96)
+    caption="DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md), not CatVTON."
+    caption+=" Real weights: fetch_weights, then make demo WEIGHTS=real"
+    echo "================================================================"
+    echo " DEMO MODEL (WEIGHTS=demo): a small CatVTON trained on this kind"
+    echo " of CPU on synthetic people and procedural garments (128x96 px)."
+    echo " It shows what the package does, not CatVTON's quality. For the"
+    echo " real weights: run 'fetch_weights' on a machine with internet,"
+    echo " then 'make demo WEIGHTS=real'. See models/demo/MODEL_CARD.md."
+    echo "================================================================" ;;
   random)
     make_test_weights --out "$OUT/random_weights" > "$OUT/make_test_weights.log"
     overrides+=(--set "catvton.base_model=$OUT/random_weights/stable-diffusion-inpainting"
                 --set "catvton.vae=$OUT/random_weights/sd-vae-ft-mse"
                 --set "catvton.attn_ckpt=$OUT/random_weights/CatVTON"
                 --set catvton.height=128 --set catvton.width=96)
+    caption="RANDOM WEIGHTS (make_test_weights): the result is noise by design."
     echo "================================================================"
     echo " RANDOM WEIGHTS (WEIGHTS=random): tiny untrained models; the"
     echo " try-on result is noise. It shows the system working, not CatVTON."
@@ -26,27 +44,29 @@ case "$MODE" in
     if ! fetch_weights --check --params-file config/cpu.yaml; then
       echo "demo: the real CatVTON weights are not on this machine (see above)." >&2
       echo "demo: run 'fetch_weights' on a machine with internet, or run" >&2
-      echo "demo: 'make demo WEIGHTS=random' to see the system work with random weights." >&2
+      echo "demo: 'make demo' (WEIGHTS=demo) to see it work with the small demo model." >&2
       exit 1
     fi ;;
-  *) echo "demo: WEIGHTS must be real or random, got '$MODE'" >&2; exit 2 ;;
+  *) echo "demo: WEIGHTS must be demo, real or random, got '$MODE'" >&2; exit 2 ;;
 esac
 python - "$OUT/garments" <<'PY'
 import sys, cv2
-from vton_ros import samples
-rgb = samples.garment('tshirt', color=(200, 30, 40))
-cv2.imwrite(f'{sys.argv[1]}/red_tshirt.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+from vton_ros.training.tryon_data import draw_pattern, flat_lay
+rgb = flat_lay(draw_pattern('stripes', 256, 192, ((200, 30, 40), (245, 245, 245)), 48))
+cv2.imwrite(f'{sys.argv[1]}/red_striped_shirt.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 PY
 tryon_bringup --params-file config/cpu.yaml --log-dir "$OUT/logs" \
   --set "garments.catalog_dir=$OUT/garments" "${overrides[@]}" &
 BRINGUP=$!
 trap 'kill -INT $BRINGUP 2>/dev/null; wait $BRINGUP 2>/dev/null' EXIT
 status=0
-tryon_client --garment "$OUT/garments/red_tshirt.png" --out "$OUT/result.png" --server-timeout 600 \
-  --timeout 1800 || status=$?
+tryon_client --garment "$OUT/garments/red_striped_shirt.png" --out "$OUT/result.png" --server-timeout 600 \
+  --timeout 1800 --caption "${caption:-}" || status=$?
 if [ $status -ne 0 ]; then
   echo "demo: the try-on failed (exit $status); node logs in $OUT/logs" >&2
   exit $status
 fi
 [ "$MODE" = random ] && echo "demo: RANDOM WEIGHTS: the result above is noise by design."
+[ "$MODE" = demo ] && echo "demo: DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md);" \
+  "for CatVTON itself run 'fetch_weights' (internet), then 'make demo WEIGHTS=real'"
 exit 0

@@ -12,6 +12,7 @@ import time
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / 'install' / 'vton_ros' / 'lib' / 'vton_ros'
 PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
+HANG_GUARD = 600.0  # seconds: waits only guard against hangs (CI may be loaded)
 
 
 def ros_env(domain_id: int, **extra: str) -> dict:
@@ -51,7 +52,7 @@ class Proc:
             self._log.flush()
         return self.log_path.read_text(errors='replace')
 
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> str:
+    def wait_for_log(self, text: str, timeout: float = HANG_GUARD) -> str:
         """Wait until ``text`` appears in the output; raise with the log if it does not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -146,7 +147,7 @@ class Spinner:
         except ExternalShutdownException:
             pass
 
-    def wait(self, future, timeout: float = 60.0):
+    def wait(self, future, timeout: float = HANG_GUARD):
         """Wait for an rclpy future completed by the spinning thread."""
         deadline = time.monotonic() + timeout
         while not future.done():

@@ -3,7 +3,8 @@
 import json
 import subprocess
 
-from rosutil import free_domain_id, Proc, process_udp_addresses, ROOT, ros_env, script_argv
+from rosutil import free_domain_id, HANG_GUARD, Proc, process_udp_addresses, ROOT, ros_env, \
+    script_argv
 
 PROCS = ROOT / 'test' / 'processes'
 
@@ -12,9 +13,10 @@ def test_goal_feedback_result_between_processes(tmp_path):
     env = ros_env(free_domain_id())
     server = Proc(script_argv(PROCS / 'echo_tryon_server.py'), env, tmp_path / 'server.log')
     try:
-        server.wait_for_log('echo server ready', timeout=30)
+        server.wait_for_log('echo server ready', timeout=HANG_GUARD)
         client = subprocess.run(script_argv(PROCS / 'tryon_goal_client.py'), env=env,
-                                capture_output=True, text=True, timeout=90, cwd=ROOT)
+                                capture_output=True, text=True, timeout=HANG_GUARD,
+                                cwd=ROOT)
         assert client.returncode == 0, client.stdout + client.stderr
         summary = json.loads(client.stdout.strip().splitlines()[-1])
         # While the server is up and has talked to a client, every UDP socket it holds is

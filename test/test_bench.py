@@ -94,7 +94,7 @@ def test_missing_real_weights_name_the_fix(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / 'out').exists()
 
 
-def run_bench(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run_bench(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE='1', PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, '-m', 'vton_ros.tools.vton_bench', *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -166,3 +166,40 @@ def test_full_size_random_weights_smoke(tmp_path):
     result = doc['configs'][0]
     assert 'FULL-SIZE' in doc['weights']
     assert result['flops_g']['unet_forward'] > 30  # SD1.5 UNet at batch 2, 64x48
+
+
+@pytest.mark.slow
+def test_compare_paper_exact_fast_on_tiny_test_weights(tmp_path):
+    """--compare runs the named configurations interleaved and reports them side by side."""
+    paths = write_test_weights(str(tmp_path / 'weights'))
+    out = tmp_path / 'out'
+    proc = run_bench(['--base-model', paths['base_model'], '--vae', paths['vae'],
+                      '--attn-ckpt', paths['attn_ckpt'], '--tiny-vae', paths['tiny_vae'],
+                      '--device', 'cpu', '--precision', 'fp32', '--height', '64',
+                      '--width', '48', '--steps', '4', '--repeats', '2', '--threads', '1',
+                      '--compare', 'paper,exact-fastest,fast', '--out', str(out)])
+    assert 'RANDOM WEIGHTS' in proc.stdout
+    doc = json.loads((out / 'compare.json').read_text())
+    assert doc['random_weights'] and doc['repeats'] == 2
+    results = {r['name']: r for r in doc['results']}
+    assert list(results) == ['paper', 'exact-fastest', 'fast']
+    # paper: CFG on all 4 steps; fast: CFG on steps 0-1, full forwards on steps 0 and 3
+    assert results['paper']['unet'] == {'forwards': 4, 'full': 4, 'shallow': 0,
+                                        'batch_sizes': {'2': 4}}
+    assert results['fast']['unet'] == {'forwards': 4, 'full': 2, 'shallow': 2,
+                                       'batch_sizes': {'1': 2, '2': 2}}
+    assert results['paper']['vs_paper']['max_abs_diff'] == 0
+    assert results['exact-fastest']['vs_paper']['max_abs_diff'] <= 1
+    for result in results.values():
+        assert result['deterministic']
+        assert result['speedup']['n'] == 2 and result['speedup']['median'] > 0
+        assert result['timings']['total']['n'] == 2 and result['memory']['peak_mb'] > 0
+        assert 0 <= result['overhead_pct']['median'] < 100
+        assert 0 <= result['vs_paper']['ssim'] <= 1
+    assert results['exact-fastest']['garment_cached'] and not results['paper']['garment_cached']
+    for backend in ('pose', 'unet'):
+        assert doc['segmentation'][backend]['fps'] > 0
+        assert doc['segmentation'][backend]['frame'] == '640x480'
+    report = (out / 'compare.md').read_text()
+    assert 'RANDOM WEIGHTS' in report and '| **fast** |' in report and 'fps' in report
+    assert (out / 'compare.png').read_bytes().startswith(PNG_MAGIC)

@@ -1,4 +1,4 @@
-"""Image conversion, camera sources and the garment catalogue (no ROS graph needed)."""
+"""Image conversion, camera sources, camera models, garment catalogue (no ROS graph)."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from sensor_msgs.msg import Image
 
 from vton_ros import samples
-from vton_ros.camera_source import fit, open_source, SourceError
+from vton_ros.camera_source import fit, load_calibration, open_source, pinhole, SourceError
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
 
@@ -104,3 +104,55 @@ def test_garment_catalog(tmp_path):
     (tmp_path / 'catalog.yaml').write_text('skirt: trousers\n')
     with pytest.raises(ValueError, match='trousers'):
         GarmentCatalog(str(tmp_path))
+
+
+def test_pinhole_from_field_of_view():
+    model = pinhole(640, 480, 90.0)
+    assert model.k == pytest.approx((320.0, 0, 319.5, 0, 320.0, 239.5, 0, 0, 1))
+    assert model.p == pytest.approx((320.0, 0, 319.5, 0, 0, 320.0, 239.5, 0, 0, 0, 1, 0))
+    assert pinhole(640, 480, 60.0).k[0] == pytest.approx(320 / np.tan(np.radians(30)))
+    for args in ((0, 480, 60.0), (640, 480, 180.0)):
+        with pytest.raises(ValueError):
+            pinhole(*args)
+
+
+OST_YAML = """image_width: 640
+image_height: 480
+camera_name: mirror_cam
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [600.0, 0.0, 300.0, 0.0, 610.0, 250.0, 0.0, 0.0, 1.0]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [0.1, -0.2, 0.0, 0.0, 0.0]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+projection_matrix:
+  rows: 3
+  cols: 4
+  data: [590.0, 0.0, 301.0, 0.0, 0.0, 605.0, 251.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+"""
+
+
+def test_camera_info_manager_yaml(tmp_path):
+    path = tmp_path / 'ost.yaml'
+    path.write_text(OST_YAML)
+    model = load_calibration(str(path))
+    assert (model.width, model.height) == (640, 480)
+    assert model.k[0] == 600.0 and model.p[0] == 590.0 and model.d[:2] == (0.1, -0.2)
+    half = model.fit(320, 240, mirror=True)  # published at half size, mirrored
+    assert half.k[0] == 300.0 and half.k[4] == 305.0 and half.k[5] == 125.0
+    assert half.k[2] == 319 - 150.0 and half.p[2] == 319 - 150.5
+    assert model.fit(640, 480) == model
+    path.write_text(OST_YAML.replace('rows: 3\n  cols: 3\n  data: [600.0', 'data: [600.0'
+                                     ).replace(', 0.0, 0.0, 1.0]\ndistortion_model', ']\n'
+                                               'distortion_model'))
+    with pytest.raises(ValueError, match='camera_matrix has 6 values'):
+        load_calibration(str(path))
+    with pytest.raises(ValueError, match='cannot read'):
+        load_calibration(str(tmp_path / 'missing.yaml'))

@@ -55,8 +55,11 @@ def test_choices_match_the_pipeline():
     ('catvton.height', 8, 'below its minimum'),
     ('catvton.guidance_scale', 99.0, 'above its maximum'),
     ('catvton.scheduler', 'plms', 'not one of'),
-    ('catvton.num_inference_steps', 'ten', 'expects int'),
-    ('camera.mirror', 'maybe', 'expects bool'),
+    ('catvton.num_inference_steps', 'ten', "expects an integer, got string 'ten'"),
+    ('catvton.num_inference_steps', 4.0, 'expects an integer, got double 4.0; write 4'),
+    ('catvton.guidance_scale', 4, 'expects a double, got integer 4; write 4.0'),
+    ('camera.mirror', 'maybe', "expects a bool, got string 'maybe'; write true or false"),
+    ('camera.source', 0, "expects a string, got integer 0; quote it: '0'"),
 ])
 def test_validate_rejects_with_a_reason(name, value, message):
     with pytest.raises(ValueError, match=message):
@@ -73,8 +76,12 @@ def test_overrides_apply_to_every_node_with_the_setting():
     assert 'catvton.num_inference_steps' not in merged['camera_node']
     with pytest.raises(ValueError, match='NAME=VALUE'):
         params.parse_overrides(['catvton.height'])
-    with pytest.raises(ValueError, match='unknown setting'):
+    with pytest.raises(ValueError, match='did you mean catvton.height'):
         params.parse_overrides(['catvton.heigth=512'])
+    with pytest.raises(ValueError, match='empty setting name'):
+        params.parse_overrides(['=512'])
+    assert params.parse_overrides(['catvton.guidance_scale=4']) == {
+        'catvton.guidance_scale': 4.0}  # command-line text is parsed, not typed
 
 
 def test_dump_and_load_round_trip(tmp_path):
@@ -93,3 +100,49 @@ def test_descriptors_carry_ranges_and_read_only():
     fraction = descriptor(params.param('catvton.gpu_memory_fraction'))
     assert fraction.floating_point_range[0].to_value == 1.0
     assert 'one of' in descriptor(params.param('tryon.busy_policy')).additional_constraints
+
+
+def test_unknown_and_empty_names_are_refused_with_close_matches():
+    with pytest.raises(ValueError, match='did you mean catvton.num_inference_steps'):
+        params.validate('tryon_server', {'catvton.num_inference_step': 4})
+    with pytest.raises(ValueError, match='empty setting name'):
+        params.validate('tryon_server', {'': 4})
+    with pytest.raises(ValueError, match='listed in config'):
+        params.param('zzz')
+
+
+@pytest.mark.parametrize('key,namespace,applies', [
+    ('camera_node', '/', True), ('camera_node', '/mirror_a', False),
+    ('/camera_node', '/', True), ('/**/camera_node', '/', True),
+    ('/**/camera_node', '/mirror_a', True), ('/**/camera_node', 'site/mirror_b', True),
+    ('/mirror_a/camera_node', '/mirror_a', True), ('/mirror_a/camera_node', '/mirror_b', False),
+    ('/*/camera_node', '/mirror_a', True), ('/*/camera_node', '/', False),
+    ('/**', '/a/b', True), ('/**/segmentation_node', '/mirror_a', False),
+])
+def test_node_keys_match_like_rcl(key, namespace, applies):
+    assert params.node_key_matches(key, namespace, 'camera_node') is applies
+
+
+def test_wildcard_keys_apply_in_any_namespace_and_stay_strict(tmp_path):
+    path = tmp_path / 'multi.yaml'
+    path.write_text(
+        '/**:\n  ros__parameters:\n    qos: {depth: 3}\n'
+        '/**/tryon_server:\n  ros__parameters:\n    catvton: {num_inference_steps: 3}\n'
+        '/mirror_b/tryon_server:\n  ros__parameters:\n    catvton: {num_inference_steps: 5}\n'
+        'camera_node:\n  ros__parameters:\n    camera: {fps: 4.0}\n')
+    root = params.load_yaml(str(path))
+    assert root['tryon_server'] == {'qos.depth': 3, 'catvton.num_inference_steps': 3}
+    assert root['camera_node'] == {'qos.depth': 3, 'camera.fps': 4.0}
+    mirror_b = params.load_yaml(str(path), 'mirror_b')
+    assert mirror_b['tryon_server']['catvton.num_inference_steps'] == 5  # later key wins
+    assert mirror_b['camera_node'] == {'qos.depth': 3}  # bare name: root namespace only
+    for body, message in (
+            ('/**/tryon_servr:\n  ros__parameters: {}\n', 'did you mean /\\*\\*/tryon_server'),
+            ('/**:\n  ros__parameters:\n    catvton: {stepz: 3}\n', 'unknown setting'),
+            ('/mirror_b/camera_node:\n  ros__parameters:\n    catvton: {seed: 3}\n',
+             'belongs to tryon_server')):
+        path.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            params.load_yaml(str(path), 'mirror_a')  # checked even where it does not apply
+    with pytest.raises(ValueError, match='invalid namespace'):
+        params.normalize_namespace('mirror a')

@@ -217,7 +217,7 @@ def test_compose_backgrounds_keeps_person_and_is_deterministic(data, tmp_path):
 def _run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, '-m', module, *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+                          text=True, cwd=ROOT, env=env, timeout=600)
 
 
 def test_cli_train_resume_then_make_masks(data, tmp_path):

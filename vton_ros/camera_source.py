@@ -10,16 +10,19 @@ Frame sources for camera_node, without ROS: devices, GStreamer, files, folders, 
 - an image file; any other file is opened as a video.
 
 ``read()`` returns HxWx3 uint8 RGB, or None when a live source failed (the caller retries
-with back-off) or a finite source ended.
+with back-off) or a finite source ended. :class:`Calibration` is the pinhole model of
+camera_info: from a camera_info_manager YAML file or from a horizontal field of view.
 """
 
+from dataclasses import dataclass, replace
+import math
 import os
 from pathlib import Path
 
 import cv2
 import numpy as np
-
 from vton_ros import samples
+import yaml
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
 
@@ -151,3 +154,82 @@ def fit(rgb: np.ndarray, width: int, height: int, mirror: bool) -> np.ndarray:
     if mirror:
         rgb = rgb[:, ::-1]
     return np.ascontiguousarray(rgb)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A pinhole camera model as sensor_msgs/CameraInfo carries it (row-major lists)."""
+
+    width: int
+    height: int
+    k: tuple[float, ...]  # 3x3 intrinsics
+    p: tuple[float, ...]  # 3x4 projection
+    d: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    r: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    distortion_model: str = 'plumb_bob'
+
+    def fit(self, width: int, height: int, mirror: bool = False) -> 'Calibration':
+        """Return the model for the image resized to width x height (and mirrored)."""
+        sx, sy = width / self.width, height / self.height
+        k, p = list(self.k), list(self.p)
+        for m, cols in ((k, 3), (p, 4)):
+            for col in range(cols):
+                m[col] *= sx
+                m[cols + col] *= sy
+            if mirror:  # principal point reflected; fx stays positive (rviz convention)
+                m[2] = (width - 1) - m[2]
+        return replace(self, width=width, height=height, k=tuple(k), p=tuple(p))
+
+
+def pinhole(width: int, height: int, hfov_deg: float) -> Calibration:
+    """
+    Ideal pinhole with square pixels for a horizontal field of view, centred.
+
+    fx = fy = (width / 2) / tan(hfov / 2), cx = (width - 1) / 2, cy = (height - 1) / 2.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f'image size must be positive, got {width}x{height}')
+    if not 0.0 < hfov_deg < 180.0:
+        raise ValueError(f'horizontal field of view must be in (0, 180) degrees, got {hfov_deg}')
+    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return Calibration(width, height, k=(f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0),
+                       p=(f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0))
+
+
+def load_calibration(path: str) -> Calibration:
+    """Read a camera_info_manager / camera_calibration YAML file (ost.yaml)."""
+    try:
+        with open(Path(path).expanduser(), encoding='utf-8') as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f'camera.calibration_file {path}: cannot read it ({err}); give a '
+                         'camera_calibration YAML (ost.yaml) or leave it empty') from None
+    try:
+        width, height = int(data['image_width']), int(data['image_height'])
+        k = _matrix(data, 'camera_matrix', 3, 3)
+        calibration = Calibration(width, height, k=k,
+                                  p=(_matrix(data, 'projection_matrix', 3, 4)
+                                     if 'projection_matrix' in data else
+                                     k[:3] + (0.0,) + k[3:6] + (0.0,) + k[6:] + (0.0,)),
+                                  d=_matrix(data, 'distortion_coefficients', 1, None),
+                                  r=(_matrix(data, 'rectification_matrix', 3, 3)
+                                     if 'rectification_matrix' in data else Calibration.r),
+                                  distortion_model=str(data.get('distortion_model',
+                                                                'plumb_bob')))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f'camera.calibration_file {path}: not a camera_info_manager YAML '
+                         f'({type(err).__name__}: {err}); expected image_width, '
+                         'image_height, camera_matrix {rows: 3, cols: 3, data: [...]}, '
+                         'distortion_coefficients and projection_matrix') from None
+    if width <= 0 or height <= 0 or k[0] <= 0 or k[4] <= 0:
+        raise ValueError(f'camera.calibration_file {path}: image size and fx, fy must be '
+                         'positive')
+    return calibration
+
+
+def _matrix(data: dict, key: str, rows: int, cols: int | None) -> tuple[float, ...]:
+    values = tuple(float(v) for v in data[key]['data'])
+    if cols is not None and len(values) != rows * cols:
+        raise ValueError(f'{key} has {len(values)} values, expected {rows}x{cols}')
+    return values

@@ -9,6 +9,8 @@ import: nodes turn a :class:`Param` into a descriptor in ``vton_ros.nodes.common
 
 import argparse
 from dataclasses import dataclass
+import difflib
+import re
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -20,6 +22,7 @@ ATTN_VERSIONS = ('mix', 'vitonhd', 'dresscode')
 CLOTH_TYPES = ('upper', 'lower', 'overall')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 BUSY_POLICIES = ('reject', 'queue', 'preempt')
+_TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
 
 @dataclass(frozen=True)
@@ -68,32 +71,49 @@ class Param:
         return '; '.join(parts)
 
 
-def _coerce(param: Param, value: Any) -> Any:
+TYPE_WORDS = {bool: 'a bool', int: 'an integer', float: 'a double', str: 'a string'}
+
+
+def type_word(value: Any) -> str:
+    """Name the ROS parameter type of a value: bool, integer, double, string (or Python's)."""
+    for kind, word in TYPE_WORDS.items():
+        if type(value) is kind:
+            return word.split(' ', 1)[1]
+    return type(value).__name__
+
+
+def type_mismatch(param: Param, value: Any) -> str:
+    """Say in ROS type words why ``value`` is not of the parameter's type ('' if it is)."""
     kind = param.type
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ('true', 'false', '1', '0'):
-            return value.lower() in ('true', '1')
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif isinstance(value, str):
+    if type(value) is kind:
+        return ''
+    fix = ''
+    if kind is float and type(value) is int:
+        fix = f'; write {float(value)!r}'
+    elif kind is int and type(value) is float and value.is_integer():
+        fix = f'; write {int(value)}'
+    elif kind is str and type(value) in (bool, int, float):
+        fix = f"; quote it: '{value}'"
+    elif kind is bool:
+        fix = '; write true or false'
+    return f'{param.name} expects {TYPE_WORDS[kind]}, got {type_word(value)} {value!r}{fix}'
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    """Return ``value`` as the parameter's type; strings (command line) are parsed."""
+    kind = param.type
+    if type(value) is kind:
         return value
-    raise ValueError(f'{param.name} expects {kind.__name__}, got {value!r}')
+    if isinstance(value, str):
+        text = value.strip()
+        if kind is bool and text.lower() in ('true', 'false', '1', '0'):
+            return text.lower() in ('true', '1')
+        if kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    raise ValueError(type_mismatch(param, value))
 
 
 _CAM = ('camera_node',)
@@ -116,6 +136,12 @@ SCHEMA: tuple[Param, ...] = (
           _CAM, read_only=True),
     Param('camera.frame_id', 'camera', 'frame_id of image_raw and camera_info', _CAM,
           read_only=True),
+    Param('camera.calibration_file', '', 'camera_info K/D/R/P from a camera_info_manager '
+          'YAML (camera_calibration ost.yaml), scaled to the published size; empty: an '
+          'ideal pinhole from camera.hfov_deg', _CAM, read_only=True),
+    Param('camera.hfov_deg', 60.0, 'Horizontal field of view (degrees) of the ideal pinhole '
+          'camera_info describes when camera.calibration_file is empty', _CAM,
+          min=1.0, max=179.0),
     Param('camera.encoding', 'rgb8', 'Encoding of image_raw', _CAM, choices=('rgb8', 'bgr8')),
     Param('camera.max_backoff', 10.0, 'Longest wait in seconds between reconnect attempts',
           _CAM, min=0.1, max=600.0),
@@ -143,8 +169,10 @@ SCHEMA: tuple[Param, ...] = (
           read_only=True),
     Param('catvton.attn_ckpt', 'zhengchong/CatVTON',
           'CatVTON attention weights: hub id or local folder', _TRY, read_only=True),
-    Param('catvton.attn_version', 'mix', 'Attention weights version', _TRY,
-          choices=ATTN_VERSIONS, read_only=True),
+    Param('catvton.attn_version', 'auto', 'Attention weights version; auto picks per goal: '
+          'vitonhd (upper) or dresscode (lower, overall) at 512-class sizes, mix at 1024-class '
+          'sizes (long side >= 768); each set is loaded once', _TRY,
+          choices=('auto',) + ATTN_VERSIONS, read_only=True),
     Param('catvton.device', 'auto', 'cpu | cuda | cuda:N | auto', _TRY, read_only=True),
     Param('catvton.precision', 'auto', 'Model precision (auto: bf16/fp16 on CUDA, fp32 on CPU)',
           _TRY, choices=PRECISIONS, read_only=True),
@@ -180,6 +208,34 @@ SCHEMA: tuple[Param, ...] = (
     Param('catvton.safety_checker', False, 'Run the SD safety checker on results', _TRY,
           read_only=True),
     Param('catvton.repaint', False, 'Blend the result into the person outside the mask', _TRY),
+    Param('catvton.mask_blur', 0.0, 'Gaussian blur (sigma in try-on pixels) of the mask '
+          'before it is thresholded: rounder mask edges; 0 = off, the upstream app uses 9 at '
+          '1024x768', _TRY, min=0.0, max=64.0),
+    Param('catvton.guidance_start', 0.0, 'Guidance only from this fraction of the steps on '
+          '(UNet batch 1 before it; 0 = from the first step, the paper)', _TRY,
+          min=0.0, max=1.0),
+    Param('catvton.guidance_end', 1.0, 'Guidance only before this fraction of the steps '
+          '(UNet batch 1 after it; 1 = to the last step, the paper); >= guidance_start',
+          _TRY, min=0.0, max=1.0),
+    Param('catvton.cache_interval', 1, 'DeepCache: full UNet every N steps, shallow steps '
+          'reusing its deep features in between (1 = off, the paper)', _TRY, min=1, max=100),
+    Param('catvton.cache_branch', 0, 'DeepCache: skip connections recomputed on shallow '
+          'steps beyond conv_in (0 = shallowest, ~9 % of the UNet; SD1.5: 0-11)', _TRY,
+          min=0, max=11),
+    Param('catvton.decoder', 'full', 'Final decode: full VAE (the paper) or tiny (TAESD, '
+          'approximate, ~20x cheaper)', _TRY, choices=('full', 'tiny'), read_only=True),
+    Param('catvton.preview_decoder', 'latent', 'Feedback previews: latent colours (latent '
+          'size) or tiny (TAESD images at twice the latent size)', _TRY,
+          choices=('latent', 'tiny'), read_only=True),
+    Param('catvton.tiny_vae', 'madebyollin/taesd', 'Tiny decoder (AutoencoderTiny, TAESD '
+          'layout): hub id or local folder; loaded only when a decoder is tiny', _TRY,
+          read_only=True),
+    Param('catvton.offload', 'none', 'Weights off the GPU between uses: none, model (one '
+          'model on the GPU at a time) or sequential (layer by layer); no-op on CPU', _TRY,
+          choices=('none', 'model', 'sequential'), read_only=True),
+    Param('catvton.sdpa_backend', 'auto', 'Attention kernel: auto (torch picks), flash, '
+          'efficient (CUDA) or math', _TRY, choices=('auto', 'flash', 'efficient', 'math'),
+          read_only=True),
     # tryon_server
     Param('tryon.preview_every', 1, 'Send a preview image with every Nth feedback '
           '(0 = never)', _TRY, min=0, max=1000),
@@ -191,7 +247,11 @@ SCHEMA: tuple[Param, ...] = (
           'without a person image may use', _TRY, min=0.1, max=3600.0),
     Param('tryon.pair_wait', 10.0, 'Seconds a goal without a person image waits for the '
           'first camera frame+mask pair before it is aborted', _TRY, min=0.0, max=600.0),
-    Param('tryon.save_dir', '', 'Folder to save results in (empty = never write images)', _TRY),
+    Param('tryon.goal_timeout', 0.0, 'Seconds a goal may run (from its start, not its wait in '
+          'the queue) before it is aborted with TIMED_OUT (0 = no limit)', _TRY,
+          min=0.0, max=86400.0),
+    Param('tryon.save_dir', '', 'Private folder (0700, files 0600) to save results in (empty '
+          '= never write images)', _TRY, read_only=True),
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,
           min=1, max=2 ** 31 - 1),
     Param('garments.catalog_dir', '', 'Folder of garment images (id = file stem), optional '
@@ -209,12 +269,16 @@ _BY_NAME = {p.name: p for p in SCHEMA}
 
 def param(name: str) -> Param:
     """Look up a parameter by name; unknown names raise ValueError listing close ones."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f'empty setting name {name!r}: give <component>.<field>, e.g. '
+                         'catvton.num_inference_steps')
     try:
         return _BY_NAME[name]
     except KeyError:
-        prefix = name.split('.', 1)[0]
-        near = [n for n in _BY_NAME if n.startswith(prefix + '.')] or list(_BY_NAME)
-        raise ValueError(f'unknown setting {name!r}; known: {", ".join(near)}') from None
+        near = difflib.get_close_matches(name, _BY_NAME, n=4, cutoff=0.6)
+        hint = (f'did you mean {" or ".join(near)}?' if near else
+                'the settings are listed in config/cpu.yaml and the README')
+        raise ValueError(f'unknown setting {name!r}; {hint}') from None
 
 
 def params_for(node: str) -> tuple[Param, ...]:
@@ -242,40 +306,89 @@ def validate(node: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_yaml(path: str) -> dict[str, dict[str, Any]]:
-    """
-    Read a ROS parameter file (``node: ros__parameters: {...}``) and validate it all.
+def normalize_namespace(namespace: str | None) -> str:
+    """Return a ROS namespace as '/' or '/a/b'; ValueError for invalid names."""
+    namespace = (namespace or '').strip().strip('/')
+    if not namespace:
+        return '/'
+    if not all(_TOKEN.fullmatch(token) for token in namespace.split('/')):
+        raise ValueError(f'invalid namespace {namespace!r}: use tokens of letters, digits and '
+                         "'_' separated by '/', not starting with a digit (e.g. mirror_a)")
+    return '/' + namespace
 
-    Nested and dotted keys are both accepted. Unknown nodes or keys are errors, not
-    silently ignored. Returns {node: {param: value}}.
+
+def node_key_matches(key: str, namespace: str, node: str) -> bool:
+    """
+    Tell whether a parameter-file node key applies to ``node`` in ``namespace``.
+
+    The rules of rclpy and rclcpp: a key without a leading '/' gets one; '/*' matches one
+    namespace token or node name, '/**' any number of tokens. ``camera_node`` thus means
+    /camera_node only, ``/**/camera_node`` camera_node in any namespace, ``/**`` every node.
+    """
+    key = key if key.startswith('/') else '/' + key
+    pattern = re.escape(key).replace(re.escape('/*'), r'(/\w+)').replace(r'\*', '*')
+    fqn = normalize_namespace(namespace).rstrip('/') + '/' + node
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def load_yaml(path: str, namespace: str = '/') -> dict[str, dict[str, Any]]:
+    """
+    Read a ROS parameter file and return the settings each node in ``namespace`` gets.
+
+    Node keys follow rcl: ``camera_node`` (root namespace only), ``/ns/camera_node``,
+    ``/**/camera_node`` (any namespace, as config/*.yaml do) and ``/**`` (every node).
+    Nested and dotted keys are both accepted. Every section is validated, whether or not
+    it applies here: an unknown node or key is an error, not silently ignored. Sections
+    apply in file order (a later one wins). Returns {node: {param: value}} for the nodes
+    that some section applies to.
     """
     with open(path, encoding='utf-8') as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a mapping of node names')
-    out = {}
-    for node, body in data.items():
-        node_name = node.lstrip('/')
-        if node_name not in NODES:
-            raise ValueError(f'{path}: unknown node {node!r}; valid: {", ".join(NODES)}')
+    out: dict[str, dict[str, Any]] = {}
+    for key, body in data.items():
+        key = str(key)
         if not isinstance(body, dict) or set(body) != {'ros__parameters'}:
-            raise ValueError(f'{path}: {node} must contain exactly "ros__parameters"')
+            raise ValueError(f'{path}: {key} must contain exactly "ros__parameters"')
         try:
-            out[node_name] = validate(node_name, _flatten(body['ros__parameters'] or {}))
+            values = _flatten(body['ros__parameters'] or {})
+            targets = _section_nodes(key, values)
+            for node in targets:
+                checked = validate(node, {n: v for n, v in values.items()
+                                          if len(targets) == 1 or node in param(n).nodes})
+                if node_key_matches(key, namespace, node):
+                    out.setdefault(node, {}).update(checked)
         except ValueError as err:
             raise ValueError(f'{path}: {err}') from None
     return out
 
 
+def _section_nodes(key: str, values: Mapping[str, Any]) -> tuple[str, ...]:
+    """Nodes a section may be for: its node name, or (wildcard) all that own its keys."""
+    name = key.rstrip('/').rsplit('/', 1)[-1]
+    if name in NODES:
+        return (name,)
+    if name not in ('*', '**'):
+        near = difflib.get_close_matches(name, NODES, n=1)
+        raise ValueError(f'unknown node {key!r}'
+                         + (f'; did you mean /**/{near[0]}?' if near else '')
+                         + f' (nodes: {", ".join(NODES)}; keys like /**/camera_node '
+                         'apply in any namespace)')
+    for name in values:
+        param(name)  # every key of a wildcard section must be a known setting
+    return tuple(n for n in NODES if any(n in param(v).nodes for v in values))
+
+
 def dump_yaml(values: Mapping[str, Mapping[str, Any]]) -> str:
-    """Write {node: {param: value}} as a ROS parameter file (nested keys)."""
+    """Write {node: {param: value}} as a ROS parameter file valid in any namespace."""
     doc = {}
     for node, params in values.items():
         nested: dict[str, Any] = {}
         for name, value in params.items():
             group, field = name.split('.', 1)
             nested.setdefault(group, {})[field] = value
-        doc[node] = {'ros__parameters': nested}
+        doc[f'/**/{node}'] = {'ros__parameters': nested}
     return yaml.safe_dump(doc, sort_keys=False)
 
 

@@ -37,6 +37,20 @@ def garment(kind: str = 'tshirt', color: tuple[int, int, int] = (200, 30, 40),
     kind: 'tshirt' (upper), 'skirt' (lower) or 'dress' (overall). A stripe pattern and
     light noise (from ``seed``) give the garment texture.
     """
+    h, w = height, width
+    mask = garment_shape(kind, h, w)
+    rng = np.random.default_rng(seed)
+    base = np.array(color, np.float32)
+    stripes = (np.arange(h)[:, None] // max(4, h // 24)) % 2
+    cloth = base[None, None, :] * (0.8 + 0.2 * stripes[..., None])
+    cloth = cloth + rng.normal(0.0, 6.0, (h, w, 3))
+    out = np.full((h, w, 3), 255.0, np.float32)
+    out[mask > 0] = cloth[mask > 0]
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def garment_shape(kind: str, height: int, width: int) -> np.ndarray:
+    """Outline of a flat-lay garment of ``kind``: HxW uint8, 255 on the garment."""
     if kind not in GARMENT_KINDS:
         raise ValueError(f'unknown garment kind {kind!r}; valid: {", ".join(GARMENT_KINDS)}')
     h, w = height, width
@@ -50,11 +64,4 @@ def garment(kind: str = 'tshirt', color: tuple[int, int, int] = (200, 30, 40),
     poly = np.array([[x * w, y * h] for x, y in shapes], dtype=np.int32)
     mask = np.zeros((h, w), np.uint8)
     cv2.fillPoly(mask, [poly], 255)
-    rng = np.random.default_rng(seed)
-    base = np.array(color, np.float32)
-    stripes = (np.arange(h)[:, None] // max(4, h // 24)) % 2
-    cloth = base[None, None, :] * (0.8 + 0.2 * stripes[..., None])
-    cloth = cloth + rng.normal(0.0, 6.0, (h, w, 3))
-    out = np.full((h, w, 3), 255.0, np.float32)
-    out[mask > 0] = cloth[mask > 0]
-    return out.clip(0, 255).astype(np.uint8)
+    return mask

@@ -52,6 +52,9 @@ class RunConfig:
     name from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16; guidance_scale:
     CFG (UNet batch 2 when > 1); attention_slicing: None | 'auto' | 'max' | heads per
     slice; vae_slicing/vae_tiling: diffusers VAE options; memory_fraction: CUDA only.
+    channels_last, decoder, offload, sdpa_backend: :class:`PipelineOptions`;
+    guidance_start/guidance_end/cache_interval/cache_branch: per-call acceleration
+    arguments of CatVTONPipeline (defaults: the paper's exact path).
     """
 
     height: int = 512
@@ -64,6 +67,14 @@ class RunConfig:
     vae_slicing: bool = False
     vae_tiling: bool = False
     memory_fraction: float = 1.0
+    channels_last: bool = False
+    decoder: str = 'full'
+    offload: str = 'none'
+    sdpa_backend: str = 'auto'
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    cache_interval: int = 1
+    cache_branch: int = 0
 
     @property
     def cfg(self) -> bool:
@@ -73,7 +84,16 @@ class RunConfig:
     def options(self) -> PipelineOptions:
         """Pipeline memory options of this configuration."""
         return PipelineOptions(attention_slicing=self.attention_slicing,
-                               vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling)
+                               vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling,
+                               channels_last=self.channels_last, decoder=self.decoder,
+                               offload=self.offload, sdpa_backend=self.sdpa_backend)
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """Per-call pipeline arguments of this configuration (the exact path by default)."""
+        return {'guidance_scale': self.guidance_scale, 'height': self.height,
+                'width': self.width, 'guidance_start': self.guidance_start,
+                'guidance_end': self.guidance_end, 'cache_interval': self.cache_interval,
+                'cache_branch': self.cache_branch}
 
     def memory_label(self) -> str:
         """Short description of the memory settings ('default' when none is on)."""
@@ -86,13 +106,31 @@ class RunConfig:
             parts.append('VAE tiling')
         if self.memory_fraction < 1.0:
             parts.append(f'memory fraction {self.memory_fraction:g}')
+        if self.offload != 'none':
+            parts.append(f'offload {self.offload}')
         return ', '.join(parts) or 'default'
+
+    def speed_label(self) -> str:
+        """Short description of the speed options ('' when none is on)."""
+        parts = []
+        if (self.guidance_start, self.guidance_end) != (0.0, 1.0):
+            parts.append(f'guidance [{self.guidance_start:g}, {self.guidance_end:g})')
+        if self.cache_interval > 1:
+            parts.append(f'cache {self.cache_interval}/branch {self.cache_branch}')
+        if self.channels_last:
+            parts.append('channels_last')
+        if self.decoder != 'full':
+            parts.append(f'{self.decoder} decoder')
+        if self.sdpa_backend != 'auto':
+            parts.append(f'sdpa {self.sdpa_backend}')
+        return ', '.join(parts)
 
     def label(self) -> str:
         """Short human-readable name, e.g. '512x384 bf16 dpmpp_2m 10 steps'."""
         text = f'{self.height}x{self.width} {self.precision} {self.scheduler} {self.steps} steps'
-        memory = self.memory_label()
-        return text if memory == 'default' else f'{text} ({memory})'
+        extra = [part for part in (self.memory_label(), self.speed_label())
+                 if part and part != 'default']
+        return f'{text} ({"; ".join(extra)})' if extra else text
 
 
 @dataclass(frozen=True)
@@ -229,18 +267,20 @@ class PipelineSource:
     precision in memory at a time). Real: CatVTONPipeline.from_pretrained with
     local_files_only (a benchmark never downloads); the folders are resolved at
     construction, so missing weights raise ModelNotFoundError at once. Real folders holding
-    RANDOM_TEST_WEIGHTS.txt (make_test_weights) are reported as random weights.
+    RANDOM_TEST_WEIGHTS.txt (make_test_weights) are reported as random weights. The tiny
+    decoder (TAESD) is built (random, full size) or loaded only for configurations using it.
     """
 
     def __init__(self, device: torch.device, *, random_weights: bool,
                  base_model: str = weights.DEFAULT_BASE_MODEL, vae: str = weights.DEFAULT_VAE,
                  attn_ckpt: str = weights.DEFAULT_ATTN_CKPT, attn_version: str = 'mix',
-                 seed: int = 0) -> None:
+                 tiny_vae: str = weights.DEFAULT_TINY_VAE, seed: int = 0) -> None:
         self.device = device
         self.seed = seed
         self._paths = {'base_model': base_model, 'vae': vae, 'attn_ckpt': attn_ckpt,
-                       'attn_version': attn_version}
+                       'attn_version': attn_version, 'tiny_vae': tiny_vae}
         self._components: tuple[str, Any, Any, dict] | None = None
+        self._tiny_vae: tuple[str, Any] | None = None
         self._pipe: CatVTONPipeline | None = None
         self._pipe_key: tuple | None = None
         self._from_disk = not random_weights
@@ -283,7 +323,9 @@ class PipelineSource:
             return CatVTONPipeline.from_pretrained(
                 device=str(self.device), dtype=cfg.precision, scheduler=cfg.scheduler,
                 attention_slicing=options.attention_slicing, vae_slicing=options.vae_slicing,
-                vae_tiling=options.vae_tiling, local_files_only=True, **self._paths)
+                vae_tiling=options.vae_tiling, channels_last=options.channels_last,
+                decoder=options.decoder, offload=options.offload,
+                sdpa_backend=options.sdpa_backend, local_files_only=True, **self._paths)
         from vton_ros.pipeline.random_weights import random_full_size_components
 
         if self._components is None or self._components[0] != cfg.precision:
@@ -295,10 +337,17 @@ class PipelineSource:
         _, unet, vae, scheduler_config = self._components
         vae.disable_slicing()  # the shared VAE may carry the previous pipeline's options
         vae.disable_tiling()
+        tiny = None
+        if options.uses_tiny_vae:
+            if self._tiny_vae is None or self._tiny_vae[0] != cfg.precision:
+                from vton_ros.pipeline.random_weights import random_tiny_vae
+                self._tiny_vae = (cfg.precision, random_tiny_vae(cfg.precision, self.seed + 2,
+                                                                 full_size=True))
+            tiny = self._tiny_vae[1]
         return CatVTONPipeline.from_components(unet, vae, scheduler_config,
                                                scheduler=cfg.scheduler,
                                                device=str(self.device), dtype=cfg.precision,
-                                               options=options)
+                                               options=options, tiny_vae=tiny)
 
 
 def _release_freed_memory() -> None:
@@ -411,8 +460,7 @@ class BenchRunner:
         started = time.perf_counter()
         pipe = self.source.pipeline(cfg)
         person, garment, mask = make_inputs(cfg.height, cfg.width)
-        call = {'guidance_scale': cfg.guidance_scale, 'height': cfg.height,
-                'width': cfg.width, 'seed': self.seed}
+        call = dict(cfg.call_kwargs(), seed=self.seed)
         fraction_set = self._set_memory_fraction(cfg.memory_fraction)
         try:
             warm_key = (self.source.generation, cfg.height, cfg.width, cfg.cfg)
@@ -495,15 +543,25 @@ class BenchRunner:
     # ----------------------------------------------------------------- segmentation
 
     def _segmentation(self, cfg: RunConfig) -> dict[str, Any]:
+        return self.time_segmentation(cfg, samples.portrait('astronaut'))
+
+    def time_segmentation(self, cfg: RunConfig, image: np.ndarray) -> dict[str, Any]:
+        """
+        Time each configured mask backend on ``image`` (HxWx3 uint8 RGB camera frame).
+
+        Returns {backend: {'stats', 'input', ...}}; the unet model runs at ``cfg``'s try-on
+        size (rounded up to a multiple of 32) and precision. Cached per image size.
+        """
         out = {}
         if 'pose' in self.segmentation:
-            if 'pose' not in self._seg_cache:
-                self._seg_cache['pose'] = self._time_pose()
-            out['pose'] = self._seg_cache['pose']
-        if 'unet' in self.segmentation:
-            key = ('unet', cfg.height, cfg.width, cfg.precision)
+            key = ('pose', image.shape)
             if key not in self._seg_cache:
-                self._seg_cache[key] = self._time_unet(cfg)
+                self._seg_cache[key] = self._time_pose(image)
+            out['pose'] = self._seg_cache[key]
+        if 'unet' in self.segmentation:
+            key = ('unet', cfg.height, cfg.width, cfg.precision, image.shape)
+            if key not in self._seg_cache:
+                self._seg_cache[key] = self._time_unet(cfg, image)
             out['unet'] = self._seg_cache[key]
         return out
 
@@ -514,10 +572,9 @@ class BenchRunner:
                  for _ in range(max(3, self.repeats))]
         return summarize(times).to_dict()
 
-    def _time_pose(self) -> dict[str, Any]:
+    def _time_pose(self, image: np.ndarray) -> dict[str, Any]:
         from vton_ros.pipeline.masks import create_mask_generator
 
-        image = samples.portrait('astronaut')
         try:
             gen = create_mask_generator('pose')
         except ImportError as err:
@@ -527,11 +584,10 @@ class BenchRunner:
         return {'stats': stats, 'input': list(image.shape[:2]),
                 'note': 'mediapipe BlazePose (model_complexity 1) + geometry, on the CPU'}
 
-    def _time_unet(self, cfg: RunConfig) -> dict[str, Any]:
+    def _time_unet(self, cfg: RunConfig, image: np.ndarray) -> dict[str, Any]:
         from vton_ros.pipeline.masks import UNetMaskGenerator
         from vton_ros.pipeline.segmentation import build_model, SegmentationConfig, Segmenter
 
-        image = samples.portrait('astronaut')
         if self.seg_checkpoint:
             gen = UNetMaskGenerator.from_pretrained(self.seg_checkpoint, None,
                                                     str(self.device), cfg.precision)
@@ -548,7 +604,8 @@ class BenchRunner:
         with gen:
             stats = self._time_generator(gen, image)
         flops = segmentation_flops(seg_cfg.height, seg_cfg.width, seg_cfg.encoder)
-        return {'stats': stats, 'height': seg_cfg.height, 'width': seg_cfg.width,
+        return {'stats': stats, 'input': list(image.shape[:2]), 'height': seg_cfg.height,
+                'width': seg_cfg.width,
                 'encoder': seg_cfg.encoder, 'weights': weights_note, 'flops_g': flops / 1e9,
                 'precision': cfg.precision}
 

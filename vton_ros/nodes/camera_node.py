@@ -1,6 +1,9 @@
 """
 camera_node: publishes ``image_raw`` and ``camera_info`` from a camera, video or image.
 
+camera_info carries a pinhole model: the camera.calibration_file (camera_info_manager
+YAML) scaled to the published size, or an ideal pinhole of camera.hfov_deg.
+
 A live camera that fails is reopened with exponential back-off (up to camera.max_backoff
 seconds); the node reports it in its log and on /diagnostics instead of exiting.
 """
@@ -9,7 +12,8 @@ import time
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from vton_ros.camera_source import fit, FrameSource, open_source, SourceError
+from vton_ros.camera_source import (Calibration, fit, FrameSource, load_calibration,
+                                    open_source, pinhole, SourceError)
 from vton_ros.nodes import common, image_conv
 
 
@@ -29,6 +33,9 @@ class CameraNode(common.SchemaNode):
         self._frames = 0
         self._reconnects = 0
         self._ended = False
+        calibration_file = self.setting('camera.calibration_file')
+        self._calibration = load_calibration(calibration_file) if calibration_file else None
+        self._info: tuple[Calibration, CameraInfo] | None = None
         spec = self.setting('camera.source')
         self._source = open_source(spec, self.setting('camera.loop'))  # missing: clear error
         self._live = self._source.live
@@ -60,13 +67,24 @@ class CameraNode(common.SchemaNode):
         image = image_conv.from_rgb(frame, encoding=self.setting('camera.encoding'))
         image.header.stamp = self.get_clock().now().to_msg()
         image.header.frame_id = self.setting('camera.frame_id')
-        info = CameraInfo(header=image.header, height=image.height, width=image.width)
+        info = self._camera_info(image.width, image.height)
+        info.header = image.header
         self._image_pub.publish(image)
         self._info_pub.publish(info)
         self._frames += 1
         self._rate.tick(time.monotonic() - start)
         self._diag.update(rate_hz=self._rate.rate(), read_latency_s=self._rate.latency(),
                           frames=self._frames, width=image.width, height=image.height)
+
+    def _camera_info(self, width: int, height: int) -> CameraInfo:
+        """camera_info for this size: the calibration file scaled, or the hfov pinhole."""
+        if self._calibration is not None:
+            model = self._calibration.fit(width, height, self.setting('camera.mirror'))
+        else:
+            model = pinhole(width, height, self.setting('camera.hfov_deg'))
+        if self._info is None or self._info[0] != model:
+            self._info = (model, to_camera_info(model))
+        return self._info[1]
 
     def _source_failed(self) -> None:
         if not self._live:
@@ -103,6 +121,13 @@ class CameraNode(common.SchemaNode):
         """Release the source."""
         if self._source is not None:
             self._source.close()
+
+
+def to_camera_info(model: Calibration) -> CameraInfo:
+    """Fill a CameraInfo (no header) from a pinhole model."""
+    return CameraInfo(width=model.width, height=model.height,
+                      distortion_model=model.distortion_model, d=list(model.d),
+                      k=list(model.k), r=list(model.r), p=list(model.p))
 
 
 def main(args: list[str] | None = None) -> None:

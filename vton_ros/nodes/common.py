@@ -7,7 +7,6 @@ is rejected with a reason instead of reaching the pipeline.
 """
 
 import os
-import signal
 import threading
 import time
 from typing import Any, Callable
@@ -15,16 +14,20 @@ from typing import Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-import rclpy
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.parameter import Parameter
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
 
 from vton_ros import params as schema
+from vton_ros.nodes.runner import run  # noqa: F401 (every node's main calls common.run)
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
           'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}
+# Viewer topics (tryon/result, mask_overlay): a viewer started later gets the last one.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def descriptor(p: schema.Param) -> ParameterDescriptor:
@@ -40,6 +43,16 @@ def descriptor(p: schema.Param) -> ParameterDescriptor:
     return desc
 
 
+def check_device(name: str, value: str) -> None:
+    """Raise ValueError naming the setting if device ``value`` does not exist here."""
+    from vton_ros.pipeline.device import resolve_device  # torch: only nodes with a device
+
+    try:
+        resolve_device(value)
+    except ValueError as err:
+        raise ValueError(f'{name}: {err}') from None
+
+
 class SchemaNode(Node):
     """A Node whose parameters come from the schema; ``self.settings`` mirrors them."""
 
@@ -50,12 +63,50 @@ class SchemaNode(Node):
         self.settings: dict[str, Any] = {}
         self._on_change: list[Callable[[dict[str, Any]], None]] = []
         for p in schema.params_for(node_name):
-            value = self.declare_parameter(p.name, p.default, descriptor(p)).value
             try:
+                value = self.declare_parameter(p.name, p.default, descriptor(p)).value
                 self.settings[p.name] = p.validate(value)
-            except ValueError as err:
-                raise ValueError(f'{node_name}: invalid parameter at start-up: {err}') from None
+            except (ParameterException, ValueError) as err:
+                reason = self._override_error(p) if isinstance(err, ParameterException) else ''
+                raise ValueError(f'invalid parameter at start-up: {reason or err}') from None
+        for name, value in self.settings.items():
+            if name.endswith('.device'):
+                check_device(name, value)
         self.add_on_set_parameters_callback(self._check_parameters)
+
+    def _override_error(self, p: schema.Param) -> str:
+        """Explain in the schema's words why rclpy refused a given value ('' if it cannot)."""
+        given = self.declare_parameter(p.name, None,
+                                       ParameterDescriptor(dynamic_typing=True)).value
+        try:
+            p.validate(given)
+        except ValueError as err:
+            return str(err)
+        return ''
+
+    def set_parameters_atomically(self, parameter_list: list) -> SetParametersResult:
+        """Refuse empty, unknown and mistyped names in the schema's words; else set them."""
+        for parameter in parameter_list:
+            reason = self._refusal(parameter)
+            if reason:
+                self.get_logger().warning(f'rejected parameter change: {reason}')
+                return SetParametersResult(successful=False, reason=reason)
+        return super().set_parameters_atomically(parameter_list)
+
+    def _refusal(self, parameter: Parameter) -> str:
+        """Why the schema refuses this parameter before rclpy sees it ('' if it does not)."""
+        name = parameter.name
+        if name in self.settings:
+            if parameter.value is None:
+                return ''  # rclpy refuses to undeclare it
+            return schema.type_mismatch(schema.param(name), parameter.value)
+        if name and self.has_parameter(name):
+            return ''  # rclpy's own, e.g. use_sim_time
+        try:
+            schema.validate(self._schema_node, {name: None})
+        except ValueError as err:
+            return str(err)
+        return ''
 
     def _check_parameters(self, parameters: list) -> SetParametersResult:
         changes = {}
@@ -73,6 +124,12 @@ class SchemaNode(Node):
         for listener in self._on_change:
             listener(changes)
         return SetParametersResult(successful=True)
+
+    def prepare_shutdown(self) -> None:
+        """End work before exit: run() calls it on SIGINT/SIGTERM while the executor spins."""
+
+    def close(self) -> None:
+        """Free what the node holds (workers, models); called after spinning stopped."""
 
     def setting(self, name: str) -> Any:
         """Return the current value of a schema parameter."""
@@ -153,42 +210,3 @@ class RateMeter:
         with self._lock:
             lat = [x for _, x in self._events]
         return sum(lat) / len(lat) if lat else 0.0
-
-
-def run(node_factory: Callable[[], Node], args: list[str] | None = None,
-        start: Callable[[Node], None] | None = None, threads: int = 4) -> None:
-    """
-    Init rclpy, build the node, call ``start(node)``, spin, shut down cleanly.
-
-    ``start`` is where an entry point sets process-wide flags and loads models. A start-up
-    error (bad parameter, missing model/device/package) is logged as one fatal line and exits
-    with 1.
-    SIGTERM (sent by tryon_bringup and launch) stops the node like Ctrl-C does.
-    """
-    rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = None
-    try:
-        try:
-            node = node_factory()
-            if start is not None:
-                start(node)
-        except (ValueError, OSError, RuntimeError, ImportError, ParameterException) as err:
-            # Bad parameters, missing models, packages or devices: one clear line, exit 1.
-            rclpy.logging.get_logger('vton_ros').fatal(f'cannot start: {err}')
-            raise SystemExit(1) from None
-        executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
-        try:
-            executor.spin()
-        finally:
-            executor.shutdown()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            close = getattr(node, 'close', None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        rclpy.try_shutdown()

@@ -12,6 +12,7 @@ import time
 from sensor_msgs.msg import Image
 
 from vton_ros.nodes import common, image_conv
+from vton_ros.pipeline.device import resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator, overlay_mask
 
 
@@ -22,7 +23,7 @@ class SegmentationNode(common.SchemaNode):
         super().__init__('segmentation_node')
         qos = self.image_qos()
         self._mask_pub = self.create_publisher(Image, 'agnostic_mask', qos)
-        self._overlay_pub = self.create_publisher(Image, 'mask_overlay', qos)
+        self._overlay_pub = self.create_publisher(Image, 'mask_overlay', common.LATCHED_QOS)
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self._cond = threading.Condition()
@@ -38,12 +39,13 @@ class SegmentationNode(common.SchemaNode):
         """Build the mask generator (from main, after the node exists) and start the worker."""
         start = time.monotonic()
         self._generator = self._make_generator()
-        self.get_logger().info(
-            f'mask generator {self.setting("segmentation.backend")} ready on '
-            f'{self.setting("segmentation.device")} in {time.monotonic() - start:.2f} s')
-        self._diag.update('ok', 'waiting for frames',
-                          backend=self.setting('segmentation.backend'),
-                          device=self.setting('segmentation.device'))
+        backend = self.setting('segmentation.backend')
+        # the pose backend runs mediapipe on the CPU whatever segmentation.device says
+        device = ('cpu (mediapipe)' if backend == 'pose' else
+                  str(resolve_device(self.setting('segmentation.device'))))
+        self.get_logger().info(f'mask generator {backend} ready on {device} in '
+                               f'{time.monotonic() - start:.2f} s')
+        self._diag.update('ok', 'waiting for frames', backend=backend, device=device)
         self._worker.start()
 
     def _make_generator(self) -> MaskGenerator:

@@ -26,13 +26,19 @@ import secrets
 import time
 
 import cv2
-from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
+from diffusers import (AutoencoderKL, AutoencoderTiny,  # after the package's shim
+                       UNet2DConditionModel)
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vton_ros.pipeline import attention, schedulers, weights
+from vton_ros.pipeline.attention import check_sdpa_backend, sdpa_context
+from vton_ros.pipeline.attention_sets import AttentionSets
+from vton_ros.pipeline.deepcache import check_cache_options, DeepCacheUNet
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
+from vton_ros.pipeline.guidance import check_guidance_interval, guided_steps
+from vton_ros.pipeline.offload import check_offload_mode, Offloader
 from vton_ros.pipeline.preprocess import check_image, cover_resize, CropBox, letterbox
 from vton_ros.pipeline.weights import IncompatibleWeightsError
 
@@ -40,6 +46,8 @@ _LOG = logging.getLogger(__name__)
 
 TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
 MAX_STEPS = 1000
+DECODERS = ('full', 'tiny')
+PREVIEW_DECODERS = ('latent', 'tiny')
 # Linear map from SD1.x latents (scaled) to approximate RGB in [-1, 1] (rows: latent channels)
 LATENT_RGB_FACTORS = (
     (0.298, 0.207, 0.208),
@@ -74,8 +82,15 @@ class PipelineOptions:
       heads per slice; keeps CatVTON's cross-attention skip.
     vae_slicing / vae_tiling: diffusers' VAE slicing and tiling.
     channels_last: UNet and VAE weights in channels-last memory format.
-    compile_unet: wrap the UNet forward in torch.compile (first call is slow).
+    compile_unet: wrap the UNet forward in torch.compile (first call is slow; not used on
+      the shallow/full steps of feature caching, which call the UNet's blocks).
     garment_cache_size: garment latents kept (LRU); 0 disables the cache.
+    decoder: 'full' (the VAE) or 'tiny' (the TAESD decoder: ~20x fewer FLOPs, approximate).
+    preview_decoder: 'latent' (linear latent colours, latent size) or 'tiny' (TAESD images
+      at twice the latent size).
+    offload: 'none' | 'model' | 'sequential' (see vton_ros.pipeline.offload).
+    sdpa_backend: scaled-dot-product attention kernel of the UNet: 'auto' (torch picks),
+      'flash', 'efficient' or 'math' (see vton_ros.pipeline.attention.sdpa_context).
     """
 
     attention_slicing: int | str | None = None
@@ -84,10 +99,25 @@ class PipelineOptions:
     channels_last: bool = False
     compile_unet: bool = False
     garment_cache_size: int = 8
+    decoder: str = 'full'
+    preview_decoder: str = 'latent'
+    offload: str = 'none'
+    sdpa_backend: str = 'auto'
+
+    @property
+    def uses_tiny_vae(self) -> bool:
+        """Tell whether the tiny VAE is needed (final decode or previews)."""
+        return 'tiny' in (self.decoder, self.preview_decoder)
 
     def __post_init__(self) -> None:
         """Validate the option values."""
         attention.resolve_slice_size(self.attention_slicing, 8)
+        for name, valid in (('decoder', DECODERS), ('preview_decoder', PREVIEW_DECODERS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f'{name} must be one of {", ".join(valid)}, got '
+                                 f'{getattr(self, name)!r}')
+        check_offload_mode(self.offload)
+        check_sdpa_backend(self.sdpa_backend)
         if not isinstance(self.garment_cache_size, int) or self.garment_cache_size < 0:
             raise ValueError('garment_cache_size must be an int >= 0, got '
                              f'{self.garment_cache_size!r}')
@@ -220,9 +250,14 @@ class CatVTONPipeline:
     def __init__(self, unet: UNet2DConditionModel, vae: AutoencoderKL, scheduler_config: dict,
                  *, scheduler: str = 'dpmpp_2m', device: torch.device,
                  dtype: torch.dtype, options: PipelineOptions | None = None,
-                 safety_checker: Callable | None = None, random_weights: bool = False) -> None:
+                 safety_checker: Callable | None = None, random_weights: bool = False,
+                 tiny_vae: AutoencoderTiny | None = None) -> None:
         self._options = options or PipelineOptions()
+        if tiny_vae is None and self._options.uses_tiny_vae:
+            raise ValueError('decoder/preview_decoder tiny needs a tiny VAE (AutoencoderTiny): '
+                             'pass tiny_vae (from_pretrained loads catvton.tiny_vae)')
         self.random_weights = random_weights  # RANDOM test weights: outputs are noise
+        self.attention_sets: AttentionSets | None = None  # from_pretrained: swap versions
         self._latent_channels = int(vae.config.latent_channels)
         expected_in = 2 * self._latent_channels + 1
         if unet.config.in_channels != expected_in:
@@ -235,17 +270,23 @@ class CatVTONPipeline:
         self.dtype = dtype
         memory_format = (torch.channels_last if self._options.channels_last
                          else torch.contiguous_format)
-        for model in (unet, vae):
-            torch.nn.Module.to(model, device=device, dtype=dtype, memory_format=memory_format)
-            model.requires_grad_(False)
-            model.eval()
+        self._offload = Offloader(self._options.offload, device)
+        for model in (unet, vae, tiny_vae):  # the tiny VAE (5 MB) is never offloaded
+            if model is not None:
+                torch.nn.Module.to(model, device=device if model is tiny_vae else
+                                   self._offload.weights_device, dtype=dtype,
+                                   memory_format=memory_format)
+                model.requires_grad_(False)
+                model.eval()
         attention.install_catvton_processors(unet, self._options.attention_slicing)
         if self._options.vae_slicing:
             vae.enable_slicing()
         if self._options.vae_tiling:
             vae.enable_tiling()
+        self._offload.place((unet, vae))
         self.unet = unet
         self.vae = vae
+        self.tiny_vae = tiny_vae
         self._unet_forward = (torch.compile(unet) if self._options.compile_unet else unet)
         self.safety_checker = safety_checker
         self.garment_cache = GarmentLatentCache(self._options.garment_cache_size)
@@ -263,6 +304,9 @@ class CatVTONPipeline:
                         attention_slicing: int | str | None = None, vae_slicing: bool = False,
                         vae_tiling: bool = False, channels_last: bool = False,
                         compile_unet: bool = False, garment_cache_size: int = 8,
+                        tiny_vae: str = weights.DEFAULT_TINY_VAE, decoder: str = 'full',
+                        preview_decoder: str = 'latent', offload: str = 'none',
+                        sdpa_backend: str = 'auto',
                         cache_dir: str | None = None,
                         local_files_only: bool = False) -> 'CatVTONPipeline':
         """
@@ -272,6 +316,8 @@ class CatVTONPipeline:
         feature_extractor/]); vae: folder with config.json + weights; attn_ckpt: CatVTON
         repo with <version>/attention/model.safetensors; attn_version: mix | vitonhd |
         dresscode. device: auto | cpu | cuda[:N]; dtype: auto | fp32 | fp16 | bf16.
+        tiny_vae: TAESD folder or hub id (config.json + weights), loaded only when decoder
+        or preview_decoder is 'tiny'. The other options: see :class:`PipelineOptions`.
         Hub ids go through the Hugging Face cache (HF_HUB_OFFLINE honoured). Raises
         ModelNotFoundError for missing files, IncompatibleWeightsError for wrong weights,
         ValueError for unknown names.
@@ -279,7 +325,8 @@ class CatVTONPipeline:
         schedulers.check_scheduler_name(scheduler)
         version_files = weights.attn_files(attn_version)
         options = PipelineOptions(attention_slicing, vae_slicing, vae_tiling, channels_last,
-                                  compile_unet, garment_cache_size)
+                                  compile_unet, garment_cache_size, decoder, preview_decoder,
+                                  offload, sdpa_backend)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if safety_checker:
@@ -293,23 +340,35 @@ class CatVTONPipeline:
         vae_dir = weights.resolve_model(vae, weights.vae_files(), **lookup)
         attn_dir = weights.resolve_model(attn_ckpt, version_files, **lookup)
         attn_path = weights.pick_file(attn_dir, version_files.required[0])
+        tiny_dir = None
+        if options.uses_tiny_vae:
+            try:
+                tiny_dir = weights.resolve_model(tiny_vae, weights.tiny_vae_files(), **lookup)
+            except weights.ModelNotFoundError as err:
+                raise weights.ModelNotFoundError(
+                    f'{err} (decoder/preview_decoder tiny: `fetch_weights --tiny-vae` fetches '
+                    f'{weights.DEFAULT_TINY_VAE}; or set both to full/latent)') from err
         with open(os.path.join(base_dir, 'scheduler', 'scheduler_config.json')) as f:
             scheduler_config = json.load(f)
         start = time.perf_counter()
         unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder='unet', torch_dtype=dt)
         vae_model = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dt)
+        tiny_model = (AutoencoderTiny.from_pretrained(tiny_dir, torch_dtype=dt)
+                      if tiny_dir else None)
         n_attn = attention.load_attention_weights(unet, attn_path)
         checker = None
         if safety_checker:
             from vton_ros.pipeline.safety import SafetyChecker
             checker = SafetyChecker.from_folder(base_dir, dev, dt)
         random_weights = any(weights.is_random_test_weights(folder)
-                             for folder in (base_dir, vae_dir, attn_dir))
+                             for folder in (base_dir, vae_dir, attn_dir, tiny_dir) if folder)
         if random_weights:
             _LOG.warning('RANDOM TEST WEIGHTS (%s found): try-on outputs will be noise',
                          weights.RANDOM_MARKER)
         pipe = cls(unet, vae_model, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
-                   options=options, safety_checker=checker, random_weights=random_weights)
+                   options=options, safety_checker=checker, random_weights=random_weights,
+                   tiny_vae=tiny_model)
+        pipe.attention_sets = AttentionSets(pipe.unet, attn_ckpt, attn_version, **lookup)
         _LOG.info('CatVTON loaded in %.1f s: base %s, vae %s, attention %s (%d tensors), '
                   '%s %s, scheduler %s', time.perf_counter() - start, base_dir, vae_dir,
                   attn_path, n_attn, dev, dtype_name(dt), scheduler)
@@ -319,7 +378,8 @@ class CatVTONPipeline:
     def from_components(cls, unet: UNet2DConditionModel, vae: AutoencoderKL,
                         scheduler_config: dict, *, attn_weights: str | None = None,
                         scheduler: str = 'dpmpp_2m', device: str = 'auto', dtype: str = 'auto',
-                        options: PipelineOptions | None = None) -> 'CatVTONPipeline':
+                        options: PipelineOptions | None = None,
+                        tiny_vae: AutoencoderTiny | None = None) -> 'CatVTONPipeline':
         """
         Build from in-memory models (tests, benchmarks with random full-size weights).
 
@@ -331,7 +391,7 @@ class CatVTONPipeline:
         if attn_weights is not None:
             attention.load_attention_weights(unet, attn_weights)
         return cls(unet, vae, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
-                   options=options)
+                   options=options, tiny_vae=tiny_vae)
 
     # ------------------------------------------------------------------ settings
 
@@ -353,6 +413,22 @@ class CatVTONPipeline:
         """Build a fresh scheduler instance (per call, so no state leaks between runs)."""
         return schedulers.make_scheduler(self._scheduler_name, self._scheduler_config)
 
+    @torch.inference_mode()
+    def preview(self, latents: torch.Tensor) -> np.ndarray:
+        """
+        Preview image of step latents (the callback's (1, 4, 2h, w)): the person half.
+
+        preview_decoder 'latent': :func:`latents_to_preview`, (h, w, 3) uint8 latent
+        colours; 'tiny': the TAESD decode resized to (2h, 2w, 3) uint8 (a real image,
+        a quarter of the output size on each side).
+        """
+        if self._options.preview_decoder == 'latent':
+            return latents_to_preview(latents)
+        person = latents[:, :, :latents.shape[2] // 2]
+        image = _to_uint8(self.tiny_vae.decode(person.to(self.device, self.dtype)).sample)
+        size = (2 * person.shape[3], 2 * person.shape[2])
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
     # ------------------------------------------------------------------ inference
 
     @torch.inference_mode()
@@ -361,7 +437,9 @@ class CatVTONPipeline:
                  height: int = 512, width: int = 384, seed: int | None = None,
                  generator: torch.Generator | None = None,
                  latents: torch.Tensor | None = None, eta: float = 1.0,
-                 repaint: bool = False, callback: StepCallback | None = None) -> TryOnResult:
+                 repaint: bool = False, callback: StepCallback | None = None,
+                 guidance_start: float = 0.0, guidance_end: float = 1.0,
+                 cache_interval: int = 1, cache_branch: int = 0) -> TryOnResult:
         """
         Dress ``person`` in ``garment`` inside ``mask``.
 
@@ -376,11 +454,16 @@ class CatVTONPipeline:
         callback(step, total, timestep, latents): after each step (step is 1-based,
         latents the full (1, 4, 2*h/8, w/8) fp32 state, read-only); returning True raises
         TryOnCancelled; an exception it raises propagates. Either way nothing is left
-        half-done. Returns a :class:`TryOnResult`.
+        half-done.
+        guidance_start/guidance_end: fractions of the steps with guidance (UNet batch 2);
+        the other steps run the cond row only (batch 1). Defaults: every step.
+        cache_interval/cache_branch: DeepCache feature reuse (1 = off; see
+        vton_ros.pipeline.deepcache). Returns a :class:`TryOnResult`.
         """
         start = time.perf_counter()
         self.check_inputs(person, garment, mask, num_inference_steps, guidance_scale, height,
                           width, seed, generator, latents, eta, callback)
+        self.check_speed_options(guidance_start, guidance_end, cache_interval, cache_branch)
         timings = dict.fromkeys(TIMING_KEYS, 0.0)
 
         # 1. preprocess: geometry, tensors in [-1, 1], binary mask
@@ -390,17 +473,13 @@ class CatVTONPipeline:
         person_t = self._to_tensor(person_img)
         mask_t = torch.from_numpy(mask_img).to(self.device)[None, None] >= 128
         masked_person = person_t * ~mask_t
-        cache_key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
         timings['preprocess'] = self._lap(start)
 
         # 2. VAE encode: masked person always, garment unless cached
         stage = time.perf_counter()
+        self._offload.use(self.vae)
         masked_latent = self._encode(masked_person)
-        garment_latent = self.garment_cache.get(cache_key)
-        cache_hit = garment_latent is not None
-        if garment_latent is None:
-            garment_latent = self._encode(self._to_tensor(letterbox(garment, height, width)))
-            self.garment_cache.put(cache_key, garment_latent)
+        garment_latent, cache_hit = self._garment_latent(garment, height, width)
         timings['vae_encode'] = self._lap(stage)
 
         # 3. denoise
@@ -411,8 +490,15 @@ class CatVTONPipeline:
             generator = torch.Generator('cpu').manual_seed(seed)
         else:
             seed = None
-        final = self._denoise(masked_latent, garment_latent, mask_t, num_inference_steps,
-                              guidance_scale, generator, latents, eta, callback)
+        self._offload.use(self.unet)
+        cfg_steps = guided_steps(num_inference_steps, guidance_scale, guidance_start,
+                                 guidance_end)
+        deep = (DeepCacheUNet(self.unet, cache_interval, cache_branch) if cache_interval > 1
+                else None)
+        with sdpa_context(self._options.sdpa_backend):
+            final = self._denoise(masked_latent, garment_latent, mask_t, num_inference_steps,
+                                  guidance_scale, cfg_steps, deep, generator, latents, eta,
+                                  callback)
         timings['denoise'] = self._lap(stage)
 
         # 4. VAE decode of the person half, NaN/Inf guard, uint8
@@ -479,6 +565,12 @@ class CatVTONPipeline:
         if callback is not None and not callable(callback):
             raise TypeError(f'callback must be callable, got {type(callback).__name__}')
 
+    def check_speed_options(self, guidance_start: float = 0.0, guidance_end: float = 1.0,
+                            cache_interval: int = 1, cache_branch: int = 0) -> None:
+        """Raise ValueError (with the valid values) for bad per-call speed options."""
+        check_guidance_interval(guidance_start, guidance_end)
+        check_cache_options(self.unet, cache_interval, cache_branch)
+
     # ------------------------------------------------------------------ stages
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
@@ -486,15 +578,43 @@ class CatVTONPipeline:
         tensor = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None]
         return (tensor.float() / 127.5 - 1.0).to(self.dtype)
 
+    @torch.inference_mode()
+    def cache_garment(self, garment: np.ndarray, height: int = 512, width: int = 384) -> bool:
+        """
+        Encode ``garment`` (HxWx3 uint8 RGB) into the garment cache ahead of a try-on.
+
+        E.g. for a catalogue at start-up; returns True if it was already cached.
+        """
+        check_image(garment, 'garment')
+        self._offload.use(self.vae)
+        return self._garment_latent(garment, height, width)[1]
+
+    def _garment_latent(self, garment: np.ndarray, height: int,
+                        width: int) -> tuple[torch.Tensor, bool]:
+        """Garment latent (1, 4, h/8, w/8) from the cache or the VAE; and whether cached."""
+        key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
+        latent = self.garment_cache.get(key)
+        if latent is not None:
+            return latent, True
+        latent = self._encode(self._to_tensor(letterbox(garment, height, width)))
+        self.garment_cache.put(key, latent)
+        return latent, False
+
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] -> posterior mean * scaling factor, (1, 4, H/8, W/8)."""
         return self.vae.encode(image).latent_dist.mean * self._scaling_factor
 
     def _denoise(self, masked_latent: torch.Tensor, garment_latent: torch.Tensor,
-                 mask: torch.Tensor, steps: int, guidance_scale: float,
-                 generator: torch.Generator, latents: torch.Tensor | None, eta: float,
+                 mask: torch.Tensor, steps: int, guidance_scale: float, cfg_steps: list[bool],
+                 deep: DeepCacheUNet | None, generator: torch.Generator,
+                 latents: torch.Tensor | None, eta: float,
                  callback: StepCallback | None) -> torch.Tensor:
-        """Run the sampling loop; returns the final (1, 4, 2h, w) fp32 latents."""
+        """
+        Run the sampling loop; returns the final (1, 4, 2h, w) fp32 latents.
+
+        cfg_steps: per step, guidance on (batch [uncond, cond]) or off (cond row only).
+        deep: feature reuse across steps, or None for a plain UNet forward every step.
+        """
         scheduler = self.make_scheduler()
         scheduler.set_timesteps(steps, device=self.device)
         timesteps = scheduler.timesteps
@@ -510,7 +630,7 @@ class CatVTONPipeline:
         sample = noise.to(self.device, torch.float32) * scheduler.init_noise_sigma
 
         # constant part of the UNet input, built once: [noisy | mask | masked latents]
-        do_cfg = guidance_scale > 1.0
+        do_cfg = any(cfg_steps)
         batch = 2 if do_cfg else 1
         mask_latent = F.interpolate(mask.to(self.dtype), size=masked_latent.shape[-2:],
                                     mode='nearest')
@@ -526,9 +646,13 @@ class CatVTONPipeline:
 
         for i, t in enumerate(timesteps):
             unet_in[:, :channels] = scheduler.scale_model_input(sample, t)
-            noise_pred = self._unet_forward(unet_in, t, encoder_hidden_states=None,
-                                            return_dict=False)[0].float()
-            if do_cfg:
+            step_in = unet_in if cfg_steps[i] or not do_cfg else unet_in[1:]  # cond row
+            if deep is None:
+                noise_pred = self._unet_forward(step_in, t, encoder_hidden_states=None,
+                                                return_dict=False)[0].float()
+            else:
+                noise_pred = deep(step_in, t, i).float()
+            if cfg_steps[i]:
                 uncond, cond = noise_pred.chunk(2)
                 noise_pred = uncond + guidance_scale * (cond - uncond)
             sample = scheduler.step(noise_pred, t, sample, return_dict=False, **extra)[0]
@@ -539,7 +663,18 @@ class CatVTONPipeline:
         return sample
 
     def _decode(self, latents: torch.Tensor) -> tuple[np.ndarray, bool]:
-        """(1, 4, h, w) latents -> (8h, 8w, 3) uint8, with a NaN/Inf guard (fp32 retry)."""
+        """
+        (1, 4, h, w) latents -> (8h, 8w, 3) uint8, with a NaN/Inf guard.
+
+        decoder 'tiny': the TAESD decoder (takes the scaled latents), falling back to the
+        VAE on NaN/Inf. The VAE: retried in fp32 on NaN/Inf at lower precision.
+        """
+        if self._options.decoder == 'tiny':
+            image = self.tiny_vae.decode(latents.to(self.dtype)).sample
+            if bool(torch.isfinite(image).all()):
+                return _to_uint8(image), False
+            _LOG.warning('the tiny decoder produced NaN/Inf; decoding with the full VAE')
+        self._offload.use(self.vae)
         latents = latents / self._scaling_factor
         image = self.vae.decode(latents.to(self.dtype)).sample
         recovered = False
@@ -554,8 +689,7 @@ class CatVTONPipeline:
             if not bool(torch.isfinite(image).all()):
                 raise FloatingPointError('the VAE decode produced NaN/Inf even in fp32: the '
                                          'latents are broken (try precision fp32 or bf16)')
-        image = ((image[0].float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
-        return image.permute(1, 2, 0).cpu().numpy(), recovered
+        return _to_uint8(image), recovered or self._options.decoder == 'tiny'
 
     def _decode_fp32(self, latents: torch.Tensor) -> torch.Tensor:
         """Decode with the VAE decoder temporarily upcast to fp32 (restored afterwards)."""
@@ -573,6 +707,12 @@ class CatVTONPipeline:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - since
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
+    image = ((image[0].float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).cpu().numpy()
 
 
 def _is_int(value: object) -> bool:

@@ -24,10 +24,12 @@ def resolve_device(name: str = 'auto') -> torch.device:
     if device.type == 'cuda':
         if not torch.cuda.is_available():
             raise ValueError(f'device {name!r} requested but CUDA is not available in this torch '
-                             f'({torch.__version__}); use device=cpu or install a CUDA torch')
+                             f"({torch.__version__}); set it to 'auto' or 'cpu', or install a "
+                             'CUDA build of torch')
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f'device {name!r} does not exist: '
-                             f'{torch.cuda.device_count()} CUDA device(s) present')
+                             f'{torch.cuda.device_count()} CUDA device(s) present; set it to '
+                             "'auto', 'cuda' or an index below that")
     return device
 
 

@@ -108,6 +108,20 @@ def letterbox(image: np.ndarray, height: int, width: int, fill: int = 255) -> np
     return out
 
 
+def blur_mask(mask: np.ndarray, radius: float) -> np.ndarray:
+    """
+    Gaussian-blur a mask (HxW uint8) with standard deviation ``radius`` pixels (0: a copy).
+
+    CatVTON's app blurs its masks (radius 9 at 1024x768) before the pipeline thresholds them
+    at the middle value: corners round off and small notches fill, as in its results.
+    """
+    if radius < 0:
+        raise ValueError(f'mask blur radius must be >= 0, got {radius}')
+    if radius == 0:
+        return mask.copy()
+    return cv2.GaussianBlur(mask, (0, 0), radius)
+
+
 def _resize(image: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray:
     if image.shape[0] == height and image.shape[1] == width:
         return image.copy()

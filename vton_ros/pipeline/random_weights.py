@@ -15,7 +15,7 @@ Every builder logs a warning saying the weights are random.
 
 import logging
 
-from diffusers import AutoencoderKL, UNet2DConditionModel  # after the package's shim
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel  # after the shim
 import torch
 
 _LOG = logging.getLogger(__name__)
@@ -100,6 +100,38 @@ def tiny_vae_config() -> dict:
     """Return the SD VAE config shrunk: same 4 levels, 8-32 channels (tests)."""
     return dict(sd_vae_config(), block_out_channels=[8, 16, 32, 32], layers_per_block=1,
                 norm_num_groups=8, sample_size=64)
+
+
+def taesd_config(tiny: bool = False) -> dict:
+    """
+    Return the AutoencoderTiny config of TAESD (madebyollin/taesd, for SD1.x latents).
+
+    tiny: 8 channels and one block per level instead of 64 and (1, 3, 3, 3) (tests).
+    """
+    channels, blocks = ([8] * 4, [1] * 4) if tiny else ([64] * 4, None)
+    return {
+        'in_channels': 3,
+        'out_channels': 3,
+        'encoder_block_out_channels': channels,
+        'decoder_block_out_channels': channels,
+        'num_encoder_blocks': blocks or [1, 3, 3, 3],
+        'num_decoder_blocks': blocks or [3, 3, 3, 1],
+        'act_fn': 'relu',
+        'latent_channels': 4,
+        'upsampling_scaling_factor': 2,
+        'latent_magnitude': 3,
+        'latent_shift': 0.5,
+        'scaling_factor': 1.0,
+    }
+
+
+def random_tiny_vae(dtype: torch.dtype | str = 'fp32', seed: int = 0,
+                    full_size: bool = False) -> AutoencoderTiny:
+    """Build a RANDOM TAESD-shaped AutoencoderTiny (full_size: the real 2.4 M params)."""
+    if isinstance(dtype, str):
+        from vton_ros.pipeline.device import resolve_dtype
+        dtype = resolve_dtype(dtype, torch.device('cpu'))
+    return build_random(AutoencoderTiny, taesd_config(tiny=not full_size), dtype, seed)
 
 
 def build_random(model_cls: type, config: dict, dtype: torch.dtype = torch.float32,

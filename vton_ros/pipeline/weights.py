@@ -17,6 +17,7 @@ message names where it looked, what is missing and how to get it.
 """
 
 from dataclasses import dataclass
+import json
 import logging
 import os
 
@@ -25,6 +26,7 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_BASE_MODEL = 'booksforcharlie/stable-diffusion-inpainting'
 DEFAULT_VAE = 'stabilityai/sd-vae-ft-mse'
 DEFAULT_ATTN_CKPT = 'zhengchong/CatVTON'
+DEFAULT_TINY_VAE = 'madebyollin/taesd'
 ATTN_VERSIONS = {
     'mix': 'mix-48k-1024',
     'vitonhd': 'vitonhd-16k-512',
@@ -41,6 +43,10 @@ class ModelNotFoundError(FileNotFoundError):
 
 class IncompatibleWeightsError(ValueError):
     """Weights were found but do not fit the model (missing/unexpected keys, shapes)."""
+
+
+class CorruptWeightsError(IncompatibleWeightsError):
+    """A weights file is truncated or damaged (an interrupted download or copy)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,14 @@ def safety_checker_files() -> ModelFiles:
 def vae_files() -> ModelFiles:
     """Files of the VAE (config and weights at the folder root)."""
     return ModelFiles('VAE', (
+        ('config.json',),
+        ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin'),
+    ))
+
+
+def tiny_vae_files() -> ModelFiles:
+    """Files of the optional tiny autoencoder (TAESD layout: config and weights at the root)."""
+    return ModelFiles('tiny VAE (TAESD, diffusers AutoencoderTiny)', (
         ('config.json',),
         ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin'),
     ))
@@ -164,8 +178,42 @@ def resolve_model(source: str, files: ModelFiles, *, cache_dir: str | None = Non
     if missing:
         raise ModelNotFoundError(f'{files.what}: {where} is incomplete, missing '
                                  f'{"; ".join(missing)}; {FETCH_HINT}')
+    for alternatives in files.required:
+        path = pick_file(folder, alternatives)
+        if path.endswith('.safetensors'):
+            check_safetensors(path, files.what)
     _LOG.debug('%s resolved to %s', files.what, folder)
     return folder
+
+
+def check_safetensors(path: str, what: str = 'weights') -> None:
+    """
+    Check that a .safetensors file is whole (reads its header only).
+
+    The header must parse and its tensor data must end exactly at the end of the file.
+    Raises CorruptWeightsError naming the file, what is wrong and the fix.
+    """
+    size = os.path.getsize(path)
+
+    def corrupt(problem: str) -> CorruptWeightsError:
+        return CorruptWeightsError(f'{what}: {path} is {problem}; delete it and fetch or copy '
+                                   f'it again ({FETCH_HINT})')
+
+    with open(path, 'rb') as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, 'little') if len(prefix) == 8 else -1
+        if length < 2 or 8 + length > size:
+            raise corrupt(f'not a whole safetensors file ({size} bytes, header length '
+                          f'{length} unreadable: truncated or another format)')
+        try:
+            header = json.loads(f.read(length))
+            end = max((int(v['data_offsets'][1]) for k, v in header.items()
+                       if k != '__metadata__'), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            raise corrupt(f'corrupt (its safetensors header does not parse: {err})') from None
+    if 8 + length + end != size:
+        state = 'truncated' if 8 + length + end > size else 'corrupt (extra bytes at the end)'
+        raise corrupt(f'{state}: {size} bytes, its header describes {8 + length + end}')
 
 
 def allow_patterns(files: ModelFiles, first_only: bool = True) -> list[str]:

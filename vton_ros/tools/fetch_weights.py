@@ -1,7 +1,8 @@
 """
 Download the CatVTON weights (only the files the pipeline reads) on an online machine.
 
-    fetch_weights [--out DIR] [--versions mix,vitonhd,dresscode] [--safety-checker]
+    fetch_weights [--out DIR] [--versions mix,vitonhd,dresscode] [--safety-checker] \
+        [--tiny-vae]
     fetch_weights --check [--params-file config/cpu.yaml]   # offline: are they here?
 
 Without --out the files go into the Hugging Face cache (HF_HUB_CACHE / HF_HOME), where
@@ -50,8 +51,9 @@ def _download(repo_id: str, files: weights.ModelFiles, out: str | None) -> str:
                              cache_dir=weights.hub_cache_dir())
 
 
-def fetch(out: str | None, versions: list[str], safety_checker: bool) -> dict[str, str]:
-    """Download the base model, VAE and attention versions; return their local folders."""
+def fetch(out: str | None, versions: list[str], safety_checker: bool,
+          tiny_vae: bool = False) -> dict[str, str]:
+    """Download the base model, VAE, attention versions [, tiny VAE]; return the folders."""
     jobs = {
         'base_model': (weights.DEFAULT_BASE_MODEL, weights.base_model_files(safety_checker)),
         'vae': (weights.DEFAULT_VAE, weights.vae_files()),
@@ -59,7 +61,19 @@ def fetch(out: str | None, versions: list[str], safety_checker: bool) -> dict[st
     attn = weights.ModelFiles('CatVTON attention weights', tuple(
         alt for version in versions for alt in weights.attn_files(version).required))
     jobs['attn_ckpt'] = (weights.DEFAULT_ATTN_CKPT, attn)
+    if tiny_vae:
+        jobs['tiny_vae'] = (weights.DEFAULT_TINY_VAE, weights.tiny_vae_files())
     return {key: _download(repo, files, out) for key, (repo, files) in jobs.items()}
+
+
+def _attn_files(settings: dict) -> weights.ModelFiles:
+    """Return the attention files the configured attn_version may use at its size."""
+    from vton_ros.pipeline.attention_sets import possible_versions
+
+    versions = possible_versions(settings['catvton.attn_version'], settings['catvton.height'],
+                                 settings['catvton.width'])
+    return weights.ModelFiles(f'CatVTON attention weights ({", ".join(versions)})', tuple(
+        alt for version in versions for alt in weights.attn_files(version).required))
 
 
 def check(params_file: str | None) -> int:
@@ -71,7 +85,9 @@ def check(params_file: str | None) -> int:
         settings.update(params.load_yaml(params_file).get('tryon_server', {}))
     jobs = (('catvton.base_model', weights.base_model_files(settings['catvton.safety_checker'])),
             ('catvton.vae', weights.vae_files()),
-            ('catvton.attn_ckpt', weights.attn_files(settings['catvton.attn_version'])))
+            ('catvton.attn_ckpt', _attn_files(settings)))
+    if 'tiny' in (settings['catvton.decoder'], settings['catvton.preview_decoder']):
+        jobs += (('catvton.tiny_vae', weights.tiny_vae_files()),)
     missing = 0
     for name, files in jobs:
         try:
@@ -88,11 +104,15 @@ def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default=None,
                         help='write plain folders here instead of the Hugging Face cache')
-    parser.add_argument('--versions', default='mix',
+    parser.add_argument('--versions', default='vitonhd,dresscode,mix',
                         help='comma-separated attention versions: '
-                             f'{", ".join(weights.ATTN_VERSIONS)} (default mix)')
+                             f'{", ".join(weights.ATTN_VERSIONS)} (default all three: '
+                             'catvton.attn_version auto picks one per goal)')
     parser.add_argument('--safety-checker', action='store_true',
                         help='also fetch safety_checker/ and feature_extractor/')
+    parser.add_argument('--tiny-vae', action='store_true',
+                        help=f'also fetch the tiny decoder {weights.DEFAULT_TINY_VAE} '
+                             '(catvton.decoder / preview_decoder tiny)')
     parser.add_argument('--check', action='store_true',
                         help='download nothing: check that the weights named in '
                              '--params-file (or the defaults) are available offline')
@@ -112,7 +132,7 @@ def main(args: list[str] | None = None) -> int:
               'a machine with internet access', file=sys.stderr)
         return 2
     try:
-        paths = fetch(opts.out, versions, opts.safety_checker)
+        paths = fetch(opts.out, versions, opts.safety_checker, opts.tiny_vae)
     except _download_errors() as err:  # connection errors, missing repos, disk errors
         print(f'fetch_weights: download failed: {err}\nThis machine may have no internet '
               'access: run fetch_weights on one that has, then copy the Hugging Face cache '
@@ -125,7 +145,8 @@ def main(args: list[str] | None = None) -> int:
         args_text = ', '.join(f"{k}='{v}'" for k, v in paths.items())
     else:
         args_text = (f"base_model='{weights.DEFAULT_BASE_MODEL}', vae='{weights.DEFAULT_VAE}', "
-                     f"attn_ckpt='{weights.DEFAULT_ATTN_CKPT}'")
+                     f"attn_ckpt='{weights.DEFAULT_ATTN_CKPT}'"
+                     + (f", tiny_vae='{weights.DEFAULT_TINY_VAE}'" if opts.tiny_vae else ''))
     print(f"use: CatVTONPipeline.from_pretrained({args_text}, attn_version='{versions[0]}'"
           + (', safety_checker=True)' if opts.safety_checker else ')'))
     return 0

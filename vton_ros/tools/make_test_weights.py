@@ -3,8 +3,9 @@ Write tiny RANDOM CatVTON weights in the three published layouts (tests and demo
 
     make_test_weights --out DIR [--full-size]
 
-writes DIR/stable-diffusion-inpainting/{unet,scheduler}, DIR/sd-vae-ft-mse and
-DIR/CatVTON/<version>/attention/model.safetensors for all three versions. The weights are
+writes DIR/stable-diffusion-inpainting/{unet,scheduler}, DIR/sd-vae-ft-mse,
+DIR/CatVTON/<version>/attention/model.safetensors for all three versions and the tiny
+decoder DIR/taesd (AutoencoderTiny, TAESD layout). The weights are
 random: the try-on output is noise. They only exercise loading and the algorithm, or, with
 --full-size (the real shapes, bf16), time the whole system without the real weights.
 """
@@ -28,15 +29,16 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
     """
     Write tiny random weights under ``out_dir``; return the from_pretrained arguments.
 
-    Returns {'base_model': ..., 'vae': ..., 'attn_ckpt': ...} (folders). Deterministic for
-    a given seed. Each CatVTON version gets different random attention weights.
+    Returns {'base_model': ..., 'vae': ..., 'attn_ckpt': ..., 'tiny_vae': ...} (folders).
+    Deterministic for a given seed. Each CatVTON version gets different random attention
+    weights.
     """
     from safetensors.torch import save_file
 
     from vton_ros.pipeline.attention import (PUBLISHED_STRIDE, renumber_attention_state,
                                              self_attention_modules)
     from vton_ros.pipeline.random_weights import (build_random, random_tiny_components,
-                                                  tiny_unet_config)
+                                                  random_tiny_vae, tiny_unet_config)
 
     if full_size:  # the real shapes (~1.7 GB in bf16): for end-to-end timing, not tests
         from vton_ros.pipeline.random_weights import random_full_size_components
@@ -47,6 +49,7 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
         'base_model': os.path.join(out_dir, 'stable-diffusion-inpainting'),
         'vae': os.path.join(out_dir, 'sd-vae-ft-mse'),
         'attn_ckpt': os.path.join(out_dir, 'CatVTON'),
+        'tiny_vae': os.path.join(out_dir, 'taesd'),
     }
     unet.save_pretrained(os.path.join(paths['base_model'], 'unet'))
     os.makedirs(os.path.join(paths['base_model'], 'scheduler'), exist_ok=True)
@@ -54,6 +57,8 @@ def write_test_weights(out_dir: str, seed: int = 0, full_size: bool = False) -> 
               'w') as f:
         json.dump(scheduler_config, f, indent=2)
     vae.save_pretrained(paths['vae'])
+    random_tiny_vae('bf16' if full_size else 'fp32', seed + 2, full_size).save_pretrained(
+        paths['tiny_vae'])
     for i, (version, folder) in enumerate(sorted(weights.ATTN_VERSIONS.items())):
         if full_size:  # fresh random values for attn1 only, same shapes as the UNet's
             generator = torch.Generator().manual_seed(seed + 10 + i)

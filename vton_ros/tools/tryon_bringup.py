@@ -3,24 +3,31 @@ tryon_bringup: start camera_node, segmentation_node and tryon_server without ros
 
 The same config as launch/tryon.launch.py: a ROS parameter file validated against the
 settings schema (an unknown key is an error), plus ``--set NAME=VALUE`` overrides. ROS
-traffic is loopback-only unless the environment already names a Fast DDS profile. Ctrl-C
-or SIGTERM stops every node (SIGINT, then SIGKILL after a grace period); a node that dies
-stops the others; children die with this process, so none is left orphaned.
+traffic is loopback-only unless the environment already names a Fast DDS profile.
+``--namespace mirror_a`` runs the whole stack under /mirror_a (several mirrors on one
+graph). Ctrl-C or SIGTERM stops every node as ros2 launch does (SIGINT, then SIGTERM, then
+SIGKILL after grace periods) and exits 0; a node that dies stops the others and bringup
+exits 1 naming it and its error line; children die with this process, none is orphaned.
 """
 
 import argparse
 import ctypes
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from vton_ros import params as schema
+from vton_ros.nodes.runner import ignore_signals
 
-GRACE_SECONDS = 10.0
+SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)
+SIGTERM_GRACE = 5.0  # seconds after SIGTERM before SIGKILL (launch's sigkill_timeout)
+ERROR_LINE = re.compile(r'\[(FATAL|ERROR)\]|Error|Exception')
 
 
 def package_share() -> Path:
@@ -64,11 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
     parser.add_argument('--params-file', default=str(package_share() / 'config' / 'cpu.yaml'),
                         help='ROS parameter file (default: config/cpu.yaml)')
+    parser.add_argument('--namespace', default='',
+                        help='ROS namespace of every node, e.g. mirror_a (topics, the tryon '
+                             'action and parameters then live under /mirror_a/...)')
     parser.add_argument('--nodes', default=','.join(schema.NODES),
                         help='comma-separated subset of nodes to start')
     parser.add_argument('--camera-source', help='shortcut for --set camera.source=...')
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
-    parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log")
+    parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
+                        '(default: prefixed with [node] on this output)')
     schema.add_override_argument(parser)
     return parser
 
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(nodes) - set(schema.NODES)
         if unknown:
             raise ValueError(f'unknown node(s) {sorted(unknown)}; valid: {schema.NODES}')
-        config = schema.load_yaml(args.params_file)
+        namespace = schema.normalize_namespace(args.namespace)
+        config = schema.load_yaml(args.params_file, namespace)
         overrides = schema.parse_overrides(args.overrides)
         if args.camera_source:
             overrides['camera.source'] = args.camera_source
@@ -94,51 +106,112 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix='vton_bringup_') as tmp:
         merged = Path(tmp) / 'params.yaml'
         merged.write_text(schema.dump_yaml({n: config[n] for n in nodes if config[n]}))
-        return supervise(nodes, merged, loopback_env(), args.log_dir)
+        ros_args = ['--ros-args', '--params-file', str(merged)]
+        if namespace != '/':
+            ros_args += ['-r', f'__ns:={namespace}']
+        return supervise(nodes, ros_args, loopback_env(), args.log_dir)
 
 
-def supervise(nodes: list[str], params_file: Path, env: dict, log_dir: str | None) -> int:
-    """Run the node processes; stop all of them when one exits or on a signal."""
-    stop = {'signal': None}
+class Child:
+    """One node process; a thread forwards its output and remembers its last error line."""
 
-    def on_signal(signum, _frame):
-        stop['signal'] = signum
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: str | None) -> None:
+        self.name = name
+        self.error = ''
+        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, preexec_fn=_die_with_parent)
+        log = None
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            log = open(Path(log_dir) / f'{name}.log', 'w', encoding='utf-8')
+        self._thread = threading.Thread(target=self._forward, args=(log,), daemon=True)
+        self._thread.start()
+
+    def _forward(self, log) -> None:
+        last = ''
+        for raw in self.popen.stdout:
+            line = raw.decode('utf-8', errors='replace').rstrip()
+            if ERROR_LINE.search(line):
+                self.error = line
+            last = line or last
+            if log is not None:
+                log.write(line + '\n')
+                log.flush()
+            else:
+                print(f'[{self.name}] {line}', flush=True)
+        self.error = self.error or last
+        if log is not None:
+            log.close()
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the node's process group (if it still runs)."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, deadline: float) -> bool:
+        """Wait until the deadline (monotonic); tell whether the process ended."""
+        try:
+            self.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return False
+        self._thread.join(5.0)  # the output up to the end
+        return True
+
+
+def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | None) -> int:
+    """
+    Run the node processes; stop all of them when one exits or on SIGINT/SIGTERM.
+
+    Stopping is what ros2 launch does: SIGINT, SIGTERM after SIGINT_GRACE seconds,
+    SIGKILL after SIGTERM_GRACE more. Returns 0 after a signal when every node stopped by
+    itself with 0, else 1 (a node that died is named with its last error line).
+    """
+    stop = threading.Event()
+
+    def on_signal(_signum, _frame):
+        stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    procs = {}
+    children = []
     for name in nodes:
-        out = None
-        if log_dir:
-            Path(log_dir).mkdir(parents=True, exist_ok=True)
-            out = open(Path(log_dir) / f'{name}.log', 'w')
-        argv = executable(name) + ['--ros-args', '--params-file', str(params_file)]
-        procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT
-                                       if out else None, start_new_session=True,
-                                       preexec_fn=_die_with_parent)
-        print(f'tryon_bringup: started {name} (pid {procs[name].pid})', flush=True)
+        children.append(Child(name, executable(name) + ros_args, env, log_dir))
+        print(f'tryon_bringup: started {name} (pid {children[-1].popen.pid})', flush=True)
     code = 0
-    while stop['signal'] is None:
-        exited = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
-        if exited:
-            for name, rc in exited.items():
-                print(f'tryon_bringup: {name} exited with {rc}; stopping the others',
+    while not stop.wait(0.2):
+        dead = [c for c in children if c.popen.poll() is not None]
+        if dead:
+            for child in dead:
+                child.wait(time.monotonic())
+                print(f'tryon_bringup: {child.name} exited with {child.popen.returncode}: '
+                      f'{child.error or "(no output)"}; stopping the others',
                       file=sys.stderr, flush=True)
             code = 1
             break
-        time.sleep(0.2)
-    for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-    deadline = time.monotonic() + GRACE_SECONDS
-    for name, proc in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f'tryon_bringup: {name} did not stop in {GRACE_SECONDS} s; killing it',
-                  file=sys.stderr, flush=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    for signum, grace in ((signal.SIGINT, SIGINT_GRACE), (signal.SIGTERM, SIGTERM_GRACE),
+                          (signal.SIGKILL, None)):
+        running = [c for c in children if c.popen.poll() is None]
+        if not running:
+            break
+        if signum != signal.SIGINT:
+            code = 1
+            print(f'tryon_bringup: {", ".join(c.name for c in running)} still running: '
+                  f'sending {signal.Signals(signum).name}', file=sys.stderr, flush=True)
+        for child in running:
+            child.signal(signum)
+        deadline = time.monotonic() + (grace if grace is not None else 60.0)
+        for child in running:
+            child.wait(deadline)
+    ignore_signals()  # a late Ctrl-C must not kill the exiting interpreter with -2
+    failed = [c for c in children if c.popen.returncode] if code == 0 else []
+    for child in failed:  # after a signal: a node that did not stop cleanly
+        print(f'tryon_bringup: {child.name} stopped with {child.popen.returncode}: '
+              f'{child.error or "(no output)"}', file=sys.stderr, flush=True)
+    code = code or int(bool(failed))
     print('tryon_bringup: all nodes stopped', flush=True)
     return code
 

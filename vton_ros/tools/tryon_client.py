@@ -3,15 +3,17 @@ tryon_client: send one TryOn goal, show progress, save the result and a panel.
 
 ``--garment`` is an image file or a garment id of the server's catalogue. Without
 ``--person`` the server uses the latest camera frame; the client then takes that frame from
-``image_raw`` (matched by the result's stamp) for the panel. Ctrl-C cancels the goal.
+``image_raw`` (matched by the result's stamp) for the panel.
 Prints the stage timings, the client round trip and the ROS overhead (round trip minus
-the server's total).
+the server's total). Ctrl-C or SIGTERM cancels the goal, waits for its result and exits
+0 when it ended CANCELED.
 """
 
 import argparse
 from collections import OrderedDict
 import json
 from pathlib import Path
+import signal
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
@@ -29,7 +31,9 @@ from vton_interfaces.action import TryOn
 
 from vton_ros.camera_source import read_image
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
 
+CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C
 ERROR_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
                if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
 
@@ -46,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=-1, help='noise seed (<0 = server)')
     parser.add_argument('--out', default='tryon_result.png', help='result image path')
     parser.add_argument('--panel', help='panel path (default: <out stem>_panel.png)')
+    parser.add_argument('--caption', default='', help='text printed under the panel')
     parser.add_argument('--action', default='tryon', help='action name')
+    parser.add_argument('--namespace', default='', help='namespace of the stack (e.g. '
+                        'mirror_a: the action /mirror_a/tryon, frames /mirror_a/image_raw)')
     parser.add_argument('--timeout', type=float, default=600.0, help='seconds to wait for '
                         'the result')
     parser.add_argument('--server-timeout', type=float, default=30.0,
@@ -78,14 +85,41 @@ class TryOnClient:
         return image_conv.to_rgb(msg) if msg is not None else None
 
 
-def wait(future, timeout: float):
-    """Wait for a future completed by the executor thread."""
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM arrived while waiting."""
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handlers that only set a flag; waits check it (no KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self.event.set())
+
+
+def wait(future, timeout: float, stop: StopRequest | None = None):
+    """Wait for a future completed by the executor thread; Interrupted on a stop request."""
     deadline = time.monotonic() + timeout
     while not future.done():
+        if stop is not None and stop.event.is_set():
+            raise Interrupted()
         if time.monotonic() > deadline:
             raise TimeoutError(f'no answer in {timeout:.0f} s')
         time.sleep(0.01)
     return future.result()
+
+
+def wait_for_server(client: ActionClient, timeout: float, stop: StopRequest) -> bool:
+    """Wait until the action server is there; Interrupted on a stop request."""
+    deadline = time.monotonic() + timeout
+    while not client.server_is_ready():
+        if stop.event.is_set():
+            raise Interrupted()
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def make_goal(args: argparse.Namespace) -> tuple[TryOn.Goal, dict]:
@@ -110,8 +144,12 @@ def make_goal(args: argparse.Namespace) -> tuple[TryOn.Goal, dict]:
 
 
 def panel(person: np.ndarray | None, mask: np.ndarray, garment: np.ndarray | None,
-          result: np.ndarray, height: int = 384) -> np.ndarray:
-    """Side by side: person | mask overlay | garment | result, each scaled to ``height``."""
+          result: np.ndarray, height: int = 384, caption: str = '') -> np.ndarray:
+    """
+    Side by side: person | mask overlay | garment | result, each scaled to ``height``.
+
+    A non-empty ``caption`` is written in a white band under the images (wrapped).
+    """
     from vton_ros.pipeline.masks import overlay_mask
 
     blank = np.full_like(result, 255)
@@ -120,7 +158,21 @@ def panel(person: np.ndarray | None, mask: np.ndarray, garment: np.ndarray | Non
              result]
     scaled = [cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height),
                          interpolation=cv2.INTER_AREA) for t in tiles]
-    return np.concatenate(scaled, axis=1)
+    image = np.concatenate(scaled, axis=1)
+    if not caption:
+        return image
+    font, scale, line = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 26
+    lines, words = [], caption.split()
+    for word in words:
+        if lines and cv2.getTextSize(f'{lines[-1]} {word}', font, scale, 1)[0][0] < \
+                image.shape[1] - 20:
+            lines[-1] += f' {word}'
+        else:
+            lines.append(word)
+    band = np.full((line * len(lines) + 12, image.shape[1], 3), 255, np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(band, text, (10, line * (i + 1)), font, scale, (160, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([image, band], axis=0)
 
 
 def save_rgb(path: str, rgb: np.ndarray) -> None:
@@ -130,10 +182,10 @@ def save_rgb(path: str, rgb: np.ndarray) -> None:
         raise OSError(f'cannot write {path}')
 
 
-def run(args: argparse.Namespace, node, client: TryOnClient) -> int:
+def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int:
     """Send the goal, follow it, save outputs; return the process exit code."""
     goal, images = make_goal(args)
-    if not client.client.wait_for_server(timeout_sec=args.server_timeout):
+    if not wait_for_server(client.client, args.server_timeout, stop):
         print(f'tryon_client: no action server {args.action!r} (is tryon_server running?)',
               file=sys.stderr)
         return 3
@@ -154,16 +206,20 @@ def run(args: argparse.Namespace, node, client: TryOnClient) -> int:
               file=sys.stderr)
         return 4
     try:
-        response = wait(handle.get_result_async(), args.timeout)
-    except KeyboardInterrupt:
-        print('\ntryon_client: canceling the goal', file=sys.stderr)
-        wait(handle.cancel_goal_async(), 10.0)
-        response = wait(handle.get_result_async(), 30.0)
+        response = wait(handle.get_result_async(), args.timeout, stop)
+    except Interrupted:
+        bar.close()
+        print('tryon_client: canceling the goal', file=sys.stderr)
+        wait(handle.cancel_goal_async(), CANCEL_WAIT)
+        response = wait(handle.get_result_async(), CANCEL_WAIT)
     round_trip = time.monotonic() - start
     bar.close()
     result = response.result
     if result.error_code != TryOn.Result.SUCCESS:
         name = ERROR_NAMES.get(result.error_code, str(result.error_code))
+        if stop.event.is_set() and result.error_code == TryOn.Result.CANCELED:
+            print(f'tryon_client: {name}: {result.message}', file=sys.stderr)
+            return 0  # stopped as asked
         print(f'tryon_client: failed: {name}: {result.message}', file=sys.stderr)
         return 1
     image = image_conv.to_rgb(result.image)
@@ -173,7 +229,8 @@ def run(args: argparse.Namespace, node, client: TryOnClient) -> int:
     if person is None:
         person = client.frame(result.image.header)
     panel_path = args.panel or str(Path(args.out).with_name(Path(args.out).stem + '_panel.png'))
-    save_rgb(panel_path, panel(person, mask, images.get('garment'), image))
+    save_rgb(panel_path, panel(person, mask, images.get('garment'), image,
+                               caption=args.caption))
     timings = {t.name: t.seconds for t in result.timings}
     print(f'{"stage":<14}{"seconds":>10}')
     for name, seconds in timings.items():
@@ -195,30 +252,31 @@ def run(args: argparse.Namespace, node, client: TryOnClient) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
-    # Ctrl-C must raise KeyboardInterrupt (to cancel the goal), not shut rclpy down.
+    # Ctrl-C and SIGTERM cancel the goal and wait for its result: rclpy must not shut down.
+    stop = StopRequest()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node('tryon_client')
+    node = rclpy.create_node('tryon_client', namespace=args.namespace)
     client = TryOnClient(node, args.action)
     executor = MultiThreadedExecutor()
     executor.add_node(node)
-    thread = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    done = threading.Event()
+    thread = threading.Thread(target=spin_until, args=(executor, done), daemon=True)
     thread.start()
     try:
-        return run(args, node, client)
+        return run(args, client, stop)
+    except Interrupted:
+        print('tryon_client: interrupted before a goal was sent', file=sys.stderr)
+        return 0
     except (ValueError, OSError, TimeoutError) as err:
         print(f'tryon_client: {err}', file=sys.stderr)
         return 2
     finally:
-        executor.shutdown()
+        done.set()
+        thread.join()
+        stop_executor(executor)
         node.destroy_node()
         rclpy.try_shutdown()
-
-
-def _spin(executor) -> None:
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
+        ignore_signals()
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ vton_bench: time the try-on pipeline per stage, sweep settings, report against t
     vton_bench --random-weights --sweep stages --out out/bench        # no weights needed
     vton_bench --sweep all --device cuda --out out/bench_gpu            # real weights
     vton_bench --random-weights --sweep all --repeats 1 --out out/bench_cpu
+    vton_bench --random-weights --compare paper,exact-fastest,fast --out out/bench_compare
 
 Writes results.json, report.md and PNG charts into --out. Real weights are used unless
 --random-weights is given (full-size models with random values: same shapes, FLOPs, time
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--attn-ckpt', default=weights.DEFAULT_ATTN_CKPT,
                     help='CatVTON attention weights: hub id or folder')
     ap.add_argument('--attn-version', default='mix', choices=tuple(weights.ATTN_VERSIONS))
+    ap.add_argument('--tiny-vae', default=weights.DEFAULT_TINY_VAE,
+                    help='tiny decoder (TAESD) for configurations with decoder tiny')
+    ap.add_argument('--compare', metavar='NAMES',
+                    help='instead of sweeps: run named configurations interleaved on the same '
+                         'inputs and seed (paper, exact-fastest, fast; one lever each: '
+                         'guidance-interval, deepcache, tiny-decoder, channels-last; '
+                         'offload-model, offload-sequential) and write compare.json/.md/.png')
     ap.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     ap.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuning (CUDA)')
     ap.add_argument('--profile', default='auto', choices=PROFILES,
@@ -154,6 +162,7 @@ def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     started = time.perf_counter()
     from vton_ros.bench import report
+    from vton_ros.bench.compare import parse_names
     if opts.replot:
         return replot(opts.replot, opts.out)
     from vton_ros.bench.sweeps import (BenchRunner, describe_plan, PipelineSource, plan_runs,
@@ -177,10 +186,11 @@ def main(args: list[str] | None = None) -> int:
                          guidance_scale=opts.guidance)
         plan = make_plan(opts, base, device.type)
         runs = plan_runs(sweeps, base, plan, device.type, cpu_fp16=opts.cpu_fp16)
+        names = parse_names(opts.compare) if opts.compare else ()
         source = PipelineSource(device, random_weights=opts.random_weights,
                                 base_model=opts.base_model, vae=opts.vae,
                                 attn_ckpt=opts.attn_ckpt, attn_version=opts.attn_version,
-                                seed=opts.seed)
+                                tiny_vae=opts.tiny_vae, seed=opts.seed)
         repeats = opts.repeats or (2 if plan.reduced else 3)
         runner = BenchRunner(source, repeats=repeats, warmup=opts.warmup,
                              warmup_steps=opts.warmup_steps, segmentation=segmentation,
@@ -199,6 +209,8 @@ def main(args: list[str] | None = None) -> int:
         print(f'{report.RANDOM_BANNER}\n{source.weights}')
         print('=' * 78, flush=True)
     machine = machine_info(device)
+    if names:
+        return compare(opts, runner, base, names, machine, started)
     print(f'vton_bench: {len(runs)} planned runs ({", ".join(sweeps)}) on {device} '
           f'({machine["device_name"]}, {machine["torch_threads"]} threads), profile '
           f'{"reduced" if plan.reduced else "full"}, out {opts.out}', flush=True)
@@ -244,6 +256,46 @@ def main(args: list[str] | None = None) -> int:
     if source.random_weights:
         print(f'*** {report.RANDOM_BANNER} ***')
     return 1 if any(r['status'] == 'failed' for r in results) else 0
+
+
+def compare(opts: argparse.Namespace, runner, base, names: tuple[str, ...], machine: dict,
+            started: float) -> int:
+    """Run ``--compare``: the named configurations interleaved, then the reports."""
+    from vton_ros.bench import compare as cmp
+    from vton_ros.bench.report import fmt_num, RANDOM_BANNER
+    from vton_ros.bench.timing import load_average
+
+    repeats = opts.repeats or 3
+    print(f'vton_bench --compare {",".join(names)}: {base.label()}, {repeats} interleaved '
+          f'rounds on {machine["device_name"]} ({machine["torch_threads"]} threads)',
+          flush=True)
+    results = cmp.run_compare(runner, base, names, repeats=repeats,
+                              warmup_steps=opts.warmup_steps, seed=opts.seed)
+    segmentation = cmp.segmentation_fps(runner, base) if runner.segmentation else {}
+    machine['load_average_end'] = load_average()
+    notes = [f'{r["name"]}: the garment latent is cached before each run (vae_encode encodes '
+             'the person only)' for r in results if r['garment_cached']]
+    notes += ['speed-up: median [min-max] of paper/config total per interleaved round',
+              'overhead %: (total - seconds inside model forwards) / total, forwards timed '
+              'with hooks (UNet time_proj..conv_out, VAE encoder/decoder, tiny decoder)',
+              'peak MB: ' + (results[0]['memory']['method'] if results else '-'),
+              'max diff / PSNR / SSIM: the first round image against the paper image (same '
+              'inputs and seed; PSNR inf = identical)']
+    if runner.source.device.type == 'cpu' and any('offload' in n for n in names):
+        notes.append('offload on CPU is a no-op (weights already in host RAM): the offload '
+                     'configurations equal paper here')
+    doc = {'schema': 'vton_bench_compare/1', 'random_weights': runner.source.random_weights,
+           'banner': RANDOM_BANNER if runner.source.random_weights else None,
+           'weights': runner.source.weights, 'command': 'vton_bench ' + ' '.join(
+               sys.argv[1:]), 'base': base.label(), 'repeats': repeats, 'seed': opts.seed,
+           'machine': machine, 'results': results, 'segmentation': segmentation,
+           'notes': notes, 'elapsed_s': time.perf_counter() - started}
+    paths = cmp.write_compare_reports(opts.out, doc)
+    print(cmp.compare_markdown(doc))
+    for backend, entry in segmentation.items():
+        print(f'segmentation {backend}: {fmt_num(entry["fps"], 1)} fps')
+    print(f'wrote {", ".join(paths)} in {doc["elapsed_s"]:.0f} s')
+    return 0
 
 
 def replot(results_json: str, out_dir: str) -> int:

@@ -1,0 +1,74 @@
+"""
+launch/tryon.launch.py under the upstream launch and launch_ros.
+
+Skipped where they are not installed (the pip-only dev machines; a ROS install has them).
+
+Real node processes over loopback DDS, tiny random CatVTON weights.
+"""
+
+import os
+import signal
+
+import pytest
+from rcl_interfaces.srv import GetParameters
+from rosutil import free_domain_id, Proc, ROOT, ros_env, script_argv, Spinner
+from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
+from vton_ros import params
+
+pytest.importorskip('launch_ros')
+
+HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
+LAUNCH = ROOT / 'launch' / 'tryon.launch.py'
+
+
+def params_file(path, weights, **server) -> str:
+    """Write a config in the wildcard form of config/*.yaml for the tiny weights."""
+    values = {k: str(v) for k, v in server_params(weights).items()}
+    values.update({'catvton.num_inference_steps': 3, **server})
+    path.write_text(params.dump_yaml({
+        'camera_node': {'camera.fps': 4.0, 'camera.source': 'sample:astronaut'},
+        'segmentation_node': {'segmentation.device': 'cpu'},
+        'tryon_server': {k: params.param(k).validate(v) for k, v in values.items()}}))
+    return str(path)
+
+
+def test_namespace_and_ctrl_c(tmp_path, tiny_weights):  # noqa: F811
+    env = ros_env(free_domain_id())
+    file = params_file(tmp_path / 'ok.yaml', tiny_weights)
+    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
+                              f'params_file:={file}', 'namespace:=mirror_a'), env,
+                  tmp_path / 'launch.log')
+    client = None
+    try:
+        launch.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        client = Spinner('launch_test_client', int(env['ROS_DOMAIN_ID']))
+        service = client.node.create_client(GetParameters,
+                                            '/mirror_a/tryon_server/get_parameters')
+        assert service.wait_for_service(timeout_sec=HANG_GUARD)
+        request = GetParameters.Request(names=['catvton.num_inference_steps'])
+        values = client.wait(service.call_async(request), HANG_GUARD).values
+        assert values[0].integer_value == 3  # the /**/tryon_server key applied in /mirror_a
+    finally:
+        if client is not None:
+            client.close()
+        os.killpg(launch.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        code = launch.popen.wait(HANG_GUARD)
+    log = launch.log()
+    assert code == 0, log
+    assert log.count('SIGINT: shutting down') == 3, log  # each node stopped by itself
+    assert log.count('finished cleanly') == 3, log
+    assert 'Traceback' not in log and 'KeyboardInterrupt' not in log, log
+
+
+def test_a_node_that_cannot_start_shuts_the_launch_down(tmp_path, tiny_weights):  # noqa: F811
+    env = ros_env(free_domain_id())
+    file = params_file(tmp_path / 'bad.yaml', tiny_weights,
+                       **{'catvton.base_model': str(tmp_path / 'no_weights')})
+    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
+                              f'params_file:={file}'), env, tmp_path / 'launch.log')
+    code = launch.popen.wait(HANG_GUARD)
+    log = launch.log()
+    assert code == 1, log
+    assert 'tryon_server exited with code 1' in log and 'no_weights' in log, log
+    assert '[tryon_server]: cannot start' in log, log
+    assert log.count('finished cleanly') == 2, log  # camera and segmentation were stopped

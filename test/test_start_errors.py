@@ -1,0 +1,151 @@
+"""
+Clear errors and usable metadata from real node processes over loopback DDS.
+
+A node that cannot start says why in one line under its own name (no traceback): damaged
+weights, an explicit CUDA device on a machine without one, a mistyped parameter. Run-time
+parameter changes are refused in the schema's words. camera_info carries a pinhole model.
+"""
+
+import subprocess
+import time
+
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import qos_profile_sensor_data
+from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner
+from safetensors.torch import save_file
+from sensor_msgs.msg import CameraInfo
+from test_node_utils import OST_YAML
+from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
+import torch
+from vton_ros.pipeline import weights
+
+HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
+
+
+def start_fails(argv: list, env: dict) -> str:
+    """Run a node that must refuse to start; return its output (one FATAL line)."""
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert 'Traceback' not in out and out.count('[FATAL]') == 1, out
+    return out
+
+
+def test_check_safetensors_names_the_damage(tmp_path):
+    path = tmp_path / 'model.safetensors'
+    save_file({'a': torch.zeros(64), 'b': torch.ones(8)}, str(path))
+    weights.check_safetensors(str(path))  # whole
+    data = path.read_bytes()
+    for content, problem in ((data[:-10], 'truncated'), (data[:5], 'not a whole safetensors'),
+                             (data + b'xx', 'extra bytes'),
+                             (data[:8] + b'{' * (len(data) - 8), 'does not parse')):
+        path.write_bytes(content)
+        with pytest.raises(weights.CorruptWeightsError, match=problem) as err:
+            weights.check_safetensors(str(path), 'VAE')
+        assert str(path) in str(err.value) and 'fetch_weights' in str(err.value)
+
+
+@pytest.mark.parametrize('damage', ['truncated unet', 'truncated attention',
+                                    'attention in another layout'])
+def test_damaged_weights_stop_tryon_server_with_one_line(tmp_path, tiny_weights,  # noqa: F811
+                                                         damage):
+    copy = tmp_path / 'weights'
+    subprocess.run(['cp', '-r', str(tiny_weights), str(copy)], check=True)
+    params = server_params(copy)
+    unet = copy / 'stable-diffusion-inpainting' / 'unet' / 'diffusion_pytorch_model.safetensors'
+    attention = copy / 'CatVTON' / 'mix-48k-1024' / 'attention' / 'model.safetensors'
+    if damage == 'truncated unet':
+        broken, words = unet, 'truncated'
+        unet.write_bytes(unet.read_bytes()[:unet.stat().st_size // 2])
+    elif damage == 'truncated attention':
+        broken, words = attention, 'truncated'
+        attention.write_bytes(attention.read_bytes()[:-1000])
+    else:
+        broken, words = attention, 'module index'
+        save_file({'model.diffusion.weight': torch.zeros(3, 3)}, str(attention))
+    out = start_fails(node_argv('tryon_server', params), ros_env(free_domain_id()))
+    assert '[tryon_server]: cannot start' in out and str(broken) in out and words in out, out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+@pytest.mark.parametrize('node,name', [('segmentation_node', 'segmentation.device'),
+                                       ('tryon_server', 'catvton.device'),
+                                       ('tryon_server', 'segmentation.device')])
+def test_explicit_cuda_without_cuda_stops_the_node(tiny_weights, node, name):  # noqa: F811
+    params = dict(server_params(tiny_weights)) if node == 'tryon_server' else {}
+    params[name] = 'cuda'
+    out = start_fails(node_argv(node, params), ros_env(free_domain_id()))
+    assert f'[{node}]: cannot start' in out and f'{name}: ' in out, out
+    assert "'auto' or 'cpu'" in out, out
+
+
+def test_parameter_errors_in_words(tmp_path):
+    env = ros_env(free_domain_id())
+    out = start_fails(node_argv('camera_node', {'camera.fps': 4}), env)
+    assert '[camera_node]: cannot start' in out
+    assert 'camera.fps expects a double, got integer 4; write 4.0' in out, out
+    camera = Proc(node_argv('camera_node', {'camera.fps': 2.0}), env, tmp_path / 'camera.log')
+    client = None
+    try:
+        camera.wait_for_log('camera source', timeout=HANG_GUARD)
+        client = Spinner('param_client', int(env['ROS_DOMAIN_ID']))
+        service = client.node.create_client(SetParameters, '/camera_node/set_parameters')
+        assert service.wait_for_service(timeout_sec=HANG_GUARD)
+
+        def set_param(name: str, **value) -> tuple:
+            msg = ParameterMsg(name=name, value=ParameterValue(**value))
+            result = client.wait(service.call_async(SetParameters.Request(parameters=[msg])),
+                                 HANG_GUARD).results[0]
+            return result.successful, result.reason
+
+        integer = {'type': ParameterType.PARAMETER_INTEGER, 'integer_value': 4}
+        assert set_param('camera.fps', **integer) == (
+            False, 'camera.fps expects a double, got integer 4; write 4.0')
+        ok, reason = set_param('camera.fpss', type=ParameterType.PARAMETER_DOUBLE,
+                               double_value=4.0)
+        assert not ok and 'did you mean camera.fps' in reason, reason
+        ok, reason = set_param('', **integer)
+        assert not ok and 'empty setting name' in reason, reason
+        ok, reason = set_param('catvton.seed', **integer)
+        assert not ok and 'belongs to tryon_server' in reason, reason
+        assert set_param('camera.fps', type=ParameterType.PARAMETER_DOUBLE,
+                         double_value=3.0) == (True, '')
+    finally:
+        if client is not None:
+            client.close()
+        assert camera.stop() == 0, camera.log()
+
+
+def test_camera_info_carries_a_pinhole_model(tmp_path):
+    env = ros_env(free_domain_id())
+    calibration = tmp_path / 'ost.yaml'
+    calibration.write_text(OST_YAML)
+    size = {'camera.width': 320, 'camera.height': 240, 'camera.fps': 4.0}
+    cameras = [Proc(node_argv('camera_node', dict(size, **{'camera.hfov_deg': 90.0}),
+                              extra=['-r', '__ns:=/hfov']), env, tmp_path / 'hfov.log'),
+               Proc(node_argv('camera_node', dict(size, **{
+                   'camera.calibration_file': str(calibration), 'camera.mirror': False}),
+                   extra=['-r', '__ns:=/calibrated']), env, tmp_path / 'calibrated.log')]
+    client = Spinner('info_client', int(env['ROS_DOMAIN_ID']))
+    infos: dict = {}
+    try:
+        for ns in ('hfov', 'calibrated'):
+            client.node.create_subscription(CameraInfo, f'/{ns}/camera_info',
+                                            lambda m, ns=ns: infos.setdefault(ns, m),
+                                            qos_profile_sensor_data)
+        deadline = time.monotonic() + HANG_GUARD
+        while len(infos) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        hfov, calibrated = infos['hfov'], infos['calibrated']
+        assert (hfov.width, hfov.height) == (320, 240) and hfov.header.frame_id == 'camera'
+        assert list(hfov.k) == pytest.approx([160.0, 0, 159.5, 0, 160.0, 119.5, 0, 0, 1])
+        assert hfov.p[0] == pytest.approx(160.0) and hfov.distortion_model == 'plumb_bob'
+        # the 640x480 calibration, published at 320x240
+        assert list(calibrated.k) == pytest.approx([300.0, 0, 150.0, 0, 305.0, 125.0, 0, 0, 1])
+        assert list(calibrated.d) == pytest.approx([0.1, -0.2, 0.0, 0.0, 0.0])
+        assert calibrated.p[0] == pytest.approx(295.0)
+    finally:
+        client.close()
+        assert [c.stop() for c in cameras] == [0, 0], [c.log() for c in cameras]

@@ -1,0 +1,267 @@
+"""
+Goal admission for tryon_server, without ROS: validate, then run, queue, preempt or refuse.
+
+A goal is checked completely (images, mask size, cloth type, garment id, steps, guidance,
+seed) before it may touch the running or waiting goals: an invalid goal is accepted only to
+be aborted at once with its error code, and never preempts a goal nor takes a queue slot.
+:class:`Admission` keeps the bookkeeping (which goal runs, which wait, and why a goal must
+stop: cancel, preemption, time limit or shutdown). Goals are opaque hashable keys with a
+handle that the node executes; error codes are names of ``TryOn.Result`` constants.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+import math
+import random
+import threading
+from typing import Any, Callable, Hashable, Mapping
+
+import numpy as np
+
+from vton_ros.camera_source import SourceError
+from vton_ros.garments import GarmentCatalog
+from vton_ros.nodes import image_conv
+from vton_ros.params import CLOTH_TYPES
+
+MAX_STEPS = 1000
+MAX_GUIDANCE = 50.0
+# Why a goal stopped -> (error code name, message for the client).
+STOPS = {
+    'canceled': ('CANCELED', 'canceled'),
+    'preempted': ('PREEMPTED', 'preempted by a newer goal'),
+    'timed_out': ('TIMED_OUT', 'took longer than tryon.goal_timeout'),
+    'shutting_down': ('SHUTTING_DOWN', 'the server is shutting down'),
+}
+
+
+class GoalError(Exception):
+    """Ends a goal with an error code (a ``TryOn.Result`` constant name) and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated goal: decoded images (uint8 RGB HxWx3, masks HxW) and resolved numbers."""
+
+    garment: np.ndarray
+    garment_name: str  # the garment id, or 'image'
+    cloth_type: str
+    person: np.ndarray | None  # None: use the latest camera frame
+    mask: np.ndarray | None  # None: the camera's mask or a generated one
+    steps: int
+    guidance: float
+    seed: int
+
+
+def is_empty(msg: Any) -> bool:
+    """Return True for an Image nobody filled in (the goal's 'not given')."""
+    return not (msg.width or msg.height or msg.encoding or len(msg.data))
+
+
+def validate(goal: Any, settings: Mapping[str, Any],
+             catalog: GarmentCatalog | None) -> Request:
+    """Check a TryOn goal against the current settings; raise GoalError with the fix."""
+    max_pixels = settings['tryon.max_image_pixels']
+    garment, catalog_type = _garment(goal, catalog, max_pixels)
+    cloth_type = goal.cloth_type or catalog_type or settings['segmentation.cloth_type']
+    if cloth_type not in CLOTH_TYPES:
+        raise GoalError('INVALID_ARGUMENT', f'unknown cloth_type {goal.cloth_type!r}; '
+                        f'valid: {", ".join(CLOTH_TYPES)}')
+    person = None
+    if not is_empty(goal.person_image):
+        person = _decode(image_conv.to_rgb, goal.person_image, 'person_image', max_pixels)
+    mask = None
+    if not is_empty(goal.mask):
+        mask = _decode(image_conv.to_mono, goal.mask, 'mask', max_pixels)
+        if person is not None:
+            check_mask(mask, person.shape[:2])
+        if not (mask >= 128).any():
+            raise GoalError('INVALID_IMAGE', 'mask is empty: nothing to repaint')
+    steps, guidance, seed = _numbers(goal, settings)
+    name = goal.garment_id if is_empty(goal.garment_image) else 'image'
+    return Request(garment=garment, garment_name=name,
+                   cloth_type=cloth_type, person=person, mask=mask, steps=steps,
+                   guidance=guidance, seed=seed)
+
+
+def describe(goal: Any, checked: 'Request | GoalError') -> str:
+    """One-line summary of a goal for logs: garment, cloth type, steps."""
+    if isinstance(checked, Request):
+        return f'garment {checked.garment_name}, {checked.cloth_type}, {checked.steps} steps'
+    name = goal.garment_id if is_empty(goal.garment_image) else 'image'
+    steps = goal.num_inference_steps or 'default'
+    return f'garment {name or "-"}, {goal.cloth_type or "-"}, {steps} steps'
+
+
+def check_mask(mask: np.ndarray, size: tuple[int, int]) -> None:
+    """Raise INVALID_IMAGE unless the mask (HxW) has the person image's (height, width)."""
+    if mask.shape != tuple(size):
+        raise GoalError('INVALID_IMAGE', f'mask is {mask.shape[1]}x{mask.shape[0]} but the '
+                        f'person image is {size[1]}x{size[0]}')
+
+
+def _decode(convert: Callable, msg: Any, name: str, max_pixels: int) -> np.ndarray:
+    try:
+        return convert(msg, max_pixels)
+    except ValueError as err:
+        raise GoalError('INVALID_IMAGE', f'{name}: {err}') from None
+
+
+def _garment(goal: Any, catalog: GarmentCatalog | None,
+             max_pixels: int) -> tuple[np.ndarray, str | None]:
+    if not is_empty(goal.garment_image):
+        return _decode(image_conv.to_rgb, goal.garment_image, 'garment_image', max_pixels), None
+    if not goal.garment_id:
+        raise GoalError('INVALID_ARGUMENT', 'no garment: set garment_image or garment_id')
+    if catalog is None:
+        raise GoalError('UNKNOWN_GARMENT', f'garment_id {goal.garment_id!r} given but no '
+                        'catalogue is configured (garments.catalog_dir)')
+    try:
+        return catalog.load(goal.garment_id)
+    except KeyError as err:
+        raise GoalError('UNKNOWN_GARMENT', err.args[0]) from None
+    except (ValueError, OSError, SourceError) as err:
+        raise GoalError('INVALID_IMAGE', f'garment {goal.garment_id}: {err}') from None
+
+
+def _numbers(goal: Any, settings: Mapping[str, Any]) -> tuple[int, float, int]:
+    steps = goal.num_inference_steps or settings['catvton.num_inference_steps']
+    if not 1 <= steps <= MAX_STEPS:
+        raise GoalError('INVALID_ARGUMENT', f'num_inference_steps={steps} must be in '
+                        f'[1, {MAX_STEPS}] (0 = node default)')
+    guidance = goal.guidance_scale
+    if math.isnan(guidance) or math.isinf(guidance) or guidance > MAX_GUIDANCE:
+        raise GoalError('INVALID_ARGUMENT', f'guidance_scale={guidance} must be finite and '
+                        f'<= {MAX_GUIDANCE:g} (negative = node default)')
+    if guidance < 0:
+        guidance = settings['catvton.guidance_scale']
+    seed = goal.seed if goal.seed >= 0 else settings['catvton.seed']
+    if seed < 0:
+        seed = random.SystemRandom().randrange(2 ** 31)
+    return steps, float(guidance), int(seed)
+
+
+class Admission:
+    """
+    Which goal runs, which wait and why a goal must stop; thread-safe.
+
+    One valid goal runs at a time. ``busy_policy`` decides what a valid goal arriving
+    meanwhile does: ``reject`` refuses it, ``queue`` keeps up to ``queue_size`` waiting,
+    ``preempt`` stops the running and waiting goals and runs the newest next. Methods that
+    return handles leave executing them to the caller (outside the lock).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active: Hashable | None = None
+        self._pending = 0  # offered and accepted, not yet handed to accepted()
+        self._queue: deque = deque()  # (key, handle) waiting their turn
+        self._live: set = set()  # accepted and not finished
+        self._stops: dict = {}  # key -> reason (a key of STOPS)
+        self._canceled: set = set()  # cancel accepted: the goal must end canceled
+        self._deadlines: dict = {}  # key -> (monotonic deadline, timeout)
+        self._shutting_down = False
+
+    def offer(self, valid: bool, policy: str, queue_size: int) -> str | None:
+        """Return why a new goal is refused, or None to accept it (a valid one is reserved)."""
+        with self._cond:
+            if self._shutting_down:
+                return 'the server is shutting down'
+            if not valid:
+                return None
+            busy = self._active is not None or self._pending > 0
+            if busy and policy == 'reject':
+                return 'busy (tryon.busy_policy reject)'
+            if busy and policy == 'queue' and len(self._queue) + self._pending >= queue_size:
+                return f'queue full (tryon.queue_size {queue_size})'
+            self._pending += 1
+            return None
+
+    def accepted(self, key: Hashable, handle: Any, valid: bool, policy: str) -> list:
+        """Register an accepted goal; return the handles to execute now."""
+        with self._cond:
+            self._live.add(key)
+            if not valid:  # aborted at once, outside the run/queue order
+                return [handle]
+            self._pending -= 1
+            if self._shutting_down:
+                self._stops[key] = 'shutting_down'
+                return [handle]
+            if self._active is None:
+                self._active = key
+                return [handle]
+            stopped = []
+            if policy == 'preempt':
+                self._stops.setdefault(self._active, 'preempted')
+                for waiting in self._queue:
+                    self._stops.setdefault(waiting[0], 'preempted')
+                stopped = [h for _, h in self._queue]
+                self._queue.clear()
+            self._queue.append((key, handle))
+            return stopped
+
+    def started(self, key: Hashable, now: float, timeout: float) -> None:
+        """Start the time limit of a goal that begins running (0 = none)."""
+        if timeout > 0:
+            with self._cond:
+                self._deadlines[key] = (now + timeout, timeout)
+
+    def cancel(self, key: Hashable) -> tuple[bool, Any]:
+        """Record a cancel request: (accepted?, handle to execute now if it was waiting)."""
+        with self._cond:
+            if key not in self._live:
+                return False, None  # already finished: it keeps its result
+            self._canceled.add(key)
+            for i, (waiting, handle) in enumerate(self._queue):
+                if waiting == key:
+                    del self._queue[i]
+                    return True, handle
+            return True, None
+
+    def stop_error(self, key: Hashable, now: float) -> GoalError | None:
+        """Return why the goal must stop now (code and message), or None to go on."""
+        with self._cond:
+            deadline = self._deadlines.get(key)
+            if deadline is not None and now >= deadline[0]:
+                self._stops.setdefault(key, 'timed_out')
+            reason = 'canceled' if key in self._canceled else self._stops.get(key)
+            if reason is None:
+                return None
+            code, message = STOPS[reason]
+            if reason == 'timed_out':
+                message += f' ({deadline[1]:g} s)'
+            return GoalError(code, message)
+
+    def finish(self, key: Hashable) -> tuple[bool, Any]:
+        """Mark a goal finished: (was its cancel accepted?, handle of the next goal or None)."""
+        with self._cond:
+            self._live.discard(key)
+            canceled = key in self._canceled
+            self._canceled.discard(key)
+            self._stops.pop(key, None)
+            self._deadlines.pop(key, None)
+            nxt = None
+            if self._active == key:
+                self._active = None
+                if self._queue:
+                    self._active, nxt = self._queue.popleft()
+            self._cond.notify_all()
+            return canceled, nxt
+
+    def shutdown(self) -> tuple[list, bool]:
+        """Refuse new goals and stop all: (waiting handles to execute now, any goal left?)."""
+        with self._cond:
+            self._shutting_down = True
+            for key in self._live:
+                self._stops.setdefault(key, 'shutting_down')
+            waiting = [h for _, h in self._queue]
+            self._queue.clear()
+            return waiting, bool(self._live or self._pending)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no accepted goal is left (True) or ``timeout`` seconds pass (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._live and not self._pending, timeout)

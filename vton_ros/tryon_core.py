@@ -1,0 +1,261 @@
+"""
+The ROS-free work of tryon_server: model loading, camera frame+mask pairing, one try-on.
+
+The node keeps the plumbing (topics, the action, messages); what it does with images lives
+here so it can be tested without ROS. Errors a client must see are
+:class:`vton_ros.admission.GoalError`.
+"""
+
+import gc
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from vton_ros.admission import GoalError, Request
+from vton_ros.pipeline import preprocess
+from vton_ros.pipeline.attention_sets import resolve_attn_version
+from vton_ros.pipeline.catvton import CatVTONPipeline, latents_to_preview, TIMING_KEYS
+from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
+from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
+
+STAGES = TIMING_KEYS[:1] + ('segmentation',) + TIMING_KEYS[1:]  # the pipeline's + masking
+PAIR_HISTORY = 30  # camera frames kept while waiting for their masks
+HEALTH = ('ok', 'warn', 'error')
+# per-goal acceleration arguments of the pipeline, each the setting catvton.<name>
+SPEED_OPTIONS = ('guidance_start', 'guidance_end', 'cache_interval', 'cache_branch')
+
+
+def load_pipeline(s: Mapping[str, Any]) -> tuple[CatVTONPipeline, str]:
+    """Set torch's process flags and load CatVTON from the settings; return (pipe, summary)."""
+    device = resolve_device(s['catvton.device'])
+    configure_torch(device, cudnn_benchmark=s['catvton.cudnn_benchmark'],
+                    gpu_memory_fraction=s['catvton.gpu_memory_fraction'])
+    first = resolve_attn_version(s['catvton.attn_version'], s['segmentation.cloth_type'],
+                                 s['catvton.height'], s['catvton.width'])
+    pipe = CatVTONPipeline.from_pretrained(
+        base_model=s['catvton.base_model'], vae=s['catvton.vae'],
+        attn_ckpt=s['catvton.attn_ckpt'], attn_version=first,
+        device=str(device), dtype=s['catvton.precision'], scheduler=s['catvton.scheduler'],
+        attention_slicing='auto' if s['catvton.attention_slicing'] else None,
+        vae_slicing=s['catvton.vae_slicing'], vae_tiling=s['catvton.vae_tiling'],
+        channels_last=s['catvton.channels_last'], compile_unet=s['catvton.compile_unet'],
+        tiny_vae=s['catvton.tiny_vae'], decoder=s['catvton.decoder'],
+        preview_decoder=s['catvton.preview_decoder'], offload=s['catvton.offload'],
+        sdpa_backend=s['catvton.sdpa_backend'], safety_checker=s['catvton.safety_checker'],
+        local_files_only=not s['catvton.allow_download'])
+    info = (f'{s["catvton.base_model"]} + {s["catvton.vae"]} + {s["catvton.attn_ckpt"]} '
+            f'({s["catvton.attn_version"]}: {first}) on {pipe.device} {dtype_name(pipe.dtype)}, '
+            f'scheduler {pipe.scheduler_name}')
+    return pipe, info
+
+
+def stamp_ns(msg: Any) -> int:
+    """Header stamp of a message in nanoseconds."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class FramePairs:
+    """The newest camera frame with a mask of the same stamp; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: dict[int, Any] = {}
+        self._pair: tuple[Any, Any] | None = None
+
+    def frame(self, msg: Any) -> None:
+        """Remember a frame until its mask arrives (the newest PAIR_HISTORY frames)."""
+        with self._lock:
+            self._frames[stamp_ns(msg)] = msg
+            while len(self._frames) > PAIR_HISTORY:
+                del self._frames[next(iter(self._frames))]
+
+    def mask(self, msg: Any) -> None:
+        """Pair a mask with the frame of the same stamp."""
+        with self._lock:
+            frame = self._frames.get(stamp_ns(msg))
+            if frame is not None:
+                self._pair = (frame, msg)
+
+    def latest(self) -> tuple[Any, Any] | None:
+        """Return the newest (frame, mask) pair, or None before the first."""
+        with self._lock:
+            return self._pair
+
+    def age(self, now_ns: int) -> float | None:
+        """Seconds from the newest pair's stamp to ``now_ns``, or None before the first."""
+        pair = self.latest()
+        return None if pair is None else (now_ns - stamp_ns(pair[0])) / 1e9
+
+
+def pair_health(age: float | None, max_age: float, level: str,
+                message: str) -> tuple[str, str]:
+    """Worsen a (level, message) by the newest pair's age: warn past max_age / 2, error past."""
+    if age is None or age <= max_age / 2:
+        return level, message
+    stale = 'error' if age > max_age else 'warn'
+    return (max(level, stale, key=HEALTH.index),
+            f'newest camera frame+mask pair is {age:.1f} s old (tryon.pair_max_age '
+            f'{max_age:g} s); {message}')
+
+
+def check_pair_age(age: float, max_age: float) -> None:
+    """Raise NO_PERSON_FRAME when the newest pair is too old to stand for the person now."""
+    if age > max_age:
+        raise GoalError('NO_PERSON_FRAME', f'latest camera frame+mask pair is {age:.1f} s old '
+                        f'(tryon.pair_max_age {max_age:g} s): are camera_node and '
+                        'segmentation_node running?')
+
+
+class Maskers:
+    """The mask generator for goals with a person but no mask, rebuilt when settings change."""
+
+    def __init__(self, setting: Callable[[str], Any]) -> None:
+        self._setting = setting
+        self._lock = threading.Lock()
+        self._masker: MaskGenerator | None = None
+        self._threshold = None
+
+    def __call__(self, person: np.ndarray, cloth_type: str) -> tuple[np.ndarray, float]:
+        """Return the agnostic mask (HxW uint8) of ``person`` and the seconds it took."""
+        start = time.monotonic()
+        try:
+            result = self._get()(person, cloth_type)
+        except ValueError as err:  # e.g. a unet checkpoint trained for another type
+            raise GoalError('INVALID_ARGUMENT', f'mask generation: {err}') from None
+        if not result.person_found or not (result.mask >= 128).any():
+            raise GoalError('NO_PERSON_DETECTED', f'no {cloth_type} garment region found in '
+                            f'the image ({result.status}); send a mask or a photo that shows it')
+        return result.mask, time.monotonic() - start
+
+    def _get(self) -> MaskGenerator:
+        threshold = self._setting('segmentation.threshold')
+        with self._lock:
+            if self._masker is None or self._threshold != threshold:
+                masker = create_mask_generator(
+                    backend=self._setting('segmentation.backend'),
+                    checkpoint=self._setting('segmentation.checkpoint') or None,
+                    threshold=threshold, device=self._setting('segmentation.device'),
+                    precision=self._setting('segmentation.precision'))
+                self.close()
+                self._masker, self._threshold = masker, threshold
+            return self._masker
+
+    def close(self) -> None:
+        """Free the mask generator."""
+        if self._masker is not None:
+            self._masker.close()
+            self._masker = None
+
+
+def use_attention(pipe: CatVTONPipeline, setting: str, cloth_type: str, height: int,
+                  width: int) -> str:
+    """Put the goal's attention set (catvton.attn_version, auto or fixed) in; return it."""
+    try:
+        version = resolve_attn_version(setting, cloth_type, height, width)
+        if pipe.attention_sets is not None:
+            pipe.attention_sets.use(version)
+    except (ValueError, FileNotFoundError) as err:  # incl. ModelNotFoundError
+        raise GoalError('PIPELINE_ERROR', f'attention weights: {err}') from None
+    return version
+
+
+def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np.ndarray,
+           timings: dict[str, float], callback: Callable, *, attn_version: str = 'mix',
+           mask_blur: float = 0.0, **options: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """
+    Run CatVTON and put the result back into the full person image.
+
+    ``options`` are the pipeline's (height, width, repaint and SPEED_OPTIONS). attn_version:
+    the setting (auto picks per goal); mask_blur: blur sigma in try-on pixels (0 = off).
+    With repaint, pixels outside the mask are the person's own. Adds the pipeline's stage
+    timings to ``timings``; returns (HxWx3 uint8 try-on, HxW binary mask, result notes).
+    """
+    height, width = options['height'], options['width']
+    version = use_attention(pipe, attn_version, request.cloth_type, height, width)
+    if mask_blur > 0:
+        box = preprocess.centre_crop_box(mask.shape[0], mask.shape[1], height, width)
+        mask = preprocess.blur_mask(mask, mask_blur * box.height / height)
+    try:
+        pipe.check_speed_options(**{k: options[k] for k in SPEED_OPTIONS if k in options})
+    except ValueError as err:  # e.g. guidance_start > guidance_end
+        raise GoalError('INVALID_ARGUMENT', f'catvton settings: {err}') from None
+    try:
+        out = pipe(person, request.garment, mask, num_inference_steps=request.steps,
+                   guidance_scale=request.guidance, seed=request.seed, callback=callback,
+                   **options)
+    except ValueError as err:  # steps and guidance were checked: the images do not fit
+        raise GoalError('INVALID_IMAGE', f'the pipeline cannot use the images: {err}') from None
+    for stage in TIMING_KEYS[:-1]:  # all but 'total', which is the goal's own
+        timings[stage] += out.timings[stage]
+    start = time.monotonic()
+    image = preprocess.uncrop(out.image, out.crop_box, background=person)
+    binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
+    if options.get('repaint'):  # the person's own full-resolution pixels outside the mask
+        image[binary == 0] = person[binary == 0]
+    timings['preprocess'] += time.monotonic() - start
+    notes = ['ok', f'attention {version}']
+    if pipe.random_weights:
+        notes.append('RANDOM WEIGHTS (not a real try-on)')
+    if getattr(out, 'nan_recovered', False):
+        notes.append('VAE decode overflowed and was redone in fp32')
+    if getattr(out, 'nsfw', False):
+        notes.append('safety checker blanked the image')
+    return image, binary, '; '.join(notes)
+
+
+def goal_error(error: Exception) -> GoalError:
+    """Turn an exception from a try-on into the client's error code and message."""
+    if isinstance(error, GoalError):
+        return error
+    text = str(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError) or (
+            isinstance(error, RuntimeError) and 'alloc' in text.lower()
+            and 'memory' in text.lower()):
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return GoalError('OUT_OF_MEMORY', f'out of memory: {text.splitlines()[0]}; lower '
+                         'catvton.height/width, enable catvton.attention_slicing/vae_slicing '
+                         'or use fp16/bf16')
+    if isinstance(error, RuntimeError):
+        return GoalError('PIPELINE_ERROR', f'pipeline error: {error}')
+    return GoalError('PIPELINE_ERROR', f'unexpected error: {error!r}')
+
+
+def gpu_memory(pipe: CatVTONPipeline | None) -> dict[str, float]:
+    """CUDA memory of the pipeline's device in MB (empty on CPU)."""
+    if pipe is None or pipe.device.type != 'cuda':
+        return {}
+    return {'gpu_allocated_mb': torch.cuda.memory_allocated(pipe.device) / 2 ** 20,
+            'gpu_max_allocated_mb': torch.cuda.max_memory_allocated(pipe.device) / 2 ** 20}
+
+
+class StepReporter:
+    """Pipeline callback: reports every denoising step with a preview every Nth; may stop."""
+
+    def __init__(self, send: Callable[[int, int, float, float, np.ndarray | None], None],
+                 should_stop: Callable[[], bool], preview_every: int,
+                 preview: Callable[[torch.Tensor], np.ndarray] = latents_to_preview) -> None:
+        self._send, self._should_stop, self._every = send, should_stop, preview_every
+        self._preview = preview  # e.g. CatVTONPipeline.preview (tiny decoder)
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, step: int, total: int, timestep: Any, latents: torch.Tensor) -> bool:
+        """Send (step, total, elapsed s, eta s, preview RGB or None); True asks to stop."""
+        elapsed = time.monotonic() - self._start
+        preview = None
+        if self._every and (step % self._every == 0 or step == total):
+            preview = self._preview(latents)
+        self._send(step, total, elapsed, elapsed / step * (total - step), preview)
+        self._last = time.monotonic()
+        return self._should_stop()
+
+    def settle(self, gap: float = 0.05) -> None:
+        """Leave a gap after the last feedback: rclpy drops feedback arriving after a result."""
+        wait = self._last + gap - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
