@@ -53,7 +53,7 @@ def test_damaged_weights_stop_tryon_server_with_one_line(tmp_path, tiny_weights,
                                                          damage):
     copy = tmp_path / 'weights'
     subprocess.run(['cp', '-r', str(tiny_weights), str(copy)], check=True)
-    params = server_params(copy)
+    params = dict(server_params(copy), **{'catvton.attn_version': 'mix'})  # the file damaged
     unet = copy / 'stable-diffusion-inpainting' / 'unet' / 'diffusion_pytorch_model.safetensors'
     attention = copy / 'CatVTON' / 'mix-48k-1024' / 'attention' / 'model.safetensors'
     if damage == 'truncated unet':
