@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from vton_ros import params, samples
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
 from vton_ros.bench.sweeps import RunConfig
-from vton_ros.pipeline import schedulers
+from vton_ros.pipeline import attention, schedulers
 from vton_ros.pipeline.catvton import CatVTONPipeline, latents_to_preview, PipelineOptions
 from vton_ros.pipeline.deepcache import DeepCacheUNet, skip_count
+from vton_ros.pipeline.offload import disk_weights, DiskWeights, Offloader
 from vton_ros.pipeline.preprocess import cover_resize, letterbox
+from vton_ros.pipeline.random_weights import random_tiny_components
 from vton_ros.pipeline.weights import ModelNotFoundError
 from vton_ros.tools.make_test_weights import write_test_weights
 import yaml
@@ -219,7 +221,7 @@ def test_missing_tiny_decoder_names_path_and_fix(tiny, tmp_path):
 # ---------------------------------------------------------------- combinations, refusals
 
 
-def test_options_combine_and_offload_is_a_cpu_noop(tiny, inputs):
+def test_options_combine_and_offload_keeps_the_image(tiny, inputs):
     base = run(load(tiny), inputs).image
     for mode in ('model', 'sequential'):
         assert np.array_equal(run(load(tiny, offload=mode), inputs).image, base)
@@ -230,6 +232,66 @@ def test_options_combine_and_offload_is_a_cpu_noop(tiny, inputs):
                      guidance_end=0.6, cache_interval=2, cache_branch=1)
     assert hooks.calls == [F1, F2, F2, S1, F1]  # guided steps 1-2; shallow 3 uses cond row
     assert result.image.shape == (H, W, 3)
+
+
+def offloaded(model: torch.nn.Module) -> list[str]:
+    """Names of the tensors of ``model`` held on 'meta' (not in RAM)."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return [name for name, tensor in tensors if tensor.is_meta]
+
+
+def test_offload_sequential_on_cpu_streams_weights_per_forward(tiny, inputs):
+    base = load(tiny)
+    pipe = load(tiny, offload='sequential')
+    assert np.array_equal(run(pipe, inputs).image, run(base, inputs).image)
+    # between forwards only the attn1 weights (swapped by AttentionSets) stay in RAM
+    attn1 = {id(p) for p in attention.self_attention_modules(pipe.unet).parameters()}
+    assert {id(p) for p in pipe.unet.parameters() if not p.is_meta} == attn1
+    assert all(p.is_meta for p in pipe.vae.parameters())
+    names = {m: n for n, m in pipe.unet.named_modules() if n in ('conv_in', 'conv_out')}
+    reference = dict(base.unet.named_modules())
+    seen = []
+
+    def check(module, args):  # runs after the offload pre-hook: the weights are in
+        seen.append(torch.equal(module.weight, reference[names[module]].weight))
+
+    handles = [m.register_forward_pre_hook(check) for m in names]
+    run(pipe, inputs, num_inference_steps=2)
+    for handle in handles:
+        handle.remove()
+    assert seen and all(seen)
+    assert pipe.unet.conv_in.weight.is_meta  # dropped again after the forward
+
+
+def test_offload_sequential_file_leaves_nothing_and_restores_exactly(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
+                                torch.nn.Linear(4, 2)).to(torch.bfloat16)
+    model[0].to(memory_format=torch.channels_last)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    store = DiskWeights(model, resident=[model[2]], directory=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # the file is unlinked from the start
+    assert disk_weights(model) is store and store.nbytes > 0
+    assert offloaded(model) and not model[2].weight.is_meta
+    x = torch.randn(1, 3, 6, 4, dtype=torch.bfloat16)
+    model.float()  # e.g. the fp32 VAE retry: the placeholder dtype is honoured on reading
+    assert model[0](x.float()).dtype == torch.float32
+    model.to(torch.bfloat16)
+    Offloader.reclaim([model])
+    assert disk_weights(model) is None and not offloaded(model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) and after[k].dtype == v.dtype for k, v in before.items())
+
+
+def test_pipeline_after_a_sequential_one_reclaims_the_shared_models(inputs):
+    unet, vae, config = random_tiny_components()
+    opts = PipelineOptions(offload='sequential')
+    streamed = CatVTONPipeline.from_components(unet, vae, config, device='cpu', options=opts)
+    image = run(streamed, inputs).image
+    assert offloaded(unet)
+    plain = CatVTONPipeline.from_components(unet, vae, config, device='cpu')
+    assert not offloaded(unet) and not offloaded(vae)
+    assert np.array_equal(run(plain, inputs).image, image)
 
 
 @pytest.mark.parametrize('kwargs, match', [

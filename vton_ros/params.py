@@ -230,9 +230,10 @@ SCHEMA: tuple[Param, ...] = (
     Param('catvton.tiny_vae', 'madebyollin/taesd', 'Tiny decoder (AutoencoderTiny, TAESD '
           'layout): hub id or local folder; loaded only when a decoder is tiny', _TRY,
           read_only=True),
-    Param('catvton.offload', 'none', 'Weights off the GPU between uses: none, model (one '
-          'model on the GPU at a time) or sequential (layer by layer); no-op on CPU', _TRY,
-          choices=('none', 'model', 'sequential'), read_only=True),
+    Param('catvton.offload', 'none', 'Weights out of memory between uses: none, model (one '
+          'model on the GPU at a time; no-op on CPU) or sequential (layer by layer; on CPU '
+          'streamed from a temporary file)', _TRY, choices=('none', 'model', 'sequential'),
+          read_only=True),
     Param('catvton.sdpa_backend', 'auto', 'Attention kernel: auto (torch picks), flash, '
           'efficient (CUDA) or math', _TRY, choices=('auto', 'flash', 'efficient', 'math'),
           read_only=True),

@@ -75,7 +75,7 @@ NAMED_CONFIGS = {c.name: c for c in (
     NamedConfig('offload-sequential', (('catvton.attention_slicing', True),
                                        ('catvton.vae_slicing', True),
                                        ('catvton.offload', 'sequential')),
-                False, 'paper with layer-by-layer weight streaming (no-op on CPU)'),
+                False, 'paper with layer-by-layer weight streaming (on CPU: from a temp file)'),
 )}
 
 _RUN_FIELDS = {'catvton.attention_slicing': 'attention_slicing',

@@ -271,6 +271,7 @@ class CatVTONPipeline:
         memory_format = (torch.channels_last if self._options.channels_last
                          else torch.contiguous_format)
         self._offload = Offloader(self._options.offload, device)
+        self._offload.reclaim((unet, vae))  # models a previous pipeline streamed from disk
         for model in (unet, vae, tiny_vae):  # the tiny VAE (5 MB) is never offloaded
             if model is not None:
                 torch.nn.Module.to(model, device=device if model is tiny_vae else
@@ -283,7 +284,8 @@ class CatVTONPipeline:
             vae.enable_slicing()
         if self._options.vae_tiling:
             vae.enable_tiling()
-        self._offload.place((unet, vae))
+        # the attn1 modules stay in RAM: AttentionSets swaps their weights in place
+        self._offload.place((unet, vae), resident=attention.self_attention_modules(unet))
         self.unet = unet
         self.vae = vae
         self.tiny_vae = tiny_vae

@@ -281,9 +281,9 @@ def compare(opts: argparse.Namespace, runner, base, names: tuple[str, ...], mach
               'peak MB: ' + (results[0]['memory']['method'] if results else '-'),
               'max diff / PSNR / SSIM: the first round image against the paper image (same '
               'inputs and seed; PSNR inf = identical)']
-    if runner.source.device.type == 'cpu' and any('offload' in n for n in names):
-        notes.append('offload on CPU is a no-op (weights already in host RAM): the offload '
-                     'configurations equal paper here')
+    if runner.source.device.type == 'cpu' and 'offload-model' in names:
+        notes.append('offload model on CPU is a no-op (weights already in host RAM): '
+                     'offload-model equals paper here')
     doc = {'schema': 'vton_bench_compare/1', 'random_weights': runner.source.random_weights,
            'banner': RANDOM_BANNER if runner.source.random_weights else None,
            'weights': runner.source.weights, 'command': 'vton_bench ' + ' '.join(
