@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_catvton import load
 import torch
 import torch.nn.functional as F
 
@@ -17,31 +18,11 @@ from vton_ros.pipeline.offload import disk_weights, DiskWeights, Offloader
 from vton_ros.pipeline.preprocess import cover_resize, letterbox
 from vton_ros.pipeline.random_weights import random_tiny_components
 from vton_ros.pipeline.weights import ModelNotFoundError
-from vton_ros.tools.make_test_weights import write_test_weights
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 48  # latents (1, 4, 16, 6): person half 8x6
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    """make_test_weights folders, including the tiny decoder (taesd/)."""
-    return write_test_weights(str(tmp_path_factory.mktemp('accel_weights')))
-
-
-def load(tiny, **kwargs):
-    kwargs.setdefault('device', 'cpu')
-    kwargs.setdefault('dtype', 'fp32')
-    return CatVTONPipeline.from_pretrained(**tiny, **kwargs)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

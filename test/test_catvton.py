@@ -21,27 +21,12 @@ from vton_ros.pipeline.catvton import (CatVTONPipeline, latents_to_preview, TIMI
                                        TryOnCancelled)
 from vton_ros.pipeline.schedulers import SCHEDULERS
 from vton_ros.pipeline.weights import IncompatibleWeightsError, ModelNotFoundError
-from vton_ros.tools.make_test_weights import write_test_weights
 
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: I100 (after the shim)
 from safetensors.torch import load_file, save_file
 
 H, W = 64, 48  # output size; latents (1, 4, 16, 6)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; one avoids OpenMP spinning on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='session')
-def tiny(tmp_path_factory):
-    """Folders of tiny random weights: {'base_model', 'vae', 'attn_ckpt'}."""
-    return write_test_weights(str(tmp_path_factory.mktemp('catvton_weights')))
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def load(tiny, **kwargs):

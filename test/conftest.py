@@ -1,0 +1,21 @@
+"""Fixtures shared by the pipeline tests (test_catvton, test_accel)."""
+
+import pytest
+import torch
+
+from vton_ros.tools.make_test_weights import write_test_weights
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """Tiny models gain nothing from threads; one avoids OpenMP spinning on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def tiny(tmp_path_factory):
+    """Folders of tiny random weights (make_test_weights: base, VAE, attention, taesd)."""
+    return write_test_weights(str(tmp_path_factory.mktemp('catvton_weights')))
