@@ -254,8 +254,13 @@ class StepReporter:
         self._last = time.monotonic()
         return self._should_stop()
 
-    def settle(self, gap: float = 0.05) -> None:
-        """Leave a gap after the last feedback: rclpy drops feedback arriving after a result."""
+    def settle(self, gap: float = 0.25) -> None:
+        """
+        Leave a gap after the last feedback: rclpy drops feedback arriving after a result.
+
+        A client on a busy machine takes the feedback late; at real sizes the VAE decode
+        after the last step is longer than the gap, so it costs nothing there.
+        """
         wait = self._last + gap - time.monotonic()
         if wait > 0:
             time.sleep(wait)
