@@ -207,7 +207,10 @@ def load_attention_weights(unet: nn.Module, path: str) -> int:
     try:
         state = renumber_attention_state(load_file(path, device='cpu'))
     except ValueError as err:
-        raise IncompatibleWeightsError(f'CatVTON attention weights {path}: {err}') from None
+        raise IncompatibleWeightsError(
+            f'CatVTON attention weights {path}: {err}; expected the published layout '
+            '(<version>/attention/model.safetensors of zhengchong/CatVTON, keys like '
+            '"0.to_q.weight"): fetch it again with fetch_weights') from None
     modules = self_attention_modules(unet)
     expected = modules.state_dict()
     missing = sorted(set(expected) - set(state))
