@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_catvton import load
+from test_catvton import load, run as catvton_run
 import torch
 import torch.nn.functional as F
 
@@ -40,11 +40,8 @@ def inputs():
 
 
 def run(pipe, inputs, **kwargs):
-    kwargs.setdefault('height', H)
-    kwargs.setdefault('width', W)
-    kwargs.setdefault('num_inference_steps', 4)
     kwargs.setdefault('seed', 3)
-    return pipe(*inputs, **kwargs)
+    return catvton_run(pipe, inputs, **kwargs)
 
 
 class UNetCalls:

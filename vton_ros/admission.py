@@ -21,10 +21,11 @@ import numpy as np
 from vton_ros.camera_source import SourceError
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
-from vton_ros.params import CLOTH_TYPES
+from vton_ros.params import CLOTH_TYPES, param
 
-MAX_STEPS = 1000
-MAX_GUIDANCE = 50.0
+# Goal overrides obey the same bounds as the node parameters they override.
+MAX_STEPS = int(param('catvton.num_inference_steps').max)
+MAX_GUIDANCE = float(param('catvton.guidance_scale').max)
 # Why a goal stopped -> (error code name, message for the client).
 STOPS = {
     'canceled': ('CANCELED', 'canceled'),
@@ -81,8 +82,7 @@ def validate(goal: Any, settings: Mapping[str, Any],
         if not (mask >= 128).any():
             raise GoalError('INVALID_IMAGE', 'mask is empty: nothing to repaint')
     steps, guidance, seed = _numbers(goal, settings)
-    name = goal.garment_id if is_empty(goal.garment_image) else 'image'
-    return Request(garment=garment, garment_name=name,
+    return Request(garment=garment, garment_name=_garment_name(goal),
                    cloth_type=cloth_type, person=person, mask=mask, steps=steps,
                    guidance=guidance, seed=seed)
 
@@ -91,9 +91,8 @@ def describe(goal: Any, checked: 'Request | GoalError') -> str:
     """One-line summary of a goal for logs: garment, cloth type, steps."""
     if isinstance(checked, Request):
         return f'garment {checked.garment_name}, {checked.cloth_type}, {checked.steps} steps'
-    name = goal.garment_id if is_empty(goal.garment_image) else 'image'
     steps = goal.num_inference_steps or 'default'
-    return f'garment {name or "-"}, {goal.cloth_type or "-"}, {steps} steps'
+    return f'garment {_garment_name(goal) or "-"}, {goal.cloth_type or "-"}, {steps} steps'
 
 
 def check_mask(mask: np.ndarray, size: tuple[int, int]) -> None:
@@ -101,6 +100,11 @@ def check_mask(mask: np.ndarray, size: tuple[int, int]) -> None:
     if mask.shape != tuple(size):
         raise GoalError('INVALID_IMAGE', f'mask is {mask.shape[1]}x{mask.shape[0]} but the '
                         f'person image is {size[1]}x{size[0]}')
+
+
+def _garment_name(goal: Any) -> str:
+    """Return the goal's garment id, or 'image' for a garment sent as an image."""
+    return goal.garment_id if is_empty(goal.garment_image) else 'image'
 
 
 def _decode(convert: Callable, msg: Any, name: str, max_pixels: int) -> np.ndarray:
