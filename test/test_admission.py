@@ -138,6 +138,17 @@ def test_queue_policy_runs_in_order_up_to_its_size():
     assert adm.finish(3) == (False, None)
 
 
+def test_goals_arriving_together_on_an_idle_server_run_and_queue():
+    adm = Admission()  # both offered before either is handed to accepted()
+    assert adm.offer(True, 'queue', 1) is None and adm.offer(True, 'queue', 1) is None
+    assert 'queue full' in adm.offer(True, 'queue', 1)
+    assert adm.accepted(1, 'h1', True, 'queue') == ['h1']
+    assert adm.accepted(2, 'h2', True, 'queue') == []
+    assert adm.finish(1) == (False, 'h2') and adm.finish(2) == (False, None)
+    assert adm.offer(True, 'reject', 1) is None  # reject: the second one is refused
+    assert adm.offer(True, 'reject', 1) == 'busy (tryon.busy_policy reject)'
+
+
 def test_preempt_stops_running_and_waiting_but_not_for_an_invalid_goal():
     adm = Admission()
     start(adm, 1, 'preempt')

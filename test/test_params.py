@@ -111,6 +111,13 @@ def test_unknown_and_empty_names_are_refused_with_close_matches():
         params.param('zzz')
 
 
+def test_given_parameters_must_be_settings_of_some_node():
+    params.check_given(['camera.fps', 'catvton.seed', 'use_sim_time',
+                        'qos_overrides./image_raw.publisher.depth'])
+    with pytest.raises(ValueError, match="'camera.fsp'; did you mean camera.fps"):
+        params.check_given(['camera.fps', 'camera.fsp'])
+
+
 @pytest.mark.parametrize('key,namespace,applies', [
     ('camera_node', '/', True), ('camera_node', '/mirror_a', False),
     ('/camera_node', '/', True), ('/**/camera_node', '/', True),

@@ -86,7 +86,15 @@ def test_parameter_errors_in_words(tmp_path):
     out = start_fails(node_argv('camera_node', {'camera.fps': 4}), env)
     assert '[camera_node]: cannot start' in out
     assert 'camera.fps expects a double, got integer 4; write 4.0' in out, out
-    camera = Proc(node_argv('camera_node', {'camera.fps': 2.0}), env, tmp_path / 'camera.log')
+    typo = tmp_path / 'typo.yaml'  # rclpy alone would ignore the unknown name
+    typo.write_text('/**/camera_node:\n  ros__parameters:\n    camera:\n      fsp: 2.0\n')
+    out = start_fails(node_argv('camera_node', params_file=str(typo)), env)
+    assert "unknown setting 'camera.fsp'; did you mean camera.fps" in out, out
+    shared = tmp_path / 'shared.yaml'  # one file for all nodes: others' settings are fine
+    shared.write_text('/**:\n  ros__parameters:\n    catvton:\n      seed: 3\n'
+                      '    camera:\n      fps: 2.0\n')
+    camera = Proc(node_argv('camera_node', params_file=str(shared)), env,
+                  tmp_path / 'camera.log')
     client = None
     try:
         camera.wait_for_log('camera source', timeout=HANG_GUARD)

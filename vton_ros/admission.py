@@ -179,7 +179,9 @@ class Admission:
             busy = self._active is not None or self._pending > 0
             if busy and policy == 'reject':
                 return 'busy (tryon.busy_policy reject)'
-            if busy and policy == 'queue' and len(self._queue) + self._pending >= queue_size:
+            # on an idle server one of the goals offered but not yet accepted will run
+            waiting = len(self._queue) + self._pending - (self._active is None)
+            if busy and policy == 'queue' and waiting >= queue_size:
                 return f'queue full (tryon.queue_size {queue_size})'
             self._pending += 1
             return None

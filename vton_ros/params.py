@@ -282,6 +282,23 @@ def param(name: str) -> Param:
         raise ValueError(f'unknown setting {name!r}; {hint}') from None
 
 
+ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')  # rclpy's own
+ROS_PARAMETER_PREFIXES = ('qos_overrides.',)
+
+
+def check_given(names: Iterable[str]) -> None:
+    """
+    Raise ValueError for a parameter given to a node (params file, ``-p``) that is no setting.
+
+    rclpy ignores overrides no node declares, so a typo in a file that ``ros2 launch`` or
+    ``ros2 run --params-file`` passes would go unnoticed. Settings of our other nodes and
+    rclpy's own parameters are fine: one file (``/**`` sections) may serve all nodes.
+    """
+    for name in names:
+        if name not in ROS_PARAMETERS and not name.startswith(ROS_PARAMETER_PREFIXES):
+            param(name)
+
+
 def params_for(node: str) -> tuple[Param, ...]:
     """Return the parameters a node declares."""
     if node not in NODES:

@@ -69,6 +69,10 @@ class SchemaNode(Node):
             except (ParameterException, ValueError) as err:
                 reason = self._override_error(p) if isinstance(err, ParameterException) else ''
                 raise ValueError(f'invalid parameter at start-up: {reason or err}') from None
+        try:
+            schema.check_given(self._parameter_overrides)  # rclpy ignores undeclared ones
+        except ValueError as err:
+            raise ValueError(f'invalid parameter at start-up: {err}') from None
         for name, value in self.settings.items():
             if name.endswith('.device'):
                 check_device(name, value)
