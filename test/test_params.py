@@ -112,10 +112,14 @@ def test_unknown_and_empty_names_are_refused_with_close_matches():
 
 
 def test_given_parameters_must_be_settings_of_some_node():
-    params.check_given(['camera.fps', 'catvton.seed', 'use_sim_time',
-                        'qos_overrides./image_raw.publisher.depth'])
+    assert params.check_given(['camera.fps', 'catvton.seed', 'use_sim_time',
+                               'qos_overrides./image_raw.publisher.depth']) == []
+    assert params.check_given(['robot_name', 'nav.speed', 'camera.fps']) == [
+        'robot_name', 'nav.speed']  # another package's, from a shared file: a warning
     with pytest.raises(ValueError, match="'camera.fsp'; did you mean camera.fps"):
         params.check_given(['camera.fps', 'camera.fsp'])
+    with pytest.raises(ValueError, match="'catvton.gudance_scale'; did you mean"):
+        params.check_given(['catvton.gudance_scale'])
 
 
 @pytest.mark.parametrize('key,namespace,applies', [

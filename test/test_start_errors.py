@@ -92,9 +92,10 @@ def test_parameter_errors_in_words(tmp_path):
     assert "unknown setting 'camera.fsp'; did you mean camera.fps" in out, out
     shared = tmp_path / 'shared.yaml'  # one file for all nodes: others' settings are fine
     shared.write_text('/**:\n  ros__parameters:\n    catvton:\n      seed: 3\n'
-                      '    camera:\n      fps: 2.0\n')
+                      '    camera:\n      fps: 2.0\n    robot_name: mirror\n')
     camera = Proc(node_argv('camera_node', params_file=str(shared)), env,
                   tmp_path / 'camera.log')
+    camera.wait_for_log('not vton_ros settings: robot_name', timeout=HANG_GUARD)
     client = None
     try:
         camera.wait_for_log('camera source', timeout=HANG_GUARD)

@@ -286,17 +286,26 @@ ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')  # rclpy's o
 ROS_PARAMETER_PREFIXES = ('qos_overrides.',)
 
 
-def check_given(names: Iterable[str]) -> None:
+def check_given(names: Iterable[str]) -> list[str]:
     """
-    Raise ValueError for a parameter given to a node (params file, ``-p``) that is no setting.
+    Check the parameters given to a node (params file, ``-p``); return the foreign ones.
 
     rclpy ignores overrides no node declares, so a typo in a file that ``ros2 launch`` or
-    ``ros2 run --params-file`` passes would go unnoticed. Settings of our other nodes and
-    rclpy's own parameters are fine: one file (``/**`` sections) may serve all nodes.
+    ``ros2 run --params-file`` passes would go unnoticed: a name in one of our components
+    (``catvton.gudance_scale``) that is no setting raises ValueError with close matches.
+    Settings of our other nodes and rclpy's own parameters are fine (one file with ``/**``
+    sections may serve all nodes); names outside our components (another package's, in a
+    shared file) are returned, for a warning.
     """
+    components = {p.name.split('.', 1)[0] for p in SCHEMA}
+    foreign = []
     for name in names:
-        if name not in ROS_PARAMETERS and not name.startswith(ROS_PARAMETER_PREFIXES):
-            param(name)
+        if name in _BY_NAME or name in ROS_PARAMETERS or name.startswith(ROS_PARAMETER_PREFIXES):
+            continue
+        if name.split('.', 1)[0] in components:
+            param(name)  # raises, naming the close settings
+        foreign.append(name)
+    return foreign
 
 
 def params_for(node: str) -> tuple[Param, ...]:

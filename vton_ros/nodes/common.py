@@ -70,9 +70,12 @@ class SchemaNode(Node):
                 reason = self._override_error(p) if isinstance(err, ParameterException) else ''
                 raise ValueError(f'invalid parameter at start-up: {reason or err}') from None
         try:
-            schema.check_given(self._parameter_overrides)  # rclpy ignores undeclared ones
+            foreign = schema.check_given(self._parameter_overrides)  # rclpy ignores those
         except ValueError as err:
             raise ValueError(f'invalid parameter at start-up: {err}') from None
+        if foreign:
+            self.get_logger().warning(f'ignoring parameters that are not vton_ros settings: '
+                                      f'{", ".join(sorted(foreign))}')
         for name, value in self.settings.items():
             if name.endswith('.device'):
                 check_device(name, value)
