@@ -58,7 +58,7 @@ class DemoTrainConfig:
     vae_batch: int = 16
     vae_lr: float = 5e-4
     vae_kl: float = 1e-6
-    unet_steps: int = 2900
+    unet_steps: int = 6000
     unet_batch: int = 32
     unet_lr: float = 5e-4
     warmup: int = 100
