@@ -1,8 +1,10 @@
 """Fixtures shared by the pipeline tests (test_catvton, test_accel)."""
 
+import numpy as np
 import pytest
 import torch
 
+from vton_ros import samples
 from vton_ros.tools.make_test_weights import write_test_weights
 
 
@@ -19,3 +21,13 @@ def one_thread():
 def tiny(tmp_path_factory):
     """Folders of tiny random weights (make_test_weights: base, VAE, attention, taesd)."""
     return write_test_weights(str(tmp_path_factory.mktemp('catvton_weights')))
+
+
+@pytest.fixture(scope='module')
+def inputs():
+    """Return a real portrait (512x512), a drawn garment and an upper-body mask."""
+    person = samples.portrait('astronaut')
+    garment = samples.garment('tshirt', (30, 90, 200), 128, 96)
+    mask = np.zeros(person.shape[:2], np.uint8)
+    mask[200:420, 120:400] = 255
+    return person, garment, mask

@@ -8,7 +8,7 @@ from test_catvton import load, run as catvton_run
 import torch
 import torch.nn.functional as F
 
-from vton_ros import params, samples
+from vton_ros import params
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
 from vton_ros.bench.sweeps import RunConfig
 from vton_ros.pipeline import attention, schedulers
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 @pytest.fixture(scope='module')
 def pipe(tiny):
     return load(tiny, preview_decoder='tiny')
-
-
-@pytest.fixture(scope='module')
-def inputs():
-    person = samples.portrait('astronaut')
-    garment = samples.garment('tshirt', (30, 90, 200), 128, 96)
-    mask = np.zeros(person.shape[:2], np.uint8)
-    mask[200:420, 120:400] = 255
-    return person, garment, mask
 
 
 def run(pipe, inputs, **kwargs):

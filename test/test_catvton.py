@@ -41,16 +41,6 @@ def pipe(tiny):
 
 
 @pytest.fixture(scope='module')
-def inputs():
-    """Return a real portrait (512x512), a drawn garment and an upper-body mask."""
-    person = samples.portrait('astronaut')
-    garment = samples.garment('tshirt', (30, 90, 200), 128, 96)
-    mask = np.zeros(person.shape[:2], np.uint8)
-    mask[200:420, 120:400] = 255
-    return person, garment, mask
-
-
-@pytest.fixture(scope='module')
 def exact_inputs():
     """Return inputs already at HxW, so the pipeline's geometry is the identity."""
     person = samples.portrait('grace_hopper')  # 600x512
