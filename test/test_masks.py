@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vton_ros.pipeline.masks import (CLOTH_TYPES, create_mask_generator, MASK_BACKENDS,
+from vton_ros.names import CLOTH_TYPES, MASK_BACKENDS
+from vton_ros.pipeline.masks import (create_mask_generator,
                                      MaskResult, overlay_mask)
 from vton_ros.pipeline.segmentation import (build_model, CheckpointError, load_checkpoint,
                                             model_from_checkpoint, save_checkpoint,

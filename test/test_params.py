@@ -6,7 +6,6 @@ import pytest
 
 from vton_ros import params
 from vton_ros.nodes.common import descriptor
-from vton_ros.pipeline import masks, schedulers, weights
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'config').glob('*.yaml'))
 
@@ -42,12 +41,6 @@ def test_unknown_key_is_an_error(tmp_path):
     path.write_text('mirror_node:\n  ros__parameters: {}\n')
     with pytest.raises(ValueError, match='unknown node'):
         params.load_yaml(str(path))
-
-
-def test_choices_match_the_pipeline():
-    assert set(params.SCHEDULERS) == set(schedulers.SCHEDULERS)
-    assert set(params.ATTN_VERSIONS) == set(weights.ATTN_VERSIONS)
-    assert tuple(params.CLOTH_TYPES) == tuple(masks.CLOTH_TYPES)
 
 
 @pytest.mark.parametrize('name,value,message', [

@@ -20,8 +20,9 @@ import numpy as np
 
 from vton_ros.camera_source import SourceError
 from vton_ros.garments import GarmentCatalog
+from vton_ros.names import CLOTH_TYPES
 from vton_ros.nodes import image_conv
-from vton_ros.params import CLOTH_TYPES, param
+from vton_ros.params import param
 
 # Goal overrides obey the same bounds as the node parameters they override.
 MAX_STEPS = int(param('catvton.num_inference_steps').max)

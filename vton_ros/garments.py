@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
-from vton_ros.params import CLOTH_TYPES
+from vton_ros.names import CLOTH_TYPES
 import yaml
 
 CATALOG_FILE = 'catalog.yaml'

@@ -13,15 +13,13 @@ import difflib
 import re
 from typing import Any, Iterable, Mapping
 
+from vton_ros.names import (ATTN_VERSIONS, BUSY_POLICIES, CLOTH_TYPES, DECODERS, MASK_BACKENDS,
+                            MAX_STEPS, OFFLOAD_MODES, PRECISIONS, PREVIEW_DECODERS,
+                            SCHEDULERS, SDPA_BACKENDS)
 import yaml
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
-SCHEDULERS = ('ddim', 'dpmpp_2m', 'dpmpp_2m_karras', 'euler', 'euler_a', 'unipc')
-ATTN_VERSIONS = ('mix', 'vitonhd', 'dresscode')
-CLOTH_TYPES = ('upper', 'lower', 'overall')
-PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
-BUSY_POLICIES = ('reject', 'queue', 'preempt')
 _TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
 
@@ -147,7 +145,7 @@ SCHEMA: tuple[Param, ...] = (
           _CAM, min=0.1, max=600.0),
     # segmentation (segmentation_node; tryon_server for goals with a person but no mask)
     Param('segmentation.backend', 'pose', 'Mask generator: unet (trained U-Net ResNet-50) or '
-          'pose (mediapipe landmarks, no checkpoint needed)', _SEG, choices=('unet', 'pose'),
+          'pose (mediapipe landmarks, no checkpoint needed)', _SEG, choices=MASK_BACKENDS,
           read_only=True),
     Param('segmentation.checkpoint', '', 'U-Net checkpoint file (train_segmentation best.pt); '
           'required for backend unet', _SEG, read_only=True),
@@ -183,7 +181,7 @@ SCHEMA: tuple[Param, ...] = (
     Param('catvton.scheduler', 'dpmpp_2m', 'Denoising scheduler (takes effect on the next goal)',
           _TRY, choices=SCHEDULERS),
     Param('catvton.num_inference_steps', 10, 'Denoising steps (default when a goal gives 0)',
-          _TRY, min=1, max=1000),
+          _TRY, min=1, max=MAX_STEPS),
     Param('catvton.guidance_scale', 2.5, 'Classifier-free guidance (1 = off)', _TRY,
           min=0.0, max=50.0),
     Param('catvton.attention_slicing', False, 'Compute self-attention in slices (less memory)',
@@ -223,19 +221,19 @@ SCHEMA: tuple[Param, ...] = (
           'steps beyond conv_in (0 = shallowest, ~9 % of the UNet; SD1.5: 0-11)', _TRY,
           min=0, max=11),
     Param('catvton.decoder', 'full', 'Final decode: full VAE (the paper) or tiny (TAESD, '
-          'approximate, ~20x cheaper)', _TRY, choices=('full', 'tiny'), read_only=True),
+          'approximate, ~20x cheaper)', _TRY, choices=DECODERS, read_only=True),
     Param('catvton.preview_decoder', 'latent', 'Feedback previews: latent colours (latent '
           'size) or tiny (TAESD images at twice the latent size)', _TRY,
-          choices=('latent', 'tiny'), read_only=True),
+          choices=PREVIEW_DECODERS, read_only=True),
     Param('catvton.tiny_vae', 'madebyollin/taesd', 'Tiny decoder (AutoencoderTiny, TAESD '
           'layout): hub id or local folder; loaded only when a decoder is tiny', _TRY,
           read_only=True),
     Param('catvton.offload', 'none', 'Weights out of memory between uses: none, model (one '
           'model on the GPU at a time; no-op on CPU) or sequential (layer by layer; on CPU '
-          'streamed from a temporary file)', _TRY, choices=('none', 'model', 'sequential'),
+          'streamed from a temporary file)', _TRY, choices=OFFLOAD_MODES,
           read_only=True),
     Param('catvton.sdpa_backend', 'auto', 'Attention kernel: auto (torch picks), flash, '
-          'efficient (CUDA) or math', _TRY, choices=('auto', 'flash', 'efficient', 'math'),
+          'efficient (CUDA) or math', _TRY, choices=SDPA_BACKENDS,
           read_only=True),
     # tryon_server
     Param('tryon.preview_every', 1, 'Send a preview image with every Nth feedback '

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-_LOG = logging.getLogger(__name__)
+from vton_ros.names import SDPA_BACKENDS
 
-SDPA_BACKENDS = ('auto', 'flash', 'efficient', 'math')
+_LOG = logging.getLogger(__name__)
 
 
 class SkipAttnProcessor:

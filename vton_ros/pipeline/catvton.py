@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vton_ros.names import DECODERS, MAX_STEPS, PREVIEW_DECODERS
 from vton_ros.pipeline import attention, schedulers, weights
 from vton_ros.pipeline.attention import check_sdpa_backend, sdpa_context
 from vton_ros.pipeline.attention_sets import AttentionSets
@@ -45,9 +46,6 @@ from vton_ros.pipeline.weights import IncompatibleWeightsError
 _LOG = logging.getLogger(__name__)
 
 TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
-MAX_STEPS = 1000
-DECODERS = ('full', 'tiny')
-PREVIEW_DECODERS = ('latent', 'tiny')
 # Linear map from SD1.x latents (scaled) to approximate RGB in [-1, 1] (rows: latent channels)
 LATENT_RGB_FACTORS = (
     (0.298, 0.207, 0.208),

@@ -4,10 +4,11 @@ import logging
 
 import torch
 
+from vton_ros.names import DTYPE_NAMES, PRECISIONS
+
 _LOG = logging.getLogger(__name__)
 
-DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-PRECISIONS = ('auto',) + tuple(DTYPES)
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def resolve_device(name: str = 'auto') -> torch.device:

@@ -56,13 +56,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vton_ros.pipeline.device import PRECISIONS
+from vton_ros.names import CLOTH_TYPES, MASK_BACKENDS, PRECISIONS
 from vton_ros.pipeline.preprocess import check_image
 
 _LOG = logging.getLogger(__name__)
 
-CLOTH_TYPES = ('upper', 'lower', 'overall')
-MASK_BACKENDS = ('pose', 'unet')
 STATUS_OK = 'ok'
 STATUS_NO_PERSON = 'no person'
 STATUS_NOT_VISIBLE = 'region not visible'

@@ -38,9 +38,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from vton_ros.names import OFFLOAD_MODES
+
 _LOG = logging.getLogger(__name__)
 
-OFFLOAD_MODES = ('none', 'model', 'sequential')
 _DISK_ATTR = '_vton_disk_weights'  # set on a model whose weights live in a DiskWeights
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _ALIGN = 64  # bytes: every tensor starts at a multiple of this in the file and in RAM

@@ -12,7 +12,9 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
                        UniPCMultistepScheduler)
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-# name -> (scheduler class, settings that override the base config)
+from vton_ros.names import SCHEDULERS
+
+# name (vton_ros.names.SCHEDULERS) -> (scheduler class, settings that override the base config)
 _SCHEDULERS = {
     'ddim': (DDIMScheduler, {}),
     'dpmpp_2m': (DPMSolverMultistepScheduler,
@@ -24,12 +26,11 @@ _SCHEDULERS = {
     'euler_a': (EulerAncestralDiscreteScheduler, {}),
     'unipc': (UniPCMultistepScheduler, {}),
 }
-SCHEDULERS = tuple(_SCHEDULERS)
 
 
 def check_scheduler_name(name: str) -> str:
     """Return ``name`` if it is a known scheduler, else raise ValueError listing them."""
-    if name not in _SCHEDULERS:
+    if name not in SCHEDULERS:
         raise ValueError(f'unknown scheduler {name!r}; valid: {", ".join(SCHEDULERS)}')
     return name
 

@@ -30,8 +30,8 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from vton_ros.names import CLOTH_TYPES
 from vton_ros.pipeline.device import resolve_device, resolve_dtype
-from vton_ros.pipeline.masks import CLOTH_TYPES
 from vton_ros.pipeline.preprocess import check_image, cover_resize, uncrop
 
 _LOG = logging.getLogger(__name__)

@@ -21,17 +21,17 @@ import json
 import logging
 import os
 
+from vton_ros import names
+
 _LOG = logging.getLogger(__name__)
 
 DEFAULT_BASE_MODEL = 'booksforcharlie/stable-diffusion-inpainting'
 DEFAULT_VAE = 'stabilityai/sd-vae-ft-mse'
 DEFAULT_ATTN_CKPT = 'zhengchong/CatVTON'
 DEFAULT_TINY_VAE = 'madebyollin/taesd'
-ATTN_VERSIONS = {
-    'mix': 'mix-48k-1024',
-    'vitonhd': 'vitonhd-16k-512',
-    'dresscode': 'dresscode-16k-512',
-}
+# version (vton_ros.names.ATTN_VERSIONS) -> folder in the CatVTON repository
+ATTN_VERSIONS = dict(zip(names.ATTN_VERSIONS,
+                         ('mix-48k-1024', 'vitonhd-16k-512', 'dresscode-16k-512')))
 RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'  # make_test_weights puts it next to random weights
 FETCH_HINT = ('run `fetch_weights` on a machine with internet access (it fills the Hugging '
               'Face cache, or --out DIR) and copy the files here, or pass a local folder path')
