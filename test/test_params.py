@@ -115,6 +115,41 @@ def test_given_parameters_must_be_settings_of_some_node():
         params.check_given(['catvton.gudance_scale'])
 
 
+@pytest.mark.parametrize('typo,expected', [
+    ('catvton.num_inference_step', ['catvton.num_inference_steps']),  # not guidance_*
+    ('catvton.gudance_scale', ['catvton.guidance_scale']),
+    ('catvtn.guidance_scale', ['catvton.guidance_scale']),
+    ('guidance_scale', ['catvton.guidance_scale']),
+    ('catvton.guidance', ['catvton.guidance_end', 'catvton.guidance_scale',
+                          'catvton.guidance_start']),
+    ('catvton.cache', ['catvton.cache_branch', 'catvton.cache_interval']),
+    ('catvton.zzzzzz', []),
+])
+def test_suggestions_are_ranked_close_names_three_at_most(typo, expected):
+    assert params.close_names(typo) == expected
+    with pytest.raises(ValueError) as err:
+        params.param(typo)
+    shown = str(err.value).partition('did you mean ')[2].rstrip('?').split(' or ')
+    assert shown == (expected or [''])
+
+
+def test_type_rules_typed_files_and_command_line_text(tmp_path):
+    """A YAML file is typed as ROS types it (4 is an integer); --set text is parsed."""
+    path = tmp_path / 'p.yaml'
+    path.write_text('/**/tryon_server:\n  ros__parameters:\n    catvton:\n'
+                    '      guidance_scale: 4\n')
+    with pytest.raises(ValueError, match='expects a double, got integer 4; write 4.0'):
+        params.load_yaml(str(path))
+    path.write_text(path.read_text().replace(': 4', ': 4.0'))
+    assert params.load_yaml(str(path))['tryon_server']['catvton.guidance_scale'] == 4.0
+    assert params.parse_overrides(['catvton.guidance_scale=4', 'catvton.seed=7',
+                                   'camera.mirror=false', 'camera.source=0']) == {
+        'catvton.guidance_scale': 4.0, 'catvton.seed': 7, 'camera.mirror': False,
+        'camera.source': '0'}
+    with pytest.raises(ValueError, match='expects an integer'):
+        params.parse_overrides(['catvton.seed=7.5'])
+
+
 @pytest.mark.parametrize('key,namespace,applies', [
     ('camera_node', '/', True), ('camera_node', '/mirror_a', False),
     ('/camera_node', '/', True), ('/**/camera_node', '/', True),

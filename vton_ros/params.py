@@ -267,17 +267,40 @@ _BY_NAME = {p.name: p for p in SCHEMA}
 
 
 def param(name: str) -> Param:
-    """Look up a parameter by name; unknown names raise ValueError listing close ones."""
+    """Look up a parameter by name; unknown names raise ValueError naming close ones."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f'empty setting name {name!r}: give <component>.<field>, e.g. '
                          'catvton.num_inference_steps')
     try:
         return _BY_NAME[name]
     except KeyError:
-        near = difflib.get_close_matches(name, _BY_NAME, n=4, cutoff=0.6)
+        near = close_names(name)
         hint = (f'did you mean {" or ".join(near)}?' if near else
-                'the settings are listed in config/cpu.yaml and the README')
+                'the settings are listed in config/tryon.yaml and the README')
         raise ValueError(f'unknown setting {name!r}; {hint}') from None
+
+
+def close_names(name: str, most: int = 3) -> list[str]:
+    """
+    Return up to ``most`` settings close to a mistyped ``name``, the closest first.
+
+    The field is compared within the same (or a close) component, so the shared
+    ``catvton.`` prefix does not make unrelated fields look alike; a field that starts
+    with the typed text counts as close. Only names near the best one are kept.
+    """
+    component, _, field = name.rpartition('.')
+    scores = {}
+    for known in _BY_NAME:
+        group, _, known_field = known.partition('.')
+        if component and difflib.SequenceMatcher(None, component, group).ratio() < 0.8:
+            continue
+        score = difflib.SequenceMatcher(None, field, known_field).ratio()
+        if len(field) >= 3 and known_field.startswith(field):
+            score = max(score, 0.8)
+        scores[known] = score
+    ranked = sorted(scores, key=lambda n: (-scores[n], n))
+    best = scores[ranked[0]] if ranked else 0.0
+    return [n for n in ranked[:most] if scores[n] >= max(0.6, best - 0.1)]
 
 
 ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')  # rclpy's own

@@ -37,6 +37,15 @@ FETCH_HINT = ('run `fetch_weights` on a machine with internet access (it fills t
               'Face cache, or --out DIR) and copy the files here, or pass a local folder path')
 
 
+def fetch_hint(files: 'ModelFiles') -> str:
+    """How to get missing weights: fetch_weights, or the setting that takes a local folder."""
+    if not files.setting:
+        return FETCH_HINT
+    return (f'get them with `fetch_weights` on a machine with internet access (it fills the '
+            f'Hugging Face cache, or --out DIR) and copy them here, or set '
+            f'{files.setting}=DIR to a local folder holding these files')
+
+
 class ModelNotFoundError(FileNotFoundError):
     """A model folder or hub repository is missing, or lacks files the pipeline needs."""
 
@@ -55,6 +64,7 @@ class ModelFiles:
 
     what: str
     required: tuple[tuple[str, ...], ...]
+    setting: str = ''  # the setting naming this weight set (hub id or local folder)
 
 
 def base_model_files(safety_checker: bool = False) -> ModelFiles:
@@ -66,7 +76,7 @@ def base_model_files(safety_checker: bool = False) -> ModelFiles:
     )
     if safety_checker:
         required += safety_checker_files().required
-    return ModelFiles('base model (SD1.5 inpainting)', required)
+    return ModelFiles('base model (SD1.5 inpainting)', required, 'catvton.base_model')
 
 
 def safety_checker_files() -> ModelFiles:
@@ -83,7 +93,7 @@ def vae_files() -> ModelFiles:
     return ModelFiles('VAE', (
         ('config.json',),
         ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin'),
-    ))
+    ), 'catvton.vae')
 
 
 def tiny_vae_files() -> ModelFiles:
@@ -91,7 +101,7 @@ def tiny_vae_files() -> ModelFiles:
     return ModelFiles('tiny VAE (TAESD, diffusers AutoencoderTiny)', (
         ('config.json',),
         ('diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.bin'),
-    ))
+    ), 'catvton.tiny_vae')
 
 
 def attn_version_folder(version: str) -> str:
@@ -107,7 +117,8 @@ def attn_version_folder(version: str) -> str:
 def attn_files(version: str) -> ModelFiles:
     """Return the CatVTON attention file of one version."""
     return ModelFiles(f'CatVTON attention weights ({version})',
-                      ((f'{attn_version_folder(version)}/attention/model.safetensors',),))
+                      ((f'{attn_version_folder(version)}/attention/model.safetensors',),),
+                      'catvton.attn_ckpt')
 
 
 def missing_files(folder: str, files: ModelFiles) -> list[str]:
@@ -173,11 +184,12 @@ def resolve_model(source: str, files: ModelFiles, *, cache_dir: str | None = Non
                                local_files_only=local_files_only)
         where = f'hub repo {source} (cached at {folder})'
     else:
-        raise ModelNotFoundError(f'{files.what}: folder {source} does not exist; {FETCH_HINT}')
+        raise ModelNotFoundError(f'{files.what}: folder {source} does not exist; '
+                                 f'{fetch_hint(files)}')
     missing = missing_files(folder, files)
     if missing:
         raise ModelNotFoundError(f'{files.what}: {where} is incomplete, missing '
-                                 f'{"; ".join(missing)}; {FETCH_HINT}')
+                                 f'{"; ".join(missing)}; {fetch_hint(files)}')
     for alternatives in files.required:
         path = pick_file(folder, alternatives)
         if path.endswith('.safetensors'):
@@ -225,11 +237,12 @@ def allow_patterns(files: ModelFiles, first_only: bool = True) -> list[str]:
 
 def _hub_snapshot(repo_id: str, files: ModelFiles, *, cache_dir: str | None,
                   local_files_only: bool) -> str:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     offline = local_files_only or hub_offline()
     cache = hub_cache_dir(cache_dir)
+    where = cache or constants.HF_HUB_CACHE
     try:
         folder = snapshot_download(repo_id, cache_dir=cache, local_files_only=offline,
                                    allow_patterns=allow_patterns(files))
@@ -238,12 +251,15 @@ def _hub_snapshot(repo_id: str, files: ModelFiles, *, cache_dir: str | None,
             folder = snapshot_download(repo_id, cache_dir=cache,
                                        allow_patterns=allow_patterns(files, first_only=False))
     except LocalEntryNotFoundError as err:
-        mode = 'offline (HF_HUB_OFFLINE)' if offline else 'hub not reachable'
+        if hub_offline():
+            mode = 'offline mode is on (HF_HUB_OFFLINE)'
+        else:
+            mode = 'downloads are off' if offline else 'the hub is not reachable'
         raise ModelNotFoundError(
-            f'{files.what}: hub repo {repo_id} is not in the Hugging Face cache '
-            f'{cache or "(default HF_HUB_CACHE)"} and {mode}; needs '
-            f'{"; ".join(" or ".join(alt) for alt in files.required)}; {FETCH_HINT}') from err
+            f'{files.what}: hub repo {repo_id} is not in the Hugging Face cache {where} and '
+            f'{mode}; needs {"; ".join(" or ".join(alt) for alt in files.required)}; '
+            f'{fetch_hint(files)}') from err
     except OSError as err:  # network or repository errors from huggingface_hub
         raise ModelNotFoundError(f'{files.what}: cannot get hub repo {repo_id}: {err}; '
-                                 f'{FETCH_HINT}') from err
+                                 f'{fetch_hint(files)}') from err
     return folder

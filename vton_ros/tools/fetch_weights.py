@@ -73,7 +73,8 @@ def _attn_files(settings: dict) -> weights.ModelFiles:
     versions = possible_versions(settings['catvton.attn_version'], settings['catvton.height'],
                                  settings['catvton.width'])
     return weights.ModelFiles(f'CatVTON attention weights ({", ".join(versions)})', tuple(
-        alt for version in versions for alt in weights.attn_files(version).required))
+        alt for version in versions for alt in weights.attn_files(version).required),
+        'catvton.attn_ckpt')
 
 
 def check(params_file: str | None) -> int:

@@ -51,12 +51,22 @@ def parse_ints(text: str) -> tuple[int, ...]:
     return values
 
 
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Append '(default: X)' unless the help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        if 'default' in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags."""
     from vton_ros.pipeline import weights
 
     ap = argparse.ArgumentParser(prog='vton_bench', description=__doc__.strip().split('\n')[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=DefaultsOnce)
     ap.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
     ap.add_argument('--precision', default='bf16', choices=('fp32', 'fp16', 'bf16'))
     ap.add_argument('--height', type=int, default=512, help='output height (multiple of 8)')
