@@ -249,6 +249,13 @@ SCHEMA: tuple[Param, ...] = (
     Param('tryon.goal_timeout', 0.0, 'Seconds a goal may run (from its start, not its wait in '
           'the queue) before it is aborted with TIMED_OUT (0 = no limit)', _TRY,
           min=0.0, max=86400.0),
+    Param('tryon.result_timeout', 900.0, 'Seconds the result of a finished goal stays '
+          'available to a late result request (the rclpy default, 10 s, answers a slow '
+          'client UNKNOWN)',
+          _TRY, min=1.0, max=86400.0, read_only=True),
+    Param('tryon.action_depth', 0, 'Goal, cancel and result requests the action server '
+          'holds while busy (0 = all: a burst of goals is never dropped unanswered)', _TRY,
+          min=0, max=100000, read_only=True),
     Param('tryon.save_dir', '', 'Private folder (0700, files 0600) to save results in (empty '
           '= never write images)', _TRY, read_only=True),
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,

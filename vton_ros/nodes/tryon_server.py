@@ -21,7 +21,7 @@ from vton_interfaces.msg import StageTiming
 from vton_ros import tryon_core as core
 from vton_ros.admission import Admission, check_mask, describe, GoalError, Request, validate
 from vton_ros.garments import GarmentCatalog
-from vton_ros.nodes import common, image_conv
+from vton_ros.nodes import action_qos, common, image_conv
 from vton_ros.pipeline.catvton import TryOnCancelled
 from vton_ros.result_files import save_result
 
@@ -56,7 +56,8 @@ class TryOnServer(common.SchemaNode):
             self, TryOn, 'tryon', execute_callback=self.execute_callback,
             goal_callback=self.goal_callback, cancel_callback=self.cancel_callback,
             handle_accepted_callback=self.handle_accepted_callback,
-            callback_group=ReentrantCallbackGroup())
+            callback_group=ReentrantCallbackGroup(), **action_qos.server_options(
+                self.setting('tryon.action_depth'), self.setting('tryon.result_timeout')))
 
     def load(self) -> None:
         """Set torch's process flags and load the models (called from main)."""

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from vton_interfaces.action import TryOn
 
 from vton_ros.camera_source import read_image
-from vton_ros.nodes import image_conv
+from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
 
 CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C
@@ -67,7 +67,7 @@ class TryOnClient:
 
     def __init__(self, node, action: str) -> None:
         self.node = node
-        self.client = ActionClient(node, TryOn, action)
+        self.client = ActionClient(node, TryOn, action, **action_qos.client_options())
         self._frames: OrderedDict[tuple, Image] = OrderedDict()
         self._lock = threading.Lock()
         node.create_subscription(Image, 'image_raw', self._frame, qos_profile_sensor_data)
