@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+from action_msgs.msg import GoalStatus
 import cv2
 import numpy as np
 import rclpy
@@ -214,6 +215,10 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
         response = wait(handle.get_result_async(), CANCEL_WAIT)
     round_trip = time.monotonic() - start
     bar.close()
+    if response.status == GoalStatus.STATUS_UNKNOWN:  # its error_code 0 is no success
+        print('tryon_client: failed: the server no longer knows the goal (status UNKNOWN: '
+              'its result expired, see tryon.result_timeout)', file=sys.stderr)
+        return 1
     result = response.result
     if result.error_code != TryOn.Result.SUCCESS:
         name = ERROR_NAMES.get(result.error_code, str(result.error_code))
