@@ -8,7 +8,7 @@ PACKAGE = 'vton_ros'
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
          'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
-         'train_demo_model')
+         'train_demo_model', 'export_onnx')
 
 setup(
     name=PACKAGE,

@@ -31,3 +31,29 @@ def inputs():
     mask = np.zeros(person.shape[:2], np.uint8)
     mask[200:420, 120:400] = 255
     return person, garment, mask
+
+
+def export_settings(paths: dict, **extra) -> dict:
+    """tryon_server settings for tiny weights at 64x48 fp32 (plus ``extra``)."""
+    from vton_ros import params
+
+    settings = params.defaults('tryon_server')
+    settings.update({f'catvton.{k}': str(v) for k, v in paths.items()})
+    settings.update({'catvton.height': 64, 'catvton.width': 48, 'catvton.precision': 'fp32',
+                     'catvton.attn_version': 'vitonhd', 'catvton.device': 'cpu'}, **extra)
+    return settings
+
+
+@pytest.fixture(scope='session')
+def onnx_export(tiny, tmp_path_factory):
+    """Export the tiny weights (64x48 fp32, vitonhd, DeepCache branch 0): the folder."""
+    from vton_ros.tools.export_onnx import main
+
+    out = tmp_path_factory.mktemp('onnx')
+    argv = ['--out', str(out)]
+    for name, value in export_settings(tiny, **{'catvton.cache_interval': 2}).items():
+        if name.split('.')[1] in tuple(tiny) + ('height', 'width', 'precision', 'attn_version',
+                                                'cache_interval'):
+            argv += ['--set', f'{name}={value}']
+    assert main(argv) == 0
+    return out

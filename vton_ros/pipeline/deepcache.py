@@ -71,7 +71,6 @@ class DeepCacheUNet:
         self.full_steps = 0
         self.shallow_steps = 0
         self._kept: torch.Tensor | None = None
-        self._n_skips = skip_count(unet)
 
     @torch.inference_mode()
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, step: int) -> torch.Tensor:
@@ -91,54 +90,67 @@ class DeepCacheUNet:
 
     def _forward(self, sample: torch.Tensor, timestep: torch.Tensor,
                  kept: torch.Tensor | None) -> torch.Tensor:
-        """
-        Run the UNet2DConditionModel forward for CatVTON's call, layer by layer.
+        """Full forward keeping the state at the branch (kept None), or shallow from kept."""
+        noise, state = layered_forward(self.unet, sample, timestep, self.branch, kept)
+        if kept is None:
+            self._kept = state
+        return noise
 
-        kept None: full forward (keeps the state at the branch); else shallow from ``kept``.
-        """
-        unet = self.unet
-        entry = self._n_skips - 1 - self.branch  # index of the up layer taking res[branch]
-        up_factor = 2 ** unet.num_upsamplers
-        forward_upsample_size = any(dim % up_factor for dim in sample.shape[-2:])
-        emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
-        if unet.time_embed_act is not None:
-            emb = unet.time_embed_act(emb)
-        hidden = unet.conv_in(sample)
-        res = [hidden]
-        needed = self._n_skips if kept is None else self.branch + 1
-        for block in unet.down_blocks:
-            for resnet, attn in _layers(block):
-                if len(res) >= needed:
-                    break
+
+def layered_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timestep: torch.Tensor,
+                    branch: int, kept: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Run the UNet2DConditionModel forward for CatVTON's call, layer by layer.
+
+    kept None: the full forward; returns (noise, the hidden state entering the up layer
+    that takes ``res[branch]``). Else the shallow forward from ``kept``; returns
+    (noise, kept). Pure: the ONNX export traces it as the full and shallow graphs.
+    """
+    n_skips = skip_count(unet)
+    entry = n_skips - 1 - branch  # index of the up layer taking res[branch]
+    up_factor = 2 ** unet.num_upsamplers
+    forward_upsample_size = any(dim % up_factor for dim in sample.shape[-2:])
+    emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
+    if unet.time_embed_act is not None:
+        emb = unet.time_embed_act(emb)
+    hidden = unet.conv_in(sample)
+    res = [hidden]
+    needed = n_skips if kept is None else branch + 1
+    for block in unet.down_blocks:
+        for resnet, attn in _layers(block):
+            if len(res) >= needed:
+                break
+            hidden = _run(resnet, attn, hidden, emb)
+            res.append(hidden)
+        if block.downsamplers is not None and len(res) < needed:
+            for downsampler in block.downsamplers:
+                hidden = downsampler(hidden)
+            res.append(hidden)
+    if kept is None and unet.mid_block is not None:
+        hidden = unet.mid_block(hidden, emb, **_cross(unet.mid_block))
+    state = kept
+    layer = 0
+    last = len(unet.up_blocks) - 1
+    for i, block in enumerate(unet.up_blocks):
+        for resnet, attn in _layers(block):
+            if layer == entry:
+                if kept is None:
+                    state = hidden
+                else:
+                    hidden = kept
+            if layer >= entry or kept is None:
+                hidden = torch.cat([hidden, res[n_skips - 1 - layer]], dim=1)
                 hidden = _run(resnet, attn, hidden, emb)
-                res.append(hidden)
-            if block.downsamplers is not None and len(res) < needed:
-                for downsampler in block.downsamplers:
-                    hidden = downsampler(hidden)
-                res.append(hidden)
-        if kept is None and unet.mid_block is not None:
-            hidden = unet.mid_block(hidden, emb, **_cross(unet.mid_block))
-        layer = 0
-        last = len(unet.up_blocks) - 1
-        for i, block in enumerate(unet.up_blocks):
-            for resnet, attn in _layers(block):
-                if layer == entry:
-                    if kept is None:
-                        self._kept = hidden
-                    else:
-                        hidden = kept
-                if layer >= entry or kept is None:
-                    hidden = torch.cat([hidden, res[self._n_skips - 1 - layer]], dim=1)
-                    hidden = _run(resnet, attn, hidden, emb)
-                layer += 1
-            if block.upsamplers is not None and (layer > entry or kept is None):
-                size = (res[self._n_skips - 1 - layer].shape[2:]
-                        if i < last and forward_upsample_size else None)
-                for upsampler in block.upsamplers:
-                    hidden = upsampler(hidden, size)
-        if unet.conv_norm_out is not None:
-            hidden = unet.conv_act(unet.conv_norm_out(hidden))
-        return unet.conv_out(hidden)
+            layer += 1
+        if block.upsamplers is not None and (layer > entry or kept is None):
+            size = (res[n_skips - 1 - layer].shape[2:]
+                    if i < last and forward_upsample_size else None)
+            for upsampler in block.upsamplers:
+                hidden = upsampler(hidden, size)
+    if unet.conv_norm_out is not None:
+        hidden = unet.conv_act(unet.conv_norm_out(hidden))
+    return unet.conv_out(hidden), state
 
 
 def _layers(block: nn.Module) -> list[tuple[nn.Module, nn.Module | None]]:

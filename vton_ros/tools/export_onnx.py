@@ -1,0 +1,61 @@
+"""
+export_onnx: export CatVTON's models to ONNX for the onnxruntime / TensorRT backend.
+
+    export_onnx --params-file config/tryon.yaml --set catvton.attn_version=vitonhd --out onnx
+    export_onnx --params-file config/tryon.yaml --params-file config/jetson_trt.yaml \
+        --out onnx_jetson          # fp16 graphs for TensorRT on a Jetson; copy the folder
+
+Exports at the settings' height, width, precision, attention version and (with
+catvton.cache_interval > 1) DeepCache branch; the server with catvton.backend onnxruntime
+and catvton.onnx_dir pointing at the folder refuses an export that does not fit its
+settings. A full-size fp32 UNet takes minutes and ~10 GB of memory on a CPU.
+"""
+
+import argparse
+import logging
+import sys
+import time
+
+
+def settings_from(params_files: list[str], overrides: list[str]) -> dict:
+    """tryon_server settings: defaults, then each params file in order, then --set."""
+    from vton_ros import params
+
+    settings = params.defaults('tryon_server')
+    for path in params_files:
+        settings.update(params.load_yaml(path).get('tryon_server', {}))
+    settings.update(params.validate('tryon_server', params.parse_overrides(overrides)))
+    return settings
+
+
+def main(args: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    from vton_ros import params
+
+    parser = argparse.ArgumentParser(prog='export_onnx', description=__doc__.split('\n')[1])
+    parser.add_argument('--params-file', action='append', default=[],
+                        help='ROS parameter file with the tryon_server settings; repeatable '
+                             '(later files win, e.g. a profile overlay)')
+    params.add_override_argument(parser)
+    parser.add_argument('--out', required=True, help='output folder (catvton.onnx_dir)')
+    parser.add_argument('--no-verify', action='store_true',
+                        help='skip running each fp32 graph once in onnxruntime against torch')
+    opts = parser.parse_args(args)
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    start = time.perf_counter()
+
+    def progress(line: str) -> None:
+        print(f'[{time.perf_counter() - start:7.1f} s] {line}', flush=True)
+
+    try:
+        settings = settings_from(opts.params_file, opts.overrides)
+        from vton_ros.pipeline.onnx_export import export_models
+        export_models(settings, opts.out, progress=progress, verify=not opts.no_verify)
+    except (ValueError, FileNotFoundError) as err:
+        print(f'export_onnx: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
