@@ -5,7 +5,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = 'vton_ros'
-NODES = ('camera_node', 'segmentation_node', 'tryon_server')
+NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
          'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
          'train_demo_model', 'export_onnx')
@@ -14,6 +14,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    package_data={PACKAGE + '.ui': ['static/*']},  # the mirror page's bundled assets
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -4,10 +4,11 @@ Bring up camera_node, segmentation_node and tryon_server (ros2 launch vton_ros t
 Launch arguments: params_file (default config/tryon.yaml, the paper's Jetson profile),
 namespace (default empty; e.g. mirror_a puts every node, topic and the tryon action under
 /mirror_a, and the config's /**/NODE keys still apply), camera_source (overrides
-camera.source) and device (overrides catvton.device and segmentation.device); empty keeps
-the file's value. When a node exits, the launch shuts the others down; a node that failed
-(exit code not 0) makes ros2 launch exit 1 with an error naming it. Where the ros2 CLI is
-not installed, ``tryon_bringup`` starts the same nodes from the same file.
+camera.source), device (overrides catvton.device and segmentation.device; empty keeps
+the file's value) and ui (true: also start mirror_ui, the kiosk page). When a node exits,
+the launch shuts the others down; a node that failed (exit code not 0) makes ros2 launch
+exit 1 with an error naming it. Where the ros2 CLI is not installed, ``tryon_bringup``
+starts the same nodes from the same file.
 """
 
 import os
@@ -40,6 +41,7 @@ def _nodes(context):
     namespace = LaunchConfiguration('namespace').perform(context)
     source = LaunchConfiguration('camera_source').perform(context)
     device = LaunchConfiguration('device').perform(context)
+    ui = LaunchConfiguration('ui').perform(context).lower() in ('true', '1')
 
     def text(value):  # launch parses plain strings as YAML: keep '0' a string
         return ParameterValue(value, value_type=str)
@@ -50,6 +52,8 @@ def _nodes(context):
         'tryon_server': ({'catvton.device': text(device), 'segmentation.device': text(device)}
                          if device else {}),
     }
+    if ui:
+        overrides['mirror_ui'] = {}
     actions = []
     for name, extra in overrides.items():
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
@@ -73,5 +77,8 @@ def generate_launch_description():
                                           'GStreamer pipeline, video, folder or image'),
         DeclareLaunchArgument('device', default_value='',
                               description='catvton.device and segmentation.device override'),
+        DeclareLaunchArgument('ui', default_value='false',
+                              description='true: also start mirror_ui, the kiosk page '
+                                          '(http://127.0.0.1:8080/ by default; ui.* settings)'),
         OpaqueFunction(function=_nodes),
     ])

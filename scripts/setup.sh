@@ -25,7 +25,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY=$VENV/bin/python
 
-reqs=(requirements/ml.txt requirements/build.txt)
+reqs=(requirements/ml.txt requirements/build.txt requirements/ui.txt)
 [ -z "${ROS_DISTRO:-}" ] && reqs+=(requirements/ros.txt)
 stamp_key=$(cat "${reqs[@]}" scripts/setup.sh | sha256sum | cut -c1-16)
 stamp=$VENV/.vton-setup-$stamp_key

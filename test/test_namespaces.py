@@ -22,6 +22,7 @@ from vton_ros import params, samples
 from vton_ros.camera_source import fit
 from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
+from vton_ros.tools.tryon_bringup import STACK
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 SIZE = (160, 120)  # camera width, height
@@ -55,7 +56,7 @@ def stacks(tmp_path_factory, tiny_weights):  # noqa: F811
     env = ros_env(free_domain_id())
     file = params_file(tmp / 'mirrors.yaml', tiny_weights)
     procs = [Proc(node_argv(name, params_file=file, extra=['-r', '__ns:=/mirror_a']), env,
-                  tmp / f'a_{name}.log') for name in params.NODES]
+                  tmp / f'a_{name}.log') for name in STACK]
     procs.append(Proc([LIB / 'tryon_bringup', '--params-file', file, '--namespace',
                        'mirror_b'], env, tmp / 'b_bringup.log'))
     client = None

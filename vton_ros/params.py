@@ -18,7 +18,7 @@ from vton_ros.names import (ATTN_VERSIONS, BUSY_POLICIES, CLOTH_TYPES, DECODERS,
                             SCHEDULERS, SDPA_BACKENDS)
 import yaml
 
-NODES = ('camera_node', 'segmentation_node', 'tryon_server')
+NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
 _TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 
@@ -261,7 +261,21 @@ SCHEMA: tuple[Param, ...] = (
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,
           min=1, max=2 ** 31 - 1),
     Param('garments.catalog_dir', '', 'Folder of garment images (id = file stem), optional '
-          'catalog.yaml mapping id -> cloth_type', _TRY, read_only=True),
+          'catalog.yaml mapping id -> cloth_type', _TRY + ('mirror_ui',), read_only=True),
+    # mirror_ui (the kiosk page)
+    Param('ui.host', '127.0.0.1', 'Address the mirror page is served on (a non-loopback one '
+          'needs ui.token)', ('mirror_ui',), read_only=True),
+    Param('ui.port', 8080, 'TCP port of the mirror page (0 = any free port, logged)',
+          ('mirror_ui',), min=0, max=65535, read_only=True),
+    Param('ui.token', '', 'Access token every page request must carry (open the page once with '
+          '?token=...; a cookie keeps it); required when ui.host is not loopback',
+          ('mirror_ui',), read_only=True),
+    Param('ui.jpeg_quality', 80, 'JPEG quality of the live view, previews and results',
+          ('mirror_ui',), min=10, max=100),
+    Param('ui.max_side', 640, 'Longest side in pixels of the live frames sent to the page '
+          '(0 = as the camera sends them)', ('mirror_ui',), min=0, max=8192),
+    Param('ui.max_upload_bytes', 8 * 1024 * 1024, 'Largest garment photo a shopper may upload '
+          '(bytes)', ('mirror_ui',), min=1024, max=256 * 1024 * 1024, read_only=True),
     # every node
     Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100, read_only=True),
     Param('qos.reliability', 'best_effort', 'Image topic reliability (sensor-data QoS is '

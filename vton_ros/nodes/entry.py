@@ -43,3 +43,8 @@ def segmentation_node() -> None:
 def tryon_server() -> None:
     """Run tryon_server."""
     _main('tryon_server')
+
+
+def mirror_ui() -> None:
+    """Run mirror_ui."""
+    _main('mirror_ui')

@@ -1,6 +1,7 @@
 """
 tryon_bringup: start camera_node, segmentation_node and tryon_server without ros2 launch.
 
+``--ui`` also starts mirror_ui, the kiosk page (launch: ``ui:=true``).
 The same config as launch/tryon.launch.py: a ROS parameter file validated against the
 settings schema (an unknown key is an error), plus ``--set NAME=VALUE`` overrides. ROS
 traffic is loopback-only unless the environment already names a Fast DDS profile.
@@ -25,6 +26,7 @@ import time
 from vton_ros import params as schema
 from vton_ros.nodes.runner import ignore_signals
 
+STACK = tuple(n for n in schema.NODES if n != 'mirror_ui')  # started by default
 SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)
 SIGTERM_GRACE = 5.0  # seconds after SIGTERM before SIGKILL (launch's sigkill_timeout)
 ERROR_LINE = re.compile(r'\[(FATAL|ERROR)\]|Error|Exception')
@@ -74,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of every node, e.g. mirror_a (topics, the tryon '
                              'action and parameters then live under /mirror_a/...)')
-    parser.add_argument('--nodes', default=','.join(schema.NODES),
-                        help='comma-separated subset of nodes to start')
+    parser.add_argument('--nodes', default=','.join(STACK),
+                        help='comma-separated nodes to start (default: %(default)s)')
+    parser.add_argument('--ui', action='store_true',
+                        help='also start mirror_ui, the kiosk page (settings ui.*)')
     parser.add_argument('--camera-source', help='shortcut for --set camera.source=...')
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
     parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     """Start the nodes and supervise them until Ctrl-C / SIGTERM or a node exits."""
     args = build_parser().parse_args(argv)
     nodes = [n.strip() for n in args.nodes.split(',') if n.strip()]
+    if args.ui and 'mirror_ui' not in nodes:
+        nodes.append('mirror_ui')
     try:
         unknown = set(nodes) - set(schema.NODES)
         if unknown:

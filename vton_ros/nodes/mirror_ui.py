@@ -1,0 +1,172 @@
+"""
+mirror_ui: the mirror's kiosk page, served over HTTP with live data over a WebSocket.
+
+A client of the ``tryon`` action and a subscriber of ``image_raw`` and ``agnostic_mask``
+(relative names: it works in the stack's namespace). The page, its server and the try-on
+session are ROS-free (:mod:`vton_ros.ui`); this node only wires them to ROS. Frames are
+JPEG-encoded only while a page is open; no image is written to disk or logged.
+"""
+
+from functools import partial
+import time
+
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from sensor_msgs.msg import Image
+from vton_interfaces.action import TryOn
+
+from vton_ros.nodes import common, image_conv
+from vton_ros.ui import hub as kinds, images
+from vton_ros.ui.app import build_app, check_bind, WebServer
+from vton_ros.ui.catalog import Garments
+from vton_ros.ui.hub import Hub
+from vton_ros.ui.session import GoalSpec, Session
+
+R = TryOn.Result
+CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}
+SERVER_POLL = 0.5  # seconds between checks that the action server is there
+CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
+
+
+class MirrorUi(common.SchemaNode):
+    """Serves the mirror page and runs its try-ons through the ``tryon`` action."""
+
+    def __init__(self) -> None:
+        super().__init__('mirror_ui')
+        check_bind(self.setting('ui.host'), self.setting('ui.token'))
+        self._hub = Hub()
+        self._garments = Garments(self.setting('garments.catalog_dir'))
+        self._session = Session(self, self._garments, self._hub.send_state,
+                                self._hub.send_image, self.setting('ui.jpeg_quality'))
+        group = ReentrantCallbackGroup()
+        self._client = ActionClient(self, TryOn, 'tryon', callback_group=group)
+        qos = self.image_qos()
+        self.create_subscription(Image, 'image_raw', self._frame, qos)
+        self.create_subscription(Image, 'agnostic_mask', self._mask, qos)
+        self._diag = common.Diagnostics(self)
+        self._rate = common.RateMeter()
+        self.create_timer(SERVER_POLL, self._watch)
+        app = build_app(self._session, self._garments, self._hub, self.setting('ui.token'),
+                        self.setting('ui.max_upload_bytes'))
+        self._web = WebServer(app, self._hub)
+
+    def serve(self) -> None:
+        """Bind the web server (main calls it after the node is built)."""
+        host = self.setting('ui.host')
+        port = self._web.start(host, self.setting('ui.port'))
+        shown = f'[{host}]' if ':' in host else host
+        hint = ' (open it with ?token=<ui.token>)' if self.setting('ui.token') else ''
+        self.get_logger().info(f'mirror page at http://{shown}:{port}/{hint}')
+        self._diag.update('ok', 'serving', port=port)
+
+    # ---- images -----------------------------------------------------------------------
+    def _frame(self, msg: Image) -> None:
+        start = time.monotonic()
+        try:
+            rgb = image_conv.to_rgb(msg)
+        except ValueError as err:
+            self.get_logger().warning(f'unusable camera frame: {err}', throttle_duration_sec=5.0)
+            return
+        self._session.frames.add(_stamp(msg), rgb)
+        if self._hub.pages():
+            data = images.jpeg(rgb, self.setting('ui.jpeg_quality'), self.setting('ui.max_side'))
+            self._hub.send_frame(kinds.FRAME, data)
+            self._rate.tick(time.monotonic() - start)
+
+    def _mask(self, msg: Image) -> None:
+        if not self._hub.overlay_watched():
+            return
+        try:
+            mask = image_conv.to_mono(msg)
+        except ValueError as err:
+            self.get_logger().warning(f'unusable mask: {err}', throttle_duration_sec=5.0)
+            return
+        self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
+
+    def _watch(self) -> None:
+        self._session.server_ready(self._client.server_is_ready())
+        self._diag.update(pages=self._hub.pages(), frames_sent=self._hub.frames_sent,
+                          encode_rate_hz=self._rate.rate(), encode_s=self._rate.latency(),
+                          state=self._session.state)
+
+    # ---- the TryOn action (Session's GoalPort) ----------------------------------------
+    def send(self, seq: int, spec: GoalSpec) -> None:
+        """Send a goal; its answers go to the session."""
+        goal = TryOn.Goal(garment_id=spec.garment_id, cloth_type=spec.cloth_type)
+        if spec.garment_image is not None:
+            goal.garment_image = image_conv.from_rgb(spec.garment_image)
+        if spec.person is not None:
+            goal.person_image = image_conv.from_rgb(spec.person)
+        if spec.mask is not None:
+            goal.mask = image_conv.from_mono(spec.mask)
+        future = self._client.send_goal_async(goal, feedback_callback=partial(self._feedback,
+                                                                              seq))
+        future.add_done_callback(partial(self._answered, seq))
+
+    def cancel(self, handle) -> None:
+        """Ask the server to cancel an accepted goal."""
+        handle.cancel_goal_async()
+
+    def _answered(self, seq: int, future) -> None:
+        handle = future.result()
+        if not handle.accepted:
+            self.get_logger().info('goal rejected: the server is busy')
+            self._session.on_rejected(seq)
+            return
+        self._session.on_accepted(seq, handle)
+        handle.get_result_async().add_done_callback(partial(self._ended, seq))
+
+    def _feedback(self, seq: int, msg) -> None:
+        fb = msg.feedback
+        preview = None
+        if fb.preview.width:
+            try:
+                preview = image_conv.to_rgb(fb.preview)
+            except ValueError:
+                pass  # a step without a usable preview still moves the bar
+        self._session.on_feedback(seq, fb.step, fb.total_steps, fb.eta_sec, preview)
+
+    def _ended(self, seq: int, future) -> None:
+        response = future.result()
+        result = response.result
+        code = CODE_NAMES.get(result.error_code, 'UNKNOWN')
+        if response.status == GoalStatus.STATUS_UNKNOWN:
+            code = 'UNKNOWN'  # the server forgot the goal: never a success
+        image = mask = None
+        if code == 'SUCCESS':
+            try:
+                image = image_conv.to_rgb(result.image)
+                mask = image_conv.to_mono(result.mask)
+            except ValueError as err:
+                self.get_logger().error(f'unusable result image: {err}')
+                code = 'PIPELINE_ERROR'
+        total = next((t.seconds for t in result.timings if t.name == 'total'), 0.0)
+        self.get_logger().info(f'try-on ended {code}')
+        self._session.on_result(seq, code, image, mask, _stamp(result.image), total)
+
+    # ---- life cycle ------------------------------------------------------------------
+    def prepare_shutdown(self) -> None:
+        """Cancel a running try-on (the server must not work for nobody)."""
+        self._session.cancel()
+        deadline = time.monotonic() + CANCEL_WAIT
+        while self._session.state in ('sending', 'running', 'canceling') and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Close the pages' WebSockets and stop the web server."""
+        self._web.stop()
+
+
+def _stamp(msg: Image) -> tuple[int, int]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run mirror_ui."""
+    common.run(MirrorUi, args, start=MirrorUi.serve)
+
+
+if __name__ == '__main__':
+    main()

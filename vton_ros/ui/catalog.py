@@ -1,0 +1,98 @@
+"""
+The garments the page offers: the catalogue folder plus the shopper's uploads (in memory).
+
+Ids the page sends back are looked up here, never passed on as they came: a try-on can only
+name a garment this module listed.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+import itertools
+import logging
+import threading
+from urllib.parse import quote
+
+import numpy as np
+
+from vton_ros.garments import GarmentCatalog
+from vton_ros.params import CLOTH_TYPES
+from vton_ros.ui import images
+
+MAX_ID_CHARS = 128  # longer file stems are left out of the page
+MAX_ITEMS = 500  # catalogue images listed at most
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Garment:
+    """One garment of the page: catalogue ids go to the server by id, uploads as images."""
+
+    gid: str
+    name: str
+    cloth_type: str  # '' = the server's default
+    thumbnail: bytes
+    image: np.ndarray | None = None  # uploads only
+
+    def item(self) -> dict:
+        """Return the JSON the page lists."""
+        return {'id': self.gid, 'name': self.name, 'cloth_type': self.cloth_type or 'upper',
+                'thumb': f'/api/garments/{quote(self.gid, safe="")}.jpg',
+                'upload': self.image is not None}
+
+
+class Garments:
+    """Catalogue items (read once) and up to ``max_uploads`` uploaded photos (newest kept)."""
+
+    def __init__(self, folder: str = '', max_pixels: int = 4096 * 4096, thumb_side: int = 256,
+                 max_uploads: int = 8) -> None:
+        self._lock = threading.Lock()
+        self._max_pixels = max_pixels
+        self._thumb_side = thumb_side
+        self._max_uploads = max_uploads
+        self._uploads: OrderedDict[str, Garment] = OrderedDict()
+        self._serial = itertools.count(1)
+        self._catalog: dict[str, Garment] = {}
+        if folder:
+            self._read(GarmentCatalog(folder))
+
+    def _read(self, catalog: GarmentCatalog) -> None:
+        for gid in catalog.ids():
+            if len(self._catalog) >= MAX_ITEMS:
+                _LOG.warning('catalogue has more than %d garments: the rest are not shown',
+                             MAX_ITEMS)
+                break
+            if len(gid) > MAX_ID_CHARS or not gid.isprintable():
+                _LOG.warning('left out a catalogue file whose name is not a usable id')
+                continue
+            rgb, kind = catalog.load(gid)
+            self._catalog[gid] = Garment(gid, gid.replace('_', ' ').replace('-', ' '),
+                                         kind or '', images.jpeg(rgb, 85, self._thumb_side))
+
+    def items(self) -> list[dict]:
+        """Return the page's list: catalogue first, then the uploads (newest last)."""
+        with self._lock:
+            return [g.item() for g in itertools.chain(self._catalog.values(),
+                                                      self._uploads.values())]
+
+    def get(self, gid: str) -> Garment | None:
+        """Return the garment of an id the page sent, or None."""
+        with self._lock:
+            return self._catalog.get(gid) or self._uploads.get(gid)
+
+    def thumbnail(self, gid: str) -> bytes | None:
+        """Return a garment's JPEG thumbnail, or None."""
+        garment = self.get(gid)
+        return garment.thumbnail if garment is not None else None
+
+    def add_upload(self, data: bytes, cloth_type: str) -> dict:
+        """Decode and keep an uploaded photo; return its item. ValueError says what is wrong."""
+        if cloth_type not in CLOTH_TYPES:
+            raise ValueError(f'cloth type must be one of {", ".join(CLOTH_TYPES)}')
+        rgb = images.decode_upload(data, self._max_pixels)
+        with self._lock:
+            gid = f'upload-{next(self._serial)}'
+            self._uploads[gid] = Garment(gid, 'Your garment', cloth_type,
+                                         images.jpeg(rgb, 85, self._thumb_side), rgb)
+            while len(self._uploads) > self._max_uploads:
+                self._uploads.popitem(last=False)
+            return self._uploads[gid].item()
