@@ -17,6 +17,7 @@ from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
 from vton_ros.nodes import common, image_conv
+from vton_ros.nodes.action_qos import client_options
 from vton_ros.ui import hub as kinds, images
 from vton_ros.ui.app import build_app, check_bind, WebServer
 from vton_ros.ui.catalog import Garments
@@ -40,7 +41,8 @@ class MirrorUi(common.SchemaNode):
         self._session = Session(self, self._garments, self._hub.send_state,
                                 self._hub.send_image, self.setting('ui.jpeg_quality'))
         group = ReentrantCallbackGroup()
-        self._client = ActionClient(self, TryOn, 'tryon', callback_group=group)
+        self._client = ActionClient(self, TryOn, 'tryon', callback_group=group,
+                                    **client_options())
         qos = self.image_qos()
         self.create_subscription(Image, 'image_raw', self._frame, qos)
         self.create_subscription(Image, 'agnostic_mask', self._mask, qos)

@@ -9,16 +9,17 @@ from collections import OrderedDict
 from dataclasses import dataclass
 import itertools
 import logging
+from pathlib import Path
 import threading
 from urllib.parse import quote
 
 import numpy as np
 
 from vton_ros.garments import GarmentCatalog
+from vton_ros.goal_strings import check_id
 from vton_ros.params import CLOTH_TYPES
 from vton_ros.ui import images
 
-MAX_ID_CHARS = 128  # longer file stems are left out of the page
 MAX_ITEMS = 500  # catalogue images listed at most
 _LOG = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class Garments:
                 _LOG.warning('catalogue has more than %d garments: the rest are not shown',
                              MAX_ITEMS)
                 break
-            if len(gid) > MAX_ID_CHARS or not gid.isprintable():
-                _LOG.warning('left out a catalogue file whose name is not a usable id')
+            try:
+                check_id('garment id', gid)  # a file name the server would refuse
+            except ValueError as err:
+                _LOG.warning('left out of the page: %s', err)
                 continue
             rgb, kind = catalog.load(gid)
             self._catalog[gid] = Garment(gid, gid.replace('_', ' ').replace('-', ' '),
@@ -96,3 +99,25 @@ class Garments:
             while len(self._uploads) > self._max_uploads:
                 self._uploads.popitem(last=False)
             return self._uploads[gid].item()
+
+
+# The demo shop of `make mirror`, the browser tests and mirror_bench: name -> pattern, colour.
+DEMO_GARMENTS = {'red_striped_shirt': ('stripes', (200, 30, 40)),
+                 'green_dotted_shirt': ('dots', (30, 160, 60)),
+                 'blue_checked_shirt': ('checks', (40, 70, 190)),
+                 'yellow_shirt': ('solid', (235, 190, 40))}
+
+
+def write_demo_catalog(folder: str, height: int = 256, width: int = 192) -> list[str]:
+    """Draw the demo shop (flat-lay t-shirts, procedural patterns) and its catalog.yaml."""
+    import cv2
+    from vton_ros.training.tryon_data import draw_pattern, flat_lay
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (pattern, colour) in DEMO_GARMENTS.items():
+        rgb = flat_lay(draw_pattern(pattern, height, width, (colour, (245, 245, 245)),
+                                    height // 5))
+        cv2.imwrite(str(out / f'{name}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (out / 'catalog.yaml').write_text(''.join(f'{n}: upper\n' for n in DEMO_GARMENTS))
+    return sorted(DEMO_GARMENTS)

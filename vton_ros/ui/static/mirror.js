@@ -10,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 // Read by the browser tests and the benchmark (performance.now() milliseconds).
 const stats = window.mirrorStats = {
   frames: 0, frameTimes: [], tap: null, firstPreview: null, result: null, messages: 0,
+  ends: 0,  // try-ons that ended (result or error)
+  state: null,  // the last state message
 };
 
 let ws = null;
@@ -77,7 +79,11 @@ function onState(message) {
   if (message.state === 'result') {
     browsing = false;
   }
+  if (['result', 'error'].includes(message.state) && BUSY.includes(state.state)) {
+    stats.ends += 1;
+  }
   state = message;
+  stats.state = message;
   render();
 }
 
@@ -118,8 +124,13 @@ function render() {
   bar.setAttribute('aria-valuenow', String(step));
   bar.setAttribute('aria-valuemax', String(total));
   $('progress-fill').style.width = total ? `${(100 * step) / total}%` : '0%';
-  $('eta').textContent = busy && total && state.eta > 0 ? `about ${Math.ceil(state.eta)} s left` :
-    (busy && total ? `step ${step} of ${total}` : '');
+  let eta = '';
+  if (busy && total) {
+    eta = state.eta > 0 ? `about ${Math.ceil(state.eta)} s left` : `step ${step} of ${total}`;
+  } else if (result && state.server_total) {
+    eta = `done in ${state.server_total.toFixed(1)} s`;
+  }
+  $('eta').textContent = eta;
   for (const button of document.querySelectorAll('[data-testid="garment"]')) {
     button.setAttribute('aria-busy', String(busy));
   }

@@ -1,0 +1,342 @@
+"""
+The mirror page in a real headless Chromium against the real stack.
+
+camera_node replays a folder of portraits, segmentation_node makes pose masks, tryon_server
+runs the demo model (models/demo) at 128x96, mirror_ui serves the page; selenium drives
+Debian's chromium + chromium-driver. Without them the tests skip, saying how to install
+them; with ``CI`` set they fail instead. ``VTON_UPDATE_SCREENSHOTS=1`` also writes the
+portrait and landscape screenshots to docs/.
+"""
+
+import json
+import os
+from pathlib import Path
+import re
+import time
+
+import cv2
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner
+from vton_ros import samples
+from vton_ros.ui import browser, sentences
+from vton_ros.ui.catalog import DEMO_GARMENTS, write_demo_catalog
+
+DEMO = ROOT / 'models' / 'demo'
+STEPS = 4
+SERVER = {'catvton.base_model': str(DEMO / 'base'), 'catvton.vae': str(DEMO / 'vae'),
+          'catvton.attn_ckpt': str(DEMO / 'catvton'), 'catvton.device': 'cpu',
+          'catvton.precision': 'fp32', 'catvton.height': 128, 'catvton.width': 96,
+          'catvton.num_inference_steps': STEPS, 'catvton.repaint': True,
+          'segmentation.device': 'cpu', 'tryon.pair_max_age': 30.0}
+THUMBS_LOADED = ("Array.from(document.querySelectorAll('.garment img'))"
+                 '.every((i) => i.naturalWidth > 0)')
+URL = re.compile(r'mirror page at (http://127\.0\.0\.1:\d+/)')
+# Sum of a 16x12 copy of an image element's pixels (tells frames apart).
+PIXELS = """((id) => { const img = document.getElementById(id);
+if (!img.naturalWidth) { return null; }
+const canvas = document.createElement('canvas'); canvas.width = 16; canvas.height = 12;
+const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0, 16, 12);
+return Array.from(ctx.getImageData(0, 0, 16, 12).data).join(','); })"""
+
+
+def browser_or_skip() -> None:
+    """Fail under CI, skip elsewhere, when Chromium, chromedriver or selenium is missing."""
+    reason = browser.missing()
+    if reason and os.environ.get('CI'):
+        pytest.fail(f'CI must run the browser tests: {reason}')
+    if reason:
+        pytest.skip(reason)
+
+
+def write_inputs(tmp: Path) -> tuple[Path, Path]:
+    """Write a camera folder of two portraits (so frames differ) and a garment catalogue."""
+    frames, shop = tmp / 'frames', tmp / 'garments'
+    frames.mkdir()
+    for i, name in enumerate(samples.PORTRAITS):
+        rgb = samples.portrait(name)
+        width = rgb.shape[0] * 3 // 4  # a mirror's portrait frame: 3:4
+        left = (rgb.shape[1] - width) // 2
+        cv2.imwrite(str(frames / f'{i}.png'),
+                    cv2.cvtColor(rgb[:, left:left + width], cv2.COLOR_RGB2BGR))
+    write_demo_catalog(str(shop), 128, 96)
+    return frames, shop
+
+
+class Stack:
+    """The four nodes, a ROS client for server parameters, and the browser."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.env = ros_env(free_domain_id())
+        frames, self.shop = write_inputs(tmp)
+        self.camera = Proc(node_argv('camera_node', {
+            'camera.source': str(frames), 'camera.fps': 6.0, 'camera.width': 240,
+            'camera.height': 320}), self.env, tmp / 'camera.log')
+        self.procs = [self.camera, Proc(node_argv('segmentation_node', {
+            'segmentation.max_rate': 3.0, 'segmentation.device': 'cpu'}), self.env,
+            tmp / 'segmentation.log')]
+        self.server = Proc(node_argv('tryon_server', dict(SERVER, **{
+            'garments.catalog_dir': str(self.shop)})), self.env, tmp / 'server.log')
+        self.procs.append(self.server)
+        self.ui, self.url = self.start_ui('ui')
+        self.server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        self.client = Spinner('mirror_test_client', int(self.env['ROS_DOMAIN_ID']))
+        self.driver = browser.chrome(1080, 1920)
+
+    def start_ui(self, name: str, **settings) -> tuple[Proc, str]:
+        """Start a mirror_ui (port 0: a free one); return it and its page URL."""
+        params = dict({'ui.port': 0, 'garments.catalog_dir': str(self.shop)}, **settings)
+        proc = Proc(node_argv('mirror_ui', params, extra=['-r', f'__node:=mirror_{name}']),
+                    self.env, self.tmp / f'mirror_{name}.log')
+        self.procs.append(proc)
+        return proc, URL.search(proc.wait_for_log('mirror page at', HANG_GUARD)).group(1)
+
+    def set_server(self, name: str, value) -> None:
+        """Set a tryon_server parameter (what `ros2 param set` does)."""
+        kind = ParameterType.PARAMETER_INTEGER if isinstance(value, int) else \
+            ParameterType.PARAMETER_DOUBLE
+        field = 'integer_value' if isinstance(value, int) else 'double_value'
+        service = self.client.node.create_client(SetParameters, 'tryon_server/set_parameters')
+        assert service.wait_for_service(timeout_sec=HANG_GUARD)
+        request = SetParameters.Request(parameters=[Parameter(
+            name=name, value=ParameterValue(type=kind, **{field: value}))])
+        response = self.client.wait(service.call_async(request))
+        assert response.results[0].successful, response.results[0].reason
+        self.client.node.destroy_client(service)
+
+    def close(self) -> None:
+        """Quit the browser, stop the nodes (each must exit 0)."""
+        self.driver.quit()
+        self.client.close()
+        codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in self.procs}
+        assert set(codes.values()) == {0}, codes
+
+
+@pytest.fixture(scope='module')
+def stack(tmp_path_factory):
+    browser_or_skip()
+    stack = Stack(tmp_path_factory.mktemp('mirror'))
+    yield stack
+    stack.close()
+
+
+def wait_for(driver, script: str, *args, timeout: float = HANG_GUARD):
+    """Poll a JS expression until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = driver.execute_script(script, *args)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f'not true in {timeout} s: {script}')
+
+
+def state(driver) -> str:
+    """Return the page's state: data-state of #app."""
+    return driver.execute_script('return document.getElementById("app").dataset.state')
+
+
+def by_testid(driver, name: str):
+    """Return the element with this data-testid."""
+    return driver.find_element('css selector', f'[data-testid="{name}"]')
+
+
+def status(driver) -> str:
+    """Return the status line's text."""
+    return by_testid(driver, 'status').text
+
+
+def errors(driver) -> list:
+    """Return the console errors since the last call."""
+    return [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
+
+
+def tap(driver, garment: str) -> int:
+    """Tap a garment of the shelf; return how many try-ons had ended before."""
+    ends = driver.execute_script('return window.mirrorStats.ends')
+    driver.find_element('css selector', f'[data-garment-id="{garment}"]').click()
+    return ends
+
+
+def run_to_end(driver, ends: int) -> list:
+    """Wait for try-on number ``ends`` + 1 to end; return the (now, max) progress seen."""
+    seen = []
+    deadline = time.monotonic() + HANG_GUARD
+    while driver.execute_script('return window.mirrorStats.ends') <= ends and \
+            time.monotonic() < deadline:
+        bar = by_testid(driver, 'progress')
+        seen.append((int(bar.get_attribute('aria-valuenow')),
+                     int(bar.get_attribute('aria-valuemax'))))
+        time.sleep(0.05)
+    return seen
+
+
+def screenshot(driver, tmp: Path, name: str) -> None:
+    """Save a half-size screenshot in tmp; also in docs/ with VTON_UPDATE_SCREENSHOTS=1."""
+    path = tmp / f'{name}.png'
+    driver.save_screenshot(str(path))
+    image = cv2.imread(str(path))
+    half = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2),
+                      interpolation=cv2.INTER_AREA)
+    targets = [path] + ([ROOT / 'docs' / f'{name}.png']
+                        if os.environ.get('VTON_UPDATE_SCREENSHOTS') else [])
+    for target in targets:
+        cv2.imwrite(str(target), half)
+
+
+def test_the_page_loads_without_errors_and_the_live_view_moves(stack):
+    driver = stack.driver
+    driver.get(stack.url)
+    first = wait_for(driver, f'return {PIXELS}(arguments[0])', 'camera')
+    wait_for(driver, f'return {PIXELS}(arguments[0]) !== arguments[1]', 'camera', first)
+    frames = driver.execute_script('return window.mirrorStats.frames')
+    wait_for(driver, 'return window.mirrorStats.frames > arguments[0] + 3', frames)
+    assert by_testid(driver, 'camera').is_displayed()
+    assert state(driver) == 'idle' and status(driver) == sentences.state_sentence('idle')
+    assert errors(driver) == []
+
+
+def test_the_catalogue_is_listed(stack):
+    driver = stack.driver
+    wait_for(driver, 'return document.querySelectorAll(\'[data-testid="garment"]\').length')
+    buttons = driver.find_elements('css selector', '[data-testid="garment"]')
+    assert sorted(b.get_attribute('data-garment-id') for b in buttons) == sorted(DEMO_GARMENTS)
+    for button in buttons:
+        assert button.get_attribute('data-garment-id').replace('_', ' ') in button.text.lower()
+        assert 'upper' in button.text
+        assert button.size['height'] >= 48 and button.size['width'] >= 48
+    wait_for(driver, f'return {THUMBS_LOADED}')
+
+
+def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
+    driver = stack.driver
+    seen = run_to_end(driver, tap(driver, 'red_striped_shirt'))
+    assert state(driver) == 'result', status(driver)
+    bar = by_testid(driver, 'progress')
+    assert bar.get_attribute('role') == 'progressbar'
+    assert (bar.get_attribute('aria-valuenow'), bar.get_attribute('aria-valuemax')) == \
+        (str(STEPS), str(STEPS))
+    steps = [now for now, top in seen if top == STEPS]
+    assert steps == sorted(steps) and steps, seen  # rising, in steps of the server's total
+    assert driver.execute_script(
+        'return document.getElementById("preview").naturalWidth > 0')  # previews came
+    result = by_testid(driver, 'result')
+    assert result.is_displayed() and result.size['height'] > 800
+    assert driver.execute_script('return [arguments[0].naturalWidth, '
+                                 'arguments[0].naturalHeight]', result) == [240, 320]
+    assert by_testid(driver, 'before').is_displayed()  # before/after compare
+    for name in ('cancel', 'again', 'live'):
+        element = by_testid(driver, name)
+        assert not element.is_displayed() or element.size['height'] >= 48, name
+    screenshot(driver, stack.tmp, 'mirror_portrait')
+    browser.resize(driver, 1920, 1080)
+    time.sleep(0.5)  # one layout pass
+    assert result.is_displayed() and by_testid(driver, 'garment').is_displayed()
+    screenshot(driver, stack.tmp, 'mirror_landscape')
+    browser.resize(driver, 1080, 1920)
+    assert errors(driver) == []
+
+
+def test_try_another_reuses_the_frozen_frame(stack):
+    driver = stack.driver
+    before = driver.execute_script(f'return {PIXELS}(arguments[0])', 'before')
+    by_testid(driver, 'again').click()
+    assert 'same photo' in status(driver)
+    run_to_end(driver, tap(driver, 'green_dotted_shirt'))
+    assert state(driver) == 'result', status(driver)
+    wait_for(driver, f'return {PIXELS}(arguments[0]) === arguments[1]', 'before', before,
+             timeout=30)
+    assert stack.server.log().count('ended SUCCESS') == 2
+
+
+def test_a_long_try_on_is_canceled_from_the_page(stack):
+    driver = stack.driver
+    stack.set_server('catvton.num_inference_steps', 1000)
+    try:
+        by_testid(driver, 'live').click()
+        wait_for(driver, 'return document.getElementById("app").dataset.state === "idle"')
+        ends = tap(driver, 'blue_checked_shirt')
+        wait_for(driver, 'return Number(document.querySelector(\'[data-testid="progress"]\')'
+                         '.getAttribute("aria-valuenow")) >= 1')
+        by_testid(driver, 'cancel').click()
+        run_to_end(driver, ends)
+        assert 'cancel' in status(driver).lower()
+        assert stack.server.log().count('ended CANCELED') == 1
+        # A cancel pressed before the goal's acceptance arrives is sent when it does.
+        ends = driver.execute_script('return window.mirrorStats.ends')
+        driver.execute_script('document.querySelector(\'[data-garment-id="red_striped_shirt"]\')'
+                              '.click(); document.getElementById("cancel").click();')
+        run_to_end(driver, ends)
+        assert 'cancel' in status(driver).lower()
+        deadline = time.monotonic() + HANG_GUARD
+        while stack.server.log().count('ended CANCELED') < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stack.server.log().count('ended CANCELED') == 2
+    finally:
+        stack.set_server('catvton.num_inference_steps', STEPS)
+    assert errors(driver) == []
+
+
+def test_every_request_stays_on_the_pages_origin(stack):
+    origin = stack.url.rstrip('/')
+    urls = []
+    for entry in stack.driver.get_log('performance'):
+        message = json.loads(entry['message'])['message']
+        if message['method'] == 'Network.requestWillBeSent':
+            urls.append(message['params']['request']['url'])
+        elif message['method'] == 'Network.webSocketCreated':
+            urls.append(message['params']['url'])
+    assert any(u.startswith('ws://') for u in urls) and len(urls) > 5
+    foreign = [u for u in urls if not u.startswith((origin + '/', 'ws' + origin[4:] + '/',
+                                                    'blob:' + origin + '/'))]
+    assert foreign == []
+
+
+def test_a_restarting_mirror_shows_a_banner_and_the_page_reconnects(stack):
+    driver = stack.driver
+    port = int(stack.url.rsplit(':', 1)[1].strip('/'))
+    assert not by_testid(driver, 'banner').is_displayed()
+    assert stack.ui.stop() == 0
+    wait_for(driver, 'return !document.querySelector(\'[data-testid="banner"]\').hidden')
+    assert 'connect' in by_testid(driver, 'banner').text.lower()
+    stack.ui, url = stack.start_ui('ui2', **{'ui.port': port})
+    assert url == stack.url
+    wait_for(driver, 'return document.querySelector(\'[data-testid="banner"]\').hidden')
+    frames = driver.execute_script('return window.mirrorStats.frames')
+    wait_for(driver, 'return window.mirrorStats.frames > arguments[0]', frames)
+    refused = errors(driver)  # the reconnect attempts while the mirror was away
+    assert all('WebSocket connection' in e['message'] for e in refused), refused
+
+
+def test_the_token_is_enforced(stack):
+    proc, url = stack.start_ui('token', **{'ui.token': 'open-sesame'})
+    driver = browser.chrome(1080, 1920)
+    try:
+        driver.get(url)
+        assert 'token' in driver.find_element('tag name', 'body').text
+        assert not driver.find_elements('css selector', '[data-testid="camera"]')
+        driver.get(url + '?token=wrong')
+        assert not driver.find_elements('css selector', '[data-testid="camera"]')
+        driver.get(url + '?token=open-sesame')
+        wait_for(driver, 'return window.mirrorStats.frames > 2')  # WebSocket: the cookie
+        wait_for(driver, "return document.querySelectorAll('.garment img').length === "
+                         f'arguments[0] && {THUMBS_LOADED}', len(DEMO_GARMENTS))
+    finally:
+        driver.quit()
+    assert proc.stop() == 0
+    stack.procs.remove(proc)
+
+
+def test_no_camera_frame_shows_its_sentence(stack):
+    driver = stack.driver
+    stack.set_server('tryon.pair_max_age', 1.0)
+    assert stack.camera.stop() == 0
+    stack.procs.remove(stack.camera)
+    time.sleep(1.5)  # the newest frame+mask pair is now older than tryon.pair_max_age
+    if state(driver) != 'idle':
+        by_testid(driver, 'live').click()
+    run_to_end(driver, tap(driver, 'red_striped_shirt'))
+    assert status(driver) == sentences.error_sentence('NO_PERSON_FRAME')
+    assert errors(driver) == []
