@@ -158,3 +158,8 @@ def test_camera_info_carries_a_pinhole_model(tmp_path):
     finally:
         client.close()
         assert [c.stop() for c in cameras] == [0, 0], [c.log() for c in cameras]
+
+
+def test_mirror_ui_refuses_a_network_address_without_a_token():
+    out = start_fails(node_argv('mirror_ui', {'ui.host': '0.0.0.0'}), ros_env(free_domain_id()))
+    assert 'mirror_ui' in out and 'set ui.token' in out

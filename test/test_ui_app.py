@@ -161,6 +161,12 @@ def test_the_session_waits_for_the_server(catalog_dir):
     s.try_on('red_shirt')
     s.on_rejected(1)
     assert 'busy' in out.states[-1]['status']
+    s.try_on('red_shirt')
+    s.on_accepted(2, 'h')
+    s.server_ready(False)  # the server went away during the try-on
+    assert s.state == 'offline'
+    s.on_result(2, 'SUCCESS', np.zeros((4, 4, 3), np.uint8), None, (0, 0), 1.0)
+    assert s.state == 'offline'
 
 
 def test_images():

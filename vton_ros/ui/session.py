@@ -160,9 +160,10 @@ class Session:
             if ready == self._server_ready:
                 return
             self._server_ready = ready
-            if not ready and self.state not in IN_FLIGHT:
+            if not ready:
+                self._seq += 1  # a try-on in flight will not end: its late answers are dropped
                 self._set('offline')
-            elif ready and self.state == 'offline':
+            elif self.state == 'offline':
                 self._set('idle')
 
     def on_accepted(self, seq: int, handle: Any) -> None:
