@@ -12,10 +12,12 @@ from vton_ros import params
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
 from vton_ros.bench.sweeps import RunConfig
 from vton_ros.pipeline import attention, schedulers
-from vton_ros.pipeline.catvton import CatVTONPipeline, latents_to_preview, PipelineOptions
+from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.deepcache import DeepCacheUNet, skip_count
 from vton_ros.pipeline.offload import disk_weights, DiskWeights, Offloader
+from vton_ros.pipeline.options import PipelineOptions
 from vton_ros.pipeline.preprocess import cover_resize, letterbox
+from vton_ros.pipeline.previews import latents_to_preview
 from vton_ros.pipeline.random_weights import random_tiny_components
 from vton_ros.pipeline.weights import ModelNotFoundError
 import yaml

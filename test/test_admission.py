@@ -1,5 +1,6 @@
 """Goal admission, frame pairing and result files without ROS (vton_ros.admission & co.)."""
 
+from dataclasses import replace
 import math
 import os
 import stat
@@ -13,12 +14,17 @@ import pytest
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_ros import admission, result_files, samples, tryon_core
-from vton_ros.admission import Admission, GoalError, Request, STOPS, validate
+from vton_ros.admission import Admission, GoalError, Request, STOPS
+from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
-from vton_ros.params import defaults
 
-SETTINGS = defaults('tryon_server')
+CALL = CatVTONCall.defaults()
+
+
+def validate(g, call: CatVTONCall = CALL, catalog=None):
+    """Admission's check with the server's default settings."""
+    return admission.validate(g, call, catalog, max_pixels=4096 * 4096, cloth_type='upper')
 
 
 def goal(**fields) -> TryOn.Goal:
@@ -55,16 +61,15 @@ def test_every_code_is_an_action_constant():
 
 
 def test_valid_goal_resolves_defaults(catalog):
-    req = validate(goal(seed=-1, guidance_scale=-1.0), dict(SETTINGS, **{'catvton.seed': 9}),
-                   catalog)
-    assert (req.steps, req.guidance, req.seed) == (10, 2.5, 9)
+    req = validate(goal(seed=-1, guidance_scale=-1.0), replace(CALL, seed=9), catalog)
+    assert (req.call.num_inference_steps, req.call.guidance_scale, req.call.seed) == (10, 2.5, 9)
     assert req.cloth_type == 'upper' and req.garment_name == 'image'
     assert req.person.shape == (40, 30, 3) and req.mask.shape == (40, 30)
-    skirt = validate(goal(garment_image=Image(), garment_id='blue_skirt'), SETTINGS, catalog)
+    skirt = validate(goal(garment_image=Image(), garment_id='blue_skirt'), catalog=catalog)
     assert skirt.cloth_type == 'lower' and skirt.garment_name == 'blue_skirt'
-    camera = validate(goal(person_image=Image(), mask=Image()), SETTINGS, None)
+    camera = validate(goal(person_image=Image(), mask=Image()))
     assert camera.person is None and camera.mask is None
-    assert 0 <= validate(goal(seed=-1), SETTINGS, None).seed < 2 ** 31  # random
+    assert 0 <= validate(goal(seed=-1)).call.seed < 2 ** 31  # random
 
 
 BAD = {
@@ -88,19 +93,19 @@ BAD = {
 def test_invalid_goal_names_code_and_reason(catalog, case):
     fields, code, words = BAD[case]
     with pytest.raises(GoalError, match=words) as err:
-        validate(goal(**fields), SETTINGS, catalog)
+        validate(goal(**fields), catalog=catalog)
     assert err.value.code == code
 
 
 def test_no_catalogue_is_unknown_garment():
     with pytest.raises(GoalError, match='garments.catalog_dir') as err:
-        validate(goal(garment_image=Image(), garment_id='x'), SETTINGS, None)
+        validate(goal(garment_image=Image(), garment_id='x'))
     assert err.value.code == 'UNKNOWN_GARMENT'
 
 
 def test_describe_for_logs(catalog):
     g = goal(garment_image=Image(), garment_id='blue_skirt')
-    assert admission.describe(g, validate(g, SETTINGS, catalog)) == \
+    assert admission.describe(g, validate(g, catalog=catalog)) == \
         'garment blue_skirt, lower, 10 steps'
     assert admission.describe(goal(num_inference_steps=4), GoalError('X', 'y')) == \
         'garment image, -, 4 steps'
@@ -264,10 +269,10 @@ def test_goal_error_codes(error, code):
 
 
 def test_request_is_frozen():
-    req = validate(goal(), SETTINGS, None)
+    req = validate(goal())
     assert isinstance(req, Request)
     with pytest.raises(AttributeError):
-        req.steps = 3
+        req.cloth_type = 'lower'
 
 
 # ---- result files -------------------------------------------------------------------
@@ -306,12 +311,12 @@ def tiny_pipe(tmp_path_factory):
 
 
 def test_try_on_composes_into_the_person_and_reports_each_step(tiny_pipe):
-    req = validate(goal(num_inference_steps=3, seed=4), SETTINGS, None)
+    req = validate(goal(num_inference_steps=3, seed=4), replace(CALL, height=64, width=48))
     steps = []
     reporter = tryon_core.StepReporter(lambda *a: steps.append(a), lambda: False, 2)
     timings = dict.fromkeys(tryon_core.STAGES, 0.0)
     image, mask, notes = tryon_core.try_on(tiny_pipe, req, req.person, req.mask, timings,
-                                           reporter, height=64, width=48)
+                                           reporter)
     assert image.shape == (40, 30, 3) and set(np.unique(mask)) <= {0, 255}
     assert 'RANDOM WEIGHTS' in notes and timings['denoise'] > 0
     assert [(s[0], s[1]) for s in steps] == [(1, 3), (2, 3), (3, 3)]
@@ -320,8 +325,7 @@ def test_try_on_composes_into_the_person_and_reports_each_step(tiny_pipe):
 
 
 def test_images_the_pipeline_cannot_use_are_invalid_image(tiny_pipe):
-    req = validate(goal(), SETTINGS, None)
+    req = validate(goal(), replace(CALL, height=64, width=48))
     with pytest.raises(GoalError, match='cannot use the images') as err:
-        tryon_core.try_on(tiny_pipe, req, req.person, req.mask[:20], {}, None,
-                          height=64, width=48)
+        tryon_core.try_on(tiny_pipe, req, req.person, req.mask[:20], {}, None)
     assert err.value.code == 'INVALID_IMAGE'

@@ -14,7 +14,7 @@ from vton_ros.bench.flops import catvton_flops, count_flops, segmentation_flops
 from vton_ros.bench.sweeps import (CPU_FP16_REASON, CPU_FRACTION_REASON, default_plan,
                                    plan_runs, RunConfig, SWEEPS)
 from vton_ros.bench.timing import PeakMemory, summarize
-from vton_ros.pipeline.catvton import TIMING_KEYS
+from vton_ros.pipeline.options import TIMING_KEYS
 from vton_ros.pipeline.random_weights import sd15_inpaint_unet_config, sd_vae_config
 from vton_ros.tools import vton_bench
 from vton_ros.tools.make_test_weights import write_test_weights

@@ -18,8 +18,9 @@ from vton_ros.names import SCHEDULERS
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.attention import (self_attention_modules, SkipAttnProcessor,
                                          SlicedSelfAttnProcessor)
-from vton_ros.pipeline.catvton import (CatVTONPipeline, latents_to_preview, TIMING_KEYS,
-                                       TryOnCancelled)
+from vton_ros.pipeline.catvton import CatVTONPipeline
+from vton_ros.pipeline.options import TIMING_KEYS, TryOnCancelled
+from vton_ros.pipeline.previews import latents_to_preview
 from vton_ros.pipeline.weights import IncompatibleWeightsError, ModelNotFoundError
 
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: I100 (after the shim)

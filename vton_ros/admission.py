@@ -10,23 +10,20 @@ handle that the node executes; error codes are names of ``TryOn.Result`` constan
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 import random
 import threading
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
 from vton_ros.camera_source import SourceError
+from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog
 from vton_ros.names import CLOTH_TYPES
 from vton_ros.nodes import image_conv
-from vton_ros.params import param
 
-# Goal overrides obey the same bounds as the node parameters they override.
-MAX_STEPS = int(param('catvton.num_inference_steps').max)
-MAX_GUIDANCE = float(param('catvton.guidance_scale').max)
 # Why a goal stopped -> (error code name, message for the client).
 STOPS = {
     'canceled': ('CANCELED', 'canceled'),
@@ -46,16 +43,14 @@ class GoalError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """A validated goal: decoded images (uint8 RGB HxWx3, masks HxW) and resolved numbers."""
+    """A validated goal: decoded images (uint8 RGB HxWx3, masks HxW) and its call config."""
 
     garment: np.ndarray
     garment_name: str  # the garment id, or 'image'
     cloth_type: str
     person: np.ndarray | None  # None: use the latest camera frame
     mask: np.ndarray | None  # None: the camera's mask or a generated one
-    steps: int
-    guidance: float
-    seed: int
+    call: CatVTONCall  # the server's, with the goal's steps, guidance and a resolved seed
 
 
 def is_empty(msg: Any) -> bool:
@@ -63,12 +58,15 @@ def is_empty(msg: Any) -> bool:
     return not (msg.width or msg.height or msg.encoding or len(msg.data))
 
 
-def validate(goal: Any, settings: Mapping[str, Any],
-             catalog: GarmentCatalog | None) -> Request:
-    """Check a TryOn goal against the current settings; raise GoalError with the fix."""
-    max_pixels = settings['tryon.max_image_pixels']
+def validate(goal: Any, call: CatVTONCall, catalog: GarmentCatalog | None, *,
+             max_pixels: int, cloth_type: str) -> Request:
+    """
+    Check a TryOn goal against the server's call config; raise GoalError with the fix.
+
+    max_pixels: tryon.max_image_pixels; cloth_type: the default (segmentation.cloth_type).
+    """
     garment, catalog_type = _garment(goal, catalog, max_pixels)
-    cloth_type = goal.cloth_type or catalog_type or settings['segmentation.cloth_type']
+    cloth_type = goal.cloth_type or catalog_type or cloth_type
     if cloth_type not in CLOTH_TYPES:
         raise GoalError('INVALID_ARGUMENT', f'unknown cloth_type {goal.cloth_type!r}; '
                         f'valid: {", ".join(CLOTH_TYPES)}')
@@ -82,16 +80,16 @@ def validate(goal: Any, settings: Mapping[str, Any],
             check_mask(mask, person.shape[:2])
         if not (mask >= 128).any():
             raise GoalError('INVALID_IMAGE', 'mask is empty: nothing to repaint')
-    steps, guidance, seed = _numbers(goal, settings)
     return Request(garment=garment, garment_name=_garment_name(goal),
-                   cloth_type=cloth_type, person=person, mask=mask, steps=steps,
-                   guidance=guidance, seed=seed)
+                   cloth_type=cloth_type, person=person, mask=mask,
+                   call=_goal_call(goal, call))
 
 
 def describe(goal: Any, checked: 'Request | GoalError') -> str:
     """One-line summary of a goal for logs: garment, cloth type, steps."""
     if isinstance(checked, Request):
-        return f'garment {checked.garment_name}, {checked.cloth_type}, {checked.steps} steps'
+        return (f'garment {checked.garment_name}, {checked.cloth_type}, '
+                f'{checked.call.num_inference_steps} steps')
     steps = goal.num_inference_steps or 'default'
     return f'garment {_garment_name(goal) or "-"}, {goal.cloth_type or "-"}, {steps} steps'
 
@@ -132,21 +130,23 @@ def _garment(goal: Any, catalog: GarmentCatalog | None,
         raise GoalError('INVALID_IMAGE', f'garment {goal.garment_id}: {err}') from None
 
 
-def _numbers(goal: Any, settings: Mapping[str, Any]) -> tuple[int, float, int]:
-    steps = goal.num_inference_steps or settings['catvton.num_inference_steps']
-    if not 1 <= steps <= MAX_STEPS:
-        raise GoalError('INVALID_ARGUMENT', f'num_inference_steps={steps} must be in '
-                        f'[1, {MAX_STEPS}] (0 = node default)')
+def _goal_call(goal: Any, call: CatVTONCall) -> CatVTONCall:
+    """Apply the goal's overrides (0 / negative: the server's) to the server's call config."""
     guidance = goal.guidance_scale
-    if math.isnan(guidance) or math.isinf(guidance) or guidance > MAX_GUIDANCE:
-        raise GoalError('INVALID_ARGUMENT', f'guidance_scale={guidance} must be finite and '
-                        f'<= {MAX_GUIDANCE:g} (negative = node default)')
-    if guidance < 0:
-        guidance = settings['catvton.guidance_scale']
-    seed = goal.seed if goal.seed >= 0 else settings['catvton.seed']
+    seed = goal.seed if goal.seed >= 0 else call.seed
     if seed < 0:
         seed = random.SystemRandom().randrange(2 ** 31)
-    return steps, float(guidance), int(seed)
+    try:
+        if math.isnan(guidance):
+            raise ValueError(f'catvton.guidance_scale={guidance} is not a number')
+        return replace(call, num_inference_steps=goal.num_inference_steps or
+                       call.num_inference_steps,
+                       guidance_scale=float(guidance) if guidance >= 0 else call.guidance_scale,
+                       seed=int(seed))
+    except ValueError as err:  # the schema's range of the setting it overrides
+        raise GoalError('INVALID_ARGUMENT', f"{err} (the goal's num_inference_steps, "
+                        'guidance_scale and seed override those settings; 0 or a negative '
+                        "value keeps the server's)") from None
 
 
 class Admission:

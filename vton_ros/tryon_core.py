@@ -9,46 +9,39 @@ here so it can be tested without ROS. Errors a client must see are
 import gc
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from vton_ros.admission import GoalError, Request
+from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
 from vton_ros.pipeline import preprocess
 from vton_ros.pipeline.attention_sets import resolve_attn_version
-from vton_ros.pipeline.catvton import CatVTONPipeline, latents_to_preview, TIMING_KEYS
+from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
+from vton_ros.pipeline.options import TIMING_KEYS
+from vton_ros.pipeline.previews import latents_to_preview
 
 STAGES = TIMING_KEYS[:1] + ('segmentation',) + TIMING_KEYS[1:]  # the pipeline's + masking
 PAIR_HISTORY = 30  # camera frames kept while waiting for their masks
 HEALTH = ('ok', 'warn', 'error')
-# per-goal acceleration arguments of the pipeline, each the setting catvton.<name>
-SPEED_OPTIONS = ('guidance_start', 'guidance_end', 'cache_interval', 'cache_branch')
 
 
-def load_pipeline(s: Mapping[str, Any]) -> tuple[CatVTONPipeline, str]:
-    """Set torch's process flags and load CatVTON from the settings; return (pipe, summary)."""
-    device = resolve_device(s['catvton.device'])
-    configure_torch(device, cudnn_benchmark=s['catvton.cudnn_benchmark'],
-                    gpu_memory_fraction=s['catvton.gpu_memory_fraction'])
-    first = resolve_attn_version(s['catvton.attn_version'], s['segmentation.cloth_type'],
-                                 s['catvton.height'], s['catvton.width'])
-    pipe = CatVTONPipeline.from_pretrained(
-        base_model=s['catvton.base_model'], vae=s['catvton.vae'],
-        attn_ckpt=s['catvton.attn_ckpt'], attn_version=first,
-        device=str(device), dtype=s['catvton.precision'], scheduler=s['catvton.scheduler'],
-        attention_slicing='auto' if s['catvton.attention_slicing'] else None,
-        vae_slicing=s['catvton.vae_slicing'], vae_tiling=s['catvton.vae_tiling'],
-        channels_last=s['catvton.channels_last'], compile_unet=s['catvton.compile_unet'],
-        tiny_vae=s['catvton.tiny_vae'], decoder=s['catvton.decoder'],
-        preview_decoder=s['catvton.preview_decoder'], offload=s['catvton.offload'],
-        sdpa_backend=s['catvton.sdpa_backend'], safety_checker=s['catvton.safety_checker'],
-        local_files_only=not s['catvton.allow_download'])
-    info = (f'{s["catvton.base_model"]} + {s["catvton.vae"]} + {s["catvton.attn_ckpt"]} '
-            f'({s["catvton.attn_version"]}: {first}) on {pipe.device} {dtype_name(pipe.dtype)}, '
-            f'scheduler {pipe.scheduler_name}')
+def configure_process(load: CatVTONLoad) -> None:
+    """Set torch's process-wide flags (cuDNN, memory cap): from a node's entry only."""
+    configure_torch(resolve_device(load.device), load.cudnn_benchmark, load.gpu_memory_fraction)
+
+
+def load_pipeline(load: CatVTONLoad, call: CatVTONCall,
+                  cloth_type: str) -> tuple[CatVTONPipeline, str]:
+    """Load CatVTON with the attention set of the first goals; return (pipe, summary)."""
+    first = resolve_attn_version(load.attn_version, cloth_type, call.height, call.width)
+    pipe = CatVTONPipeline.from_pretrained(**load.pipeline_kwargs(first, call.scheduler))
+    info = (f'{load.base_model} + {load.vae} + {load.attn_ckpt} ({load.attn_version}: '
+            f'{first}) on {pipe.device} {dtype_name(pipe.dtype)}, scheduler '
+            f'{pipe.scheduler_name}')
     return pipe, info
 
 
@@ -112,17 +105,17 @@ def check_pair_age(age: float, max_age: float) -> None:
 class Maskers:
     """The mask generator for goals with a person but no mask, rebuilt when settings change."""
 
-    def __init__(self, setting: Callable[[str], Any]) -> None:
-        self._setting = setting
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._masker: MaskGenerator | None = None
-        self._threshold = None
+        self._config: MaskerConfig | None = None
 
-    def __call__(self, person: np.ndarray, cloth_type: str) -> tuple[np.ndarray, float]:
+    def __call__(self, config: MaskerConfig, person: np.ndarray,
+                 cloth_type: str) -> tuple[np.ndarray, float]:
         """Return the agnostic mask (HxW uint8) of ``person`` and the seconds it took."""
         start = time.monotonic()
         try:
-            result = self._get()(person, cloth_type)
+            result = self._get(config)(person, cloth_type)
         except ValueError as err:  # e.g. a unet checkpoint trained for another type
             raise GoalError('INVALID_ARGUMENT', f'mask generation: {err}') from None
         if not result.person_found or not (result.mask >= 128).any():
@@ -130,17 +123,15 @@ class Maskers:
                             f'the image ({result.status}); send a mask or a photo that shows it')
         return result.mask, time.monotonic() - start
 
-    def _get(self) -> MaskGenerator:
-        threshold = self._setting('segmentation.threshold')
+    def _get(self, config: MaskerConfig) -> MaskGenerator:
         with self._lock:
-            if self._masker is None or self._threshold != threshold:
+            if self._masker is None or self._config != config:
                 masker = create_mask_generator(
-                    backend=self._setting('segmentation.backend'),
-                    checkpoint=self._setting('segmentation.checkpoint') or None,
-                    threshold=threshold, device=self._setting('segmentation.device'),
-                    precision=self._setting('segmentation.precision'))
+                    backend=config.backend, checkpoint=config.checkpoint or None,
+                    threshold=config.threshold, device=config.device,
+                    precision=config.precision)
                 self.close()
-                self._masker, self._threshold = masker, threshold
+                self._masker, self._config = masker, config
             return self._masker
 
     def close(self) -> None:
@@ -163,29 +154,29 @@ def use_attention(pipe: CatVTONPipeline, setting: str, cloth_type: str, height: 
 
 
 def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np.ndarray,
-           timings: dict[str, float], callback: Callable, *, attn_version: str = 'mix',
-           mask_blur: float = 0.0, **options: Any) -> tuple[np.ndarray, np.ndarray, str]:
+           timings: dict[str, float], callback: Callable | None, *,
+           attn_version: str = 'mix') -> tuple[np.ndarray, np.ndarray, str]:
     """
-    Run CatVTON and put the result back into the full person image.
+    Run CatVTON with the goal's call config and put the result into the full person image.
 
-    ``options`` are the pipeline's (height, width, repaint and SPEED_OPTIONS). attn_version:
-    the setting (auto picks per goal); mask_blur: blur sigma in try-on pixels (0 = off).
-    With repaint, pixels outside the mask are the person's own. Adds the pipeline's stage
-    timings to ``timings``; returns (HxWx3 uint8 try-on, HxW binary mask, result notes).
+    attn_version: the catvton.attn_version setting (auto picks per goal). With repaint,
+    pixels outside the mask are the person's own. Adds the pipeline's stage timings to
+    ``timings``; returns (HxWx3 uint8 try-on, HxW binary mask, result notes).
     """
-    height, width = options['height'], options['width']
-    version = use_attention(pipe, attn_version, request.cloth_type, height, width)
-    if mask_blur > 0:
-        box = preprocess.centre_crop_box(mask.shape[0], mask.shape[1], height, width)
-        mask = preprocess.blur_mask(mask, mask_blur * box.height / height)
+    call = request.call
+    version = use_attention(pipe, attn_version, request.cloth_type, call.height, call.width)
+    if call.mask_blur > 0:
+        box = preprocess.centre_crop_box(mask.shape[0], mask.shape[1], call.height, call.width)
+        mask = preprocess.blur_mask(mask, call.mask_blur * box.height / call.height)
     try:
-        pipe.check_speed_options(**{k: options[k] for k in SPEED_OPTIONS if k in options})
-    except ValueError as err:  # e.g. guidance_start > guidance_end
+        pipe.check_speed_options(call.guidance_start, call.guidance_end, call.cache_interval,
+                                 call.cache_branch)
+    except ValueError as err:  # e.g. a cache branch this UNet does not have
         raise GoalError('INVALID_ARGUMENT', f'catvton settings: {err}') from None
+    pipe.set_scheduler(call.scheduler)
     try:
-        out = pipe(person, request.garment, mask, num_inference_steps=request.steps,
-                   guidance_scale=request.guidance, seed=request.seed, callback=callback,
-                   **options)
+        out = pipe(person, request.garment, mask, seed=call.seed, callback=callback,
+                   **call.pipeline_kwargs())
     except ValueError as err:  # steps and guidance were checked: the images do not fit
         raise GoalError('INVALID_IMAGE', f'the pipeline cannot use the images: {err}') from None
     for stage in TIMING_KEYS[:-1]:  # all but 'total', which is the goal's own
@@ -193,7 +184,7 @@ def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np
     start = time.monotonic()
     image = preprocess.uncrop(out.image, out.crop_box, background=person)
     binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
-    if options.get('repaint'):  # the person's own full-resolution pixels outside the mask
+    if call.repaint:  # the person's own full-resolution pixels outside the mask
         image[binary == 0] = person[binary == 0]
     timings['preprocess'] += time.monotonic() - start
     notes = ['ok', f'attention {version}']

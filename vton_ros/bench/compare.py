@@ -24,7 +24,8 @@ import torch
 from vton_ros.bench.report import fmt_num, fmt_s, RANDOM_BANNER
 from vton_ros.bench.sweeps import BenchRunner, make_inputs, PipelineSource, RunConfig
 from vton_ros.bench.timing import PeakMemory, summarize, synchronize
-from vton_ros.pipeline.catvton import CatVTONPipeline, TIMING_KEYS
+from vton_ros.pipeline.catvton import CatVTONPipeline
+from vton_ros.pipeline.options import TIMING_KEYS
 
 _LOG = logging.getLogger(__name__)
 

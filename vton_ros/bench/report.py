@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any
 
-from vton_ros.pipeline.catvton import TIMING_KEYS
+from vton_ros.pipeline.options import TIMING_KEYS
 
 _LOG = logging.getLogger(__name__)
 

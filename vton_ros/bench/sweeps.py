@@ -24,7 +24,8 @@ from vton_ros import samples
 from vton_ros.bench.flops import catvton_flops, gflops_per_s, segmentation_flops
 from vton_ros.bench.timing import PeakMemory, summarize, time_call
 from vton_ros.pipeline import weights
-from vton_ros.pipeline.catvton import CatVTONPipeline, PipelineOptions, TIMING_KEYS
+from vton_ros.pipeline.catvton import CatVTONPipeline
+from vton_ros.pipeline.options import PipelineOptions, TIMING_KEYS
 
 _LOG = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 
 from vton_ros import params as schema
+from vton_ros.config import SettingsView
 from vton_ros.nodes.runner import run  # noqa: F401 (every node's main calls common.run)
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
@@ -137,6 +138,11 @@ class SchemaNode(Node):
 
     def close(self) -> None:
         """Free what the node holds (workers, models); called after spinning stopped."""
+
+    def config(self, view: type[SettingsView]) -> Any:
+        """Return the typed view (:mod:`vton_ros.config`) of the current settings."""
+        with self._settings_lock:
+            return view.from_settings(self.settings)
 
     def setting(self, name: str) -> Any:
         """Return the current value of a schema parameter."""

@@ -20,9 +20,10 @@ from vton_interfaces.msg import StageTiming
 
 from vton_ros import tryon_core as core
 from vton_ros.admission import Admission, check_mask, describe, GoalError, Request, validate
+from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv
-from vton_ros.pipeline.catvton import TryOnCancelled
+from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.result_files import save_result
 
 R = TryOn.Result
@@ -48,7 +49,7 @@ class TryOnServer(common.SchemaNode):
         catalog_dir = self.setting('garments.catalog_dir')
         self._catalog = GarmentCatalog(catalog_dir) if catalog_dir else None
         self._pipe = None
-        self._maskers = core.Maskers(self.setting)
+        self._maskers = core.Maskers()
         self._admission = Admission()
         self._tickets: dict = {}  # id(goal) -> (goal, checked), then goal id -> checked
         self._stats = {'succeeded': 0, 'failed': 0}
@@ -62,7 +63,10 @@ class TryOnServer(common.SchemaNode):
     def load(self) -> None:
         """Set torch's process flags and load the models (called from main)."""
         start = time.monotonic()
-        self._pipe, info = core.load_pipeline(self.settings)
+        load = self.config(CatVTONLoad)
+        core.configure_process(load)
+        self._pipe, info = core.load_pipeline(load, self.config(CatVTONCall),
+                                              self.setting('segmentation.cloth_type'))
         seconds = time.monotonic() - start
         self.get_logger().info(f'loaded CatVTON in {seconds:.1f} s: {info}')
         if self._pipe.random_weights:
@@ -72,11 +76,6 @@ class TryOnServer(common.SchemaNode):
                           random_weights=self._pipe.random_weights,
                           **core.gpu_memory(self._pipe))
         self._health('ok', 'ready')
-        self._on_change.append(self._settings_changed)
-
-    def _settings_changed(self, changes: dict) -> None:
-        if 'catvton.scheduler' in changes:
-            self._pipe.set_scheduler(changes['catvton.scheduler'])
 
     def _health(self, level: str | None = None, message: str | None = None, **values) -> None:
         """Update /diagnostics: the last goal's state, made worse by a stale camera pair."""
@@ -103,7 +102,9 @@ class TryOnServer(common.SchemaNode):
 
     def _validate(self, goal: TryOn.Goal) -> Request | GoalError:
         try:
-            return validate(goal, self.settings, self._catalog)
+            return validate(goal, self.config(CatVTONCall), self._catalog,
+                            max_pixels=self.setting('tryon.max_image_pixels'),
+                            cloth_type=self.setting('segmentation.cloth_type'))
         except GoalError as err:
             return err
 
@@ -207,23 +208,19 @@ class TryOnServer(common.SchemaNode):
         if person is None:
             person_msg, person, mask, waited = self._camera(goal_handle, request)
         if mask is None:
-            mask, timings['segmentation'] = self._maskers(person, request.cloth_type)
+            mask, timings['segmentation'] = self._maskers(self.config(MaskerConfig), person,
+                                                          request.cloth_type)
         timings['preprocess'] = time.monotonic() - start - timings['segmentation'] - waited
         feedback = core.StepReporter(partial(self._feedback, goal_handle),
                                      partial(self._should_stop, goal_handle),
                                      self.setting('tryon.preview_every'), self._pipe.preview)
-        image, binary, notes = core.try_on(
-            self._pipe, request, person, mask, timings, feedback,
-            height=self.setting('catvton.height'), width=self.setting('catvton.width'),
-            repaint=self.setting('catvton.repaint'),
-            attn_version=self.setting('catvton.attn_version'),
-            mask_blur=self.setting('catvton.mask_blur'),
-            **{name: self.setting(f'catvton.{name}') for name in core.SPEED_OPTIONS})
+        image, binary, notes = core.try_on(self._pipe, request, person, mask, timings, feedback,
+                                           attn_version=self.setting('catvton.attn_version'))
         timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
         header = person_msg.header if person_msg is not None else None
         feedback.settle()
         return R(image=image_conv.from_rgb(image, header),
-                 mask=image_conv.from_mono(binary, header), seed=request.seed,
+                 mask=image_conv.from_mono(binary, header), seed=request.call.seed,
                  timings=[StageTiming(name=k, seconds=v) for k, v in timings.items()],
                  error_code=R.SUCCESS, message=notes)
 

@@ -14,227 +14,35 @@ the person half is decoded and mapped from [-1, 1] to uint8 RGB.
 No rclpy here: the ROS nodes wrap :class:`CatVTONPipeline`.
 """
 
-from collections import OrderedDict
+
 from collections.abc import Callable
-from dataclasses import dataclass
-import hashlib
-import json
 import logging
-import math
-import os
 import secrets
 import time
 
 import cv2
-from diffusers import (AutoencoderKL, AutoencoderTiny,  # after the package's shim
-                       UNet2DConditionModel)
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vton_ros.names import DECODERS, MAX_STEPS, PREVIEW_DECODERS
 from vton_ros.pipeline import attention, schedulers, weights
-from vton_ros.pipeline.attention import check_sdpa_backend, sdpa_context
+from vton_ros.pipeline.attention import sdpa_context
 from vton_ros.pipeline.attention_sets import AttentionSets
+from vton_ros.pipeline.checks import check_call
 from vton_ros.pipeline.deepcache import check_cache_options, DeepCacheUNet
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
+from vton_ros.pipeline.garment_cache import GarmentLatentCache
 from vton_ros.pipeline.guidance import check_guidance_interval, guided_steps
-from vton_ros.pipeline.offload import check_offload_mode, Offloader
-from vton_ros.pipeline.preprocess import check_image, cover_resize, CropBox, letterbox
+from vton_ros.pipeline.loading import load_models
+from vton_ros.pipeline.offload import Offloader
+from vton_ros.pipeline.options import (PipelineOptions, StepCallback, TIMING_KEYS,
+                                       TryOnCancelled, TryOnResult)
+from vton_ros.pipeline.preprocess import check_image, cover_resize, letterbox
+from vton_ros.pipeline.previews import latents_to_preview, repaint_blend, to_uint8
 from vton_ros.pipeline.weights import IncompatibleWeightsError
 
 _LOG = logging.getLogger(__name__)
-
-TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
-# Linear map from SD1.x latents (scaled) to approximate RGB in [-1, 1] (rows: latent channels)
-LATENT_RGB_FACTORS = (
-    (0.298, 0.207, 0.208),
-    (0.187, 0.286, 0.173),
-    (-0.158, 0.189, 0.264),
-    (-0.184, -0.271, -0.473),
-)
-
-StepCallback = Callable[[int, int, float, torch.Tensor], bool | None]
-
-
-class TryOnCancelled(Exception):
-    """
-    The step callback asked to stop; no result. The pipeline stays usable.
-
-    ``step``/``total``: the last completed step (0 if none) and the number of steps.
-    """
-
-    def __init__(self, message: str = 'try-on cancelled', step: int = 0,
-                 total: int = 0) -> None:
-        super().__init__(message)
-        self.step = step
-        self.total = total
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """
-    Memory and speed options (the paper's Jetson settings), fixed at construction.
-
-    attention_slicing: None/'off', 'auto' (half the heads per slice), 'max' (one head) or
-      heads per slice; keeps CatVTON's cross-attention skip.
-    vae_slicing / vae_tiling: diffusers' VAE slicing and tiling.
-    channels_last: UNet and VAE weights in channels-last memory format.
-    compile_unet: wrap the UNet forward in torch.compile (first call is slow; not used on
-      the shallow/full steps of feature caching, which call the UNet's blocks).
-    garment_cache_size: garment latents kept (LRU); 0 disables the cache.
-    decoder: 'full' (the VAE) or 'tiny' (the TAESD decoder: ~20x fewer FLOPs, approximate).
-    preview_decoder: 'latent' (linear latent colours, latent size) or 'tiny' (TAESD images
-      at twice the latent size).
-    offload: 'none' | 'model' | 'sequential' (see vton_ros.pipeline.offload).
-    sdpa_backend: scaled-dot-product attention kernel of the UNet: 'auto' (torch picks),
-      'flash', 'efficient' or 'math' (see vton_ros.pipeline.attention.sdpa_context).
-    """
-
-    attention_slicing: int | str | None = None
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    channels_last: bool = False
-    compile_unet: bool = False
-    garment_cache_size: int = 8
-    decoder: str = 'full'
-    preview_decoder: str = 'latent'
-    offload: str = 'none'
-    sdpa_backend: str = 'auto'
-
-    @property
-    def uses_tiny_vae(self) -> bool:
-        """Tell whether the tiny VAE is needed (final decode or previews)."""
-        return 'tiny' in (self.decoder, self.preview_decoder)
-
-    def __post_init__(self) -> None:
-        """Validate the option values."""
-        attention.resolve_slice_size(self.attention_slicing, 8)
-        for name, valid in (('decoder', DECODERS), ('preview_decoder', PREVIEW_DECODERS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f'{name} must be one of {", ".join(valid)}, got '
-                                 f'{getattr(self, name)!r}')
-        check_offload_mode(self.offload)
-        check_sdpa_backend(self.sdpa_backend)
-        if not isinstance(self.garment_cache_size, int) or self.garment_cache_size < 0:
-            raise ValueError('garment_cache_size must be an int >= 0, got '
-                             f'{self.garment_cache_size!r}')
-
-
-@dataclass(frozen=True)
-class TryOnResult:
-    """
-    Output of one try-on.
-
-    image: (height, width, 3) uint8 RGB. mask: (height, width) uint8, 255 = repainted.
-    crop_box: the crop of the person frame that ``image`` covers (for preprocess.uncrop).
-    timings: seconds per stage, keys :data:`TIMING_KEYS`.
-    seed: the seed of the noise (None when the caller passed a generator).
-    nan_recovered: the low-precision VAE decode produced NaN/Inf and was redone in fp32.
-    nsfw: the safety checker flagged the image (then black); False when it is off.
-    garment_cache_hit: the garment latent came from the cache (no VAE encode).
-    """
-
-    image: np.ndarray
-    mask: np.ndarray
-    crop_box: CropBox
-    timings: dict
-    seed: int | None
-    nan_recovered: bool
-    nsfw: bool
-    garment_cache_hit: bool
-
-
-class GarmentLatentCache:
-    """
-    Bounded LRU cache of garment latents keyed by content hash, size and dtype.
-
-    ``hits``/``misses`` count lookups; entries are never modified after insertion.
-    """
-
-    def __init__(self, maxsize: int = 8) -> None:
-        self.maxsize = maxsize
-        self.hits = 0
-        self.misses = 0
-        self._entries: OrderedDict = OrderedDict()
-
-    def __len__(self) -> int:
-        """Return the number of cached garments."""
-        return len(self._entries)
-
-    @staticmethod
-    def key(garment: np.ndarray, height: int, width: int, dtype: torch.dtype,
-            device: torch.device) -> tuple:
-        """Cache key of a garment image (HxWx3 uint8) for one output size/dtype/device."""
-        digest = hashlib.blake2b(np.ascontiguousarray(garment).data, digest_size=16)
-        return (digest.hexdigest(), garment.shape, height, width, str(dtype), str(device))
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        """Return the cached latent (and mark it recent) or None; counts a hit or miss."""
-        latent = self._entries.get(key)
-        if latent is None:
-            self.misses += 1
-            return None
-        self._entries.move_to_end(key)
-        self.hits += 1
-        return latent
-
-    def put(self, key: tuple, latent: torch.Tensor) -> None:
-        """Store a latent, evicting the least recently used entries beyond maxsize."""
-        if self.maxsize == 0:
-            return
-        self._entries[key] = latent
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop all entries and reset the counters."""
-        self._entries.clear()
-        self.hits = 0
-        self.misses = 0
-
-
-@torch.inference_mode()
-def latents_to_preview(latents: torch.Tensor, person_only: bool = True,
-                       upscale: int = 1) -> np.ndarray:
-    """
-    Cheap RGB preview of (scaled) latents without the VAE.
-
-    latents: (1, 4, H, W) or (4, H, W), e.g. as passed to the step callback (person and
-    garment halves stacked on H). person_only keeps the top (person) half. Returns
-    (H', W', 3) uint8 RGB at latent resolution (1/8 of the image) times ``upscale``.
-    """
-    lat = latents.detach()
-    if lat.ndim == 4:
-        lat = lat[0]
-    if lat.ndim != 3 or lat.shape[0] != len(LATENT_RGB_FACTORS):
-        raise ValueError(f'latents must be (1, 4, H, W) or (4, H, W), got {tuple(latents.shape)}')
-    if person_only:
-        lat = lat[:, :lat.shape[1] // 2]
-    factors = torch.tensor(LATENT_RGB_FACTORS, dtype=torch.float32, device=lat.device)
-    rgb = torch.einsum('chw,cr->hwr', lat.float(), factors)
-    image = ((rgb + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
-    if upscale > 1:
-        image = cv2.resize(image, (image.shape[1] * upscale, image.shape[0] * upscale),
-                           interpolation=cv2.INTER_LINEAR)
-    return image
-
-
-def repaint_blend(person: np.ndarray, result: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """
-    Blend ``result`` into ``person`` inside the mask, feathered inwards.
-
-    person, result: HxWx3 uint8; mask: HxW uint8 (>= 128 = repainted). Pixels outside the
-    mask are exactly ``person``; the feathering band (about H/50 px) lies inside the mask.
-    """
-    size = max(3, person.shape[0] // 50) | 1
-    binary = (mask >= 128).astype(np.float32)
-    inner = cv2.erode(binary, np.ones((size, size), np.uint8))
-    alpha = cv2.GaussianBlur(inner, (size, size), 0) * binary
-    alpha = alpha[..., None]
-    out = person.astype(np.float32) * (1.0 - alpha) + result.astype(np.float32) * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 class CatVTONPipeline:
@@ -323,55 +131,25 @@ class CatVTONPipeline:
         ValueError for unknown names.
         """
         schedulers.check_scheduler_name(scheduler)
-        version_files = weights.attn_files(attn_version)
         options = PipelineOptions(attention_slicing, vae_slicing, vae_tiling, channels_last,
                                   compile_unet, garment_cache_size, decoder, preview_decoder,
                                   offload, sdpa_backend)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        if safety_checker:
-            import importlib.util
-            if importlib.util.find_spec('transformers') is None:
-                raise ImportError('safety_checker=True needs the transformers package, which is '
-                                  'not installed: install it or turn the safety checker off')
-        lookup = {'cache_dir': cache_dir, 'local_files_only': local_files_only}
-        base_dir = weights.resolve_model(base_model, weights.base_model_files(safety_checker),
-                                         **lookup)
-        vae_dir = weights.resolve_model(vae, weights.vae_files(), **lookup)
-        attn_dir = weights.resolve_model(attn_ckpt, version_files, **lookup)
-        attn_path = weights.pick_file(attn_dir, version_files.required[0])
-        tiny_dir = None
-        if options.uses_tiny_vae:
-            try:
-                tiny_dir = weights.resolve_model(tiny_vae, weights.tiny_vae_files(), **lookup)
-            except weights.ModelNotFoundError as err:
-                raise weights.ModelNotFoundError(
-                    f'{err} (decoder/preview_decoder tiny: `fetch_weights --tiny-vae` fetches '
-                    f'{weights.DEFAULT_TINY_VAE}; or set both to full/latent)') from err
-        with open(os.path.join(base_dir, 'scheduler', 'scheduler_config.json')) as f:
-            scheduler_config = json.load(f)
         start = time.perf_counter()
-        unet = UNet2DConditionModel.from_pretrained(base_dir, subfolder='unet', torch_dtype=dt)
-        vae_model = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dt)
-        tiny_model = (AutoencoderTiny.from_pretrained(tiny_dir, torch_dtype=dt)
-                      if tiny_dir else None)
-        n_attn = attention.load_attention_weights(unet, attn_path)
-        checker = None
-        if safety_checker:
-            from vton_ros.pipeline.safety import SafetyChecker
-            checker = SafetyChecker.from_folder(base_dir, dev, dt)
-        random_weights = any(weights.is_random_test_weights(folder)
-                             for folder in (base_dir, vae_dir, attn_dir, tiny_dir) if folder)
-        if random_weights:
-            _LOG.warning('RANDOM TEST WEIGHTS (%s found): try-on outputs will be noise',
-                         weights.RANDOM_MARKER)
-        pipe = cls(unet, vae_model, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
-                   options=options, safety_checker=checker, random_weights=random_weights,
-                   tiny_vae=tiny_model)
-        pipe.attention_sets = AttentionSets(pipe.unet, attn_ckpt, attn_version, **lookup)
-        _LOG.info('CatVTON loaded in %.1f s: base %s, vae %s, attention %s (%d tensors), '
-                  '%s %s, scheduler %s', time.perf_counter() - start, base_dir, vae_dir,
-                  attn_path, n_attn, dev, dtype_name(dt), scheduler)
+        models = load_models(base_model, vae, attn_ckpt, attn_version, dev, dt,
+                             safety_checker=safety_checker,
+                             tiny_vae=tiny_vae if options.uses_tiny_vae else None,
+                             cache_dir=cache_dir, local_files_only=local_files_only)
+        pipe = cls(models.unet, models.vae, models.scheduler_config, scheduler=scheduler,
+                   device=dev, dtype=dt, options=options, safety_checker=models.safety_checker,
+                   random_weights=models.random_weights, tiny_vae=models.tiny_vae)
+        pipe.attention_sets = AttentionSets(pipe.unet, attn_ckpt, attn_version,
+                                            cache_dir=cache_dir,
+                                            local_files_only=local_files_only)
+        _LOG.info('CatVTON loaded in %.1f s: %s, %s %s, scheduler %s',
+                  time.perf_counter() - start, models.description, dev, dtype_name(dt),
+                  scheduler)
         return pipe
 
     @classmethod
@@ -425,7 +203,7 @@ class CatVTONPipeline:
         if self._options.preview_decoder == 'latent':
             return latents_to_preview(latents)
         person = latents[:, :, :latents.shape[2] // 2]
-        image = _to_uint8(self.tiny_vae.decode(person.to(self.device, self.dtype)).sample)
+        image = to_uint8(self.tiny_vae.decode(person.to(self.device, self.dtype)).sample)
         size = (2 * person.shape[3], 2 * person.shape[2])
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
@@ -527,43 +305,9 @@ class CatVTONPipeline:
                      latents: torch.Tensor | None, eta: float,
                      callback: StepCallback | None) -> None:
         """Raise ValueError/TypeError (saying how to fix it) for invalid call arguments."""
-        check_image(person, 'person')
-        check_image(garment, 'garment')
-        check_image(mask, 'mask', channels=None)
-        if mask.shape != person.shape[:2]:
-            raise ValueError(f'mask shape {mask.shape} != person image size {person.shape[:2]}: '
-                             'the mask must be computed on (or resized to) the person image')
-        factor = self.vae_scale_factor
-        for name, value in (('height', height), ('width', width)):
-            if not _is_int(value) or value < factor or value % factor:
-                raise ValueError(f'{name} must be a positive multiple of {factor}, got {value!r} '
-                                 f'(e.g. 512x384 or 1024x768)')
-        if not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= MAX_STEPS:
-            raise ValueError(f'num_inference_steps must be an int in [1, {MAX_STEPS}], got '
-                             f'{num_inference_steps!r} (10-20 with dpmpp_2m, 50 with ddim)')
-        if not _is_real(guidance_scale) or not 0.0 <= guidance_scale < math.inf:
-            raise ValueError(f'guidance_scale must be a finite number >= 0, got '
-                             f'{guidance_scale!r} (2.5 is typical; <= 1 disables guidance)')
-        if not _is_real(eta) or not 0.0 <= eta <= 1.0:
-            raise ValueError(f'eta must be in [0, 1], got {eta!r} (DDIM only; 0 = deterministic)')
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            raise ValueError(f'seed must be an int >= 0 or None, got {seed!r}')
-        if generator is not None:
-            if seed is not None:
-                raise ValueError('pass either seed or generator, not both')
-            if not isinstance(generator, torch.Generator):
-                raise TypeError(f'generator must be a torch.Generator, got '
-                                f'{type(generator).__name__}')
-        if latents is not None:
-            shape = (1, self._latent_channels, 2 * height // factor, width // factor)
-            if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
-                raise TypeError('latents must be a floating-point torch.Tensor')
-            if tuple(latents.shape) != shape:
-                raise ValueError(f'latents must have shape {shape} (person and garment halves '
-                                 f'stacked on height) for {height}x{width}, got '
-                                 f'{tuple(latents.shape)}')
-        if callback is not None and not callable(callback):
-            raise TypeError(f'callback must be callable, got {type(callback).__name__}')
+        check_call(person, garment, mask, num_inference_steps, guidance_scale, height, width,
+                   seed, generator, latents, eta, callback, factor=self.vae_scale_factor,
+                   latent_channels=self._latent_channels)
 
     def check_speed_options(self, guidance_start: float = 0.0, guidance_end: float = 1.0,
                             cache_interval: int = 1, cache_branch: int = 0) -> None:
@@ -672,7 +416,7 @@ class CatVTONPipeline:
         if self._options.decoder == 'tiny':
             image = self.tiny_vae.decode(latents.to(self.dtype)).sample
             if bool(torch.isfinite(image).all()):
-                return _to_uint8(image), False
+                return to_uint8(image), False
             _LOG.warning('the tiny decoder produced NaN/Inf; decoding with the full VAE')
         self._offload.use(self.vae)
         latents = latents / self._scaling_factor
@@ -689,7 +433,7 @@ class CatVTONPipeline:
             if not bool(torch.isfinite(image).all()):
                 raise FloatingPointError('the VAE decode produced NaN/Inf even in fp32: the '
                                          'latents are broken (try precision fp32 or bf16)')
-        return _to_uint8(image), recovered or self._options.decoder == 'tiny'
+        return to_uint8(image), recovered or self._options.decoder == 'tiny'
 
     def _decode_fp32(self, latents: torch.Tensor) -> torch.Tensor:
         """Decode with the VAE decoder temporarily upcast to fp32 (restored afterwards)."""
@@ -707,18 +451,3 @@ class CatVTONPipeline:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - since
-
-
-def _to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [-1, 1] -> (H, W, 3) uint8."""
-    image = ((image[0].float() + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
-    return image.permute(1, 2, 0).cpu().numpy()
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, bool) and not math.isnan(value)

@@ -1,0 +1,164 @@
+"""
+Typed, frozen configurations built once from the validated settings.
+
+The schema (:mod:`vton_ros.params`) stays the one source of names, types, ranges and
+descriptions; each dataclass here is a view of one component's settings, built with
+:meth:`SettingsView.from_settings` from a node's (or a tool's) settings and handed down
+explicitly. A field ``x`` of a view whose ``COMPONENT`` is ``catvton`` is the setting
+``catvton.x``; every value is checked by the schema when the view is built, so a per-goal
+override is ``dataclasses.replace(call, num_inference_steps=...)`` and is range-checked
+in that one place. No torch and no ROS import here.
+"""
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Mapping, TypeVar
+
+from vton_ros import params
+
+V = TypeVar('V', bound='SettingsView')
+
+
+@dataclass(frozen=True)
+class SettingsView:
+    """Base of the typed views: fields named after ``<COMPONENT>.<field>`` settings."""
+
+    COMPONENT: ClassVar[str] = ''
+
+    @classmethod
+    def key(cls, field_name: str) -> str:
+        """Return the schema name of a field (``catvton.height`` for CatVTONCall.height)."""
+        return f'{cls.COMPONENT}.{field_name}'
+
+    @classmethod
+    def from_settings(cls: type[V], settings: Mapping[str, Any]) -> V:
+        """Build the view from {setting name: value} (extra settings are ignored)."""
+        return cls(**{f.name: settings[cls.key(f.name)] for f in fields(cls)})
+
+    @classmethod
+    def defaults(cls: type[V]) -> V:
+        """Build the view from the schema's defaults."""
+        return cls(**{f.name: params.param(cls.key(f.name)).default for f in fields(cls)})
+
+    def __post_init__(self) -> None:
+        """Check every value against the schema (ValueError naming the setting)."""
+        for f in fields(self):
+            object.__setattr__(self, f.name,
+                               params.param(self.key(f.name)).validate(getattr(self, f.name)))
+
+    def settings(self) -> dict[str, Any]:
+        """Return {setting name: value}, e.g. for a parameter file."""
+        return {self.key(f.name): getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CatVTONLoad(SettingsView):
+    """What loading CatVTON needs: the read-only ``catvton.*`` settings (restart to change)."""
+
+    COMPONENT: ClassVar[str] = 'catvton'
+
+    base_model: str
+    vae: str
+    attn_ckpt: str
+    attn_version: str
+    tiny_vae: str
+    allow_download: bool
+    device: str
+    precision: str
+    attention_slicing: bool
+    vae_slicing: bool
+    vae_tiling: bool
+    gpu_memory_fraction: float
+    cudnn_benchmark: bool
+    channels_last: bool
+    compile_unet: bool
+    safety_checker: bool
+    decoder: str
+    preview_decoder: str
+    offload: str
+    sdpa_backend: str
+
+    def option_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the pipeline's ``PipelineOptions`` (memory and speed)."""
+        return {'attention_slicing': 'auto' if self.attention_slicing else None,
+                'vae_slicing': self.vae_slicing, 'vae_tiling': self.vae_tiling,
+                'channels_last': self.channels_last, 'compile_unet': self.compile_unet,
+                'decoder': self.decoder, 'preview_decoder': self.preview_decoder,
+                'offload': self.offload, 'sdpa_backend': self.sdpa_backend}
+
+    def pipeline_kwargs(self, attn_version: str, scheduler: str) -> dict[str, Any]:
+        """Keyword arguments of ``CatVTONPipeline.from_pretrained`` for one attention set."""
+        return {'base_model': self.base_model, 'vae': self.vae, 'attn_ckpt': self.attn_ckpt,
+                'attn_version': attn_version, 'device': self.device, 'dtype': self.precision,
+                'scheduler': scheduler, 'tiny_vae': self.tiny_vae,
+                'safety_checker': self.safety_checker,
+                'local_files_only': not self.allow_download, **self.option_kwargs()}
+
+
+@dataclass(frozen=True)
+class CatVTONCall(SettingsView):
+    """
+    What one try-on takes: the ``catvton.*`` settings that may change between goals.
+
+    A goal's overrides (steps, guidance, seed) are ``dataclasses.replace`` of the
+    server's call config. seed -1: a random seed per goal.
+    """
+
+    COMPONENT: ClassVar[str] = 'catvton'
+
+    height: int
+    width: int
+    scheduler: str
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int
+    repaint: bool
+    mask_blur: float
+    guidance_start: float
+    guidance_end: float
+    cache_interval: int
+    cache_branch: int
+
+    def __post_init__(self) -> None:
+        """Check each value, then the pairs: guidance_start <= guidance_end."""
+        super().__post_init__()
+        if self.guidance_start > self.guidance_end:
+            raise ValueError(f'catvton.guidance_start ({self.guidance_start:g}) must not '
+                             f'exceed catvton.guidance_end ({self.guidance_end:g})')
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``CatVTONPipeline.__call__`` (all but images, seed, callback)."""
+        return {'num_inference_steps': self.num_inference_steps,
+                'guidance_scale': self.guidance_scale, 'height': self.height,
+                'width': self.width, 'repaint': self.repaint,
+                'guidance_start': self.guidance_start, 'guidance_end': self.guidance_end,
+                'cache_interval': self.cache_interval, 'cache_branch': self.cache_branch}
+
+
+@dataclass(frozen=True)
+class MaskerConfig(SettingsView):
+    """The agnostic-mask generator (segmentation_node, and tryon_server for bare photos)."""
+
+    COMPONENT: ClassVar[str] = 'segmentation'
+
+    backend: str
+    checkpoint: str
+    threshold: float
+    cloth_type: str
+    device: str
+    precision: str
+
+
+@dataclass(frozen=True)
+class ServerConfig(SettingsView):
+    """tryon_server's goal handling: previews, busy policy, camera pairs, limits."""
+
+    COMPONENT: ClassVar[str] = 'tryon'
+
+    preview_every: int
+    busy_policy: str
+    queue_size: int
+    pair_max_age: float
+    pair_wait: float
+    goal_timeout: float
+    save_dir: str
+    max_image_pixels: int
