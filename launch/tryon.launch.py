@@ -1,7 +1,9 @@
 """
 Bring up camera_node, segmentation_node and tryon_server (ros2 launch vton_ros tryon.launch.py).
 
-Launch arguments: params_file (default config/tryon.yaml, the paper's Jetson profile),
+Parameters: config/tryon.yaml (the paper's Jetson profile, every setting), then the
+overlay of ``profile`` (config/<profile>.yaml: cpu, fast, fast_cpu, ...; empty: none), then
+``params_file`` (your own file; empty: none); later files win. Other launch arguments:
 namespace (default empty; e.g. mirror_a puts every node, topic and the tryon action under
 /mirror_a, and the config's /**/NODE keys still apply), camera_source (overrides
 camera.source), device (overrides catvton.device and segmentation.device; empty keeps
@@ -37,7 +39,15 @@ def _on_exit(name):
 
 
 def _nodes(context):
+    share = get_package_share_directory('vton_ros')
+    files = [os.path.join(share, 'config', 'tryon.yaml')]
+    profile = LaunchConfiguration('profile').perform(context)
+    if profile:
+        files.append(profile if profile.endswith('.yaml') else
+                     os.path.join(share, 'config', f'{profile}.yaml'))
     params_file = LaunchConfiguration('params_file').perform(context)
+    if params_file:
+        files.append(params_file)
     namespace = LaunchConfiguration('namespace').perform(context)
     source = LaunchConfiguration('camera_source').perform(context)
     device = LaunchConfiguration('device').perform(context)
@@ -57,18 +67,19 @@ def _nodes(context):
     actions = []
     for name, extra in overrides.items():
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
-                    output='screen', emulate_tty=True, parameters=[params_file, extra])
+                    output='screen', emulate_tty=True, parameters=[*files, extra])
         actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
                                                              on_exit=_on_exit(name)))]
     return actions
 
 
 def generate_launch_description():
-    share = get_package_share_directory('vton_ros')
     return LaunchDescription([
-        DeclareLaunchArgument('params_file',
-                              default_value=os.path.join(share, 'config', 'tryon.yaml'),
-                              description='ROS parameter file (see config/)'),
+        DeclareLaunchArgument('profile', default_value='',
+                              description='overlay of config/tryon.yaml: cpu, fast, fast_cpu, '
+                                          '... (config/<profile>.yaml) or a file path'),
+        DeclareLaunchArgument('params_file', default_value='',
+                              description='your own ROS parameter file, applied last'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the whole stack, e.g. mirror_a '
                                           '(several mirrors on one ROS graph)'),

@@ -8,7 +8,7 @@ from test_catvton import load, run as catvton_run
 import torch
 import torch.nn.functional as F
 
-from vton_ros import params
+from vton_ros import param_files, params
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
 from vton_ros.bench.sweeps import RunConfig
 from vton_ros.pipeline import attention, schedulers
@@ -304,7 +304,7 @@ def test_bad_pipeline_options_are_refused(kwargs):
 @pytest.mark.parametrize('name', ['fast.yaml', 'fast_cpu.yaml'])
 def test_fast_profiles_are_the_benchmarked_fast_configuration(name):
     path = ROOT / 'config' / name
-    server = params.load_yaml(str(path))['tryon_server']
+    server = param_files.load_files(param_files.stack(path.stem))['tryon_server']
     for key, value in NAMED_CONFIGS['fast'].settings:
         assert server[key] == value, key
     assert '/**/tryon_server' in yaml.safe_load(path.read_text())

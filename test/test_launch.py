@@ -13,7 +13,7 @@ import pytest
 from rcl_interfaces.srv import GetParameters
 from rosutil import free_domain_id, Proc, ROOT, ros_env, script_argv, Spinner
 from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
-from vton_ros import params
+from vton_ros import param_files, params
 
 pytest.importorskip('launch_ros')
 
@@ -25,7 +25,7 @@ def params_file(path, weights, **server) -> str:
     """Write a config in the wildcard form of config/*.yaml for the tiny weights."""
     values = {k: str(v) for k, v in server_params(weights).items()}
     values.update({'catvton.num_inference_steps': 3, **server})
-    path.write_text(params.dump_yaml({
+    path.write_text(param_files.dump_yaml({
         'camera_node': {'camera.fps': 4.0, 'camera.source': 'sample:astronaut'},
         'segmentation_node': {'segmentation.device': 'cpu'},
         'tryon_server': {k: params.param(k).validate(v) for k, v in values.items()}}))

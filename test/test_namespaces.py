@@ -18,7 +18,7 @@ from rclpy.parameter import parameter_value_to_python
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
 from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
 from vton_interfaces.action import TryOn
-from vton_ros import params, samples
+from vton_ros import param_files, params, samples
 from vton_ros.camera_source import fit
 from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
@@ -38,7 +38,7 @@ def params_file(path, weights) -> str:
                    'catvton.height': 64, 'catvton.width': 48, 'segmentation.device': 'cpu',
                    'catvton.num_inference_steps': STEPS, 'tryon.pair_wait': HANG_GUARD,
                    'tryon.pair_max_age': HANG_GUARD})
-    text = params.dump_yaml({
+    text = param_files.dump_yaml({
         'camera_node': {'camera.fps': 4.0, 'camera.width': SIZE[0], 'camera.height': SIZE[1]},
         'segmentation_node': {'segmentation.device': 'cpu', 'segmentation.max_rate': 4.0},
         'tryon_server': server})

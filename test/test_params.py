@@ -4,23 +4,44 @@ from pathlib import Path
 
 import pytest
 
-from vton_ros import params
+from vton_ros import param_files, params
 from vton_ros.nodes.common import descriptor
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'config').glob('*.yaml'))
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.name)
-def test_config_files_are_complete_and_valid(path):
-    values = params.load_yaml(str(path))
+BASE = CONFIGS[[p.name for p in CONFIGS].index('tryon.yaml')]
+PROFILES = [p for p in CONFIGS if p != BASE]
+
+
+def test_reference_file_states_every_setting():
+    values = param_files.load_yaml(str(BASE))
     assert set(values) == set(params.NODES)
     for node in params.NODES:
         assert set(values[node]) == set(params.defaults(node)), node
 
 
+@pytest.mark.parametrize('path', PROFILES, ids=lambda p: p.name)
+def test_profiles_are_strict_overlays_that_state_only_what_differs(path):
+    base = param_files.load_yaml(str(BASE))
+    overlay = param_files.load_yaml(str(path))  # strict: unknown keys raise
+    for node, values in overlay.items():
+        same = {k for k, v in values.items() if base[node][k] == v}
+        assert not same, f'{path.name} repeats tryon.yaml for {node}: {sorted(same)}'
+    stacked = param_files.load_files(param_files.stack(path.stem))
+    assert stacked == {n: {**base[n], **overlay.get(n, {})} for n in params.NODES}
+
+
+def test_profile_names_and_unknown_profiles():
+    assert [p.resolve() for p in param_files.stack('none')] == [BASE]
+    stack = param_files.stack('fast', ['mine.yaml'])
+    assert [stack[1].resolve(), stack[2]] == [BASE.parent / 'fast.yaml', Path('mine.yaml')]
+    with pytest.raises(ValueError, match='unknown profile .fastest.*fast_cpu'):
+        param_files.stack('fastest')
+
+
 def test_paper_profile():
-    server = params.load_yaml(str(CONFIGS[[p.name for p in CONFIGS].index('tryon.yaml')]))[
-        'tryon_server']
+    server = param_files.load_yaml(str(BASE))['tryon_server']
     assert server['catvton.precision'] == 'bf16'
     assert (server['catvton.height'], server['catvton.width']) == (512, 384)
     assert server['catvton.scheduler'] == 'dpmpp_2m'
@@ -34,13 +55,13 @@ def test_unknown_key_is_an_error(tmp_path):
     path.write_text('tryon_server:\n  ros__parameters:\n    catvton:\n'
                     '      num_inference_stepz: 4\n')
     with pytest.raises(ValueError, match='num_inference_stepz'):
-        params.load_yaml(str(path))
+        param_files.load_yaml(str(path))
     path.write_text('tryon_server:\n  ros__parameters:\n    camera:\n      fps: 4.0\n')
     with pytest.raises(ValueError, match='belongs to camera_node'):
-        params.load_yaml(str(path))
+        param_files.load_yaml(str(path))
     path.write_text('mirror_node:\n  ros__parameters: {}\n')
     with pytest.raises(ValueError, match='unknown node'):
-        params.load_yaml(str(path))
+        param_files.load_yaml(str(path))
 
 
 @pytest.mark.parametrize('name,value,message', [
@@ -60,28 +81,28 @@ def test_validate_rejects_with_a_reason(name, value, message):
 
 
 def test_overrides_apply_to_every_node_with_the_setting():
-    overrides = params.parse_overrides(['segmentation.device=cpu',
-                                        'catvton.num_inference_steps=4'])
-    merged = params.merge({}, overrides)
+    overrides = param_files.parse_overrides(['segmentation.device=cpu',
+                                             'catvton.num_inference_steps=4'])
+    merged = param_files.merge({}, overrides)
     assert merged['segmentation_node']['segmentation.device'] == 'cpu'
     assert merged['tryon_server']['segmentation.device'] == 'cpu'
     assert merged['tryon_server']['catvton.num_inference_steps'] == 4
     assert 'catvton.num_inference_steps' not in merged['camera_node']
     with pytest.raises(ValueError, match='NAME=VALUE'):
-        params.parse_overrides(['catvton.height'])
+        param_files.parse_overrides(['catvton.height'])
     with pytest.raises(ValueError, match='did you mean catvton.height'):
-        params.parse_overrides(['catvton.heigth=512'])
+        param_files.parse_overrides(['catvton.heigth=512'])
     with pytest.raises(ValueError, match='empty setting name'):
-        params.parse_overrides(['=512'])
-    assert params.parse_overrides(['catvton.guidance_scale=4']) == {
+        param_files.parse_overrides(['=512'])
+    assert param_files.parse_overrides(['catvton.guidance_scale=4']) == {
         'catvton.guidance_scale': 4.0}  # command-line text is parsed, not typed
 
 
 def test_dump_and_load_round_trip(tmp_path):
     values = {n: params.defaults(n) for n in params.NODES}
     path = tmp_path / 'all.yaml'
-    path.write_text(params.dump_yaml(values))
-    assert params.load_yaml(str(path)) == values
+    path.write_text(param_files.dump_yaml(values))
+    assert param_files.load_yaml(str(path)) == values
 
 
 def test_descriptors_carry_ranges_and_read_only():
@@ -159,7 +180,7 @@ def test_type_rules_typed_files_and_command_line_text(tmp_path):
     ('/**', '/a/b', True), ('/**/segmentation_node', '/mirror_a', False),
 ])
 def test_node_keys_match_like_rcl(key, namespace, applies):
-    assert params.node_key_matches(key, namespace, 'camera_node') is applies
+    assert param_files.node_key_matches(key, namespace, 'camera_node') is applies
 
 
 def test_wildcard_keys_apply_in_any_namespace_and_stay_strict(tmp_path):
@@ -169,10 +190,10 @@ def test_wildcard_keys_apply_in_any_namespace_and_stay_strict(tmp_path):
         '/**/tryon_server:\n  ros__parameters:\n    catvton: {num_inference_steps: 3}\n'
         '/mirror_b/tryon_server:\n  ros__parameters:\n    catvton: {num_inference_steps: 5}\n'
         'camera_node:\n  ros__parameters:\n    camera: {fps: 4.0}\n')
-    root = params.load_yaml(str(path))
+    root = param_files.load_yaml(str(path))
     assert root['tryon_server'] == {'qos.depth': 3, 'catvton.num_inference_steps': 3}
     assert root['camera_node'] == {'qos.depth': 3, 'camera.fps': 4.0}
-    mirror_b = params.load_yaml(str(path), 'mirror_b')
+    mirror_b = param_files.load_yaml(str(path), 'mirror_b')
     assert mirror_b['tryon_server']['catvton.num_inference_steps'] == 5  # later key wins
     assert mirror_b['camera_node'] == {'qos.depth': 3}  # bare name: root namespace only
     for body, message in (
@@ -182,6 +203,6 @@ def test_wildcard_keys_apply_in_any_namespace_and_stay_strict(tmp_path):
              'belongs to tryon_server')):
         path.write_text(body)
         with pytest.raises(ValueError, match=message):
-            params.load_yaml(str(path), 'mirror_a')  # checked even where it does not apply
+            param_files.load_yaml(str(path), 'mirror_a')  # checked even where it does not apply
     with pytest.raises(ValueError, match='invalid namespace'):
-        params.normalize_namespace('mirror a')
+        param_files.normalize_namespace('mirror a')

@@ -79,11 +79,10 @@ def _attn_files(settings: dict) -> weights.ModelFiles:
 
 def check(params_file: str | None) -> int:
     """Look for the configured weights without any download; print what is missing."""
-    from vton_ros import params
+    from vton_ros import param_files
 
-    settings = params.defaults('tryon_server')
-    if params_file:
-        settings.update(params.load_yaml(params_file).get('tryon_server', {}))
+    settings = param_files.load_files(param_files.stack(
+        'none', [params_file] if params_file else []))['tryon_server']
     jobs = (('catvton.base_model', weights.base_model_files(settings['catvton.safety_checker'])),
             ('catvton.vae', weights.vae_files()),
             ('catvton.attn_ckpt', _attn_files(settings)))
@@ -117,7 +116,8 @@ def main(args: list[str] | None = None) -> int:
     parser.add_argument('--check', action='store_true',
                         help='download nothing: check that the weights named in '
                              '--params-file (or the defaults) are available offline')
-    parser.add_argument('--params-file', help='ROS parameter file whose catvton.* to check')
+    parser.add_argument('--params-file', help='profile or parameter file applied after '
+                        'config/tryon.yaml whose catvton.* to check')
     opts = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     if opts.check:

@@ -23,22 +23,14 @@ import tempfile
 import threading
 import time
 
-from vton_ros import params as schema
+from vton_ros import param_files, params as schema
 from vton_ros.nodes.runner import ignore_signals
+from vton_ros.param_files import package_share
 
 STACK = tuple(n for n in schema.NODES if n != 'mirror_ui')  # started by default
 SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)
 SIGTERM_GRACE = 5.0  # seconds after SIGTERM before SIGKILL (launch's sigkill_timeout)
 ERROR_LINE = re.compile(r'\[(FATAL|ERROR)\]|Error|Exception')
-
-
-def package_share() -> Path:
-    """Return this package's share folder (installed) or the source tree's root."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory('vton_ros'))
-    except (ImportError, LookupError):
-        return Path(__file__).resolve().parents[2]
 
 
 def executable(name: str) -> list[str]:
@@ -71,8 +63,12 @@ def _die_with_parent() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    parser.add_argument('--params-file', default=str(package_share() / 'config' / 'cpu.yaml'),
-                        help='ROS parameter file (default: config/cpu.yaml)')
+    parser.add_argument('--profile', default='cpu',
+                        help='overlay of config/tryon.yaml: a file config/<PROFILE>.yaml (cpu, '
+                             'fast, fast_cpu, ...), a path, or none (default: cpu)')
+    parser.add_argument('--params-file', action='append', default=[],
+                        help='your own ROS parameter file, applied after the profile '
+                             '(repeatable; later files win)')
     parser.add_argument('--namespace', default='',
                         help='ROS namespace of every node, e.g. mirror_a (topics, the tryon '
                              'action and parameters then live under /mirror_a/...)')
@@ -84,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
     parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
                         '(default: prefixed with [node] on this output)')
-    schema.add_override_argument(parser)
+    param_files.add_override_argument(parser)
     return parser
 
 
@@ -98,20 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(nodes) - set(schema.NODES)
         if unknown:
             raise ValueError(f'unknown node(s) {sorted(unknown)}; valid: {schema.NODES}')
-        namespace = schema.normalize_namespace(args.namespace)
-        config = schema.load_yaml(args.params_file, namespace)
-        overrides = schema.parse_overrides(args.overrides)
+        namespace = param_files.normalize_namespace(args.namespace)
+        config = param_files.load_files(
+            param_files.stack(args.profile, args.params_file), namespace)
+        overrides = param_files.parse_overrides(args.overrides)
         if args.camera_source:
             overrides['camera.source'] = args.camera_source
         if args.device:
             overrides.update({'catvton.device': args.device, 'segmentation.device': args.device})
-        config = schema.merge(config, overrides)
+        config = param_files.merge(config, overrides)
     except (OSError, ValueError) as err:
         print(f'tryon_bringup: {err}', file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix='vton_bringup_') as tmp:
         merged = Path(tmp) / 'params.yaml'
-        merged.write_text(schema.dump_yaml({n: config[n] for n in nodes if config[n]}))
+        merged.write_text(param_files.dump_yaml({n: config[n] for n in nodes if config[n]}))
         ros_args = ['--ros-args', '--params-file', str(merged)]
         if namespace != '/':
             ros_args += ['-r', f'__ns:={namespace}']
