@@ -239,8 +239,9 @@ class CatVTONPipeline:
         vton_ros.pipeline.deepcache). Returns a :class:`TryOnResult`.
         """
         start = time.perf_counter()
-        self.check_inputs(person, garment, mask, num_inference_steps, guidance_scale, height,
-                          width, seed, generator, latents, eta, callback)
+        check_call(person, garment, mask, num_inference_steps, guidance_scale, height, width,
+                   seed, generator, latents, eta, callback, factor=self.vae_scale_factor,
+                   latent_channels=self._latent_channels)
         self.check_speed_options(guidance_start, guidance_end, cache_interval, cache_branch)
         timings = dict.fromkeys(TIMING_KEYS, 0.0)
 
@@ -298,16 +299,6 @@ class CatVTONPipeline:
         return TryOnResult(image=image, mask=mask_img, crop_box=crop_box, timings=timings,
                            seed=seed, nan_recovered=nan_recovered, nsfw=nsfw,
                            garment_cache_hit=cache_hit)
-
-    def check_inputs(self, person: np.ndarray, garment: np.ndarray, mask: np.ndarray,
-                     num_inference_steps: int, guidance_scale: float, height: int, width: int,
-                     seed: int | None, generator: torch.Generator | None,
-                     latents: torch.Tensor | None, eta: float,
-                     callback: StepCallback | None) -> None:
-        """Raise ValueError/TypeError (saying how to fix it) for invalid call arguments."""
-        check_call(person, garment, mask, num_inference_steps, guidance_scale, height, width,
-                   seed, generator, latents, eta, callback, factor=self.vae_scale_factor,
-                   latent_channels=self._latent_channels)
 
     def check_speed_options(self, guidance_start: float = 0.0, guidance_end: float = 1.0,
                             cache_interval: int = 1, cache_branch: int = 0) -> None:
