@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vton_ros import samples
+# the tools' package is their entry: it makes torchvision importable before diffusers is
 from vton_ros.tools.make_test_weights import write_test_weights
 
 

@@ -7,6 +7,7 @@ here so it can be tested without ROS. Errors a client must see are
 """
 
 import gc
+import logging
 import threading
 import time
 from typing import Any, Callable
@@ -21,17 +22,29 @@ from vton_ros.pipeline.attention_sets import resolve_attn_version
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
+from vton_ros.pipeline.offload import pin_mmap_threshold
 from vton_ros.pipeline.options import TIMING_KEYS
 from vton_ros.pipeline.previews import latents_to_preview
 
+_LOG = logging.getLogger(__name__)
 STAGES = TIMING_KEYS[:1] + ('segmentation',) + TIMING_KEYS[1:]  # the pipeline's + masking
 PAIR_HISTORY = 30  # camera frames kept while waiting for their masks
 HEALTH = ('ok', 'warn', 'error')
 
 
 def configure_process(load: CatVTONLoad) -> None:
-    """Set torch's process-wide flags (cuDNN, memory cap): from a node's entry only."""
-    configure_torch(resolve_device(load.device), load.cudnn_benchmark, load.gpu_memory_fraction)
+    """
+    Set the process-wide state a config asks for: from a node's or tool's entry only.
+
+    torch's cuDNN and CUDA memory flags; with offload sequential on a CPU, glibc's mmap
+    threshold (see :func:`vton_ros.pipeline.offload.pin_mmap_threshold`).
+    """
+    device = resolve_device(load.device)
+    configure_torch(device, load.cudnn_benchmark, load.gpu_memory_fraction)
+    if load.offload == 'sequential' and device.type == 'cpu':
+        pinned = pin_mmap_threshold()
+        _LOG.info('offload sequential: glibc mmap threshold %s', 'fixed at 128 KiB'
+                  if pinned else 'not set (no glibc): freed memory may stay resident')
 
 
 def load_pipeline(load: CatVTONLoad, call: CatVTONCall,

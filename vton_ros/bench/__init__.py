@@ -3,7 +3,3 @@ Benchmark of the try-on pipeline: stage timings, compute floor (FLOPs), sweeps, 
 
 Pure torch/numpy (no rclpy); the ``vton_bench`` command-line tool is a thin wrapper.
 """
-
-from vton_ros.compat import ensure_torchvision
-
-ensure_torchvision()  # before diffusers/timm/smp import torchvision (no-op where ops load)

@@ -1,5 +1,7 @@
-"""Pure torch/numpy try-on pipeline and mask models (no ROS below this package)."""
+"""
+Pure torch/numpy try-on pipeline and mask models (no ROS below this package).
 
-from vton_ros.compat import ensure_torchvision
-
-ensure_torchvision()  # before diffusers/timm/smp import torchvision (no-op where ops load)
+Importing it changes no process state. On a CPU torch beside the CUDA-only torchvision
+wheel, call :func:`vton_ros.compat.ensure_torchvision` first (the nodes' and tools' entry
+points do).
+"""

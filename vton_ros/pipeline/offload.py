@@ -17,8 +17,9 @@ Modes (``catvton.offload``):
   of the file into an anonymous mapping, unmapped when the tensors are dropped, so no
   file pages or freed heap stay in the RSS) before its forward and drops them after.
   Host RAM then holds activations and one layer; every forward re-reads the weights
-  (from the page cache when RAM allows). Results are identical to ``none``. It also fixes
-  glibc's mmap threshold for the process (:func:`pin_mmap_threshold`). The models are
+  (from the page cache when RAM allows). Results are identical to ``none``. The caller's
+  entry point should also fix glibc's mmap threshold for the process
+  (:func:`pin_mmap_threshold`; tryon_server and vton_bench do). The models are
   still loaded whole into RAM once, before they are moved to the file (loading peak).
 
 On a CPU-only machine ``model`` runs like ``none`` (logged once): the weights are already in
@@ -269,10 +270,7 @@ class Offloader:
                 _LOG.info('offload sequential: %s weights (%.0f MB) moved to a temporary file '
                           'in %s, streamed in per module', type(model).__name__,
                           store.nbytes / 2 ** 20, tempfile.gettempdir())
-            pinned = pin_mmap_threshold()
             release_freed_memory()
-            _LOG.info('offload sequential: glibc mmap threshold %s', 'fixed at 128 KiB'
-                      if pinned else 'not set (no glibc): freed memory may stay resident')
             return
         if not (self.active and self.mode == 'sequential'):
             return

@@ -34,7 +34,7 @@ ERROR_LINE = re.compile(r'\[(FATAL|ERROR)\]|Error|Exception')
 
 
 def executable(name: str) -> list[str]:
-    """Return the argv that runs an installed node (``python -m`` as a fallback)."""
+    """Return the argv that runs an installed node (its entry function as a fallback)."""
     try:
         from ament_index_python.packages import get_package_prefix
         path = Path(get_package_prefix('vton_ros')) / 'lib' / 'vton_ros' / name
@@ -42,7 +42,7 @@ def executable(name: str) -> list[str]:
             return [str(path)]
     except (ImportError, LookupError):
         pass
-    return [sys.executable, '-m', f'vton_ros.nodes.{name}']
+    return [sys.executable, '-c', f'from vton_ros.nodes.entry import {name}; {name}()']
 
 
 def loopback_env() -> dict:

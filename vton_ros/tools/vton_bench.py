@@ -179,6 +179,7 @@ def main(args: list[str] | None = None) -> int:
                                        run_plan, RunConfig, SWEEPS)
     from vton_ros.bench.timing import load_average, machine_info
     from vton_ros.pipeline.device import configure_torch, resolve_device
+    from vton_ros.pipeline.offload import pin_mmap_threshold
     from vton_ros.pipeline.schedulers import check_scheduler_name
     from vton_ros.pipeline.weights import ModelNotFoundError
 
@@ -197,6 +198,8 @@ def main(args: list[str] | None = None) -> int:
         plan = make_plan(opts, base, device.type)
         runs = plan_runs(sweeps, base, plan, device.type, cpu_fp16=opts.cpu_fp16)
         names = parse_names(opts.compare) if opts.compare else ()
+        if device.type == 'cpu' and 'offload-sequential' in names:
+            pin_mmap_threshold()  # process-wide, as tryon_server does for offload sequential
         source = PipelineSource(device, random_weights=opts.random_weights,
                                 base_model=opts.base_model, vae=opts.vae,
                                 attn_ckpt=opts.attn_ckpt, attn_version=opts.attn_version,

@@ -1,5 +1,6 @@
-"""Training of the agnostic-mask U-Net: datasets, background composition, the loop."""
+"""
+Training: the agnostic-mask U-Net and the small demo CatVTON.
 
-from vton_ros.compat import ensure_torchvision
-
-ensure_torchvision()
+The mask model: VITON-HD readers, background composition, the loop. The demo model: the
+synthetic paired try-on data and the two-stage (VAE, then UNet) training on it.
+"""
