@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from vton_ros import param_files, params
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
-from vton_ros.bench.sweeps import RunConfig
+from vton_ros.bench.plan import RunConfig
 from vton_ros.pipeline import attention, schedulers
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.deepcache import DeepCacheUNet, skip_count

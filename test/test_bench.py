@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from vton_ros.bench.flops import catvton_flops, count_flops, segmentation_flops
-from vton_ros.bench.sweeps import (CPU_FP16_REASON, CPU_FRACTION_REASON, default_plan,
-                                   plan_runs, RunConfig, SWEEPS)
+from vton_ros.bench.plan import (CPU_FP16_REASON, CPU_FRACTION_REASON, default_plan,
+                                 plan_runs, RunConfig, SWEEPS)
 from vton_ros.bench.timing import PeakMemory, summarize
 from vton_ros.pipeline.options import TIMING_KEYS
 from vton_ros.pipeline.random_weights import sd15_inpaint_unet_config, sd_vae_config
@@ -139,7 +139,7 @@ def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path):
                       '--attn-ckpt', paths['attn_ckpt'], '--device', 'cpu',
                       '--precision', 'fp32', '--height', '64', '--width', '48', '--steps', '2',
                       '--sweep', 'all', '--repeats', '2', '--threads', '1',
-                      '--sizes', '64x48,32x24', '--sweep-size', '32x24', '--steps-size', '32x24',
+                      '--sizes', '64x48,72x56', '--sweep-size', '64x48', '--steps-size', '64x48',
                       '--steps-list', '2,1', '--memory-size', '64x48',
                       '--memory-steps', '1', '--out', str(out)])
     assert 'RANDOM WEIGHTS' in proc.stdout

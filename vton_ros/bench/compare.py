@@ -11,7 +11,7 @@ conv_in and mid block), the seconds spent inside model forwards and our own over
 """
 
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 import json
 import logging
 import os
@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vton_ros.bench.plan import RunConfig
 from vton_ros.bench.report import fmt_num, fmt_s, RANDOM_BANNER
-from vton_ros.bench.sweeps import BenchRunner, make_inputs, PipelineSource, RunConfig
+from vton_ros.bench.sweeps import BenchRunner, make_inputs, PipelineSource
 from vton_ros.bench.timing import PeakMemory, summarize, synchronize
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.options import TIMING_KEYS
@@ -79,16 +80,6 @@ NAMED_CONFIGS = {c.name: c for c in (
                 False, 'paper with layer-by-layer weight streaming (on CPU: from a temp file)'),
 )}
 
-_RUN_FIELDS = {'catvton.attention_slicing': 'attention_slicing',
-               'catvton.vae_slicing': 'vae_slicing', 'catvton.vae_tiling': 'vae_tiling',
-               'catvton.channels_last': 'channels_last', 'catvton.decoder': 'decoder',
-               'catvton.offload': 'offload', 'catvton.sdpa_backend': 'sdpa_backend',
-               'catvton.guidance_start': 'guidance_start',
-               'catvton.guidance_end': 'guidance_end',
-               'catvton.cache_interval': 'cache_interval',
-               'catvton.cache_branch': 'cache_branch'}
-_NOT_TIMED = ('catvton.preview_decoder',)  # feedback previews: not part of a bench run
-
 
 def parse_names(text: str) -> tuple[str, ...]:
     """Parse 'a,b,c' into known configuration names (ValueError listing the valid ones)."""
@@ -102,17 +93,7 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 def run_config(base: RunConfig, named: NamedConfig) -> RunConfig:
     """Apply a named configuration's settings to the base (size, steps, precision...)."""
-    from vton_ros import params
-
-    fields = {}
-    for name, value in named.settings:
-        value = params.param(name).validate(value)
-        if name in _NOT_TIMED:
-            continue
-        if name == 'catvton.attention_slicing':
-            value = 'auto' if value else None
-        fields[_RUN_FIELDS[name]] = value
-    return replace(base, **fields)
+    return base.with_settings(named.settings)
 
 
 class ForwardProbe:
@@ -185,8 +166,8 @@ def _one_run(source: PipelineSource, cfg: RunConfig, named: NamedConfig,
     probe = ForwardProbe(pipe)
     try:
         with PeakMemory(source.device) as memory:
-            result = pipe(person, garment, mask, num_inference_steps=steps, seed=seed,
-                          **cfg.call_kwargs())
+            result = pipe(person, garment, mask, seed=seed,
+                          **dict(cfg.call_kwargs(), num_inference_steps=steps))
     finally:
         probe.close()
     return result, probe, memory

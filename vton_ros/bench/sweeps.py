@@ -1,16 +1,16 @@
 """
-What to measure (run configurations and sweeps) and how (:class:`BenchRunner`).
+How the benchmark measures (:class:`BenchRunner`); what it measures: :mod:`.plan`.
 
-A sweep is a list of :class:`RunConfig`; identical configurations in several sweeps are
-measured once. For each configuration the runner does ``warmup`` untimed runs (with at most
-``warmup_steps`` steps) whenever the pipeline or the image size changed, then ``repeats``
-timed runs with the garment-latent cache cleared before each (vae_encode always encodes
-two images), and records the pipeline's own stage timings, the segmentation time, peak
-memory, the FLOPs of each model forward and the achieved GFLOP/s.
+A sweep is a list of :class:`~vton_ros.bench.plan.RunConfig`; identical configurations in
+several sweeps are measured once. For each configuration the runner does ``warmup`` untimed
+runs (with at most ``warmup_steps`` steps) whenever the pipeline or the image size changed,
+then ``repeats`` timed runs with the garment-latent cache cleared before each (vae_encode
+always encodes two images), and records the pipeline's own stage timings, the segmentation
+time, peak memory, the FLOPs of each model forward and the achieved GFLOP/s.
 """
 
 import ctypes
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 import gc
 import logging
 import math
@@ -22,242 +22,14 @@ import torch
 
 from vton_ros import samples
 from vton_ros.bench.flops import catvton_flops, gflops_per_s, segmentation_flops
-from vton_ros.bench.timing import PeakMemory, summarize, time_call
+from vton_ros.bench.plan import PlannedRun, PRECISIONS, RunConfig
+from vton_ros.bench.timing import PeakMemory, raw_forward_times, summarize, time_call
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.catvton import CatVTONPipeline
-from vton_ros.pipeline.options import PipelineOptions, TIMING_KEYS
+from vton_ros.pipeline.options import TIMING_KEYS
 
 _LOG = logging.getLogger(__name__)
-
-SWEEPS = ('stages', 'precision', 'resolution', 'steps', 'memory')
-PRECISIONS = ('fp32', 'fp16', 'bf16')
-PAPER_SIZES = ((1024, 768), (512, 384), (256, 192))
-CPU_SIZES = ((512, 384), (256, 192), (128, 96))
-PAPER_STEPS = (50, 20, 15, 10)
-PAPER_SCHEDULERS = ('ddim', 'dpmpp_2m')
-PAPER_MEMORY_FRACTION = 0.85
 SEG_BACKENDS = ('pose', 'unet')
-CPU_FP16_REASON = ('fp16 on CPU: this torch has no fast CPU fp16 kernels (a probe UNet forward '
-                   'here was ~10x slower than bf16, minutes per configuration); pass '
-                   '--cpu-fp16 to measure it anyway')
-CPU_FRACTION_REASON = ('N/A on CPU: the memory fraction caps the CUDA caching allocator '
-                       '(torch.cuda.set_per_process_memory_fraction); nothing to set on CPU')
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """
-    One measured configuration.
-
-    height/width: output pixels (multiples of 8); steps: denoising steps; scheduler: a
-    name from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16; guidance_scale:
-    CFG (UNet batch 2 when > 1); attention_slicing: None | 'auto' | 'max' | heads per
-    slice; vae_slicing/vae_tiling: diffusers VAE options; memory_fraction: CUDA only.
-    channels_last, decoder, offload, sdpa_backend: :class:`PipelineOptions`;
-    guidance_start/guidance_end/cache_interval/cache_branch: per-call acceleration
-    arguments of CatVTONPipeline (defaults: the paper's exact path).
-    """
-
-    height: int = 512
-    width: int = 384
-    steps: int = 10
-    scheduler: str = 'dpmpp_2m'
-    precision: str = 'bf16'
-    guidance_scale: float = 2.5
-    attention_slicing: int | str | None = None
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    memory_fraction: float = 1.0
-    channels_last: bool = False
-    decoder: str = 'full'
-    offload: str = 'none'
-    sdpa_backend: str = 'auto'
-    guidance_start: float = 0.0
-    guidance_end: float = 1.0
-    cache_interval: int = 1
-    cache_branch: int = 0
-
-    @property
-    def cfg(self) -> bool:
-        """Tell whether classifier-free guidance is on (UNet batch 2)."""
-        return self.guidance_scale > 1.0
-
-    def options(self) -> PipelineOptions:
-        """Pipeline memory options of this configuration."""
-        return PipelineOptions(attention_slicing=self.attention_slicing,
-                               vae_slicing=self.vae_slicing, vae_tiling=self.vae_tiling,
-                               channels_last=self.channels_last, decoder=self.decoder,
-                               offload=self.offload, sdpa_backend=self.sdpa_backend)
-
-    def call_kwargs(self) -> dict[str, Any]:
-        """Per-call pipeline arguments of this configuration (the exact path by default)."""
-        return {'guidance_scale': self.guidance_scale, 'height': self.height,
-                'width': self.width, 'guidance_start': self.guidance_start,
-                'guidance_end': self.guidance_end, 'cache_interval': self.cache_interval,
-                'cache_branch': self.cache_branch}
-
-    def memory_label(self) -> str:
-        """Short description of the memory settings ('default' when none is on)."""
-        parts = []
-        if self.attention_slicing not in (None, 'off'):
-            parts.append(f'attention slicing {self.attention_slicing}')
-        if self.vae_slicing:
-            parts.append('VAE slicing')
-        if self.vae_tiling:
-            parts.append('VAE tiling')
-        if self.memory_fraction < 1.0:
-            parts.append(f'memory fraction {self.memory_fraction:g}')
-        if self.offload != 'none':
-            parts.append(f'offload {self.offload}')
-        return ', '.join(parts) or 'default'
-
-    def speed_label(self) -> str:
-        """Short description of the speed options ('' when none is on)."""
-        parts = []
-        if (self.guidance_start, self.guidance_end) != (0.0, 1.0):
-            parts.append(f'guidance [{self.guidance_start:g}, {self.guidance_end:g})')
-        if self.cache_interval > 1:
-            parts.append(f'cache {self.cache_interval}/branch {self.cache_branch}')
-        if self.channels_last:
-            parts.append('channels_last')
-        if self.decoder != 'full':
-            parts.append(f'{self.decoder} decoder')
-        if self.sdpa_backend != 'auto':
-            parts.append(f'sdpa {self.sdpa_backend}')
-        return ', '.join(parts)
-
-    def label(self) -> str:
-        """Short human-readable name, e.g. '512x384 bf16 dpmpp_2m 10 steps'."""
-        text = f'{self.height}x{self.width} {self.precision} {self.scheduler} {self.steps} steps'
-        extra = [part for part in (self.memory_label(), self.speed_label())
-                 if part and part != 'default']
-        return f'{text} ({"; ".join(extra)})' if extra else text
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """
-    Sizes and step counts of the sweeps other than 'stages' (which uses the base config).
-
-    sizes: resolution sweep (height, width); sweep_size/sweep_steps: precision sweep (and
-    the steps of the resolution sweep); steps_size: steps sweep (steps_list x schedulers);
-    memory_size/memory_steps: memory sweep.
-    reduced: the CPU profile (see :func:`describe_plan` for the report's wording).
-    """
-
-    sizes: tuple[tuple[int, int], ...]
-    sweep_size: tuple[int, int]
-    sweep_steps: int
-    steps_size: tuple[int, int] = (512, 384)
-    steps_list: tuple[int, ...] = PAPER_STEPS
-    schedulers: tuple[str, ...] = PAPER_SCHEDULERS
-    memory_size: tuple[int, int] = (512, 384)
-    memory_steps: int = 10
-    reduced: bool = False
-
-
-def default_plan(base: RunConfig, reduced: bool) -> SweepPlan:
-    """
-    Paper sizes (``reduced`` False, for GPUs) or sizes a 2-core CPU finishes in minutes.
-
-    Reduced (about 25 minutes for ``--sweep all`` on a 2-core CPU): resolution sweep at
-    512x384/256x192/128x96 instead of 1024x768/512x384/256x192; precision sweep at 256x192;
-    steps sweep at 128x96; memory sweep at 384x288 (above the VAE tile size, so tiling
-    engages) with 2 steps (the options change the per-step cost).
-    """
-    size = (base.height, base.width)
-    if not reduced:
-        return SweepPlan(PAPER_SIZES, size, base.steps, steps_size=size, memory_size=size,
-                         memory_steps=base.steps)
-    return SweepPlan(CPU_SIZES, (256, 192), base.steps, steps_size=(128, 96),
-                     memory_size=(384, 288), memory_steps=2, reduced=True)
-
-
-def describe_plan(plan: SweepPlan, base: RunConfig, sweeps: tuple[str, ...]) -> list[str]:
-    """Say, for the report, at which sizes/steps each sweep ran and how that differs."""
-    def size(hw: tuple[int, int]) -> str:
-        return f'{hw[0]}x{hw[1]}'
-
-    base_size = (base.height, base.width)
-    profile = 'reduced (CPU)' if plan.reduced else 'full (paper sizes)'
-    notes = [f'profile {profile}; stages sweep at the base configuration {base.label()}']
-    if 'precision' in sweeps:
-        notes.append(f'precision sweep at {size(plan.sweep_size)}, {plan.sweep_steps} steps'
-                     + ('' if plan.sweep_size == base_size else
-                        f' (reduced from {size(base_size)})'))
-    if 'resolution' in sweeps:
-        sizes = ', '.join(size(s) for s in plan.sizes)
-        paper = ', '.join(size(s) for s in PAPER_SIZES)
-        notes.append(f'resolution sweep at {sizes}, {plan.sweep_steps} steps'
-                     + ('' if plan.sizes == PAPER_SIZES else f' (the paper: {paper})'))
-    if 'steps' in sweeps:
-        steps = ', '.join(str(s) for s in plan.steps_list)
-        notes.append(f'steps sweep: {", ".join(plan.schedulers)} at {steps} steps, '
-                     f'{size(plan.steps_size)}, every entry measured (none extrapolated)'
-                     + ('' if plan.steps_size == base_size else
-                        f' (reduced from {size(base_size)})'))
-    if 'memory' in sweeps:
-        notes.append(f'memory sweep at {size(plan.memory_size)}, {plan.memory_steps} steps'
-                     + ('' if plan.memory_steps == base.steps else
-                        ' (fewer steps: the options change the per-step cost, and denoise '
-                        'time is linear in the steps; compare s/step)')
-                     + ('' if plan.memory_size == base_size else
-                        f' (reduced from {size(base_size)})'))
-    return notes
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A configuration of one sweep, with the reason when it is skipped (never silently)."""
-
-    sweep: str
-    config: RunConfig
-    skip_reason: str | None = None
-
-
-def plan_runs(sweeps: tuple[str, ...], base: RunConfig, plan: SweepPlan, device_type: str,
-              cpu_fp16: bool = False) -> list[PlannedRun]:
-    """List every (sweep, configuration) to measure or skip, in sweep order."""
-    unknown = set(sweeps) - set(SWEEPS)
-    if unknown:
-        raise ValueError(f'unknown sweep(s) {sorted(unknown)}; valid: {", ".join(SWEEPS)}')
-    on_cpu = device_type == 'cpu'
-    runs = []
-    h, w = plan.sweep_size
-    for sweep in sweeps:
-        if sweep == 'stages':
-            runs.append(PlannedRun(sweep, base))
-        elif sweep == 'precision':
-            for precision in PRECISIONS:
-                cfg = replace(base, height=h, width=w, steps=plan.sweep_steps,
-                              precision=precision)
-                skip = CPU_FP16_REASON if on_cpu and precision == 'fp16' and not cpu_fp16 else None
-                runs.append(PlannedRun(sweep, cfg, skip))
-        elif sweep == 'resolution':
-            for sh, sw in plan.sizes:
-                runs.append(PlannedRun(sweep, replace(base, height=sh, width=sw,
-                                                      steps=plan.sweep_steps)))
-        elif sweep == 'steps':
-            sh, sw = plan.steps_size
-            for scheduler in plan.schedulers:
-                for steps in plan.steps_list:
-                    runs.append(PlannedRun(sweep, replace(base, height=sh, width=sw,
-                                                          steps=steps, scheduler=scheduler)))
-        elif sweep == 'memory':
-            mh, mw = plan.memory_size
-            mem = replace(base, height=mh, width=mw, steps=plan.memory_steps,
-                          attention_slicing=None, vae_slicing=False, vae_tiling=False,
-                          memory_fraction=1.0)
-            runs += [PlannedRun(sweep, mem),
-                     PlannedRun(sweep, replace(mem, attention_slicing='auto')),
-                     PlannedRun(sweep, replace(mem, attention_slicing='max')),
-                     PlannedRun(sweep, replace(mem, vae_slicing=True)),
-                     PlannedRun(sweep, replace(mem, vae_tiling=True)),
-                     PlannedRun(sweep, replace(mem, attention_slicing='auto', vae_slicing=True,
-                                               vae_tiling=True)),
-                     PlannedRun(sweep, replace(mem, memory_fraction=PAPER_MEMORY_FRACTION),
-                                CPU_FRACTION_REASON if on_cpu else None)]
-    return runs
 
 
 class PipelineSource:
@@ -374,45 +146,6 @@ def make_inputs(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return person, garment, mask
 
 
-@torch.inference_mode()
-def raw_forward_times(pipe: CatVTONPipeline, cfg: RunConfig,
-                      steps: int | None = None) -> dict[str, float]:
-    """
-    Seconds of the bare model forwards one try-on of ``cfg`` performs, without the pipeline.
-
-    denoise: ``steps`` (default ``cfg.steps``) UNet calls on a (batch, 9, 2h/8, w/8) input
-    at the scheduler's timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean);
-    vae_decode: one (1, 4, h/8, w/8) decode. Inputs: random tensors, pipeline dtype/device.
-    """
-    device, dtype = pipe.device, pipe.dtype
-    factor = pipe.vae_scale_factor
-    batch = 2 if cfg.cfg else 1
-    latent_h, latent_w = cfg.height // factor, cfg.width // factor
-    channels = int(pipe.vae.config.latent_channels)
-    gen = torch.Generator('cpu').manual_seed(0)
-    unet_in = torch.randn(batch, pipe.unet.config.in_channels, 2 * latent_h, latent_w,
-                          generator=gen).to(device, dtype)
-    scheduler = pipe.make_scheduler()
-    scheduler.set_timesteps(steps or cfg.steps, device=device)
-    timesteps = list(scheduler.timesteps)
-    image = torch.randn(1, 3, cfg.height, cfg.width, generator=gen).clamp(-1, 1).to(device, dtype)
-    latent = torch.randn(1, channels, latent_h, latent_w, generator=gen).to(device, dtype)
-
-    def denoise() -> None:
-        for t in timesteps:
-            pipe.unet(unet_in, t, encoder_hidden_states=None, return_dict=False)
-
-    def encode() -> None:
-        for _ in range(2):
-            pipe.vae.encode(image).latent_dist.mean
-
-    def decode() -> None:
-        pipe.vae.decode(latent).sample
-
-    return {'vae_encode': time_call(encode, device), 'denoise': time_call(denoise, device),
-            'vae_decode': time_call(decode, device)}
-
-
 def _ceil_to(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
 
@@ -462,6 +195,7 @@ class BenchRunner:
         pipe = self.source.pipeline(cfg)
         person, garment, mask = make_inputs(cfg.height, cfg.width)
         call = dict(cfg.call_kwargs(), seed=self.seed)
+        del call['num_inference_steps']  # warm-up and timed runs give their own
         fraction_set = self._set_memory_fraction(cfg.memory_fraction)
         try:
             warm_key = (self.source.generation, cfg.height, cfg.width, cfg.cfg)

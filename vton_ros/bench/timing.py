@@ -221,3 +221,44 @@ def _mem_total_gb() -> float | None:
     except OSError:
         return None
     return None
+
+
+@torch.inference_mode()
+def raw_forward_times(pipe: Any, cfg: Any,
+                      steps: int | None = None) -> dict[str, float]:
+    """
+    Seconds of the bare model forwards one try-on of ``cfg`` performs, without the pipeline.
+
+    pipe: a CatVTONPipeline; cfg: a :class:`~vton_ros.bench.plan.RunConfig`.
+
+    denoise: ``steps`` (default ``cfg.steps``) UNet calls on a (batch, 9, 2h/8, w/8) input
+    at the scheduler's timesteps; vae_encode: two (1, 3, h, w) encodes (posterior mean);
+    vae_decode: one (1, 4, h/8, w/8) decode. Inputs: random tensors, pipeline dtype/device.
+    """
+    device, dtype = pipe.device, pipe.dtype
+    factor = pipe.vae_scale_factor
+    batch = 2 if cfg.cfg else 1
+    latent_h, latent_w = cfg.height // factor, cfg.width // factor
+    channels = int(pipe.vae.config.latent_channels)
+    gen = torch.Generator('cpu').manual_seed(0)
+    unet_in = torch.randn(batch, pipe.unet.config.in_channels, 2 * latent_h, latent_w,
+                          generator=gen).to(device, dtype)
+    scheduler = pipe.make_scheduler()
+    scheduler.set_timesteps(steps or cfg.steps, device=device)
+    timesteps = list(scheduler.timesteps)
+    image = torch.randn(1, 3, cfg.height, cfg.width, generator=gen).clamp(-1, 1).to(device, dtype)
+    latent = torch.randn(1, channels, latent_h, latent_w, generator=gen).to(device, dtype)
+
+    def denoise() -> None:
+        for t in timesteps:
+            pipe.unet(unet_in, t, encoder_hidden_states=None, return_dict=False)
+
+    def encode() -> None:
+        for _ in range(2):
+            pipe.vae.encode(image).latent_dist.mean
+
+    def decode() -> None:
+        pipe.vae.decode(latent).sample
+
+    return {'vae_encode': time_call(encode, device), 'denoise': time_call(denoise, device),
+            'vae_decode': time_call(decode, device)}

@@ -134,7 +134,7 @@ def make_plan(opts: argparse.Namespace, base, device_type: str):
     """Return the SweepPlan of the profile with the command-line overrides applied."""
     from dataclasses import replace
 
-    from vton_ros.bench.sweeps import default_plan
+    from vton_ros.bench.plan import default_plan
 
     reduced = opts.profile == 'reduced' or (opts.profile == 'auto' and device_type == 'cpu')
     plan = default_plan(base, reduced)
@@ -175,8 +175,8 @@ def main(args: list[str] | None = None) -> int:
     from vton_ros.bench.compare import parse_names
     if opts.replot:
         return replot(opts.replot, opts.out)
-    from vton_ros.bench.sweeps import (BenchRunner, describe_plan, PipelineSource, plan_runs,
-                                       run_plan, RunConfig, SWEEPS)
+    from vton_ros.bench.plan import describe_plan, plan_runs, RunConfig, SWEEPS
+    from vton_ros.bench.sweeps import BenchRunner, PipelineSource, run_plan
     from vton_ros.bench.timing import load_average, machine_info
     from vton_ros.pipeline.device import configure_torch, resolve_device
     from vton_ros.pipeline.offload import pin_mmap_threshold
