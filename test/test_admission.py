@@ -49,8 +49,9 @@ def catalog(tmp_path_factory):
 
 
 def test_no_rclpy_import():
-    code = 'import sys, vton_ros.admission, vton_ros.tryon_core, vton_ros.result_files; ' \
-           'sys.exit("rclpy" in sys.modules)'
+    code = 'import sys, vton_ros.compat; vton_ros.compat.ensure_torchvision(); ' \
+           'import vton_ros.admission, vton_ros.tryon_core, vton_ros.result_files; ' \
+           'sys.exit(2 * ("rclpy" in sys.modules))'
     assert subprocess.run([sys.executable, '-c', code]).returncode == 0
 
 

@@ -160,15 +160,15 @@ def test_type_rules_typed_files_and_command_line_text(tmp_path):
     path.write_text('/**/tryon_server:\n  ros__parameters:\n    catvton:\n'
                     '      guidance_scale: 4\n')
     with pytest.raises(ValueError, match='expects a double, got integer 4; write 4.0'):
-        params.load_yaml(str(path))
+        param_files.load_yaml(str(path))
     path.write_text(path.read_text().replace(': 4', ': 4.0'))
-    assert params.load_yaml(str(path))['tryon_server']['catvton.guidance_scale'] == 4.0
-    assert params.parse_overrides(['catvton.guidance_scale=4', 'catvton.seed=7',
-                                   'camera.mirror=false', 'camera.source=0']) == {
+    assert param_files.load_yaml(str(path))['tryon_server']['catvton.guidance_scale'] == 4.0
+    assert param_files.parse_overrides(['catvton.guidance_scale=4', 'catvton.seed=7',
+                                        'camera.mirror=false', 'camera.source=0']) == {
         'catvton.guidance_scale': 4.0, 'catvton.seed': 7, 'camera.mirror': False,
         'camera.source': '0'}
     with pytest.raises(ValueError, match='expects an integer'):
-        params.parse_overrides(['catvton.seed=7.5'])
+        param_files.parse_overrides(['catvton.seed=7.5'])
 
 
 @pytest.mark.parametrize('key,namespace,applies', [

@@ -2,9 +2,10 @@
 The onnxruntime backend: CatVTON's model forwards as sessions over an export_onnx folder.
 
 :class:`OrtModels` offers the model forwards of the pipeline on CPU torch tensors; the
-pipeline's loop, schedulers, guidance, caches and previews run unchanged above it. Providers: ``cpu``, ``cuda`` and ``tensorrt`` (fp16 when
-the export is fp16; engines cached in ``<onnx_dir>/trt_engines``, so the first start
-builds them and later starts load them). No rclpy here.
+pipeline's loop, schedulers, guidance, caches and previews run unchanged above it.
+Providers: ``cpu``, ``cuda`` and ``tensorrt`` (fp16 when the export is fp16; engines
+cached in ``<onnx_dir>/trt_engines``, so the first start builds them and later starts load
+them). No rclpy here.
 """
 
 import logging

@@ -19,12 +19,12 @@ import time
 
 def settings_from(params_files: list[str], overrides: list[str]) -> dict:
     """tryon_server settings: defaults, then each params file in order, then --set."""
-    from vton_ros import params
+    from vton_ros import param_files, params
 
     settings = params.defaults('tryon_server')
     for path in params_files:
-        settings.update(params.load_yaml(path).get('tryon_server', {}))
-    settings.update(params.validate('tryon_server', params.parse_overrides(overrides)))
+        settings.update(param_files.load_yaml(path).get('tryon_server', {}))
+    settings.update(params.validate('tryon_server', param_files.parse_overrides(overrides)))
     return settings
 
 
