@@ -18,7 +18,7 @@ from rclpy.parameter import parameter_value_to_python
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
 from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
 from vton_interfaces.action import TryOn
-from vton_ros import param_files, params, samples
+from vton_ros import param_files, samples
 from vton_ros.camera_source import fit
 from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
