@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             driver.quit()
         code = stack.stop()
     results['settings'] = vars(args)
+    results['load_average_1_5_15'] = os.getloadavg()
     results['stack_exit_code'] = code
     report(results, out)
     print(f'mirror_bench: {out / "bench.json"}, {out / "bench.png"}; stack exited {code}')

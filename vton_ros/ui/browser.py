@@ -13,6 +13,7 @@ from typing import Any
 BROWSERS = ('chromium', 'chromium-browser', 'google-chrome')
 INSTALL = ('install the browser with `apt-get update && apt-get install -y chromium '
            'chromium-driver` (Debian) and selenium with `make setup`')
+COMMAND_TIMEOUT = 600  # seconds for one browser command: a loaded 2-core CI can be slow
 FLAGS = ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
          '--hide-scrollbars', '--force-device-scale-factor=1', '--no-first-run',
          '--no-default-browser-check', '--disable-background-networking',
@@ -57,6 +58,7 @@ def chrome(width: int, height: int) -> Any:
         options.add_argument(flag)
     options.set_capability('goog:loggingPrefs', {'browser': 'ALL', 'performance': 'ALL'})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=found[1]))
+    driver.command_executor.client_config.timeout = COMMAND_TIMEOUT
     resize(driver, width, height)
     return driver
 
