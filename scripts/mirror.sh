@@ -13,11 +13,18 @@ PORT=${PORT:-8080}
 CAMERA=${CAMERA:-sample:astronaut}
 OUT=$ROOT/out/mirror
 mkdir -p "$OUT/garments"
-python -c 'import sys; from vton_ros.ui.catalog import write_demo_catalog as w; w(sys.argv[1])' \
-  "$OUT/garments"
+python - "$OUT/garments" <<'PY'
+import sys
+from vton_ros.compat import ensure_torchvision
+ensure_torchvision()  # this script is an entry point: the drawing code imports timm
+from vton_ros.ui.catalog import write_demo_catalog
+write_demo_catalog(sys.argv[1])
+PY
+URL="http://127.0.0.1:$PORT/"
+[ "$PORT" = 0 ] && URL="the URL that mirror_ui logs below"
 echo "================================================================"
-echo " mirror: open http://127.0.0.1:$PORT/ in a browser (full screen:"
-echo " chromium --kiosk http://127.0.0.1:$PORT/). DEMO MODEL (128x96,"
+echo " mirror: open $URL in a browser (full screen:"
+echo " chromium --kiosk URL). DEMO MODEL (128x96,"
 echo " models/demo/MODEL_CARD.md), not CatVTON. Ctrl-C stops everything."
 echo "================================================================"
 exec tryon_bringup --ui --params-file config/cpu.yaml --camera-source "$CAMERA" \
