@@ -1,7 +1,10 @@
-"""Fixtures shared by the pipeline tests (test_catvton, test_accel)."""
+"""Fixtures shared by the tests: tiny weights, inputs, one thread."""
+
+import subprocess
 
 import numpy as np
 import pytest
+from rosutil import free_domain_id, LIB, ros_env
 import torch
 
 from vton_ros import samples
@@ -58,3 +61,12 @@ def onnx_export(tiny, tmp_path_factory):
             argv += ['--set', f'{name}={value}']
     assert main(argv) == 0
     return out
+
+
+@pytest.fixture(scope='module')
+def tiny_weights(tmp_path_factory):
+    """make_test_weights folders (tiny random CatVTON) written by the installed tool."""
+    weights = tmp_path_factory.mktemp('weights')
+    subprocess.run([LIB / 'make_test_weights', '--out', weights],
+                   env=ros_env(free_domain_id()), check=True, capture_output=True)
+    return weights

@@ -7,7 +7,7 @@ channels_last and (no-op on CPU) sequential offload set as node parameters.
 """
 
 import pytest
-from test_ros_system import person_goal, R, System, tiny_weights  # noqa: F401 (fixture)
+from stack import person_goal, R, System
 
 
 @pytest.fixture(scope='module')

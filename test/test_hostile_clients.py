@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, script_argv
-from test_ros_system import server_params, tiny_weights  # noqa: F401
+from stack import server_params
 from vton_interfaces.action import TryOn
 
 R = TryOn.Result

@@ -12,7 +12,7 @@ import signal
 import pytest
 from rcl_interfaces.srv import GetParameters
 from rosutil import free_domain_id, Proc, ROOT, ros_env, script_argv, Spinner
-from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
+from stack import server_params
 from vton_ros import param_files, params
 
 pytest.importorskip('launch_ros')

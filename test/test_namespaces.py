@@ -16,7 +16,7 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.action import ActionClient
 from rclpy.parameter import parameter_value_to_python
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
-from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
+from stack import server_params
 from vton_interfaces.action import TryOn
 from vton_ros import param_files, samples
 from vton_ros.camera_source import fit

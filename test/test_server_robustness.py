@@ -21,7 +21,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
 from rosutil import free_domain_id, HANG_GUARD, Proc, ROOT, ros_env, script_argv
 from sensor_msgs.msg import Image
-from test_ros_system import person_goal, System, tiny_weights, wait_for_paired_mask  # noqa: F401
+from stack import person_goal, System, wait_for_paired_mask
 from vton_interfaces.action import TryOn
 from vton_ros.nodes import image_conv
 

@@ -15,7 +15,7 @@ import time
 import cv2
 import pytest
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env
-from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
+from stack import server_params
 from vton_ros import samples
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine

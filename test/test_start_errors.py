@@ -16,8 +16,8 @@ from rclpy.qos import qos_profile_sensor_data
 from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner
 from safetensors.torch import save_file
 from sensor_msgs.msg import CameraInfo
+from stack import server_params
 from test_node_utils import OST_YAML
-from test_ros_system import server_params, tiny_weights  # noqa: F401 (fixture)
 import torch
 from vton_ros.pipeline import weights
 
