@@ -1,6 +1,7 @@
 """ament_python package vton_ros."""
 
 from glob import glob
+import os
 
 from setuptools import find_packages, setup
 
@@ -8,7 +9,14 @@ PACKAGE = 'vton_ros'
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
          'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
-         'train_demo_model', 'export_onnx')
+         'train_demo_model', 'export_onnx', 'make_garments')
+
+
+def tree(folder):
+    """data_files entries installing every file under ``folder`` into the share."""
+    return [(os.path.join('share', PACKAGE, path), [os.path.join(path, f) for f in files])
+            for path, _, files in sorted(os.walk(folder)) if files]
+
 
 setup(
     name=PACKAGE,
@@ -20,7 +28,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
         ('share/' + PACKAGE + '/config', glob('config/*')),
-    ],
+    ] + tree('models/demo') + tree('garments'),
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='vton_ros developers',

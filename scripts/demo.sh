@@ -10,16 +10,13 @@ cd "$ROOT"
 # shellcheck disable=SC1091
 source scripts/env.sh
 MODE=${1:-demo}
-OUT=$ROOT/out/demo
-mkdir -p "$OUT/garments"
-overrides=()
+OUT=$ROOT/out/demo/$MODE  # each WEIGHTS mode its own folder
+mkdir -p "$OUT"
+params=(--params-file config/cpu.yaml)
+overrides=(--set garments.catalog_dir=package://vton_ros/garments)
 case "$MODE" in
   demo)
-    overrides+=(--set "catvton.base_model=$ROOT/models/demo/base"
-                --set "catvton.vae=$ROOT/models/demo/vae"
-                --set "catvton.attn_ckpt=$ROOT/models/demo/catvton"
-                --set catvton.precision=fp32 --set catvton.repaint=true
-                --set catvton.height=128 --set catvton.width=96)
+    params=(--params-file config/demo.yaml)
     caption="DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md), not CatVTON."
     caption+=" Real weights: fetch_weights, then make demo WEIGHTS=real"
     echo "================================================================"
@@ -49,18 +46,11 @@ case "$MODE" in
     fi ;;
   *) echo "demo: WEIGHTS must be demo, real or random, got '$MODE'" >&2; exit 2 ;;
 esac
-python - "$OUT/garments" <<'PY'
-import sys, cv2
-from vton_ros.training.tryon_data import draw_pattern, flat_lay
-rgb = flat_lay(draw_pattern('stripes', 256, 192, ((200, 30, 40), (245, 245, 245)), 48))
-cv2.imwrite(f'{sys.argv[1]}/red_striped_shirt.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-PY
-tryon_bringup --params-file config/cpu.yaml --log-dir "$OUT/logs" \
-  --set "garments.catalog_dir=$OUT/garments" "${overrides[@]}" &
+tryon_bringup "${params[@]}" --log-dir "$OUT/logs" "${overrides[@]}" &
 BRINGUP=$!
 trap 'kill -INT $BRINGUP 2>/dev/null; wait $BRINGUP 2>/dev/null' EXIT
 status=0
-tryon_client --garment "$OUT/garments/red_striped_shirt.png" --out "$OUT/result.png" --server-timeout 600 \
+tryon_client --garment garments/red_striped_shirt.png --out "$OUT/result.png" --server-timeout 600 \
   --timeout 1800 --caption "${caption:-}" || status=$?
 if [ $status -ne 0 ]; then
   echo "demo: the try-on failed (exit $status); node logs in $OUT/logs" >&2

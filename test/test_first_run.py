@@ -61,3 +61,65 @@ def test_bench_help_shows_each_default_once():
     for entry in entries:
         assert entry.count('default') <= 1, entry
     assert '(default: stages)' in text and '(default: 512)' in text
+
+
+def test_bundled_catalogue_is_what_make_garments_draws(tmp_path):
+    import cv2
+    import numpy as np
+
+    from vton_ros.garments import GarmentCatalog
+    from vton_ros.tools.make_garments import CATALOG, main
+    assert main(['--out', str(tmp_path)]) == 0
+    bundled = GarmentCatalog(str(ROOT / 'garments'))
+    assert bundled.ids() == sorted(CATALOG)
+    assert (tmp_path / 'catalog.yaml').read_text() == (ROOT / 'garments/catalog.yaml').read_text()
+    for gid in CATALOG:
+        image, kind = bundled.load(gid)
+        assert kind == CATALOG[gid][2]
+        drawn = cv2.cvtColor(cv2.imread(str(tmp_path / f'{gid}.png')), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(image, drawn), gid  # regenerated pixels match the files
+        assert (ROOT / 'garments' / f'{gid}.png').stat().st_size < 16_000  # small PNGs
+
+
+def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path):
+    from vton_ros import package_paths
+    share = package_paths.package_share()
+    assert share == ROOT / 'install' / 'vton_ros' / 'share' / 'vton_ros'  # scripts/env.sh
+    base = package_paths.resolve('package://vton_ros/models/demo/base')
+    assert base == str(share / 'models/demo/base')
+    for name in ('models/demo/base/unet/config.json', 'models/demo/vae/config.json',
+                 'models/demo/catvton/vitonhd-16k-512/attention/model.safetensors',
+                 'garments/catalog.yaml', 'garments/red_striped_shirt.png',
+                 'config/demo.yaml'):
+        assert (share / name).is_file(), name  # installed with the package (setup.py)
+    assert package_paths.resolve('/abs/folder') == '/abs/folder'
+    assert package_paths.resolve('owner/repo') == 'owner/repo'
+    code = ('from vton_ros import package_paths as p; '
+            "print(p.resolve('package://vton_ros/garments'))")
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(tmp_path), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                         text=True, check=True, cwd=tmp_path).stdout.strip()
+    assert out == str(ROOT / 'garments')  # not installed: the source tree
+    for bad in ('package:///x', 'package://no_such_pkg/x'):
+        try:
+            package_paths.resolve(bad)
+        except ValueError as err:
+            assert 'package://' in str(err)
+        else:
+            raise AssertionError(bad)
+
+
+def test_demo_profile_is_a_small_overlay_of_tryon_yaml():
+    from vton_ros import params
+    base = params.load_yaml(str(ROOT / 'config' / 'tryon.yaml'))
+    demo = params.load_yaml(str(ROOT / 'config' / 'demo.yaml'))
+    for node, values in demo.items():
+        for name, value in values.items():
+            assert base[node][name] != value, f'{node} {name} repeats tryon.yaml'
+    server = demo['tryon_server']
+    assert server['catvton.base_model'] == 'package://vton_ros/models/demo/base'
+    assert server['garments.catalog_dir'] == 'package://vton_ros/garments'
+    for node in params.NODES:  # alone (ros2 launch params_file:=...) it runs on the CPU
+        merged = {**params.defaults(node), **demo.get(node, {})}
+        for key in ('catvton.device', 'segmentation.device'):
+            assert merged.get(key, 'cpu') == 'cpu', (node, key)

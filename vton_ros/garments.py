@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
 from vton_ros.names import CLOTH_TYPES
+from vton_ros.package_paths import resolve
 import yaml
 
 CATALOG_FILE = 'catalog.yaml'
@@ -21,7 +22,7 @@ class GarmentCatalog:
     """Garment images of one folder; ids are file stems."""
 
     def __init__(self, folder: str) -> None:
-        self.folder = Path(folder).expanduser()
+        self.folder = Path(resolve(folder)).expanduser()  # package://vton_ros/garments
         if not self.folder.is_dir():
             raise ValueError(f'garments.catalog_dir {folder!r} is not a folder')
         self._files = {p.stem: p for p in sorted(self.folder.iterdir())

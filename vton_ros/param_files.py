@@ -14,20 +14,12 @@ from pathlib import Path
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from vton_ros.package_paths import package_share
 from vton_ros.params import NODES, param, validate
 import yaml
 
 BASE_FILE = 'tryon.yaml'  # the full reference: every setting of every node
 _TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
-
-
-def package_share() -> Path:
-    """Return this package's share folder (installed) or the source tree's root."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory('vton_ros'))
-    except (ImportError, LookupError):
-        return Path(__file__).resolve().parents[1]
 
 
 def profile_file(name: str, config_dir: Path | None = None) -> Path:

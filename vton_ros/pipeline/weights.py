@@ -21,7 +21,7 @@ import json
 import logging
 import os
 
-from vton_ros import names
+from vton_ros import names, package_paths
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,12 +169,14 @@ def resolve_model(source: str, files: ModelFiles, *, cache_dir: str | None = Non
     """
     Return a local folder holding ``files`` for a folder path or hub id ``source``.
 
+    ``package://PACKAGE/PATH`` names a folder in a package's share (see package_paths).
     A hub id is looked up in the Hugging Face cache and, unless offline
     (HF_HUB_OFFLINE or ``local_files_only``), only the needed files are downloaded.
     Raises ModelNotFoundError naming the place looked at, the missing files and the fix.
     """
     if not isinstance(source, str) or not source:
         raise ValueError(f'{files.what}: expected a hub id or folder path, got {source!r}')
+    source = package_paths.resolve(source)  # package://vton_ros/models/demo/base
     expanded = os.path.expanduser(source)
     if os.path.isdir(expanded):
         folder = expanded
