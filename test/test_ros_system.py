@@ -44,8 +44,8 @@ def test_goal_from_live_camera_frame(system):
     assert 'RANDOM' in r.message  # tiny test weights are announced as random
     assert (r.image.width, r.image.height) == CAMERA_SIZE
     assert r.image.header.frame_id == 'camera'
-    assert [t.name for t in r.timings] == STAGES
-    assert all(t.seconds >= 0 for t in r.timings) and r.timings[-1].seconds > 0
+    assert [t.name for t in r.timings] == STAGES + ['camera_wait']  # camera_wait: not work
+    assert all(t.seconds >= 0 for t in r.timings) and r.timings[-2].seconds > 0
     assert [f.step for f in out.feedback] == [1, 2, 3, 4]
     assert all(f.total_steps == 4 for f in out.feedback)
     previews = [f.step for f in out.feedback if f.preview.width > 0]
@@ -308,10 +308,25 @@ def test_tryon_client_cli(system, tmp_path):
                          capture_output=True, text=True, timeout=HANG_GUARD)
     assert run.returncode == 0, run.stdout + run.stderr
     assert 'denoise' in run.stdout and 'ROS overhead' in run.stdout
+    assert 'camera wait' in run.stdout  # apart from the ROS overhead
     result = cv2.imread(str(out))
     panel = cv2.imread(str(tmp_path / 'result_panel.png'))
     assert result.shape[:2] == (120, 103)  # grace_hopper 600x512 every 5th pixel
     assert panel.shape[0] == 384 and panel.shape[1] > 3 * 384 * 103 / 120
+
+
+def test_tryon_client_garment_errors_name_the_server_catalogue(system, tmp_path):
+    cases = (('shirt.png', 'file not found: shirt.png; not a garment id of the server either '
+                           '(known ids: blue_skirt, red_tshirt)'),
+             ('red_tshirt.png', 'file not found: red_tshirt.png; did you mean the catalogue '
+                                'id red_tshirt?'),
+             ('green_hat', "failed: UNKNOWN_GARMENT: unknown garment id 'green_hat'"))
+    for garment, message in cases:
+        run = subprocess.run([LIB / 'tryon_client', '--garment', garment], env=system.env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert run.stderr.startswith(f'tryon_client: {message}'), run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
 def test_tryon_client_ctrl_c_cancels_the_goal(system, tmp_path):

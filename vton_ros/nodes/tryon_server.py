@@ -217,6 +217,7 @@ class TryOnServer(common.SchemaNode):
         image, binary, notes = core.try_on(self._pipe, request, person, mask, timings, feedback,
                                            attn_version=self.setting('catvton.attn_version'))
         timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
+        timings['camera_wait'] = waited  # apart from the work: clients split it from messaging
         header = person_msg.header if person_msg is not None else None
         feedback.settle()
         return R(image=image_conv.from_rgb(image, header),

@@ -4,9 +4,9 @@ tryon_client: send one TryOn goal, show progress, save the result and a panel.
 ``--garment`` is an image file or a garment id of the server's catalogue. Without
 ``--person`` the server uses the latest camera frame; the client then takes that frame from
 ``image_raw`` (matched by the result's stamp) for the panel.
-Prints the stage timings, the client round trip and the ROS overhead (round trip minus
-the server's total). Ctrl-C or SIGTERM cancels the goal, waits for its result and exits
-0 when it ended CANCELED.
+Prints the stage timings, the wait for the first camera frame+mask pair, the client round
+trip and the ROS overhead (round trip minus both). Ctrl-C or SIGTERM cancels the goal,
+waits for its result and exits 0 when it ended CANCELED.
 """
 
 import argparse
@@ -17,10 +17,11 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 from action_msgs.msg import GoalStatus
-import cv2
 import numpy as np
+from rcl_interfaces.srv import GetParameters
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
@@ -30,19 +31,26 @@ from sensor_msgs.msg import Image
 from tqdm import tqdm
 from vton_interfaces.action import TryOn
 
-from vton_ros.camera_source import read_image
+from vton_ros import client_files as files
+from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
 
 CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C
 ERROR_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
                if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
+INPUT_ERRORS = ('INVALID_IMAGE', 'INVALID_ARGUMENT', 'UNKNOWN_GARMENT')  # exit 2 like ours
+EXIT_CODES = ('exit codes: 0 done (or canceled by Ctrl-C), 1 the try-on failed, 2 an input '
+              'error (file not found, not an image, unknown garment, bad value), 3 no action '
+              'server, 4 goal rejected (busy)')
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    parser.add_argument('--garment', required=True, help='garment image file or catalogue id')
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+                                     epilog=EXIT_CODES)
+    parser.add_argument('--garment', required=True, help='garment image file or catalogue id '
+                        "(an id of tryon_server's garments.catalog_dir, e.g. red_tshirt)")
     parser.add_argument('--person', help='person image file (default: latest camera frame)')
     parser.add_argument('--mask', help='agnostic mask image file (default: generated)')
     parser.add_argument('--cloth-type', default='', choices=('', 'upper', 'lower', 'overall'))
@@ -123,84 +131,118 @@ def wait_for_server(client: ActionClient, timeout: float, stop: StopRequest) -> 
     return True
 
 
-def make_goal(args: argparse.Namespace) -> tuple[TryOn.Goal, dict]:
-    """Build the goal from the arguments; also return the images read (for the panel)."""
+def server_garment_ids(node, timeout: float) -> list[str] | None:
+    """Return tryon_server's catalogue ids (its garments.catalog_dir), None if unknown."""
+    client = node.create_client(GetParameters, 'tryon_server/get_parameters')
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        request = GetParameters.Request(names=['garments.catalog_dir'])
+        response = wait(client.call_async(request), timeout)
+    except TimeoutError:
+        return None
+    finally:
+        node.destroy_client(client)
+    folder = response.values[0].string_value if response.values else ''
+    try:
+        return GarmentCatalog(folder).ids() if folder else []
+    except ValueError:  # the server's folder is not readable from here
+        return None
+
+
+def make_goal(args: argparse.Namespace,
+              garment_ids: Callable[[], list[str] | None]) -> tuple[TryOn.Goal, dict]:
+    """
+    Build the goal from the arguments; also return the images read (for the panel).
+
+    Raises files.InputError for an input it cannot use. ``garment_ids`` is asked only when
+    a --garment that looks like a missing file could be a catalogue id.
+    """
+    files.check_output(args.out, '--out')
+    if args.panel:
+        files.check_output(args.panel, '--panel')
     goal = TryOn.Goal(cloth_type=args.cloth_type, num_inference_steps=args.steps,
                       guidance_scale=args.guidance, seed=args.seed)
     images = {}
-    if Path(args.garment).is_file():
-        images['garment'] = read_image(Path(args.garment))
+    if Path(args.garment).expanduser().exists():
+        images['garment'] = files.read_rgb(args.garment, 'garment image')
         goal.garment_image = image_conv.from_rgb(images['garment'])
+    elif files.looks_like_path(args.garment):
+        ids = garment_ids() if files.could_be_id(args.garment) else None
+        if ids is None or args.garment not in ids:
+            raise files.missing_garment(args.garment, ids)
+        goal.garment_id = args.garment
     else:
         goal.garment_id = args.garment
     if args.person:
-        images['person'] = read_image(Path(args.person))
+        images['person'] = files.read_rgb(args.person, 'person image')
         goal.person_image = image_conv.from_rgb(images['person'])
     if args.mask:
-        mask = cv2.imread(args.mask, cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise ValueError(f'cannot read mask {args.mask}')
-        goal.mask = image_conv.from_mono(mask)
+        goal.mask = image_conv.from_mono(files.read_gray(args.mask, 'mask'))
     return goal, images
 
 
-def panel(person: np.ndarray | None, mask: np.ndarray, garment: np.ndarray | None,
-          result: np.ndarray, height: int = 384, caption: str = '') -> np.ndarray:
+class Progress:
+    """A progress bar made at the first feedback (so it knows the total), one ETA."""
+
+    FORMAT = '{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]'
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._lock = threading.Lock()
+
+    def __call__(self, msg) -> None:
+        """Feedback callback: show the step and the server's ETA."""
+        fb = msg.feedback
+        with self._lock:
+            if self._bar is None:
+                self._bar = tqdm(total=fb.total_steps, desc='try-on', file=sys.stderr,
+                                 bar_format=self.FORMAT)
+            self._bar.n = fb.step
+            self._bar.set_postfix_str(f'eta {fb.eta_sec:.1f}s', refresh=False)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        """End the bar (if one was shown)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+
+
+def print_timings(timings: dict[str, float], round_trip: float, mask_given: bool) -> float:
     """
-    Side by side: person | mask overlay | garment | result, each scaled to ``height``.
+    Print the stage table; return the ROS overhead.
 
-    A non-empty ``caption`` is written in a white band under the images (wrapped).
+    The overhead is the round trip minus the server's total and its wait for the first
+    camera frame+mask pair (``camera_wait``; not work, so not in the total).
     """
-    from vton_ros.pipeline.masks import overlay_mask
-
-    blank = np.full_like(result, 255)
-    person = person if person is not None else blank
-    tiles = [person, overlay_mask(person, mask), garment if garment is not None else blank,
-             result]
-    scaled = [cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height),
-                         interpolation=cv2.INTER_AREA) for t in tiles]
-    image = np.concatenate(scaled, axis=1)
-    if not caption:
-        return image
-    font, scale, line = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 26
-    lines, words = [], caption.split()
-    for word in words:
-        if lines and cv2.getTextSize(f'{lines[-1]} {word}', font, scale, 1)[0][0] < \
-                image.shape[1] - 20:
-            lines[-1] += f' {word}'
-        else:
-            lines.append(word)
-    band = np.full((line * len(lines) + 12, image.shape[1], 3), 255, np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(band, text, (10, line * (i + 1)), font, scale, (160, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([image, band], axis=0)
-
-
-def save_rgb(path: str, rgb: np.ndarray) -> None:
-    """Write an RGB image (PNG/JPEG by extension)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f'cannot write {path}')
+    waited = timings.pop('camera_wait', 0.0)
+    notes = {}
+    if timings.get('segmentation', 0.0) == 0.0:
+        notes['segmentation'] = ('mask given' if mask_given else
+                                 'done by segmentation_node with the camera frame')
+    print(f'{"stage":<14}{"seconds":>10}')
+    for name, seconds in timings.items():
+        note = f'  ({notes[name]})' if name in notes else ''
+        print(f'{name:<14}{seconds:>10.3f}{note}')
+    overhead = round_trip - timings.get('total', 0.0) - waited
+    print(f'{"camera wait":<14}{waited:>10.3f}  (for the first camera frame+mask pair)')
+    print(f'{"round trip":<14}{round_trip:>10.3f}')
+    print(f'{"ROS overhead":<14}{overhead:>10.3f}  (round trip - total - camera wait)')
+    return overhead
 
 
 def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int:
     """Send the goal, follow it, save outputs; return the process exit code."""
-    goal, images = make_goal(args)
+    goal, images = make_goal(args, lambda: server_garment_ids(
+        client.node, min(args.server_timeout, 10.0)))
     if not wait_for_server(client.client, args.server_timeout, stop):
         print(f'tryon_client: no action server {args.action!r} (is tryon_server running?)',
               file=sys.stderr)
         return 3
-    bar = tqdm(total=1, unit='step', desc='try-on', file=sys.stderr, leave=True)
-
-    def on_feedback(msg):
-        fb = msg.feedback
-        bar.total = fb.total_steps
-        bar.n = fb.step
-        bar.set_postfix(eta=f'{fb.eta_sec:.1f}s')
-        bar.refresh()
-
+    bar = Progress()
     start = time.monotonic()
-    handle = wait(client.client.send_goal_async(goal, feedback_callback=on_feedback), 30.0)
+    handle = wait(client.client.send_goal_async(goal, feedback_callback=bar), 30.0)
     if not handle.accepted:
         bar.close()
         print('tryon_client: goal rejected (server busy, see tryon.busy_policy)',
@@ -226,23 +268,18 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
             print(f'tryon_client: {name}: {result.message}', file=sys.stderr)
             return 0  # stopped as asked
         print(f'tryon_client: failed: {name}: {result.message}', file=sys.stderr)
-        return 1
+        return 2 if name in INPUT_ERRORS else 1
     image = image_conv.to_rgb(result.image)
     mask = image_conv.to_mono(result.mask)
-    save_rgb(args.out, image)
+    files.save_rgb(args.out, image)
     person = images.get('person')
     if person is None:
         person = client.frame(result.image.header)
     panel_path = args.panel or str(Path(args.out).with_name(Path(args.out).stem + '_panel.png'))
-    save_rgb(panel_path, panel(person, mask, images.get('garment'), image,
-                               caption=args.caption))
+    files.save_rgb(panel_path, files.panel(person, mask, images.get('garment'), image,
+                                           caption=args.caption))
     timings = {t.name: t.seconds for t in result.timings}
-    print(f'{"stage":<14}{"seconds":>10}')
-    for name, seconds in timings.items():
-        print(f'{name:<14}{seconds:>10.3f}')
-    overhead = round_trip - timings.get('total', 0.0)
-    print(f'{"round trip":<14}{round_trip:>10.3f}')
-    print(f'{"ROS overhead":<14}{overhead:>10.3f}')
+    overhead = print_timings(dict(timings), round_trip, bool(args.mask))
     print(f'note: {result.message}')
     print(f'result: {Path(args.out).resolve()}')
     print(f'panel: {Path(panel_path).resolve()}')
