@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture()
 def inputs(tmp_path):
-    """A real image, a text file named .png, a folder."""
+    """Make a real image, a text file named .png and a folder."""
     good = tmp_path / 'shirt_photo.png'
     cv2.imwrite(str(good), np.full((40, 30, 3), 200, np.uint8))
     fake = tmp_path / 'notes.png'
@@ -81,15 +81,16 @@ def test_panel_tiles_are_labelled():
     (['--garment', 'red_tshirt', '--person', '{tmp}/nobody.jpg'],
      'file not found: {tmp}/nobody.jpg (person image)'),
     (['--garment', 'red_tshirt', '--mask', '{tmp}/notes.png'], 'mask {tmp}/notes.png is not'),
-    (['--garment', 'red_tshirt', '--out', '{tmp}/folder'], '--out {tmp}/folder is a folder; give a file name'),
+    (['--garment', 'red_tshirt', '--out', '{tmp}/folder'],
+     '--out {tmp}/folder is a folder; give a file name'),
     (['--garment', 'shirt.png', '--server-timeout', '1'],
      'file not found: shirt.png (and no tryon_server answered to tell its garment ids)'),
 ])
 def test_client_input_errors_are_one_line_exit_2(inputs, argv, message):
     tmp = inputs['tmp']
     env = ros_env(free_domain_id())
-    run = subprocess.run([LIB / 'tryon_client', *[a.format(tmp=tmp) for a in argv]],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
+    run = subprocess.run([LIB / 'tryon_client', *[a.format(tmp=tmp) for a in argv]], env=env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert run.returncode == 2, run.stdout + run.stderr
     line = run.stderr.strip()
     assert line.startswith(f'tryon_client: {message.format(tmp=tmp)}'), line

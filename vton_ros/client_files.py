@@ -60,7 +60,7 @@ def _read(arg: str, what: str, flags: int) -> np.ndarray:
 
 def missing_garment(arg: str, ids: list[str] | None) -> InputError:
     """
-    The error for a --garment that is neither a file nor (as far as known) a catalogue id.
+    Return the error for a --garment that is no file and (as far as known) no catalogue id.
 
     ``ids``: the server's catalogue ids, or None when no server told them.
     """
