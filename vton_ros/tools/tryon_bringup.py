@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='also start mirror_ui, the kiosk page (settings ui.*)')
     parser.add_argument('--camera-source', help='shortcut for --set camera.source=...')
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
+    parser.add_argument('--native-logs', action='store_true',
+                        help="keep third-party native logging (mediapipe's absl/TF Lite lines; "
+                             'off by default, as VTON_NATIVE_LOGS=1 does for a single node)')
     parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
                         '(default: prefixed with [node] on this output)')
     param_files.add_override_argument(parser)
@@ -112,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         ros_args = ['--ros-args', '--params-file', str(merged)]
         if namespace != '/':
             ros_args += ['-r', f'__ns:={namespace}']
-        return supervise(nodes, ros_args, loopback_env(), args.log_dir)
+        env = loopback_env()
+        if args.native_logs:
+            env['VTON_NATIVE_LOGS'] = '1'
+        return supervise(nodes, ros_args, env, args.log_dir)
 
 
 class Child:
