@@ -25,6 +25,26 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY=$VENV/bin/python
 
+# Progress of pip: on a terminal one line counting the packages collected and showing big
+# downloads; elsewhere (a log) every 10th package and each download over 10 MB. pip's full
+# output goes to build/pip.log.
+pip_progress() {
+  local tty=0
+  [ -t 1 ] && tty=1
+  awk -v tty=$tty '
+    function show(text) {
+      if (tty) printf "\r\033[Ksetup: %s", substr(text, 1, 90); else print "setup: " text
+      fflush()
+    }
+    /^Collecting /{n++; name = $2; if (tty || n % 10 == 1) show("[" n "] collecting " name)}
+    /^ *Downloading .*MB\)$/{
+      size = substr($(NF-1), 2); if (size + 0 >= 10) show("[" n "] downloading " name \
+        " (" size " MB)")}
+    /^Successfully installed/{if (tty) printf "\n"; print "setup: installed " NF - 2 " packages"}
+    /^(ERROR|error)/{if (tty) printf "\n"; print}
+    END{if (!n) print "setup: every pinned package was already installed"}'
+}
+
 reqs=(requirements/ml.txt requirements/build.txt requirements/ui.txt)
 [ -z "${ROS_DISTRO:-}" ] && reqs+=(requirements/ros.txt)
 stamp_key=$(cat "${reqs[@]}" scripts/setup.sh | sha256sum | cut -c1-16)
@@ -39,8 +59,11 @@ if [ ! -f "$stamp" ]; then
       echo "setup: keeping installed torch $have"
     fi
   fi
-  echo "setup: installing pinned packages (${reqs[*]})"
-  "$PY" -m pip install -q --disable-pip-version-check $torch_spec $(printf -- '-r %s ' "${reqs[@]}")
+  echo "setup: installing the pinned packages of ${reqs[*]} and $torch_spec into .venv"
+  echo "setup: (first run: about 2 GB of wheels, a few minutes; pip's log: build/pip.log)"
+  mkdir -p build
+  "$PY" -m pip install --disable-pip-version-check $torch_spec \
+    $(printf -- '-r %s ' "${reqs[@]}") 2>&1 | tee build/pip.log | pip_progress
   "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE"
   rm -f "$VENV"/.vton-setup-*
   touch "$stamp"
@@ -50,6 +73,13 @@ fi
 set +u
 if [ -z "${ROS_DISTRO:-}" ]; then
   export AMENT_PREFIX_PATH=$VENV
+  # colcon warns about an AMENT_PREFIX_PATH entry without a local_setup.* file; the venv
+  # (ROS 2 wheels) needs no setup of its own, so it gets empty ones.
+  for shell in sh bash; do
+    [ -f "$VENV/local_setup.$shell" ] \
+      || echo '# vton_ros: the venv is an ament prefix (ROS 2 wheels); nothing to set up' \
+        > "$VENV/local_setup.$shell"
+  done
 fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"

@@ -145,3 +145,39 @@ def test_native_logging_of_the_pose_masker_is_off_unless_asked():
     verbose = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                              timeout=300, cwd=ROOT, env=dict(os.environ, VTON_NATIVE_LOGS='1'))
     assert verbose.returncode == 0 and 'W0000' in verbose.stderr  # what quiet removes
+
+
+def test_setup_shows_pip_progress_in_a_few_lines(tmp_path):
+    script = (ROOT / 'scripts' / 'setup.sh').read_text()
+    function = script[script.index('pip_progress() {'):script.index('\n}\n', script.index(
+        'pip_progress() {')) + 3]
+    pip_log = ''.join(f'Collecting pkg{i}==1.0\n  Downloading pkg{i}-1.0.whl ({i}.5 MB)\n'
+                      for i in range(1, 26)) + 'Successfully installed ' + ' '.join(
+        f'pkg{i}-1.0' for i in range(1, 26)) + '\n'
+    done = subprocess.run(['bash', '-c', function + '\npip_progress'], input=pip_log,
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [
+        'setup: [1] collecting pkg1==1.0', 'setup: [10] downloading pkg10==1.0 (10.5 MB)',
+        'setup: [11] collecting pkg11==1.0'] + [
+        f'setup: [{i}] downloading pkg{i}==1.0 ({i}.5 MB)' for i in range(11, 21)] + [
+        'setup: [21] collecting pkg21==1.0'] + [
+        f'setup: [{i}] downloading pkg{i}==1.0 ({i}.5 MB)' for i in range(21, 26)] + [
+        'setup: installed 25 packages']
+
+
+def test_no_colcon_prefix_warning_for_the_venv(tmp_path):
+    venv = Path(sys.prefix)
+    assert (venv / 'local_setup.sh').is_file() and (venv / 'local_setup.bash').is_file()
+    empty = tmp_path / 'src'
+    empty.mkdir()
+
+    def build(prefix: Path) -> str:
+        env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix))
+        return subprocess.run(
+            [str(venv / 'bin' / 'colcon'), '--log-base', str(tmp_path / 'log'), 'build',
+             '--base-paths', str(empty), '--build-base', str(tmp_path / 'build'),
+             '--install-base', str(tmp_path / 'install')], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=300).stderr
+
+    assert 'WARNING' not in build(venv)  # what setup.sh and env.sh export
+    assert "doesn't contain any 'local_setup" in build(empty)  # the warning it avoids
