@@ -1,0 +1,166 @@
+"""
+README.md's code blocks: each command runs as written after `make setup`, or is marked.
+
+A trailing comment marks what a command needs beyond this machine (`# needs ROS 2`,
+`# needs real weights`, `# needs CUDA`) or that it runs long (`# takes ...`); the marks
+must match the command (a ROS command is marked, a marked command is one). The test runs
+every unmarked command in a folder laid out like the checkout (the server of a block in the
+background while its `# in a second shell` client runs), checks the arguments of the long
+ones against the tool's own parser, and `make -n` for make targets.
+"""
+
+from dataclasses import dataclass
+import importlib
+import re
+import shlex
+import subprocess
+
+import pytest
+
+from rosutil import free_domain_id, HANG_GUARD, Proc, ROOT, ros_env
+
+README = ROOT / 'README.md'
+NEEDS = ('ROS 2', 'real weights', 'CUDA')  # `# needs ROS 2, real weights, CUDA`
+MARKS = tuple(f'needs {need}' for need in NEEDS) + ('takes ',)
+LAYOUT = ('scripts', 'config', 'garments', 'models', 'install', '.venv')
+NATIVE_LINES = ('W0000', 'TensorFlow Lite', 'absl::InitializeLog', 'Traceback')
+
+
+@dataclass
+class Command:
+    """One command line of a bash block and its trailing comment."""
+
+    text: str
+    note: str
+
+    @property
+    def marked(self) -> bool:
+        """Tell whether a mark says the command is not run here."""
+        return bool(self.needs) or self.note.startswith('takes ')
+
+    @property
+    def needs(self) -> set[str]:
+        """Return what the note says is needed: ``# needs A, B and C``."""
+        if not self.note.startswith('needs '):
+            return set()
+        return {need for need in NEEDS if need in self.note}
+
+    def is_paper_launch(self) -> bool:
+        """Tell whether it launches config/tryon.yaml (real weights, CUDA)."""
+        return self.text.split()[:3] == ['ros2', 'launch', 'vton_ros'] and \
+            'demo.yaml' not in self.text
+
+    def needs_ros(self) -> bool:
+        """Tell whether the command uses ROS 2 tools the PyPI wheels lack."""
+        return (self.text.split()[0] in ('ros2', 'rviz2', 'colcon')
+                or any(s in self.text for s in ('/opt/ros', 'ros2_ws', 'install/setup.bash')))
+
+    def needs_weights(self) -> bool:
+        """Tell whether the command needs the real CatVTON weights."""
+        words = self.text.split()
+        return ('WEIGHTS=real' in words or self.is_paper_launch()
+                or (words[0] == 'vton_bench' and '--random-weights' not in words))
+
+    def needs_cuda(self) -> bool:
+        """Tell whether the command asks for a CUDA device."""
+        return 'cuda' in self.text or self.is_paper_launch()
+
+
+def blocks() -> list[list[Command]]:
+    """Return the commands of every ```bash block of the README."""
+    out = []
+    for body in re.findall(r'```bash\n(.*?)```', README.read_text(), re.S):
+        commands = []
+        for line in body.replace('\\\n', ' ').splitlines():
+            parts = re.split(r'\s+#\s', line, maxsplit=1)
+            text, note = parts[0].strip(), (parts[1].strip() if len(parts) > 1 else '')
+            if text:
+                commands.append(Command(text, note))
+        out.append(commands)
+    return out
+
+
+ALL = [c for block in blocks() for c in block]
+
+
+def test_readme_has_commands_and_explains_marks_and_the_skipped_test():
+    assert len(ALL) > 20
+    text = ' '.join(README.read_text().split())
+    for mark in MARKS:
+        assert f'`# {mark.strip()}' in text, mark  # the legend
+    assert '`test/test_launch.py` starts the real `ros2 launch` and skips itself here' in text
+
+
+@pytest.mark.parametrize('command', ALL, ids=lambda c: c.text[:60])
+def test_every_command_is_marked_for_what_it_needs(command):
+    assert command.needs_ros() == ('ROS 2' in command.needs), command
+    assert command.needs_weights() == ('real weights' in command.needs), command
+    assert command.needs_cuda() == ('CUDA' in command.needs), command
+
+
+@pytest.mark.parametrize('command', [c for c in ALL if c.note.startswith('takes ')],
+                         ids=lambda c: c.text[:60])
+def test_long_commands_have_valid_arguments(command):
+    argv = shlex.split(command.text)
+    if argv[0] == 'make':
+        done = subprocess.run(['make', '-n', *argv[1:]], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return
+    module = importlib.import_module(f'vton_ros.tools.{argv[0]}')
+    module.build_parser().parse_args(argv[1:])  # SystemExit on a wrong argument
+
+
+@pytest.fixture()
+def checkout(tmp_path):
+    """Return a folder laid out like the checkout, of links: outputs stay out of it."""
+    for name in LAYOUT:
+        (tmp_path / name).symlink_to(ROOT / name)
+    return tmp_path
+
+
+def shell(commands: list[str], line: str) -> list[str]:
+    """Return argv running ``line`` in bash after the block's earlier ``source`` lines."""
+    return ['bash', '-c', ' && '.join(commands + [line])]
+
+
+@pytest.mark.parametrize('index', [i for i, block in enumerate(blocks())
+                                   if any(not c.marked for c in block)])
+def test_unmarked_commands_run_as_written(index, checkout):
+    block = blocks()[index]
+    env = ros_env(free_domain_id())
+    sources: list[str] = []
+    server = None
+    for i, command in enumerate(block):
+        if command.marked:
+            continue
+        if command.text.startswith('source '):
+            sources.append(command.text)
+            continue
+        if i + 1 < len(block) and 'in a second shell' in block[i + 1].note:
+            server = Proc(shell(sources, command.text), env, checkout / f'server{i}.log',
+                          cwd=checkout)
+            server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+            continue
+        run = subprocess.run(shell(sources, command.text), env=env, cwd=checkout,
+                             capture_output=True, text=True, timeout=HANG_GUARD)
+        assert run.returncode == 0, (command.text, run.stdout, run.stderr)
+        if server is not None:  # the client of the server above
+            check_client(run.stdout, checkout)
+            assert server.stop(timeout=120) == 0, server.log()
+            log = server.log()
+            assert not [s for s in NATIVE_LINES if s in log], log  # quiet by default
+            server = None
+    assert server is None, 'a server without its client'
+
+
+def check_client(stdout: str, folder) -> None:
+    """Check a tryon_client run: its table and its files."""
+    lines = stdout.splitlines()
+    names = [line.split('  ')[0] for line in lines]
+    for row in ('segmentation', 'total', 'camera wait', 'round trip', 'ROS overhead'):
+        assert row in names, stdout
+    assert 'segmentation_node' in stdout  # where the segmentation time went
+    out = [line.split(': ', 1)[1] for line in lines if line.startswith(('result: ', 'panel: '))]
+    assert len(out) == 2 and all(str(folder) in path for path in out), stdout
+    print(f'tryon_client printed {len(lines)} lines')
