@@ -12,11 +12,11 @@ source scripts/env.sh
 MODE=${1:-demo}
 OUT=$ROOT/out/demo/$MODE  # each WEIGHTS mode its own folder
 mkdir -p "$OUT"
-params=(--params-file config/cpu.yaml)
+params=(--profile cpu)
 overrides=(--set garments.catalog_dir=package://vton_ros/garments)
 case "$MODE" in
   demo)
-    params=(--params-file config/demo.yaml)
+    params=(--profile demo)
     caption="DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md), not CatVTON."
     caption+=" Real weights: fetch_weights, then make demo WEIGHTS=real"
     echo "================================================================"

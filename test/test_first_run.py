@@ -109,20 +109,17 @@ def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path
             raise AssertionError(bad)
 
 
-def test_demo_profile_is_a_small_overlay_of_tryon_yaml():
-    from vton_ros import params
-    base = params.load_yaml(str(ROOT / 'config' / 'tryon.yaml'))
-    demo = params.load_yaml(str(ROOT / 'config' / 'demo.yaml'))
-    for node, values in demo.items():
-        for name, value in values.items():
-            assert base[node][name] != value, f'{node} {name} repeats tryon.yaml'
+def test_demo_profile_names_package_paths_and_runs_on_the_cpu():
+    from vton_ros import param_files
+    demo = param_files.load_yaml(str(ROOT / 'config' / 'demo.yaml'))  # overlay: test_params
     server = demo['tryon_server']
     assert server['catvton.base_model'] == 'package://vton_ros/models/demo/base'
     assert server['garments.catalog_dir'] == 'package://vton_ros/garments'
-    for node in params.NODES:  # alone (ros2 launch params_file:=...) it runs on the CPU
-        merged = {**params.defaults(node), **demo.get(node, {})}
-        for key in ('catvton.device', 'segmentation.device'):
-            assert merged.get(key, 'cpu') == 'cpu', (node, key)
+    stacked = param_files.load_files(param_files.stack('demo'))  # tryon.yaml, then demo.yaml
+    devices = {stacked[node][key] for node in stacked
+               for key in ('catvton.device', 'segmentation.device') if key in stacked[node]}
+    assert devices == {'cpu'}
+    assert stacked['tryon_server']['catvton.precision'] == 'fp32'
 
 
 NATIVE_LINES = ('W0000', 'TensorFlow Lite', 'absl::InitializeLog')
