@@ -48,7 +48,7 @@ case "$MODE" in
 esac
 tryon_bringup "${params[@]}" --log-dir "$OUT/logs" "${overrides[@]}" &
 BRINGUP=$!
-trap 'kill -INT $BRINGUP 2>/dev/null; wait $BRINGUP 2>/dev/null' EXIT
+trap 'kill -INT $BRINGUP 2>/dev/null; wait $BRINGUP 2>/dev/null || true' EXIT  # it says why
 status=0
 tryon_client --garment garments/red_striped_shirt.png --out "$OUT/result.png" --server-timeout 600 \
   --timeout 1800 --caption "${caption:-}" || status=$?

@@ -79,9 +79,12 @@ class TryOnClient:
         self.client = ActionClient(node, TryOn, action, **action_qos.client_options())
         self._frames: OrderedDict[tuple, Image] = OrderedDict()
         self._lock = threading.Lock()
+        self.hold = threading.Event()  # set at the first feedback: the server has its frame
         node.create_subscription(Image, 'image_raw', self._frame, qos_profile_sensor_data)
 
     def _frame(self, msg: Image) -> None:
+        if self.hold.is_set():  # keep the frames of the goal's start, however long it runs
+            return
         with self._lock:
             self._frames[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
             while len(self._frames) > 60:
@@ -241,8 +244,13 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
               file=sys.stderr)
         return 3
     bar = Progress()
+
+    def on_feedback(msg) -> None:
+        client.hold.set()
+        bar(msg)
+
     start = time.monotonic()
-    handle = wait(client.client.send_goal_async(goal, feedback_callback=bar), 30.0)
+    handle = wait(client.client.send_goal_async(goal, feedback_callback=on_feedback), 30.0)
     if not handle.accepted:
         bar.close()
         print('tryon_client: goal rejected (server busy, see tryon.busy_policy)',
