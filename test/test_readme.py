@@ -131,26 +131,30 @@ def test_unmarked_commands_run_as_written(index, checkout):
     env = ros_env(free_domain_id())
     sources: list[str] = []
     server = None
-    for i, command in enumerate(block):
-        if command.marked:
-            continue
-        if command.text.startswith('source '):
-            sources.append(command.text)
-            continue
-        if i + 1 < len(block) and 'in a second shell' in block[i + 1].note:
-            server = Proc(shell(sources, command.text), env, checkout / f'server{i}.log',
-                          cwd=checkout)
-            server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
-            continue
-        run = subprocess.run(shell(sources, command.text), env=env, cwd=checkout,
-                             capture_output=True, text=True, timeout=HANG_GUARD)
-        assert run.returncode == 0, (command.text, run.stdout, run.stderr)
-        if server is not None:  # the client of the server above
-            check_client(run.stdout, checkout)
-            assert server.stop(timeout=120) == 0, server.log()
-            log = server.log()
-            assert not [s for s in NATIVE_LINES if s in log], log  # quiet by default
-            server = None
+    try:
+        for i, command in enumerate(block):
+            if command.marked:
+                continue
+            if command.text.startswith('source '):
+                sources.append(command.text)
+                continue
+            if i + 1 < len(block) and 'in a second shell' in block[i + 1].note:
+                server = Proc(shell(sources, command.text), env, checkout / f'server{i}.log',
+                              cwd=checkout)
+                server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+                continue
+            run = subprocess.run(shell(sources, command.text), env=env, cwd=checkout,
+                                 capture_output=True, text=True, timeout=HANG_GUARD)
+            assert run.returncode == 0, (command.text, run.stdout, run.stderr)
+            if server is not None:  # the client of the server above
+                check_client(run.stdout, checkout)
+                code, server = server.stop(timeout=120), None
+                log = (checkout / f'server{i - 1}.log').read_text()
+                assert code == 0, log
+                assert not [s for s in NATIVE_LINES if s in log], log  # quiet by default
+    finally:
+        if server is not None:  # a failed step: leave no node running
+            server.stop(timeout=120)
     assert server is None, 'a server without its client'
 
 
