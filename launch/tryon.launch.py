@@ -7,10 +7,13 @@ overlay of ``profile`` (config/<profile>.yaml: cpu, fast, fast_cpu, ...; empty: 
 namespace (default empty; e.g. mirror_a puts every node, topic and the tryon action under
 /mirror_a, and the config's /**/NODE keys still apply), camera_source (overrides
 camera.source), device (overrides catvton.device and segmentation.device; empty keeps
-the file's value) and ui (true: also start mirror_ui, the kiosk page). When a node exits,
-the launch shuts the others down; a node that failed (exit code not 0) makes ros2 launch
-exit 1 with an error naming it. Where the ros2 CLI is not installed, ``tryon_bringup``
-starts the same nodes from the same file.
+the file's value) and ui (true: also start mirror_ui, the kiosk page). autostart (default
+true) configures and activates the managed nodes; false leaves them unconfigured for a
+lifecycle manager (ros2 lifecycle, nav2). When a node exits, the launch shuts the others
+down; a node that failed (exit code not 0) makes ros2 launch exit 1 with an error naming
+it; respawn:=true instead restarts a node that dies, after respawn_delay seconds (default
+2), while the others keep running. Where the ros2 CLI is not installed,
+``tryon_bringup`` starts the same nodes from the same file.
 """
 
 import os
@@ -52,6 +55,9 @@ def _nodes(context):
     source = LaunchConfiguration('camera_source').perform(context)
     device = LaunchConfiguration('device').perform(context)
     ui = LaunchConfiguration('ui').perform(context).lower() in ('true', '1')
+    autostart = LaunchConfiguration('autostart').perform(context).lower() in ('true', '1')
+    respawn = LaunchConfiguration('respawn').perform(context).lower() in ('true', '1')
+    delay = float(LaunchConfiguration('respawn_delay').perform(context))
 
     def text(value):  # launch parses plain strings as YAML: keep '0' a string
         return ParameterValue(value, value_type=str)
@@ -62,14 +68,19 @@ def _nodes(context):
         'tryon_server': ({'catvton.device': text(device), 'segmentation.device': text(device)}
                          if device else {}),
     }
+    for extra in overrides.values():  # the managed nodes
+        extra['lifecycle.autostart'] = autostart
     if ui:
         overrides['mirror_ui'] = {}
     actions = []
     for name, extra in overrides.items():
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
-                    output='screen', emulate_tty=True, parameters=[*files, extra])
-        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
-                                                             on_exit=_on_exit(name)))]
+                    output='screen', emulate_tty=True, parameters=[*files, extra],
+                    respawn=respawn, respawn_delay=delay)
+        actions.append(node)
+        if not respawn:  # one node ends: all stop
+            actions.append(RegisterEventHandler(OnProcessExit(target_action=node,
+                                                              on_exit=_on_exit(name))))
     return actions
 
 
@@ -91,5 +102,13 @@ def generate_launch_description():
         DeclareLaunchArgument('ui', default_value='false',
                               description='true: also start mirror_ui, the kiosk page '
                                           '(http://127.0.0.1:8080/ by default; ui.* settings)'),
+        DeclareLaunchArgument('autostart', default_value='true',
+                              description='configure and activate every node at start; false '
+                                          'leaves them unconfigured for a lifecycle manager'),
+        DeclareLaunchArgument('respawn', default_value='false',
+                              description='restart a node that dies (after respawn_delay) '
+                                          'while the others keep running'),
+        DeclareLaunchArgument('respawn_delay', default_value='2.0',
+                              description='seconds before a dead node is restarted'),
         OpaqueFunction(function=_nodes),
     ])

@@ -220,6 +220,26 @@ def test_idle_shutdown_has_nothing_to_wait_for():
     assert Admission().shutdown() == ([], False)
 
 
+def test_lifecycle_closes_until_activated_and_deactivate_reopens():
+    adm = Admission(closed='inactive')
+    assert 'not active' in adm.offer(True, 'queue', 4)
+    adm.reopen()  # activate
+    start(adm, 1, 'queue')
+    start(adm, 2, 'queue')
+    assert adm.shutdown('deactivated') == (['h2'], True)
+    for key in (1, 2):
+        error = adm.stop_error(key, 0.0)
+        assert error.code == 'SHUTTING_DOWN' and 'deactivated' in str(error)
+    assert 'deactivated' in adm.offer(True, 'queue', 4)
+    adm.finish(1)
+    adm.finish(2)
+    adm.reopen()  # activate again
+    assert start(adm, 3, 'queue') == (None, ['h3'])
+    adm.shutdown()
+    adm.reopen()  # a shut-down server stays shut
+    assert 'shutting down' in adm.offer(True, 'queue', 4)
+
+
 # ---- frame pairs, stale inputs, errors ------------------------------------------------
 
 

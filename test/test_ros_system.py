@@ -19,12 +19,13 @@ from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
 from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, process_udp_addresses, \
     ros_env, Spinner
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from stack import (CAMERA_SIZE, person_goal, R, SERVER_PARAMS, server_params, STAGES, System,
                    wait_for_paired_mask)
 from vton_interfaces.action import TryOn
-from vton_ros import samples
+from vton_ros import image_codec, samples
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.common import LATCHED_QOS as LATCHED
 from vton_ros.pipeline import preprocess
 
 
@@ -347,6 +348,77 @@ def test_every_node_is_loopback_only(system):
     for proc in system.procs:
         addresses = process_udp_addresses(proc.pid)
         assert addresses and addresses <= {'127.0.0.1'}, (proc.argv[0], addresses)
+
+
+def _diag_values(system, node: str) -> dict:
+    """Return the key/values of the newest /diagnostics status of ``node``."""
+    with system._lock:
+        statuses = [st for st in system.diagnostics if st.name.endswith(node)]
+    return {kv.key: kv.value for kv in statuses[-1].values} if statuses else {}
+
+
+def _collect(system, kind, topic: str, qos) -> tuple:
+    """Subscribe on the client node; return (subscription, list that fills with messages)."""
+    got: list = []
+    return system.client.node.create_subscription(kind, topic, got.append, qos), got
+
+
+def _wait(condition, what: str) -> None:
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline, f'timed out waiting for {what}'
+        time.sleep(0.05)
+
+
+def test_compressed_images_only_while_watched(system):
+    """image_raw/compressed (JPEG) and mask_overlay/compressed (PNG), as image_transport."""
+    _wait(lambda: int(_diag_values(system, 'camera_node').get('frames', 0)) >= 3, 'frames')
+    assert 'image_raw/compressed sent' not in _diag_values(system, 'camera_node')
+    node = system.client.node
+    jpeg_sub, jpegs = _collect(system, CompressedImage, 'image_raw/compressed',
+                               qos_profile_sensor_data)
+    png_sub, pngs = _collect(system, CompressedImage, 'mask_overlay/compressed', LATCHED)
+    try:
+        def pairs():  # compressed messages whose raw twins the client also has
+            with system._lock:
+                overlays = {_stamp(m): m for m in system.overlays}
+                frames = set(system.frames)
+            return ([m for m in jpegs if _stamp(m) in frames],
+                    [(m, overlays[_stamp(m)]) for m in pngs if _stamp(m) in overlays])
+        _wait(lambda: all(pairs()), 'compressed frames and overlays')
+        with_frame, with_overlay = pairs()
+        jpeg, (png, overlay) = with_frame[0], with_overlay[0]
+    finally:
+        node.destroy_subscription(jpeg_sub)
+        node.destroy_subscription(png_sub)
+    assert jpeg.format == 'rgb8; jpeg compressed bgr8' and png.format.startswith('rgb8; png')
+    encoding, pixels = image_codec.decode(jpeg.format, bytes(jpeg.data))
+    raw = system.frame(jpeg.header)
+    assert pixels.shape == raw.shape and np.abs(pixels.astype(int) - raw).mean() < 8.0
+    assert jpeg.header.frame_id == 'camera' and len(jpeg.data) < raw.nbytes / 3
+    _, pixels = image_codec.decode(png.format, bytes(png.data))
+    assert np.array_equal(pixels, image_conv.to_rgb(overlay))  # lossless
+    _wait(lambda: int(_diag_values(system, 'camera_node').get('image_raw/compressed sent', 0)),
+          'the count of compressed frames on /diagnostics')
+
+
+def test_compressed_result_is_latched(system):
+    """A viewer that subscribes after the goal still gets the result as JPEG."""
+    out = system.send(person_goal(seed=11))
+    assert out.result.error_code == R.SUCCESS, out.result.message
+    sub, got = _collect(system, CompressedImage, 'tryon/result/compressed', LATCHED)
+    try:
+        _wait(lambda: got, 'the latched compressed result')
+    finally:
+        system.client.node.destroy_subscription(sub)
+    encoding, pixels = image_codec.decode(got[-1].format, bytes(got[-1].data))
+    result = image_conv.to_rgb(out.result.image)
+    assert encoding == 'rgb8' and pixels.shape == result.shape
+    assert np.abs(pixels.astype(int) - result).mean() < 12.0
+
+
+def _stamp(msg) -> tuple:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
 def test_zz_clean_shutdown(system):

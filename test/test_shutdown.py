@@ -19,8 +19,8 @@ from stack import server_params
 from vton_ros import samples
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
-READY = {'camera_node': 'camera source', 'segmentation_node': 'ready on',
-         'tryon_server': 'loaded CatVTON'}
+READY = {name: f'[{name}]: configured and activated'  # lifecycle.autostart is done
+         for name in ('camera_node', 'segmentation_node', 'tryon_server')}
 
 
 def interrupt(proc: Proc, signum: int) -> tuple[int, float]:

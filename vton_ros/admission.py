@@ -30,6 +30,8 @@ STOPS = {
     'preempted': ('PREEMPTED', 'preempted by a newer goal'),
     'timed_out': ('TIMED_OUT', 'took longer than tryon.goal_timeout'),
     'shutting_down': ('SHUTTING_DOWN', 'the server is shutting down'),
+    'deactivated': ('SHUTTING_DOWN', 'the server was deactivated (lifecycle)'),
+    'inactive': ('SHUTTING_DOWN', 'the server is not active (lifecycle: configure, activate)'),
 }
 
 
@@ -159,7 +161,8 @@ class Admission:
     return handles leave executing them to the caller (outside the lock).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, closed: str | None = None) -> None:
+        """Start open, or ``closed`` for that reason (a key of STOPS) until :meth:`reopen`."""
         self._cond = threading.Condition()
         self._active: Hashable | None = None
         self._pending = 0  # offered and accepted, not yet handed to accepted()
@@ -168,13 +171,13 @@ class Admission:
         self._stops: dict = {}  # key -> reason (a key of STOPS)
         self._canceled: set = set()  # cancel accepted: the goal must end canceled
         self._deadlines: dict = {}  # key -> (monotonic deadline, timeout)
-        self._shutting_down = False
+        self._closed = closed  # why no goal gets in (a key of STOPS), or None
 
     def offer(self, valid: bool, policy: str, queue_size: int) -> str | None:
         """Return why a new goal is refused, or None to accept it (a valid one is reserved)."""
         with self._cond:
-            if self._shutting_down:
-                return 'the server is shutting down'
+            if self._closed:
+                return STOPS[self._closed][1]
             if not valid:
                 return None
             busy = self._active is not None or self._pending > 0
@@ -194,8 +197,8 @@ class Admission:
             if not valid:  # aborted at once, outside the run/queue order
                 return [handle]
             self._pending -= 1
-            if self._shutting_down:
-                self._stops[key] = 'shutting_down'
+            if self._closed:
+                self._stops[key] = self._closed
                 return [handle]
             if self._active is None:
                 self._active = key
@@ -258,15 +261,26 @@ class Admission:
             self._cond.notify_all()
             return canceled, nxt
 
-    def shutdown(self) -> tuple[list, bool]:
-        """Refuse new goals and stop all: (waiting handles to execute now, any goal left?)."""
+    def shutdown(self, reason: str = 'shutting_down') -> tuple[list, bool]:
+        """
+        Refuse new goals and stop all: (waiting handles to execute now, any goal left?).
+
+        ``reason`` (a key of STOPS) is what refused and stopped goals are told; the
+        lifecycle's deactivate closes with 'deactivated' and :meth:`reopen` opens again.
+        """
         with self._cond:
-            self._shutting_down = True
+            self._closed = reason
             for key in self._live:
-                self._stops.setdefault(key, 'shutting_down')
+                self._stops.setdefault(key, reason)
             waiting = [h for _, h in self._queue]
             self._queue.clear()
             return waiting, bool(self._live or self._pending)
+
+    def reopen(self) -> None:
+        """Accept goals again (the lifecycle's activate); never after a shutdown."""
+        with self._cond:
+            if self._closed != 'shutting_down':
+                self._closed = None
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no accepted goal is left (True) or ``timeout`` seconds pass (False)."""

@@ -115,6 +115,7 @@ _CAM = ('camera_node',)
 _SEG = SEGMENTATION_CONSUMERS
 _TRY = ('tryon_server',)
 _ALL = NODES
+_MANAGED = ('camera_node', 'segmentation_node', 'tryon_server')  # lifecycle nodes
 
 SCHEMA: tuple[Param, ...] = (
     # camera_node
@@ -273,6 +274,15 @@ SCHEMA: tuple[Param, ...] = (
           '(0 = as the camera sends them)', ('mirror_ui',), min=0, max=8192),
     Param('ui.max_upload_bytes', 8 * 1024 * 1024, 'Largest garment photo a shopper may upload '
           '(bytes)', ('mirror_ui',), min=1024, max=256 * 1024 * 1024, read_only=True),
+    # managed (lifecycle) nodes
+    Param('lifecycle.autostart', True, 'Configure and activate at start; false leaves the node '
+          'unconfigured for a lifecycle manager (ros2 lifecycle, nav2_lifecycle_manager)',
+          _MANAGED, read_only=True),
+    # <topic>/compressed image topics (image_transport's compressed conventions)
+    Param('compressed.jpeg_quality', 80, 'JPEG quality of image_raw/compressed and '
+          'tryon/result/compressed', _MANAGED, min=1, max=100),
+    Param('compressed.png_level', 3, 'PNG compression level (0-9) of mask_overlay/compressed',
+          _MANAGED, min=0, max=9),
     # every node
     Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100, read_only=True),
     Param('qos.reliability', 'best_effort', 'Image topic reliability (sensor-data QoS is '

@@ -1,6 +1,7 @@
 """
 camera_node: publishes ``image_raw`` and ``camera_info`` from a camera, video or image.
 
+``image_raw/compressed`` (JPEG) goes out while someone subscribes to it.
 camera_info carries a pinhole model: the camera.calibration_file (camera_info_manager
 YAML) scaled to the published size, or an ideal pinhole of camera.hfov_deg.
 
@@ -10,45 +11,65 @@ seconds); the node reports it in its log and on /diagnostics instead of exiting.
 
 import time
 
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
 from vton_ros.camera_source import (Calibration, fit, FrameSource, load_calibration,
                                     open_source, pinhole, SourceError)
-from vton_ros.nodes import common, image_conv
+from vton_ros.nodes import common, image_conv, managed
+from vton_ros.nodes.compressed import ImageTopic
 
 
-class CameraNode(common.SchemaNode):
-    """Publishes frames of ``camera.source`` at ``camera.fps``."""
+class CameraNode(managed.ManagedNode):
+    """Publishes frames of ``camera.source`` at ``camera.fps`` while active."""
 
     def __init__(self) -> None:
         super().__init__('camera_node')
-        qos = self.image_qos()
-        self._image_pub = self.create_publisher(Image, 'image_raw', qos)
-        self._info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
-        self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self._source: FrameSource | None = None
+        self._live = False
         self._backoff = 0.5
         self._next_attempt = 0.0
         self._frames = 0
         self._reconnects = 0
         self._ended = False
+        self._calibration: Calibration | None = None
+        self._info: tuple[Calibration, CameraInfo] | None = None
+        self._timer = None
+        self._on_change.append(self._settings_changed)
+
+    def configure(self) -> None:
+        """Load the calibration, open the source (a missing one: clear error), publishers."""
         calibration_file = self.setting('camera.calibration_file')
         self._calibration = load_calibration(calibration_file) if calibration_file else None
-        self._info: tuple[Calibration, CameraInfo] | None = None
         spec = self.setting('camera.source')
-        self._source = open_source(spec, self.setting('camera.loop'))  # missing: clear error
-        self._live = self._source.live
-        self._diag.update('ok', f'publishing {spec}', source=spec)
-        self._timer = self.create_timer(1.0 / self.setting('camera.fps'), self.timer_callback)
-        self._on_change.append(self._settings_changed)
+        self._source = open_source(spec, self.setting('camera.loop'))
+        self._live, self._ended, self._info = self._source.live, False, None
+        qos = self.image_qos()
+        self._image_pub = ImageTopic(self, 'image_raw', qos, 'jpeg')
+        self._info_pub = self.publisher(CameraInfo, 'camera_info', qos)
+        self.diag.update(source=spec)
         self.get_logger().info(f'camera source {spec!r} open, {self.setting("camera.fps")} Hz')
 
-    def _settings_changed(self, changes: dict) -> None:
-        if 'camera.fps' in changes:
-            self._timer.cancel()
+    def activate(self) -> None:
+        """Start capturing at camera.fps."""
+        self._timer = self.create_timer(1.0 / self.setting('camera.fps'), self.timer_callback)
+
+    def deactivate(self, final: bool = False) -> None:
+        """Stop capturing (the source stays open until cleanup)."""
+        if self._timer is not None:
             self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / changes['camera.fps'], self.timer_callback)
+            self._timer = None
+
+    def release(self) -> None:
+        """Close the source."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    def _settings_changed(self, changes: dict) -> None:
+        if 'camera.fps' in changes and self._timer is not None:
+            self.deactivate()
+            self.activate()
 
     def timer_callback(self) -> None:
         """Read one frame and publish it, or handle a failed/ended source."""
@@ -73,8 +94,8 @@ class CameraNode(common.SchemaNode):
         self._info_pub.publish(info)
         self._frames += 1
         self._rate.tick(time.monotonic() - start)
-        self._diag.update(rate_hz=self._rate.rate(), read_latency_s=self._rate.latency(),
-                          frames=self._frames, width=image.width, height=image.height)
+        self.diag.update(rate_hz=self._rate.rate(), read_latency_s=self._rate.latency(),
+                         frames=self._frames, width=image.width, height=image.height)
 
     def _camera_info(self, width: int, height: int) -> CameraInfo:
         """camera_info for this size: the calibration file scaled, or the hfov pinhole."""
@@ -90,14 +111,14 @@ class CameraNode(common.SchemaNode):
         if not self._live:
             self._ended = True
             self.get_logger().info('camera source ended (camera.loop is false)')
-            self._diag.update('warn', 'source ended')
+            self.diag.update('warn', 'source ended')
             return
         self._source.close()
         self._source = None
         self._next_attempt = time.monotonic() + self._backoff
         self.get_logger().error(f'camera read failed; reopening in {self._backoff:.1f} s')
-        self._diag.update('error', 'camera read failed, reconnecting',
-                          last_error='read failed', reconnects=self._reconnects)
+        self.diag.update('error', 'camera read failed, reconnecting',
+                         last_error='read failed', reconnects=self._reconnects)
 
     def _reopen(self) -> bool:
         if time.monotonic() < self._next_attempt:
@@ -110,17 +131,12 @@ class CameraNode(common.SchemaNode):
             self._next_attempt = time.monotonic() + self._backoff
             self.get_logger().error(f'{err}; retrying in {self._backoff:.1f} s',
                                     throttle_duration_sec=5.0)
-            self._diag.update('error', 'camera unavailable, retrying', last_error=str(err),
-                              reconnects=self._reconnects)
+            self.diag.update('error', 'camera unavailable, retrying', last_error=str(err),
+                             reconnects=self._reconnects)
             return False
         self.get_logger().info('camera reopened')
-        self._diag.update('ok', 'camera reopened', reconnects=self._reconnects)
+        self.diag.update('ok', 'camera reopened', reconnects=self._reconnects)
         return True
-
-    def close(self) -> None:
-        """Release the source."""
-        if self._source is not None:
-            self._source.close()
 
 
 def to_camera_info(model: Calibration) -> CameraInfo:
@@ -132,7 +148,7 @@ def to_camera_info(model: Calibration) -> CameraInfo:
 
 def main(args: list[str] | None = None) -> None:
     """Run camera_node."""
-    common.run(CameraNode, args)
+    common.run(CameraNode, args, start=CameraNode.start_up)
 
 
 if __name__ == '__main__':

@@ -31,10 +31,23 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def descriptor(p: schema.Param) -> ParameterDescriptor:
-    """Build the ParameterDescriptor of a schema parameter (description, range, read_only)."""
-    desc = ParameterDescriptor(description=p.description, read_only=p.read_only,
-                               additional_constraints=p.constraint_text())
+RELOAD_TEXT = 'read-only after start (needs a restart)'
+
+
+def descriptor(p: schema.Param, reloadable: bool = False) -> ParameterDescriptor:
+    """
+    Build the ParameterDescriptor of a schema parameter (description, range, read_only).
+
+    ``reloadable`` (managed nodes): a read-only setting may change while the node is
+    unconfigured, so rclpy must not refuse it; the node refuses it in the other states.
+    """
+    constraints = p.constraint_text()
+    if reloadable:
+        constraints = constraints.replace(RELOAD_TEXT, 'read-only while configured (set it '
+                                          'while unconfigured; applies at the next configure)')
+    desc = ParameterDescriptor(description=p.description,
+                               read_only=p.read_only and not reloadable,
+                               additional_constraints=constraints)
     if p.type is int and p.min is not None and p.max is not None:
         desc.integer_range = [IntegerRange(from_value=int(p.min), to_value=int(p.max),
                                            step=p.multiple_of)]
@@ -57,6 +70,9 @@ def check_device(name: str, value: str) -> None:
 class SchemaNode(Node):
     """A Node whose parameters come from the schema; ``self.settings`` mirrors them."""
 
+    RELOADABLE = False  # managed nodes: read-only settings change while unconfigured
+    FIXED: tuple[str, ...] = ()  # read-only settings that stay so (used in the constructor)
+
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._schema_node = node_name
@@ -65,7 +81,9 @@ class SchemaNode(Node):
         self._on_change: list[Callable[[dict[str, Any]], None]] = []
         for p in schema.params_for(node_name):
             try:
-                value = self.declare_parameter(p.name, p.default, descriptor(p)).value
+                value = self.declare_parameter(p.name, p.default,
+                                               descriptor(p, self.RELOADABLE and
+                                                          p.name not in self.FIXED)).value
                 self.settings[p.name] = p.validate(value)
             except (ParameterException, ValueError) as err:
                 reason = self._override_error(p) if isinstance(err, ParameterException) else ''
@@ -77,10 +95,15 @@ class SchemaNode(Node):
         if foreign:
             self.get_logger().warning(f'ignoring parameters that are not vton_ros settings: '
                                       f'{", ".join(sorted(foreign))}')
+        if not self.RELOADABLE:  # managed nodes check their devices at configure
+            self.check_devices()
+        self.add_on_set_parameters_callback(self._check_parameters)
+
+    def check_devices(self) -> None:
+        """Raise ValueError naming the setting if a *.device setting does not exist here."""
         for name, value in self.settings.items():
             if name.endswith('.device'):
                 check_device(name, value)
-        self.add_on_set_parameters_callback(self._check_parameters)
 
     def _override_error(self, p: schema.Param) -> str:
         """Explain in the schema's words why rclpy refused a given value ('' if it cannot)."""

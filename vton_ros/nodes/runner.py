@@ -8,6 +8,7 @@ running goals can still send their results; then the node is closed and destroye
 process exits 0.
 """
 
+import gc
 import signal
 import threading
 from typing import Any, Callable
@@ -86,6 +87,7 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
             node = node_factory()
             if start is not None:
                 start(node)
+            signals.spinning = True  # from here a signal is a shutdown, not an interrupt
         except (ValueError, OSError, RuntimeError, ImportError, ParameterException) as err:
             # Bad parameters, missing models, packages or devices: one clear line, exit 1.
             _logger(node, node_factory).fatal(f'cannot start: {err}')
@@ -99,6 +101,10 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
             node.destroy_node()
         rclpy.try_shutdown()
         ignore_signals()
+        # Exiting: the interpreter's final garbage collection over torch's and diffusers'
+        # objects took ~7 s on a loaded 2-core machine (past tryon_bringup's SIGINT grace).
+        # Everything the node held is released above; skip that walk.
+        gc.freeze()
 
 
 def ignore_signals() -> None:

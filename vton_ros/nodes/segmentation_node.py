@@ -3,7 +3,8 @@ segmentation_node: agnostic masks for the latest camera frame.
 
 The subscription callback only stores the newest frame in a one-slot buffer; a worker
 thread runs the mask generator on it (stale frames are dropped, counted in /diagnostics)
-and publishes ``agnostic_mask`` (mono8, the frame's header) and ``mask_overlay`` (rgb8).
+and publishes ``agnostic_mask`` (mono8, the frame's header) and ``mask_overlay`` (rgb8;
+``mask_overlay/compressed`` as lossless PNG while someone subscribes).
 """
 
 import threading
@@ -11,32 +12,29 @@ import time
 
 from sensor_msgs.msg import Image
 
-from vton_ros.nodes import common, image_conv
+from vton_ros.nodes import common, image_conv, managed
+from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.pipeline.device import resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator, overlay_mask
 
 
-class SegmentationNode(common.SchemaNode):
-    """Turns ``image_raw`` into ``agnostic_mask`` and ``mask_overlay``."""
+class SegmentationNode(managed.ManagedNode):
+    """Turns ``image_raw`` into ``agnostic_mask`` and ``mask_overlay`` while active."""
 
     def __init__(self) -> None:
         super().__init__('segmentation_node')
-        qos = self.image_qos()
-        self._mask_pub = self.create_publisher(Image, 'agnostic_mask', qos)
-        self._overlay_pub = self.create_publisher(Image, 'mask_overlay', common.LATCHED_QOS)
-        self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self._cond = threading.Condition()
         self._latest: Image | None = None
         self._dropped = 0
-        self._running = True
+        self._running = False
+        self._active = False
         self._generator: MaskGenerator | None = None
         self._generator_threshold = None
-        self._worker = threading.Thread(target=self._work, name='segmentation', daemon=True)
-        self.create_subscription(Image, 'image_raw', self.image_callback, qos)
+        self._worker: threading.Thread | None = None
 
-    def load(self) -> None:
-        """Build the mask generator (from main, after the node exists) and start the worker."""
+    def configure(self) -> None:
+        """Build the mask generator, the topics and the worker."""
         start = time.monotonic()
         self._generator = self._make_generator()
         backend = self.setting('segmentation.backend')
@@ -45,8 +43,37 @@ class SegmentationNode(common.SchemaNode):
                   str(resolve_device(self.setting('segmentation.device'))))
         self.get_logger().info(f'mask generator {backend} ready on {device} in '
                                f'{time.monotonic() - start:.2f} s')
-        self._diag.update('ok', 'waiting for frames', backend=backend, device=device)
+        self.diag.update(backend=backend, device=device)
+        qos = self.image_qos()
+        self._mask_pub = self.publisher(Image, 'agnostic_mask', qos)
+        self._overlay_pub = ImageTopic(self, 'mask_overlay', common.LATCHED_QOS, 'png',
+                                       latched=True)
+        self.subscription(Image, 'image_raw', self.image_callback, qos)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name='segmentation', daemon=True)
         self._worker.start()
+
+    def activate(self) -> None:
+        """Mask the frames that arrive from now on."""
+        self._active = True
+
+    def deactivate(self, final: bool = False) -> None:
+        """Ignore frames (the one waiting is dropped)."""
+        with self._cond:
+            self._active = False
+            self._latest = None
+
+    def release(self) -> None:
+        """Stop the worker and free the mask generator."""
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(10.0)
+        self._worker = None
+        if self._generator is not None:
+            self._generator.close()
+            self._generator = None
 
     def _make_generator(self) -> MaskGenerator:
         threshold = self.setting('segmentation.threshold')
@@ -63,6 +90,8 @@ class SegmentationNode(common.SchemaNode):
     def image_callback(self, msg: Image) -> None:
         """Keep only the newest frame; the worker picks it up."""
         with self._cond:
+            if not self._active:
+                return
             if self._latest is not None:
                 self._dropped += 1
             self._latest = msg
@@ -94,35 +123,25 @@ class SegmentationNode(common.SchemaNode):
             result = self._generator(rgb, self.setting('segmentation.cloth_type'))
         except ValueError as err:  # bad frame: skip it, keep running
             self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
-            self._diag.update('warn', 'bad frame skipped', last_error=str(err))
+            self.diag.update('warn', 'bad frame skipped', last_error=str(err))
             return
         except Exception as err:  # noqa: B902 - worker boundary: the node keeps masking
             self.get_logger().error(f'mask generation failed: {err!r}',
                                     throttle_duration_sec=5.0)
-            self._diag.update('error', 'mask generation failed', last_error=repr(err))
+            self.diag.update('error', 'mask generation failed', last_error=repr(err))
             return
         self._mask_pub.publish(image_conv.from_mono(result.mask, msg.header))
         self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
                                                       msg.header))
         self._rate.tick(time.monotonic() - start)
-        self._diag.update('ok' if result.person_found else 'warn', result.status,
-                          rate_hz=self._rate.rate(), latency_s=self._rate.latency(),
-                          dropped_frames=self._dropped, person_found=result.person_found)
-
-    def close(self) -> None:
-        """Stop the worker and free the mask generator."""
-        with self._cond:
-            self._running = False
-            self._cond.notify()
-        if self._worker.is_alive():
-            self._worker.join(10.0)
-        if self._generator is not None:
-            self._generator.close()
+        self.diag.update('ok' if result.person_found else 'warn', result.status,
+                         rate_hz=self._rate.rate(), latency_s=self._rate.latency(),
+                         dropped_frames=self._dropped, person_found=result.person_found)
 
 
 def main(args: list[str] | None = None) -> None:
     """Run segmentation_node."""
-    common.run(SegmentationNode, args, start=SegmentationNode.load)
+    common.run(SegmentationNode, args, start=SegmentationNode.start_up)
 
 
 if __name__ == '__main__':

@@ -3,9 +3,9 @@ tryon_server: the ``tryon`` action (vton_interfaces/TryOn) around CatVTONPipelin
 
 Goals without a person image use the latest camera frame + agnostic mask pair. Feedback
 every denoising step (a latent preview every ``tryon.preview_every`` steps, also on
-``tryon/preview``); the result is also published on ``tryon/result`` (transient_local).
-Plumbing only: goal admission is :mod:`vton_ros.admission`, image work
-:mod:`vton_ros.tryon_core`. Every goal ends with a code and a message, logged at INFO.
+``tryon/preview``); results also go on ``tryon/result`` (transient_local; JPEG on
+``tryon/result/compressed``). Plumbing only: goal admission is :mod:`vton_ros.admission`,
+image work :mod:`vton_ros.tryon_core`. Every goal ends with a code and message (INFO log).
 """
 
 from functools import partial
@@ -19,38 +19,33 @@ from vton_interfaces.action import TryOn
 from vton_interfaces.msg import StageTiming
 
 from vton_ros import tryon_core as core
-from vton_ros.admission import Admission, check_mask, describe, GoalError, Request, validate
+from vton_ros.admission import Admission, describe, GoalError, Request, validate
 from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
 from vton_ros.garments import GarmentCatalog
-from vton_ros.nodes import action_qos, common, image_conv
+from vton_ros.nodes import action_qos, common, image_conv, managed
+from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.result_files import save_result
 
 R = TryOn.Result
 CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}
-SHUTDOWN_WAIT = 30.0  # seconds prepare_shutdown waits for the goals to end
+SHUTDOWN_WAIT = 30.0  # seconds deactivate/shutdown waits for the goals to end
 RESULT_SETTLE = 1.0  # seconds left for the last results to reach their clients
 
 
-class TryOnServer(common.SchemaNode):
-    """Serves TryOn goals with CatVTON."""
+class TryOnServer(managed.ManagedNode):
+    """Serves TryOn goals with CatVTON while active."""
+
+    FIXED = ('tryon.action_depth', 'tryon.result_timeout')  # the action server's, for good
 
     def __init__(self) -> None:
-        super().__init__('tryon_server')
-        self._pairs = core.FramePairs()
-        qos = self.image_qos()
-        self.create_subscription(Image, 'image_raw', self._pairs.frame, qos)
-        self.create_subscription(Image, 'agnostic_mask', self._pairs.mask, qos)
-        self._result_pub = self.create_publisher(Image, 'tryon/result', common.LATCHED_QOS)
-        self._preview_pub = self.create_publisher(Image, 'tryon/preview', 1)
-        self._diag = common.Diagnostics(self)
         self._goal_health = ('ok', 'starting')
-        self.create_timer(self.setting('diagnostics.period'), self._health)
-        catalog_dir = self.setting('garments.catalog_dir')
-        self._catalog = GarmentCatalog(catalog_dir) if catalog_dir else None
-        self._pipe = None
+        self._pairs = core.FramePairs()
+        super().__init__('tryon_server')
+        self.create_timer(self.setting('diagnostics.period'), self.report)
+        self._catalog = self._pipe = None
         self._maskers = core.Maskers()
-        self._admission = Admission()
+        self._admission = Admission(closed='inactive')  # goals get in once active
         self._tickets: dict = {}  # id(goal) -> (goal, checked), then goal id -> checked
         self._stats = {'succeeded': 0, 'failed': 0}
         self._server = ActionServer(
@@ -60,9 +55,11 @@ class TryOnServer(common.SchemaNode):
             callback_group=ReentrantCallbackGroup(), **action_qos.server_options(
                 self.setting('tryon.action_depth'), self.setting('tryon.result_timeout')))
 
-    def load(self) -> None:
-        """Set torch's process flags and load the models (called from main)."""
+    def configure(self) -> None:
+        """Set torch's process flags, load the models and the catalogue, make the topics."""
         start = time.monotonic()
+        catalog_dir = self.setting('garments.catalog_dir')
+        self._catalog = GarmentCatalog(catalog_dir) if catalog_dir else None
         load = self.config(CatVTONLoad)
         core.configure_process(load)
         self._pipe, info = core.load_pipeline(load, self.config(CatVTONCall),
@@ -72,20 +69,44 @@ class TryOnServer(common.SchemaNode):
         if self._pipe.random_weights:
             self.get_logger().warning('RANDOM TEST WEIGHTS loaded: results are noise, not '
                                       'try-ons (run fetch_weights for the real model)')
-        self._diag.update(model=info, load_seconds=seconds,
-                          random_weights=self._pipe.random_weights,
-                          **core.gpu_memory(self._pipe))
-        self._health('ok', 'ready')
+        self.diag.update(model=info, load_seconds=seconds, **core.gpu_memory(self._pipe),
+                         random_weights=self._pipe.random_weights)
+        qos = self.image_qos()
+        self.subscription(Image, 'image_raw', self._pairs.frame, qos)
+        self.subscription(Image, 'agnostic_mask', self._pairs.mask, qos)
+        self._result_pub = ImageTopic(self, 'tryon/result', common.LATCHED_QOS, 'jpeg',
+                                      latched=True)
+        self._preview_pub = self.publisher(Image, 'tryon/preview', 1)
 
-    def _health(self, level: str | None = None, message: str | None = None, **values) -> None:
-        """Update /diagnostics: the last goal's state, made worse by a stale camera pair."""
+    def activate(self) -> None:
+        """Accept goals."""
+        self._admission.reopen()
+
+    def deactivate(self, final: bool = False) -> None:
+        """Refuse new goals; end running and queued ones (SHUTTING_DOWN), wait (bounded)."""
+        waiting, busy = self._admission.shutdown('shutting_down' if final else 'deactivated')
+        for handle in waiting:
+            handle.execute()
+        if busy:
+            if not self._admission.wait_idle(SHUTDOWN_WAIT):
+                self.get_logger().warning(f'goals still running after {SHUTDOWN_WAIT:g} s')
+            time.sleep(RESULT_SETTLE)  # the executor still spins: results reach clients
+
+    def release(self) -> None:
+        """Free the models, the mask generator and the last camera pair."""
+        self._pipe = self._catalog = None
+        self._maskers.close()
+        self._pairs = core.FramePairs()
+
+    def report(self, level: str | None = None, message: str | None = None, **values) -> None:
+        """Update /diagnostics: the last goal's (or lifecycle's) state, worse if pairs are old."""
         if level is not None:
             self._goal_health = (level, message)
         age = self._pairs.age(self.get_clock().now().nanoseconds)
         if age is not None:
             values['pair_age_s'] = age
-        self._diag.update(*core.pair_health(age, self.setting('tryon.pair_max_age'),
-                                            *self._goal_health), **values)
+        self.diag.update(*core.pair_health(age, self.setting('tryon.pair_max_age'),
+                                           *self._goal_health), **values)
 
     # ---- goal admission ---------------------------------------------------------------
     def goal_callback(self, goal: TryOn.Goal) -> GoalResponse:
@@ -125,16 +146,6 @@ class TryOnServer(common.SchemaNode):
         if waiting is not None:
             waiting.execute()
         return CancelResponse.ACCEPT if accepted else CancelResponse.REJECT
-
-    def prepare_shutdown(self) -> None:
-        """Refuse new goals; end running and queued ones with SHUTTING_DOWN, wait (bounded)."""
-        waiting, busy = self._admission.shutdown()
-        for handle in waiting:
-            handle.execute()
-        if busy:
-            if not self._admission.wait_idle(SHUTDOWN_WAIT):
-                self.get_logger().warning(f'goals still running after {SHUTDOWN_WAIT:g} s')
-            time.sleep(RESULT_SETTLE)  # the executor still spins: results reach clients
 
     # ---- execution ------------------------------------------------------------------
     def execute_callback(self, goal_handle) -> TryOn.Result:
@@ -195,12 +206,12 @@ class TryOnServer(common.SchemaNode):
             f': {result.message}')
         if result.error_code == R.SUCCESS:
             self._stats['succeeded'] += 1
-            self._health('ok', 'last goal succeeded', goals_succeeded=self._stats['succeeded'],
-                         **core.gpu_memory(self._pipe))
+            self.report('ok', 'last goal succeeded', goals_succeeded=self._stats['succeeded'],
+                        **core.gpu_memory(self._pipe))
         else:
             self._stats['failed'] += 1
-            self._health('warn', f'last goal ended {code}', last_error=result.message,
-                         goals_failed=self._stats['failed'], **core.gpu_memory(self._pipe))
+            self.report('warn', f'last goal ended {code}', last_error=result.message,
+                        goals_failed=self._stats['failed'], **core.gpu_memory(self._pipe))
 
     def _run(self, goal_handle, request: Request, start: float) -> TryOn.Result:
         timings = dict.fromkeys(core.STAGES, 0.0)
@@ -238,18 +249,8 @@ class TryOnServer(common.SchemaNode):
                             'and segmentation_node running?)')
         core.check_pair_age(self._pairs.age(self.get_clock().now().nanoseconds),
                             self.setting('tryon.pair_max_age'))
-        mask = request.mask
-        try:
-            person = image_conv.to_rgb(pair[0], self.setting('tryon.max_image_pixels'))
-            if mask is not None:
-                check_mask(mask, person.shape[:2])
-            elif request.cloth_type == self.setting('segmentation.cloth_type'):
-                mask = image_conv.to_mono(pair[1])
-                if not (mask >= 128).any():
-                    raise GoalError('NO_PERSON_DETECTED', 'the latest camera mask is empty: '
-                                    'no person in view')
-        except ValueError as err:
-            raise GoalError('INVALID_IMAGE', f'camera frame: {err}') from None
+        person, mask = core.camera_images(pair, request, self.setting('tryon.max_image_pixels'),
+                                          self.setting('segmentation.cloth_type'))
         return pair[0], person, mask, time.monotonic() - start
 
     def _feedback(self, goal_handle, step: int, total: int, elapsed: float, eta: float,
@@ -259,10 +260,6 @@ class TryOnServer(common.SchemaNode):
             fb.preview = image_conv.from_rgb(preview)
             self._preview_pub.publish(fb.preview)
         goal_handle.publish_feedback(fb)
-
-    def close(self) -> None:
-        """Free the mask generator."""
-        self._maskers.close()
 
 
 def _failure(err: GoalError) -> TryOn.Result:
@@ -291,7 +288,7 @@ def _key(goal_handle) -> bytes:
 def main(args: list[str] | None = None) -> None:
     """Run tryon_server: declare parameters, configure torch, load the models, serve."""
     os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
-    common.run(TryOnServer, args, start=TryOnServer.load)
+    common.run(TryOnServer, args, start=TryOnServer.start_up)
 
 
 if __name__ == '__main__':

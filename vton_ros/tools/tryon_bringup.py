@@ -8,7 +8,8 @@ traffic is loopback-only unless the environment already names a Fast DDS profile
 ``--namespace mirror_a`` runs the whole stack under /mirror_a (several mirrors on one
 graph). Ctrl-C or SIGTERM stops every node as ros2 launch does (SIGINT, then SIGTERM, then
 SIGKILL after grace periods) and exits 0; a node that dies stops the others and bringup
-exits 1 naming it and its error line; children die with this process, none is orphaned.
+exits 1 naming it and its error line (``--respawn``: it is restarted after a delay and the
+others keep running); children die with this process, none is orphaned.
 """
 
 import argparse
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--native-logs', action='store_true',
                         help="keep third-party native logging (mediapipe's absl/TF Lite lines; "
                              'off by default, as VTON_NATIVE_LOGS=1 does for a single node)')
+    parser.add_argument('--no-autostart', action='store_true',
+                        help='leave the nodes unconfigured for a lifecycle manager '
+                             '(shortcut for --set lifecycle.autostart=false)')
+    parser.add_argument('--respawn', action='store_true',
+                        help='restart a node that dies (after --respawn-delay) while the '
+                             'others keep running; default: one dies, all stop, exit 1')
+    parser.add_argument('--respawn-delay', type=float, default=2.0, metavar='SECONDS',
+                        help='seconds before a dead node is restarted (default 2)')
     parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
                         '(default: prefixed with [node] on this output)')
     param_files.add_override_argument(parser)
@@ -103,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = param_files.parse_overrides(args.overrides)
         if args.camera_source:
             overrides['camera.source'] = args.camera_source
+        if args.no_autostart:
+            overrides['lifecycle.autostart'] = False
         if args.device:
             overrides.update({'catvton.device': args.device, 'segmentation.device': args.device})
         config = param_files.merge(config, overrides)
@@ -118,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         env = loopback_env()
         if args.native_logs:
             env['VTON_NATIVE_LOGS'] = '1'
-        return supervise(nodes, ros_args, env, args.log_dir)
+        return supervise(nodes, ros_args, env, args.log_dir,
+                         args.respawn_delay if args.respawn else None)
 
 
 class Child:
@@ -133,7 +145,7 @@ class Child:
         log = None
         if log_dir:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
-            log = open(Path(log_dir) / f'{name}.log', 'w', encoding='utf-8')
+            log = open(Path(log_dir) / f'{name}.log', 'a', encoding='utf-8')  # respawns add
         self._thread = threading.Thread(target=self._forward, args=(log,), daemon=True)
         self._thread.start()
 
@@ -171,13 +183,16 @@ class Child:
         return True
 
 
-def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | None) -> int:
+def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | None,
+              respawn_delay: float | None = None) -> int:
     """
     Run the node processes; stop all of them when one exits or on SIGINT/SIGTERM.
 
-    Stopping is what ros2 launch does: SIGINT, SIGTERM after SIGINT_GRACE seconds,
-    SIGKILL after SIGTERM_GRACE more. Returns 0 after a signal when every node stopped by
-    itself with 0, else 1 (a node that died is named with its last error line).
+    With ``respawn_delay`` (seconds) a node that exits is started again after that delay
+    and the others keep running, as launch_ros' respawn does. Stopping is what ros2 launch
+    does: SIGINT, SIGTERM after SIGINT_GRACE seconds, SIGKILL after SIGTERM_GRACE more.
+    Returns 0 after a signal when every node stopped by itself with 0, else 1 (a node that
+    died is named with its last error line).
     """
     stop = threading.Event()
 
@@ -186,14 +201,20 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    children = []
-    for name in nodes:
-        children.append(Child(name, executable(name) + ros_args, env, log_dir))
-        print(f'tryon_bringup: started {name} (pid {children[-1].popen.pid})', flush=True)
+
+    def start(name: str) -> Child:
+        child = Child(name, executable(name) + ros_args, env, log_dir)
+        print(f'tryon_bringup: started {name} (pid {child.popen.pid})', flush=True)
+        return child
+
+    children = [start(name) for name in nodes]
+    restarts: dict[int, float] = {}  # index in children -> when to start it again
     code = 0
     while not stop.wait(0.2):
         dead = [c for c in children if c.popen.poll() is not None]
-        if dead:
+        if respawn_delay is not None:
+            restart_dead(children, restarts, respawn_delay, start)
+        elif dead:
             for child in dead:
                 child.wait(time.monotonic())
                 print(f'tryon_bringup: {child.name} exited with {child.popen.returncode}: '
@@ -223,6 +244,24 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     code = code or int(bool(failed))
     print('tryon_bringup: all nodes stopped', flush=True)
     return code
+
+
+def restart_dead(children: list[Child], restarts: dict[int, float], delay: float,
+                 start) -> None:
+    """Schedule each newly dead child for a restart after ``delay``; restart those due."""
+    now = time.monotonic()
+    for i, child in enumerate(children):
+        if child.popen.poll() is None:
+            continue
+        if i not in restarts:
+            child.wait(now)
+            restarts[i] = now + delay
+            print(f'tryon_bringup: {child.name} exited with {child.popen.returncode}: '
+                  f'{child.error or "(no output)"}; restarting it in {delay:g} s',
+                  file=sys.stderr, flush=True)
+        elif now >= restarts[i]:
+            del restarts[i]
+            children[i] = start(child.name)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,88 @@
+"""
+vton_soak: its figures (no ROS) and a short real run with faults over loopback DDS.
+
+The short run starts the whole stack under tryon_bringup --respawn with tiny random
+weights, sends 50 goals from 3 clients, SIGKILLs camera, segmentation and server nodes,
+and must find every accepted goal answered and no crash.
+"""
+
+import json
+import subprocess
+
+import pytest
+from rosutil import free_domain_id, HANG_GUARD, LIB, ros_env
+from vton_ros import soak_report
+
+NODES = ('camera_node', 'tryon_server')
+
+
+def _goal(index, accepted=True, code='SUCCESS', cause='normal', t=(10.0, 11.0)):
+    return {'index': index, 'id': f'{index:08x}' + 'ab' * 12, 'cause': cause,
+            'accepted': accepted, 'code': code, 't_start': t[0], 't_end': t[1]}
+
+
+def _record(goals, kills=(), exits=(), ends=None, samples=()):
+    return {'goals': list(goals), 'kills': list(kills), 'exits': list(exits),
+            'server_ends': ends or {}, 'samples': list(samples), 'supervisor_exit_code': 0}
+
+
+def test_answered_by_the_result_or_by_the_server_log_lost_only_to_a_server_kill():
+    vanished = _goal(1, code=None, cause='vanish')
+    lost = _goal(2, code=None, t=(20.0, 25.0))
+    silent = _goal(3, code=None, t=(30.0, 31.0))
+    record = _record([_goal(0), vanished, lost, silent, _goal(4, accepted=False)],
+                     kills=[{'t': 22.0, 'node': 'tryon_server', 'pid': 7}],
+                     exits=[{'node': 'tryon_server', 'code': -9}],
+                     ends={vanished['id'][:8]: 'SUCCESS'})
+    assert [g['index'] for g in soak_report.unanswered(record)] == [3]
+    summary = soak_report.summarize(record, NODES)
+    assert summary['accepted'] == 4 and summary['answered'] == 2
+    assert summary['lost_to_server_kills'] == 1 and summary['unanswered'] == [silent['id']]
+    assert summary['codes_by_cause'] == {'normal': {'LOST': 1, 'REJECTED': 1, 'SUCCESS': 1,
+                                                    'UNANSWERED': 1},
+                                         'vanish': {'SUCCESS': 1}}
+    assert summary['crashes'] == []
+
+
+def test_exits_not_caused_by_a_kill_are_crashes():
+    record = _record([], kills=[{'t': 1.0, 'node': 'camera_node', 'pid': 5}],
+                     exits=[{'node': 'camera_node', 'code': -9},
+                            {'node': 'camera_node', 'code': -9},
+                            {'node': 'tryon_server', 'code': 1}])
+    assert soak_report.crashes(record) == [{'node': 'camera_node', 'code': -9},
+                                           {'node': 'tryon_server', 'code': 1}]
+
+
+def test_rss_slope_per_100_goals_after_warm_up_and_per_process():
+    samples = [{'t': float(i), 'node': 'tryon_server', 'pid': 1, 'rss_mb': 500.0 + 0.2 * i,
+                'fds': 40, 'threads': 12, 'goals_done': i} for i in range(0, 400, 4)]
+    samples[0]['rss_mb'] = 300.0  # warm-up below the fitted range
+    samples += [{'t': 500.0, 'node': 'tryon_server', 'pid': 2, 'rss_mb': 450.0, 'fds': 41,
+                 'threads': 13, 'goals_done': 400}]
+    figures = soak_report.node_figures(_record([], samples=samples), 'tryon_server')
+    assert figures['processes'] == 2 and figures['longest_process_goals'] == 396
+    assert figures['rss_mb_per_100_goals'] == pytest.approx(20.0)
+    assert figures['fds_per_100_goals'] == pytest.approx(0.0, abs=1e-9)
+    assert figures['start'] == {'rss_mb': 300.0, 'fds': 40, 'threads': 12}
+    assert figures['end'] == {'rss_mb': 450.0, 'fds': 41, 'threads': 13}
+    assert soak_report.slope_per_100([(0, 1.0), (1, 2.0)]) is None  # too few to say
+
+
+def test_short_soak_with_kills(tmp_path):
+    out = tmp_path / 'soak'
+    run = subprocess.run([LIB / 'vton_soak', '--goals', '50', '--clients', '3', '--kills',
+                          '3', '--kill-server', '--seed', '3', '--out', out],
+                         env=ros_env(free_domain_id()), capture_output=True, text=True,
+                         timeout=HANG_GUARD * 2)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    saved = json.loads((out / 'soak.json').read_text())
+    summary = saved['summary']
+    assert summary['goals'] == 50 and summary['unanswered'] == [] and not summary['crashes']
+    assert sum(summary['kills'].values()) == 3
+    assert summary['accepted'] == summary['answered'] + summary['lost_to_server_kills']
+    assert summary['codes_by_cause']['normal'].get('SUCCESS', 0) > 0
+    # every killed node came back: a new process was sampled after the kill
+    for kill in saved['kills']:
+        assert any(s['node'] == kill['node'] and s['pid'] != kill['pid'] and s['t'] > kill['t']
+                   for s in saved['samples']), kill
+    assert (out / 'soak.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -1,0 +1,148 @@
+"""
+What a ``vton_soak`` run found, without ROS: goal outcomes by cause, leaks, crashes, a plot.
+
+A run record (the JSON the tool writes) holds ``goals`` (one dict per goal the clients
+sent: ``id``, ``cause``, ``accepted``, ``code``, ``t_start``, ``t_end``), ``server_ends``
+(goal id prefix -> code name, from the server's own log), ``kills`` (``t``, ``node``,
+``pid``), ``exits`` (``node``, ``code`` of every node exit the supervisor saw) and
+``samples`` (``t``, ``node``, ``pid``, ``rss_mb``, ``fds``, ``threads``, ``goals_done``).
+"""
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+KILLED = -9  # exit code of a SIGKILLed process
+
+
+def unanswered(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    Return the accepted goals without an answer: no result, no end in the server's log.
+
+    A goal whose server process was killed while it ran cannot be answered: it counts as
+    ``lost`` (see :func:`summarize`), not here. A goal whose client vanished is answered
+    when the server logged its end.
+    """
+    out = []
+    for goal in record['goals']:
+        if not goal['accepted'] or goal.get('code') or goal['id'][:8] in record['server_ends']:
+            continue
+        if not _server_killed_during(record, goal):
+            out.append(goal)
+    return out
+
+
+def _server_killed_during(record: dict[str, Any], goal: dict[str, Any]) -> bool:
+    end = goal.get('t_end') or float('inf')  # a vanished client never saw the end
+    return any(k['node'] == 'tryon_server' and goal['t_start'] <= k['t'] <= end
+               for k in record['kills'])
+
+
+def outcome(record: dict[str, Any], goal: dict[str, Any]) -> str:
+    """One word for a goal's fate: its code name, REJECTED, LOST or UNANSWERED."""
+    if not goal['accepted']:
+        return 'REJECTED'
+    if goal.get('code'):
+        return goal['code']
+    if goal['id'][:8] in record['server_ends']:
+        return record['server_ends'][goal['id'][:8]]
+    return 'LOST' if _server_killed_during(record, goal) else 'UNANSWERED'
+
+
+def slope_per_100(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (goals done, value) in value per 100 goals (None: too few)."""
+    xs = np.array([p[0] for p in points], float)
+    if len(points) < 3 or xs.max() - xs.min() < 10:
+        return None
+    return float(np.polyfit(xs, np.array([p[1] for p in points], float), 1)[0] * 100)
+
+
+def node_figures(record: dict[str, Any], node: str) -> dict[str, Any]:
+    """Per node: processes seen, first and last fds/threads/RSS, RSS slope per 100 goals."""
+    samples = [s for s in record['samples'] if s['node'] == node]
+    if not samples:
+        return {'processes': 0}
+    by_pid = defaultdict(list)
+    for s in samples:
+        by_pid[s['pid']].append(s)
+    longest = max(by_pid.values(), key=lambda ss: ss[-1]['goals_done'] - ss[0]['goals_done'])
+    # the first goals warm caches up (allocator, CUDA/JIT kernels): fit after 10 % of them
+    done = [s['goals_done'] for s in longest]
+    warm = done[0] + (done[-1] - done[0]) * 0.1
+    fit = [(s['goals_done'], s['rss_mb']) for s in longest if s['goals_done'] >= warm]
+    first, last = samples[0], samples[-1]
+    return {
+        'processes': len(by_pid),
+        'start': {k: first[k] for k in ('rss_mb', 'fds', 'threads')},
+        'end': {k: last[k] for k in ('rss_mb', 'fds', 'threads')},
+        'longest_process_goals': done[-1] - done[0],
+        'rss_mb_per_100_goals': slope_per_100(fit),
+        'fds_per_100_goals': slope_per_100([(s['goals_done'], s['fds']) for s in longest]),
+        'threads_per_100_goals': slope_per_100([(s['goals_done'], s['threads'])
+                                                for s in longest]),
+    }
+
+
+def crashes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Node exits that the soak did not cause (a code other than SIGKILL, or one too many)."""
+    kills = Counter(k['node'] for k in record['kills'])
+    out = []
+    for exit_ in record['exits']:
+        if exit_['code'] == KILLED and kills[exit_['node']] > 0:
+            kills[exit_['node']] -= 1
+        else:
+            out.append(exit_)
+    return out
+
+
+def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
+    """Return the figures a soak reports (goals by cause and code, leaks, crashes)."""
+    by_cause: dict[str, Counter] = defaultdict(Counter)
+    for goal in record['goals']:
+        by_cause[goal['cause']][outcome(record, goal)] += 1
+    accepted = [g for g in record['goals'] if g['accepted']]
+    missing = unanswered(record)
+    return {
+        'goals': len(record['goals']),
+        'accepted': len(accepted),
+        'answered': sum(outcome(record, g) not in ('LOST', 'UNANSWERED') for g in accepted),
+        'lost_to_server_kills': sum(outcome(record, g) == 'LOST' for g in accepted),
+        'unanswered': [g['id'] for g in missing],
+        'codes_by_cause': {cause: dict(sorted(c.items())) for cause, c in
+                           sorted(by_cause.items())},
+        'kills': dict(Counter(k['node'] for k in record['kills'])),
+        'crashes': crashes(record),
+        'nodes': {node: node_figures(record, node) for node in nodes},
+        'supervisor_exit_code': record.get('supervisor_exit_code'),
+        'stop_notes': record.get('stop_notes', []),
+    }
+
+
+def plot(record: dict[str, Any], nodes: tuple[str, ...], path: str) -> None:
+    """Write a PNG: RSS, open fds and threads of each node over the run, kills marked."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot
+
+    t0 = min([s['t'] for s in record['samples']] or [0.0])
+    fig, axes = pyplot.subplots(3, 1, figsize=(10, 9), sharex=True)
+    for ax, key, label in zip(axes, ('rss_mb', 'fds', 'threads'),
+                              ('RSS (MiB)', 'open fds', 'threads')):
+        for node in nodes:
+            for pid in dict.fromkeys(s['pid'] for s in record['samples'] if s['node'] == node):
+                points = [s for s in record['samples'] if s['pid'] == pid]
+                ax.plot([s['t'] - t0 for s in points], [s[key] for s in points],
+                        color=f'C{nodes.index(node)}', label=node)
+        for kill in record['kills']:
+            ax.axvline(kill['t'] - t0, color=f'C{nodes.index(kill["node"])}', alpha=0.4,
+                       linestyle='--')
+        ax.set_ylabel(label)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0].legend(unique.values(), unique.keys(), loc='upper left')
+    axes[0].set_title(f'vton_soak: {len(record["goals"])} goals; dashed lines: SIGKILL')
+    axes[-1].set_xlabel('seconds')
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    pyplot.close(fig)

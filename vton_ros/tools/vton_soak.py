@@ -1,0 +1,375 @@
+"""
+vton_soak: N try-on goals from M clients with faults; bounded, on loopback only.
+
+Starts camera_node, segmentation_node and tryon_server under ``tryon_bringup --respawn``
+(tiny random weights unless ``--params-file`` names a model). M clients send N goals:
+random garments (images and catalogue ids), person from the goal or the camera, steps,
+cancels, invalid values; some clients vanish mid-goal; the busy policy changes; camera
+and segmentation (and with ``--kill-server`` the server) get SIGKILL at random goals and
+come back. Every goal's outcome and each node's RSS, open fds and threads over time go to
+OUT/soak.json and OUT/soak.png. Exit 0 when every accepted goal was answered (by its
+result, or by the server's log for a vanished client) and no node crashed (a node that
+needed SIGTERM to stop at the end is noted, with the supervisor's exit code).
+"""
+
+import argparse
+import itertools
+import json
+import os
+from pathlib import Path
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+from rcl_interfaces.srv import SetParameters
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from vton_interfaces.action import TryOn
+
+from vton_ros import param_files, procstat, samples, soak_report
+from vton_ros.nodes import image_conv
+from vton_ros.tools.tryon_bringup import loopback_env
+
+NODES = ('camera_node', 'segmentation_node', 'tryon_server')
+CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
+              if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
+# what a goal does: (cause, weight)
+PLANS = (('normal', 60), ('camera', 15), ('cancel', 10), ('vanish', 5), ('invalid', 5),
+         ('unknown_garment', 5))
+STARTED = re.compile(r'started (\w+) \(pid (\d+)\)')
+EXITED = re.compile(r'tryon_bringup: (\w+) exited with (-?\d+)')
+ENDED = re.compile(r'goal ([0-9a-f]{8}) ended ([A-Z_]+) in')
+RESPONSE_WAIT = 60.0  # seconds for the accept/reject answer (a goal sent to a dead server)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
+    parser.add_argument('--goals', type=int, default=1000, help='goals to send (default 1000)')
+    parser.add_argument('--clients', type=int, default=4, help='concurrent clients')
+    parser.add_argument('--kills', type=int, default=10,
+                        help='SIGKILLs of camera/segmentation (and server) over the run')
+    parser.add_argument('--kill-server', action='store_true',
+                        help='also kill tryon_server (restarted by --respawn)')
+    parser.add_argument('--max-steps', type=int, default=6, help='most denoising steps a goal '
+                        'asks for')
+    parser.add_argument('--params-file', help='config of the stack (default: tiny random '
+                        'weights at 64x48, written to OUT)')
+    parser.add_argument('--out', default='soak_out', help='folder for soak.json, soak.png, '
+                        'logs/ (default soak_out)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of every random choice')
+    parser.add_argument('--threads', type=int, default=1, help='CPU threads per node process')
+    parser.add_argument('--goal-timeout', type=float, default=300.0,
+                        help='seconds a goal may take before it counts as unanswered')
+    parser.add_argument('--time-limit', type=float, default=4 * 3600.0,
+                        help='seconds after which no new goal is sent (bound)')
+    parser.add_argument('--sample-period', type=float, default=1.0,
+                        help='seconds between RSS/fd/thread samples')
+    return parser
+
+
+def tiny_config(out: Path) -> Path:
+    """Write tiny random weights, a garment catalogue and a config for them; return it."""
+    from vton_ros.tools.make_test_weights import write_test_weights
+
+    paths = write_test_weights(str(out / 'weights'))
+    catalog = out / 'garments'
+    catalog.mkdir(parents=True, exist_ok=True)
+    for name, kind, colour in (('red_tshirt', 'tshirt', (200, 30, 40)),
+                               ('blue_skirt', 'skirt', (30, 40, 200)),
+                               ('green_dress', 'dress', (30, 160, 60))):
+        cv2.imwrite(str(catalog / f'{name}.png'),
+                    cv2.cvtColor(samples.garment(kind, colour, 128, 96), cv2.COLOR_RGB2BGR))
+    (catalog / 'catalog.yaml').write_text('red_tshirt: upper\nblue_skirt: lower\n'
+                                          'green_dress: overall\n')
+    config = {
+        'camera_node': {'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
+                        'camera.width': 160, 'camera.height': 120},
+        'segmentation_node': {'segmentation.device': 'cpu', 'segmentation.max_rate': 4.0},
+        'tryon_server': {
+            'catvton.base_model': paths['base_model'], 'catvton.vae': paths['vae'],
+            'catvton.attn_ckpt': paths['attn_ckpt'], 'catvton.device': 'cpu',
+            'catvton.precision': 'fp32', 'catvton.height': 64, 'catvton.width': 48,
+            'catvton.num_inference_steps': 4, 'segmentation.device': 'cpu',
+            'tryon.busy_policy': 'queue', 'tryon.queue_size': 2, 'tryon.pair_max_age': 30.0,
+            'tryon.pair_wait': 5.0, 'garments.catalog_dir': str(catalog)},
+    }
+    path = out / 'soak.yaml'
+    path.write_text(param_files.dump_yaml(config))
+    return path
+
+
+def catalogue_ids(params_file: Path) -> list[str]:
+    """Garment ids of the configured catalogue (empty without one)."""
+    server = param_files.load_yaml(str(params_file))['tryon_server']
+    folder = server.get('garments.catalog_dir')
+    if not folder or not Path(folder).is_dir():
+        return []
+    return sorted(p.stem for p in Path(folder).iterdir()
+                  if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+
+
+class Stack:
+    """tryon_bringup --respawn in the background: current pids, exits, kills."""
+
+    def __init__(self, params_file: Path, out: Path, env: dict) -> None:
+        argv = [sys.executable, '-m', 'vton_ros.tools.tryon_bringup', '--params-file',
+                str(params_file), '--respawn', '--respawn-delay', '1.0',
+                '--log-dir', str(out / 'logs')]
+        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.pids: dict[str, int] = {}
+        self.exits: list[dict] = []
+        self.kills: list[dict] = []
+        self.stop_notes: list[str] = []  # nodes that needed SIGTERM/SIGKILL to stop
+        self._lock = threading.Lock()
+        self._log = open(out / 'bringup.log', 'w', encoding='utf-8')
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in self.popen.stdout:
+            line = raw.decode('utf-8', errors='replace')
+            self._log.write(line)
+            self._log.flush()
+            with self._lock:
+                if (m := STARTED.search(line)):
+                    self.pids[m[1]] = int(m[2])
+                elif (m := EXITED.search(line)):
+                    self.exits.append({'t': time.time(), 'node': m[1], 'code': int(m[2])})
+                elif 'still running' in line or 'stopped with' in line:
+                    self.stop_notes.append(line.strip())
+
+    def current(self) -> dict[str, int]:
+        """Return {node: pid} of the processes started last."""
+        with self._lock:
+            return dict(self.pids)
+
+    def kill(self, node: str) -> None:
+        """SIGKILL a node's current process (bringup restarts it)."""
+        pid = self.current().get(node)
+        if pid is None or procstat.stats(pid) is None:
+            return
+        with self._lock:
+            self.kills.append({'t': time.time(), 'node': node, 'pid': pid})
+        os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> int:
+        """SIGINT the supervisor (it stops every node); return its exit code."""
+        self.popen.send_signal(signal.SIGINT)
+        try:
+            return self.popen.wait(120.0)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            return self.popen.wait()
+
+
+class Client:
+    """One client: its own rclpy context (a DDS participant that can vanish)."""
+
+    def __init__(self, name: str, domain: int) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.action = ActionClient(self.node, TryOn, 'tryon')
+        self.params = self.node.create_client(SetParameters, '/tryon_server/set_parameters')
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def close(self) -> None:
+        """Vanish: the node and its participant go away (goals are left to the server)."""
+        self._executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(5.0)
+
+
+def wait(future, timeout: float, give_up=lambda: False):
+    """Return the future's result, or None after ``timeout`` s or once ``give_up()``."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > deadline or give_up():
+            return None
+        time.sleep(0.02)
+    return future.result()
+
+
+class Soak:
+    """The run: goals handed to client threads, faults at chosen goals, samples."""
+
+    def __init__(self, args: argparse.Namespace, stack: Stack, domain: int,
+                 garment_ids: list[str]) -> None:
+        self.args, self.stack, self.domain = args, stack, domain
+        self.rng = random.Random(args.seed)
+        self.garment_ids = garment_ids
+        self.person = image_conv.from_rgb(  # a real portrait, 120x96
+            samples.portrait('astronaut')[::4, 16:-16:4][:120, :96].copy())
+        self.goals: list[dict] = []
+        self.samples: list[dict] = []
+        self._lock = threading.Lock()
+        self._next = itertools.count()
+        self._deadline = time.monotonic() + args.time_limit
+        victims = ['camera_node', 'segmentation_node'] + \
+            (['tryon_server'] if args.kill_server else [])
+        self.faults = {self.rng.randrange(args.goals): ('kill', self.rng.choice(victims))
+                       for _ in range(args.kills)}
+        for _ in range(max(1, args.goals // 50)):  # short spells of each busy policy
+            self.faults.setdefault(self.rng.randrange(args.goals), ('policy', self.rng.choice(
+                ('queue', 'queue', 'preempt', 'reject'))))
+        self.operator = Client('soak_operator', domain)
+
+    def take(self) -> int | None:
+        """Return the next goal index (running its fault first), or None when done."""
+        with self._lock:
+            index = next(self._next)
+        if index >= self.args.goals or time.monotonic() > self._deadline:
+            return None
+        kind, what = self.faults.get(index, (None, None))
+        if kind == 'kill':
+            self.stack.kill(what)
+        elif kind == 'policy':
+            request = SetParameters.Request(parameters=[
+                Parameter('tryon.busy_policy', value=what).to_parameter_msg()])
+            wait(self.operator.params.call_async(request), 30.0)  # refused while it restarts
+        return index
+
+    def client_loop(self, number: int) -> None:
+        """Send goals until none is left; a vanished client is replaced by a new one."""
+        rng = random.Random(self.args.seed * 1000 + number)
+        client = Client(f'soak_client_{number}', self.domain)
+        while (index := self.take()) is not None:
+            cause = rng.choices([p[0] for p in PLANS], [p[1] for p in PLANS])[0]
+            record = self.run_goal(client, index, cause, rng)
+            with self._lock:
+                self.goals.append(record)
+            if cause == 'vanish' and record['accepted']:
+                client.close()
+                client = Client(f'soak_client_{number}_{index}', self.domain)
+        client.close()
+
+    def make_goal(self, cause: str, rng: random.Random) -> TryOn.Goal:
+        """Return a random goal for ``cause``."""
+        kind = rng.choice(samples.GARMENT_KINDS)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        goal = TryOn.Goal(num_inference_steps=rng.randint(1, self.args.max_steps),
+                          guidance_scale=rng.choice((-1.0, 1.0, 2.5)), seed=rng.randrange(100))
+        if self.garment_ids and rng.random() < 0.5:
+            goal.garment_id = rng.choice(self.garment_ids)
+        else:
+            goal.garment_image = image_conv.from_rgb(samples.garment(kind, colour, 96, 72))
+        if cause == 'unknown_garment':
+            goal.garment_image, goal.garment_id = TryOn.Goal().garment_image, 'no_such_item'
+        if cause == 'invalid':
+            goal.guidance_scale = float('nan')
+        if cause != 'camera':
+            goal.person_image = self.person
+        return goal
+
+    def run_goal(self, client: Client, index: int, cause: str, rng: random.Random) -> dict:
+        """Send one goal and follow it to its end; return its record."""
+        goal = self.make_goal(cause, rng)
+        record = {'index': index, 'cause': cause, 'steps': goal.num_inference_steps,
+                  'accepted': False, 'id': '', 'code': None, 't_start': time.time()}
+        feedback = threading.Event()
+        if not client.action.wait_for_server(timeout_sec=self.args.goal_timeout):
+            record.update(t_end=time.time(), note='no action server')
+            return record
+        killed = self._server_gone(record['t_start'])
+        handle = wait(client.action.send_goal_async(goal, lambda _: feedback.set()),
+                      RESPONSE_WAIT, killed)
+        if handle is None:
+            record.update(t_end=time.time(), note='goal response lost')
+            return record
+        record.update(accepted=handle.accepted, id=bytes(handle.goal_id.uuid).hex())
+        if handle.accepted and cause in ('cancel', 'vanish'):
+            feedback.wait(rng.uniform(0.0, 2.0))
+            if cause == 'vanish':  # its end is the server's (log), or lost with it
+                record['t_vanish'] = time.time()
+                return record
+            wait(handle.cancel_goal_async(), self.args.goal_timeout, killed)
+        if handle.accepted:
+            response = wait(handle.get_result_async(), self.args.goal_timeout, killed)
+            if response is not None:
+                record['code'] = CODE_NAMES.get(response.result.error_code, 'UNKNOWN')
+        record['t_end'] = time.time()
+        return record
+
+    def _server_gone(self, t: float):
+        """Return a test of whether the server was killed (or restarted) since ``t``."""
+        pid = self.stack.current().get('tryon_server')
+        return lambda: self.stack.current().get('tryon_server') != pid or any(
+            k['node'] == 'tryon_server' and k['t'] >= t for k in self.stack.kills)
+
+    def sample_loop(self, stop: threading.Event) -> None:
+        """Record each node's RSS, fds and threads every sample period."""
+        while not stop.wait(self.args.sample_period):
+            with self._lock:
+                done = len(self.goals)
+            for node, pid in self.stack.current().items():
+                figures = procstat.stats(pid)
+                if figures is not None:
+                    self.samples.append(dict(figures, t=time.time(), node=node, pid=pid,
+                                             goals_done=done))
+
+
+def server_ends(log_dir: Path) -> dict[str, str]:
+    """Goal id prefix -> code name, from every tryon_server end line (all its processes)."""
+    path = log_dir / 'tryon_server.log'
+    text = path.read_text(errors='replace') if path.exists() else ''
+    return {m[1]: m[2] for m in ENDED.finditer(text)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the soak; write OUT/soak.json and OUT/soak.png; exit 1 if a goal was lost."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params_file = Path(args.params_file) if args.params_file else tiny_config(out)
+    domain = int(os.environ.get('ROS_DOMAIN_ID') or random.SystemRandom().randint(1, 200))
+    env = dict(loopback_env(), ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    os.environ.update({k: env[k] for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
+                                           'ROS_AUTOMATIC_DISCOVERY_RANGE') if k in env})
+    stack = Stack(params_file, out, env)
+    soak = Soak(args, stack, domain, catalogue_ids(params_file))
+    stop = threading.Event()
+    sampler = threading.Thread(target=soak.sample_loop, args=(stop,), daemon=True)
+    sampler.start()
+    workers = [threading.Thread(target=soak.client_loop, args=(n,))
+               for n in range(args.clients)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    sampler.join()
+    soak.operator.close()
+    record = {'args': vars(args), 'goals': sorted(soak.goals, key=lambda g: g['index']),
+              'samples': soak.samples, 'kills': stack.kills,
+              'supervisor_exit_code': stack.stop(), 'exits': stack.exits,
+              'stop_notes': stack.stop_notes,
+              'server_ends': server_ends(out / 'logs')}
+    summary = soak_report.summarize(record, NODES)
+    (out / 'soak.json').write_text(json.dumps({'summary': summary, **record}, indent=1))
+    soak_report.plot(record, NODES, str(out / 'soak.png'))
+    print(json.dumps(summary, indent=1))
+    return 0 if not summary['unanswered'] and not summary['crashes'] else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
