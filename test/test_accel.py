@@ -111,7 +111,7 @@ def test_deepcache_full_and_shallow_forwards_match_the_unet(pipe, width):
     with torch.inference_mode():
         want = pipe.unet(x, t, encoder_hidden_states=None).sample
         for branch in range(skip_count(pipe.unet)):
-            deep = DeepCacheUNet(pipe.unet, 2, branch)
+            deep = DeepCacheUNet(pipe.models, 2, branch)
             assert torch.equal(deep(x, t, 0), want)
             assert torch.equal(deep(x, t, 1), want)  # kept deep features, same input
             assert not torch.equal(deep(x * 0.5, t, 1), want)

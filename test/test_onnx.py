@@ -8,9 +8,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from vton_ros import samples
 from vton_ros.pipeline import onnx_manifest as manifests
+from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.onnx_export import _export_graph
 from vton_ros.pipeline.onnx_runtime import OrtModels, parse_providers
+from vton_ros.pipeline.options import PipelineOptions
 from vton_ros.tools.export_onnx import main
 from vton_ros.tools.make_test_weights import write_test_weights
 
@@ -108,3 +111,69 @@ def test_provider_names_are_checked():
     for bad in ('', 'gpu', 'cpu,openvino'):
         with pytest.raises(ValueError, match='comma-separated list of cpu, cuda, tensorrt'):
             parse_providers(bad)
+
+
+@pytest.mark.skipif('CUDAExecutionProvider' in ort.get_available_providers(),
+                    reason='needs an onnxruntime without the CUDA provider')
+def test_a_provider_this_onnxruntime_lacks_is_refused(onnx_export):
+    with pytest.raises(ValueError, match='asks for cuda, which this onnxruntime'):
+        OrtModels.load(str(onnx_export), 'cuda,cpu')
+
+
+@pytest.fixture(scope='module')
+def torch_pipe(tiny, one_thread):
+    """Return a function building the torch pipeline of the tiny weights with options."""
+    def build(**options):
+        return CatVTONPipeline.from_pretrained(**tiny, attn_version='vitonhd', device='cpu',
+                                               dtype='fp32', local_files_only=True, **options)
+    return build
+
+
+@pytest.mark.parametrize('options, call', [
+    ({}, {}),  # the paper's path
+    ({}, {'guidance_end': 0.5, 'cache_interval': 2, 'scheduler': 'euler'}),
+    ({'decoder': 'tiny', 'preview_decoder': 'tiny', 'encoder': 'tiny'}, {'guidance_scale': 1.0}),
+])
+def test_onnxruntime_pipeline_equals_torch(torch_pipe, onnx_export, inputs, options, call):
+    scheduler = call.pop('scheduler', 'dpmpp_2m')
+    pipes = [torch_pipe(scheduler=scheduler, **options), CatVTONPipeline.from_onnx(
+        str(onnx_export), 'cpu', scheduler, options=PipelineOptions(**options), threads=1)]
+    outs, previews = [], []
+    for pipe in pipes:
+        steps = []
+        outs.append(pipe(*inputs, num_inference_steps=4, height=64, width=48, seed=3,
+                         callback=lambda i, n, t, lat, p=pipe: steps.append(p.preview(lat)),
+                         **call).image.astype(int))
+        previews.append(steps)
+    assert np.abs(outs[0] - outs[1]).max() <= 1  # within 1/255
+    for a, b in zip(*previews):
+        assert a.shape == b.shape and np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_onnxruntime_pipeline_refuses_torch_only_options_and_other_sizes(onnx_export, inputs):
+    with pytest.raises(ValueError, match='cannot honour attention_slicing, channels_last'):
+        CatVTONPipeline.from_onnx(str(onnx_export), options=PipelineOptions(
+            attention_slicing='auto', channels_last=True))
+    pipe = CatVTONPipeline.from_onnx(str(onnx_export))
+    with pytest.raises(ValueError, match='runs 64x48 only, got 128x96'):
+        pipe(*inputs, num_inference_steps=1, height=128, width=96)
+    with pytest.raises(ValueError, match='cache_branch must be 0'):
+        pipe.check_speed_options(cache_interval=2, cache_branch=1)
+
+
+def test_person_latent_is_reused_for_the_same_frame_and_mask(torch_pipe, inputs):
+    pipe = torch_pipe()
+    person, garment, mask = inputs
+    first = pipe(person, garment, mask, num_inference_steps=2, height=64, width=48, seed=1)
+    other = samples.garment('skirt', (200, 30, 40), 128, 96)
+    pipe(person, other, mask, num_inference_steps=2, height=64, width=48, seed=1)
+    again = pipe(person, garment, mask, num_inference_steps=2, height=64, width=48, seed=1)
+    assert (pipe.person_cache.hits, pipe.person_cache.misses) == (2, 1)
+    assert np.array_equal(first.image, again.image)  # exact
+    moved = mask.copy()
+    moved[100:140, 200:300] = 255
+    pipe(person, garment, moved, num_inference_steps=2, height=64, width=48, seed=1)
+    assert pipe.person_cache.misses == 2  # another mask: encoded again
+    fresh = torch_pipe()
+    alone = fresh(person, garment, mask, num_inference_steps=2, height=64, width=48, seed=1)
+    assert np.array_equal(alone.image, first.image)

@@ -76,6 +76,10 @@ class CatVTONLoad(SettingsView):
     preview_decoder: str
     offload: str
     sdpa_backend: str
+    encoder: str
+    backend: str
+    onnx_dir: str
+    onnx_providers: str
 
     def option_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the pipeline's ``PipelineOptions`` (memory and speed)."""
@@ -83,7 +87,29 @@ class CatVTONLoad(SettingsView):
                 'vae_slicing': self.vae_slicing, 'vae_tiling': self.vae_tiling,
                 'channels_last': self.channels_last, 'compile_unet': self.compile_unet,
                 'decoder': self.decoder, 'preview_decoder': self.preview_decoder,
-                'offload': self.offload, 'sdpa_backend': self.sdpa_backend}
+                'offload': self.offload, 'sdpa_backend': self.sdpa_backend,
+                'encoder': self.encoder}
+
+    def onnx_refusals(self) -> list[str]:
+        """
+        Say why backend onnxruntime cannot run these settings (empty: it can).
+
+        The torch-only process settings and the device; the torch-only pipeline options are
+        refused by ``CatVTONPipeline.from_onnx``.
+        """
+        refused = [f'{self.key(name)} is for the torch backend: set it to {default}'
+                   for name, default in (('cudnn_benchmark', False),
+                                         ('gpu_memory_fraction', 1.0),
+                                         ('safety_checker', False))
+                   if getattr(self, name) != default]
+        if not self.onnx_dir:
+            refused.append('catvton.onnx_dir is empty: set catvton.onnx_dir to an export_onnx '
+                           'folder')
+        if self.device not in ('auto', 'cpu'):
+            refused.append(f'catvton.device is {self.device}: with backend onnxruntime the '
+                           'providers choose the device (set catvton.device auto and '
+                           'catvton.onnx_providers tensorrt,cuda,cpu)')
+        return refused
 
     def pipeline_kwargs(self, attn_version: str, scheduler: str) -> dict[str, Any]:
         """Keyword arguments of ``CatVTONPipeline.from_pretrained`` for one attention set."""

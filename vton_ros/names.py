@@ -16,6 +16,8 @@ OFFLOAD_MODES = ('none', 'model', 'sequential')
 SDPA_BACKENDS = ('auto', 'flash', 'efficient', 'math')
 MASK_BACKENDS = ('pose', 'unet')
 BUSY_POLICIES = ('reject', 'queue', 'preempt')
+BACKENDS = ('torch', 'onnxruntime')
+ENCODERS = ('full', 'tiny')
 # Steps of one try-on: the schema's range of catvton.num_inference_steps and the pipeline's.
 MAX_STEPS = 1000
 

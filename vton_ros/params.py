@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import difflib
 from typing import Any, Iterable, Mapping
 
-from vton_ros.names import (ATTN_VERSIONS, BUSY_POLICIES, CLOTH_TYPES, DECODERS, MASK_BACKENDS,
-                            MAX_STEPS, OFFLOAD_MODES, PRECISIONS, PREVIEW_DECODERS,
-                            SCHEDULERS, SDPA_BACKENDS)
+from vton_ros.names import (ATTN_VERSIONS, BACKENDS, BUSY_POLICIES, CLOTH_TYPES, DECODERS,
+                            ENCODERS, MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES, PRECISIONS,
+                            PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
@@ -232,6 +232,18 @@ SCHEMA: tuple[Param, ...] = (
           read_only=True),
     Param('catvton.sdpa_backend', 'auto', 'Attention kernel: auto (torch picks), flash, '
           'efficient (CUDA) or math', _TRY, choices=SDPA_BACKENDS,
+          read_only=True),
+    Param('catvton.encoder', 'full', 'Person and garment latents: full VAE encoder (the '
+          'paper) or tiny (TAESD encoder, approximate, ~10x cheaper)', _TRY,
+          choices=ENCODERS, read_only=True),
+    Param('catvton.backend', 'torch', 'Model forwards: torch (the models in PyTorch) or '
+          'onnxruntime (the graphs export_onnx wrote to catvton.onnx_dir; TensorRT on a '
+          'Jetson)', _TRY, choices=BACKENDS, read_only=True),
+    Param('catvton.onnx_dir', '', 'Folder of an export_onnx export (backend onnxruntime); it '
+          'must fit the size, precision, attention version and weights', _TRY,
+          read_only=True),
+    Param('catvton.onnx_providers', 'cpu', 'onnxruntime providers, comma-separated, first '
+          'preferred: cpu, cuda, tensorrt (engines cached in <onnx_dir>/trt_engines)', _TRY,
           read_only=True),
     # tryon_server
     Param('tryon.preview_every', 1, 'Send a preview image with every Nth feedback '

@@ -24,7 +24,7 @@ from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
 from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
 from vton_ros.pipeline.offload import pin_mmap_threshold
-from vton_ros.pipeline.options import TIMING_KEYS
+from vton_ros.pipeline.options import PipelineOptions, TIMING_KEYS
 from vton_ros.pipeline.previews import latents_to_preview
 
 _LOG = logging.getLogger(__name__)
@@ -51,11 +51,32 @@ def configure_process(load: CatVTONLoad) -> None:
 def load_pipeline(load: CatVTONLoad, call: CatVTONCall,
                   cloth_type: str) -> tuple[CatVTONPipeline, str]:
     """Load CatVTON with the attention set of the first goals; return (pipe, summary)."""
+    if load.backend == 'onnxruntime':
+        return _load_onnx(load, call)
     first = resolve_attn_version(load.attn_version, cloth_type, call.height, call.width)
     pipe = CatVTONPipeline.from_pretrained(**load.pipeline_kwargs(first, call.scheduler))
     info = (f'{load.base_model} + {load.vae} + {load.attn_ckpt} ({load.attn_version}: '
             f'{first}) on {pipe.device} {dtype_name(pipe.dtype)}, scheduler '
             f'{pipe.scheduler_name}')
+    return pipe, info
+
+
+def _load_onnx(load: CatVTONLoad, call: CatVTONCall) -> tuple[CatVTONPipeline, str]:
+    """Load the onnxruntime backend: refuse what it cannot honour, check the export."""
+    from vton_ros.pipeline import onnx_manifest
+
+    refused = load.onnx_refusals()
+    if refused:
+        raise ValueError('backend onnxruntime: ' + '; '.join(refused))
+    manifest = onnx_manifest.read_manifest(load.onnx_dir)
+    onnx_manifest.check_manifest(manifest, {**load.settings(), **call.settings()},
+                                 load.onnx_dir)
+    pipe = CatVTONPipeline.from_onnx(load.onnx_dir, load.onnx_providers, call.scheduler,
+                                     options=PipelineOptions(**load.option_kwargs()),
+                                     threads=torch.get_num_threads())
+    info = (f'ONNX export {load.onnx_dir} ({manifest["attn_version"]}, {manifest["height"]}x'
+            f'{manifest["width"]} {manifest["precision"]}) on onnxruntime '
+            f'{load.onnx_providers}, scheduler {pipe.scheduler_name}')
     return pipe, info
 
 
@@ -208,6 +229,7 @@ def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np
     try:
         pipe.check_speed_options(call.guidance_start, call.guidance_end, call.cache_interval,
                                  call.cache_branch)
+        pipe.models.check_size(call.height, call.width)  # onnxruntime: the export's size
     except ValueError as err:  # e.g. a cache branch this UNet does not have
         raise GoalError('INVALID_ARGUMENT', f'catvton settings: {err}') from None
     pipe.set_scheduler(call.scheduler)

@@ -30,17 +30,16 @@ from vton_ros.pipeline import attention, schedulers, weights
 from vton_ros.pipeline.attention import sdpa_context
 from vton_ros.pipeline.attention_sets import AttentionSets
 from vton_ros.pipeline.checks import check_call
-from vton_ros.pipeline.deepcache import check_cache_options, DeepCacheUNet
+from vton_ros.pipeline.deepcache import DeepCacheUNet
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
+from vton_ros.pipeline.forwards import Forwards
 from vton_ros.pipeline.garment_cache import GarmentLatentCache
 from vton_ros.pipeline.guidance import check_guidance_interval, guided_steps
-from vton_ros.pipeline.loading import load_models
-from vton_ros.pipeline.offload import Offloader
+from vton_ros.pipeline.loading import load_models, load_onnx_models, place_models
 from vton_ros.pipeline.options import (PipelineOptions, StepCallback, TIMING_KEYS,
                                        TryOnCancelled, TryOnResult)
 from vton_ros.pipeline.preprocess import check_image, cover_resize, letterbox
 from vton_ros.pipeline.previews import latents_to_preview, repaint_blend, to_uint8
-from vton_ros.pipeline.weights import IncompatibleWeightsError
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,48 +57,36 @@ class CatVTONPipeline:
                  dtype: torch.dtype, options: PipelineOptions | None = None,
                  safety_checker: Callable | None = None, random_weights: bool = False,
                  tiny_vae: AutoencoderTiny | None = None) -> None:
-        self._options = options or PipelineOptions()
-        if tiny_vae is None and self._options.uses_tiny_vae:
-            raise ValueError('decoder/preview_decoder tiny needs a tiny VAE (AutoencoderTiny): '
-                             'pass tiny_vae (from_pretrained loads catvton.tiny_vae)')
-        self.random_weights = random_weights  # RANDOM test weights: outputs are noise
-        self.attention_sets: AttentionSets | None = None  # from_pretrained: swap versions
-        self._latent_channels = int(vae.config.latent_channels)
-        expected_in = 2 * self._latent_channels + 1
-        if unet.config.in_channels != expected_in:
-            raise IncompatibleWeightsError(
-                f'the UNet has {unet.config.in_channels} input channels; CatVTON needs an '
-                f'inpainting UNet with {expected_in} (noisy latents, mask, masked latents)')
-        self._scheduler_config = dict(scheduler_config)
-        self._scheduler_name = schedulers.check_scheduler_name(scheduler)
-        self.device = device
-        self.dtype = dtype
-        memory_format = (torch.channels_last if self._options.channels_last
-                         else torch.contiguous_format)
-        self._offload = Offloader(self._options.offload, device)
-        self._offload.reclaim((unet, vae))  # models a previous pipeline streamed from disk
-        for model in (unet, vae, tiny_vae):  # the tiny VAE (5 MB) is never offloaded
-            if model is not None:
-                torch.nn.Module.to(model, device=device if model is tiny_vae else
-                                   self._offload.weights_device, dtype=dtype,
-                                   memory_format=memory_format)
-                model.requires_grad_(False)
-                model.eval()
-        attention.install_catvton_processors(unet, self._options.attention_slicing)
-        if self._options.vae_slicing:
-            vae.enable_slicing()
-        if self._options.vae_tiling:
-            vae.enable_tiling()
-        # the attn1 modules stay in RAM: AttentionSets swaps their weights in place
-        self._offload.place((unet, vae), resident=attention.self_attention_modules(unet))
+        options = options or PipelineOptions()
+        if tiny_vae is None and options.uses_tiny_vae:
+            raise ValueError('decoder/preview_decoder/encoder tiny needs a tiny VAE '
+                             '(AutoencoderTiny): pass tiny_vae (from_pretrained loads '
+                             'catvton.tiny_vae)')
+        models = place_models(unet, vae, tiny_vae, options, device, dtype)
         self.unet = unet
         self.vae = vae
         self.tiny_vae = tiny_vae
-        self._unet_forward = (torch.compile(unet) if self._options.compile_unet else unet)
+        self._setup(models, scheduler_config, scheduler, device, options, safety_checker,
+                    random_weights, int(vae.config.latent_channels),
+                    2 ** (len(vae.config.block_out_channels) - 1))
+
+    def _setup(self, models: Forwards, scheduler_config: dict, scheduler: str,
+               device: torch.device, options: PipelineOptions, safety_checker: Callable | None,
+               random_weights: bool, latent_channels: int, vae_scale_factor: int) -> None:
+        """Set the state both backends share (models: the forwards, torch or onnxruntime)."""
+        self.models = models
+        self._options = options
+        self.random_weights = random_weights  # RANDOM test weights: outputs are noise
+        self.attention_sets: AttentionSets | None = None  # from_pretrained: swap versions
+        self._latent_channels = latent_channels
+        self._scheduler_config = dict(scheduler_config)
+        self._scheduler_name = schedulers.check_scheduler_name(scheduler)
+        self.device = device
+        self.dtype = models.dtype
         self.safety_checker = safety_checker
-        self.garment_cache = GarmentLatentCache(self._options.garment_cache_size)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self._scaling_factor = float(vae.config.scaling_factor)
+        self.garment_cache = GarmentLatentCache(options.garment_cache_size)
+        self.person_cache = GarmentLatentCache(1)  # the last frame+mask's masked latent
+        self.vae_scale_factor = vae_scale_factor
 
     # ------------------------------------------------------------------ loading
 
@@ -114,7 +101,7 @@ class CatVTONPipeline:
                         compile_unet: bool = False, garment_cache_size: int = 8,
                         tiny_vae: str = weights.DEFAULT_TINY_VAE, decoder: str = 'full',
                         preview_decoder: str = 'latent', offload: str = 'none',
-                        sdpa_backend: str = 'auto',
+                        sdpa_backend: str = 'auto', encoder: str = 'full',
                         cache_dir: str | None = None,
                         local_files_only: bool = False) -> 'CatVTONPipeline':
         """
@@ -124,8 +111,8 @@ class CatVTONPipeline:
         feature_extractor/]); vae: folder with config.json + weights; attn_ckpt: CatVTON
         repo with <version>/attention/model.safetensors; attn_version: mix | vitonhd |
         dresscode. device: auto | cpu | cuda[:N]; dtype: auto | fp32 | fp16 | bf16.
-        tiny_vae: TAESD folder or hub id (config.json + weights), loaded only when decoder
-        or preview_decoder is 'tiny'. The other options: see :class:`PipelineOptions`.
+        tiny_vae: TAESD folder or hub id (config.json + weights), loaded only when decoder,
+        preview_decoder or encoder is 'tiny'. The other options: see :class:`PipelineOptions`.
         Hub ids go through the Hugging Face cache (HF_HUB_OFFLINE honoured). Raises
         ModelNotFoundError for missing files, IncompatibleWeightsError for wrong weights,
         ValueError for unknown names.
@@ -133,7 +120,7 @@ class CatVTONPipeline:
         schedulers.check_scheduler_name(scheduler)
         options = PipelineOptions(attention_slicing, vae_slicing, vae_tiling, channels_last,
                                   compile_unet, garment_cache_size, decoder, preview_decoder,
-                                  offload, sdpa_backend)
+                                  offload, sdpa_backend, encoder)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         start = time.perf_counter()
@@ -171,6 +158,28 @@ class CatVTONPipeline:
         return cls(unet, vae, scheduler_config, scheduler=scheduler, device=dev, dtype=dt,
                    options=options, tiny_vae=tiny_vae)
 
+    @classmethod
+    def from_onnx(cls, onnx_dir: str, providers: str = 'cpu', scheduler: str = 'dpmpp_2m', *,
+                  options: PipelineOptions | None = None,
+                  threads: int = 0) -> 'CatVTONPipeline':
+        """
+        Build on the onnxruntime backend: the graphs of an export_onnx folder.
+
+        providers: 'cpu', 'cuda', 'tensorrt', comma-separated (first preferred); threads:
+        CPU intra-op threads (0: onnxruntime's default). The loop runs on CPU tensors; the
+        attention version, size and precision are the export's (the caller checks its
+        manifest against the settings). ValueError: see loading.load_onnx_models.
+        """
+        options = options or PipelineOptions()
+        models = load_onnx_models(onnx_dir, providers, options, threads)
+        manifest = models.manifest
+        pipe = cls.__new__(cls)
+        pipe._setup(models, manifest['scheduler_config'], scheduler, torch.device('cpu'),
+                    options, None, manifest['random_weights'], manifest['latent_channels'],
+                    manifest['vae_scale_factor'])
+        pipe.unet = pipe.vae = pipe.tiny_vae = None
+        return pipe
+
     # ------------------------------------------------------------------ settings
 
     @property
@@ -203,7 +212,7 @@ class CatVTONPipeline:
         if self._options.preview_decoder == 'latent':
             return latents_to_preview(latents)
         person = latents[:, :, :latents.shape[2] // 2]
-        image = to_uint8(self.tiny_vae.decode(person.to(self.device, self.dtype)).sample)
+        image = to_uint8(self.models.decode(person.to(self.device, self.dtype), tiny=True))
         size = (2 * person.shape[3], 2 * person.shape[2])
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
@@ -242,6 +251,7 @@ class CatVTONPipeline:
         check_call(person, garment, mask, num_inference_steps, guidance_scale, height, width,
                    seed, generator, latents, eta, callback, factor=self.vae_scale_factor,
                    latent_channels=self._latent_channels)
+        self.models.check_size(height, width)
         self.check_speed_options(guidance_start, guidance_end, cache_interval, cache_branch)
         timings = dict.fromkeys(TIMING_KEYS, 0.0)
 
@@ -254,10 +264,13 @@ class CatVTONPipeline:
         masked_person = person_t * ~mask_t
         timings['preprocess'] = self._lap(start)
 
-        # 2. VAE encode: masked person always, garment unless cached
+        # 2. VAE encode: masked person unless it is the last one, garment unless cached
         stage = time.perf_counter()
-        self._offload.use(self.vae)
-        masked_latent = self._encode(masked_person)
+        key = self._latent_key(np.dstack([person_img, mask_img]), height, width)
+        masked_latent = self.person_cache.get(key)
+        if masked_latent is None:
+            masked_latent = self._encode(masked_person)
+            self.person_cache.put(key, masked_latent)
         garment_latent, cache_hit = self._garment_latent(garment, height, width)
         timings['vae_encode'] = self._lap(stage)
 
@@ -269,10 +282,9 @@ class CatVTONPipeline:
             generator = torch.Generator('cpu').manual_seed(seed)
         else:
             seed = None
-        self._offload.use(self.unet)
         cfg_steps = guided_steps(num_inference_steps, guidance_scale, guidance_start,
                                  guidance_end)
-        deep = (DeepCacheUNet(self.unet, cache_interval, cache_branch) if cache_interval > 1
+        deep = (DeepCacheUNet(self.models, cache_interval, cache_branch) if cache_interval > 1
                 else None)
         with sdpa_context(self._options.sdpa_backend):
             final = self._denoise(masked_latent, garment_latent, mask_t, num_inference_steps,
@@ -304,7 +316,7 @@ class CatVTONPipeline:
                             cache_interval: int = 1, cache_branch: int = 0) -> None:
         """Raise ValueError (with the valid values) for bad per-call speed options."""
         check_guidance_interval(guidance_start, guidance_end)
-        check_cache_options(self.unet, cache_interval, cache_branch)
+        self.models.check_cache(cache_interval, cache_branch)
 
     # ------------------------------------------------------------------ stages
 
@@ -321,13 +333,12 @@ class CatVTONPipeline:
         E.g. for a catalogue at start-up; returns True if it was already cached.
         """
         check_image(garment, 'garment')
-        self._offload.use(self.vae)
         return self._garment_latent(garment, height, width)[1]
 
     def _garment_latent(self, garment: np.ndarray, height: int,
                         width: int) -> tuple[torch.Tensor, bool]:
         """Garment latent (1, 4, h/8, w/8) from the cache or the VAE; and whether cached."""
-        key = GarmentLatentCache.key(garment, height, width, self.dtype, self.device)
+        key = self._latent_key(garment, height, width)
         latent = self.garment_cache.get(key)
         if latent is not None:
             return latent, True
@@ -335,9 +346,14 @@ class CatVTONPipeline:
         self.garment_cache.put(key, latent)
         return latent, False
 
+    def _latent_key(self, image: np.ndarray, height: int, width: int) -> tuple:
+        """Cache key of the latent of an image (garment, or person with its mask)."""
+        return GarmentLatentCache.key(image, height, width, self.dtype, self.device,
+                                      self._options.encoder)
+
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) in [-1, 1] -> posterior mean * scaling factor, (1, 4, H/8, W/8)."""
-        return self.vae.encode(image).latent_dist.mean * self._scaling_factor
+        """(1, 3, H, W) in [-1, 1] -> scaled latents (1, 4, H/8, W/8), VAE or TAESD."""
+        return self.models.encode(image, tiny=self._options.encoder == 'tiny')
 
     def _denoise(self, masked_latent: torch.Tensor, garment_latent: torch.Tensor,
                  mask: torch.Tensor, steps: int, guidance_scale: float, cfg_steps: list[bool],
@@ -383,8 +399,7 @@ class CatVTONPipeline:
             unet_in[:, :channels] = scheduler.scale_model_input(sample, t)
             step_in = unet_in if cfg_steps[i] or not do_cfg else unet_in[1:]  # cond row
             if deep is None:
-                noise_pred = self._unet_forward(step_in, t, encoder_hidden_states=None,
-                                                return_dict=False)[0].float()
+                noise_pred = self.models.unet(step_in, t).float()
             else:
                 noise_pred = deep(step_in, t, i).float()
             if cfg_steps[i]:
@@ -405,13 +420,11 @@ class CatVTONPipeline:
         VAE on NaN/Inf. The VAE: retried in fp32 on NaN/Inf at lower precision.
         """
         if self._options.decoder == 'tiny':
-            image = self.tiny_vae.decode(latents.to(self.dtype)).sample
+            image = self.models.decode(latents, tiny=True)
             if bool(torch.isfinite(image).all()):
                 return to_uint8(image), False
             _LOG.warning('the tiny decoder produced NaN/Inf; decoding with the full VAE')
-        self._offload.use(self.vae)
-        latents = latents / self._scaling_factor
-        image = self.vae.decode(latents.to(self.dtype)).sample
+        image = self.models.decode(latents)
         recovered = False
         if not bool(torch.isfinite(image).all()):
             if self.dtype == torch.float32:
@@ -419,23 +432,12 @@ class CatVTONPipeline:
                                          'or latents are broken (check the VAE and UNet files)')
             _LOG.warning('VAE decode in %s produced NaN/Inf; redoing it in fp32',
                          dtype_name(self.dtype))
-            image = self._decode_fp32(latents)
+            image = self.models.decode_fp32(latents)
             recovered = True
             if not bool(torch.isfinite(image).all()):
                 raise FloatingPointError('the VAE decode produced NaN/Inf even in fp32: the '
                                          'latents are broken (try precision fp32 or bf16)')
         return to_uint8(image), recovered or self._options.decoder == 'tiny'
-
-    def _decode_fp32(self, latents: torch.Tensor) -> torch.Tensor:
-        """Decode with the VAE decoder temporarily upcast to fp32 (restored afterwards)."""
-        modules = [m for m in (self.vae.post_quant_conv, self.vae.decoder) if m is not None]
-        try:
-            for module in modules:
-                module.float()
-            return self.vae.decode(latents.float()).sample
-        finally:
-            for module in modules:
-                module.to(self.dtype)
 
     def _lap(self, since: float) -> float:
         """Seconds since ``since``, after waiting for queued device work."""

@@ -17,10 +17,15 @@ attention mask, class labels, added conditioning or FreeU; other UNets are refus
 No rclpy here.
 """
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from diffusers import UNet2DConditionModel  # noqa: I100 (after the package's shim)
+
+if TYPE_CHECKING:  # forwards imports this module
+    from vton_ros.pipeline.forwards import Forwards
 
 DOWN_BLOCKS = ('DownBlock2D', 'CrossAttnDownBlock2D')
 UP_BLOCKS = ('UpBlock2D', 'CrossAttnUpBlock2D')
@@ -57,15 +62,18 @@ class DeepCacheUNet:
     """
     Runs one try-on's UNet calls with feature reuse; build a fresh one per try-on.
 
+    models: the backend's forwards (vton_ros.pipeline.forwards): its ``unet_full`` and
+    ``unet_shallow`` run the steps, this class decides which and keeps the state.
+
     Step ``i`` (0-based) is a full forward when ``i % interval == 0``, when nothing is
     kept yet, or when the batch grew since the kept step (guidance switched on); otherwise
     shallow. A kept state of batch 2 ([uncond, cond]) serves a batch-1 (cond only) shallow
     step through its cond row. ``full_steps``/``shallow_steps`` count what ran.
     """
 
-    def __init__(self, unet: UNet2DConditionModel, interval: int, branch: int) -> None:
-        check_cache_options(unet, interval, branch)
-        self.unet = unet
+    def __init__(self, models: 'Forwards', interval: int, branch: int) -> None:
+        models.check_cache(interval, branch)
+        self.models = models
         self.interval = interval
         self.branch = branch
         self.full_steps = 0
@@ -84,17 +92,11 @@ class DeepCacheUNet:
         kept = self._kept
         if kept is None or step % self.interval == 0 or kept.shape[0] < batch:
             self.full_steps += 1
-            return self._forward(sample, timestep, None)
+            noise, self._kept = self.models.unet_full(sample, timestep, self.branch)
+            return noise
         self.shallow_steps += 1
-        return self._forward(sample, timestep, kept[kept.shape[0] - batch:])
-
-    def _forward(self, sample: torch.Tensor, timestep: torch.Tensor,
-                 kept: torch.Tensor | None) -> torch.Tensor:
-        """Full forward keeping the state at the branch (kept None), or shallow from kept."""
-        noise, state = layered_forward(self.unet, sample, timestep, self.branch, kept)
-        if kept is None:
-            self._kept = state
-        return noise
+        return self.models.unet_shallow(sample, timestep, kept[kept.shape[0] - batch:],
+                                        self.branch)
 
 
 def layered_forward(unet: UNet2DConditionModel, sample: torch.Tensor, timestep: torch.Tensor,

@@ -26,10 +26,11 @@ class GarmentLatentCache:
 
     @staticmethod
     def key(garment: np.ndarray, height: int, width: int, dtype: torch.dtype,
-            device: torch.device) -> tuple:
-        """Cache key of a garment image (HxWx3 uint8) for one output size/dtype/device."""
+            device: torch.device, encoder: str = 'full') -> tuple:
+        """Cache key of an image (HxWxC uint8) for one output size/dtype/device/encoder."""
         digest = hashlib.blake2b(np.ascontiguousarray(garment).data, digest_size=16)
-        return (digest.hexdigest(), garment.shape, height, width, str(dtype), str(device))
+        return (digest.hexdigest(), garment.shape, height, width, str(dtype), str(device),
+                encoder)
 
     def get(self, key: tuple) -> torch.Tensor | None:
         """Return the cached latent (and mark it recent) or None; counts a hit or miss."""

@@ -1,11 +1,11 @@
 """
 The onnxruntime backend: CatVTON's model forwards as sessions over an export_onnx folder.
 
-:class:`OrtModels` offers the model forwards of the pipeline on CPU torch tensors; the
-pipeline's loop, schedulers, guidance, caches and previews run unchanged above it.
-Providers: ``cpu``, ``cuda`` and ``tensorrt`` (fp16 when the export is fp16; engines
-cached in ``<onnx_dir>/trt_engines``, so the first start builds them and later starts load
-them). No rclpy here.
+:class:`OrtModels` offers the forwards of vton_ros.pipeline.forwards on CPU torch
+tensors; the pipeline's loop, schedulers, guidance, caches and previews run unchanged
+above it. Providers: ``cpu``, ``cuda`` and ``tensorrt`` (fp16 when the export is fp16;
+engines cached in ``<onnx_dir>/trt_engines``, so the first start builds them and later
+starts load them). No rclpy here.
 """
 
 import logging
@@ -72,6 +72,8 @@ class OrtModels:
         ExportMismatchError for a missing or unreadable export, ValueError for providers.
         """
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import (Fail, InvalidGraph,
+                                                                 InvalidProtobuf, NoSuchFile)
 
         names = parse_providers(providers)
         check_providers(names)
@@ -87,9 +89,14 @@ class OrtModels:
                 raise manifests.ExportMismatchError(
                     f'{path} is missing (the manifest lists it): copy the whole export folder '
                     'or ' + manifests.FIX.format(dir=onnx_dir))
-            sessions[graph] = ort.InferenceSession(
-                path, options, providers=[_provider(n, onnx_dir, manifest, info)
-                                          for n in names])
+            try:
+                sessions[graph] = ort.InferenceSession(
+                    path, options, providers=[_provider(n, onnx_dir, manifest, info)
+                                              for n in names])
+            except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as err:
+                raise manifests.ExportMismatchError(
+                    f'onnxruntime cannot load {path}: {err}; '
+                    + manifests.FIX.format(dir=onnx_dir)) from None
         _LOG.info('onnxruntime %s: %d graphs from %s on %s', ort.__version__, len(sessions),
                   onnx_dir, ', '.join(names))
         return cls(onnx_dir, manifest, sessions)
@@ -134,6 +141,14 @@ class OrtModels:
             f'the {self.manifest["precision"]} VAE decoder graph produced NaN/Inf and an '
             'export has no fp32 fallback: export with catvton.precision fp32 (or use '
             'catvton.decoder tiny)')
+
+    def check_size(self, height: int, width: int) -> None:
+        """Raise ValueError unless the try-on size is the export's."""
+        size = (self.manifest['height'], self.manifest['width'])
+        if (height, width) != size:
+            raise ValueError(f'the ONNX export runs {size[0]}x{size[1]} only, got '
+                             f'{height}x{width}: set catvton.height/width back, or export '
+                             'again at that size')
 
     def check_cache(self, interval: int, branch: int) -> None:
         """Raise ValueError unless the export has the DeepCache graphs for this branch."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vton_ros.names import DECODERS, PREVIEW_DECODERS
+from vton_ros.names import DECODERS, ENCODERS, PREVIEW_DECODERS
 from vton_ros.pipeline import attention
 from vton_ros.pipeline.attention import check_sdpa_backend
 from vton_ros.pipeline.offload import check_offload_mode
@@ -50,6 +50,8 @@ class PipelineOptions:
     decoder: 'full' (the VAE) or 'tiny' (the TAESD decoder: ~20x fewer FLOPs, approximate).
     preview_decoder: 'latent' (linear latent colours, latent size) or 'tiny' (TAESD images
       at twice the latent size).
+    encoder: 'full' (the VAE encoder) or 'tiny' (the TAESD encoder for the person and
+      garment latents: ~10x fewer FLOPs, approximate).
     offload: 'none' | 'model' | 'sequential' (see vton_ros.pipeline.offload).
     sdpa_backend: scaled-dot-product attention kernel of the UNet: 'auto' (torch picks),
       'flash', 'efficient' or 'math' (see vton_ros.pipeline.attention.sdpa_context).
@@ -65,16 +67,24 @@ class PipelineOptions:
     preview_decoder: str = 'latent'
     offload: str = 'none'
     sdpa_backend: str = 'auto'
+    encoder: str = 'full'
 
     @property
     def uses_tiny_vae(self) -> bool:
-        """Tell whether the tiny VAE is needed (final decode or previews)."""
-        return 'tiny' in (self.decoder, self.preview_decoder)
+        """Tell whether the tiny VAE is needed (final decode, previews or encode)."""
+        return 'tiny' in (self.decoder, self.preview_decoder, self.encoder)
+
+    def torch_only(self) -> list[str]:
+        """Name the options set away from their defaults that only the torch backend runs."""
+        return [name for name in ('attention_slicing', 'vae_slicing', 'vae_tiling',
+                                  'channels_last', 'compile_unet', 'offload', 'sdpa_backend')
+                if getattr(self, name) != getattr(PipelineOptions, name)]
 
     def __post_init__(self) -> None:
         """Validate the option values."""
         attention.resolve_slice_size(self.attention_slicing, 8)
-        for name, valid in (('decoder', DECODERS), ('preview_decoder', PREVIEW_DECODERS)):
+        for name, valid in (('decoder', DECODERS), ('preview_decoder', PREVIEW_DECODERS),
+                            ('encoder', ENCODERS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f'{name} must be one of {", ".join(valid)}, got '
                                  f'{getattr(self, name)!r}')

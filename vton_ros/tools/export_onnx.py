@@ -28,19 +28,24 @@ def settings_from(params_files: list[str], overrides: list[str]) -> dict:
     return settings
 
 
-def main(args: list[str] | None = None) -> int:
-    """Command-line entry point."""
-    from vton_ros import params
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    from vton_ros import param_files
 
     parser = argparse.ArgumentParser(prog='export_onnx', description=__doc__.split('\n')[1])
     parser.add_argument('--params-file', action='append', default=[],
                         help='ROS parameter file with the tryon_server settings; repeatable '
                              '(later files win, e.g. a profile overlay)')
-    params.add_override_argument(parser)
+    param_files.add_override_argument(parser)
     parser.add_argument('--out', required=True, help='output folder (catvton.onnx_dir)')
     parser.add_argument('--no-verify', action='store_true',
                         help='skip running each fp32 graph once in onnxruntime against torch')
-    opts = parser.parse_args(args)
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    opts = build_parser().parse_args(args)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     start = time.perf_counter()
 
