@@ -9,6 +9,7 @@ A live camera that fails is reopened with exponential back-off (up to camera.max
 seconds); the node reports it in its log and on /diagnostics instead of exiting.
 """
 
+import threading
 import time
 
 from sensor_msgs.msg import CameraInfo
@@ -35,6 +36,7 @@ class CameraNode(managed.ManagedNode):
         self._calibration: Calibration | None = None
         self._info: tuple[Calibration, CameraInfo] | None = None
         self._timer = None
+        self._capture_lock = threading.RLock()  # a frame in flight ends before deactivate
         self._on_change.append(self._settings_changed)
 
     def configure(self) -> None:
@@ -55,10 +57,11 @@ class CameraNode(managed.ManagedNode):
         self._timer = self.create_timer(1.0 / self.setting('camera.fps'), self.timer_callback)
 
     def deactivate(self, final: bool = False) -> None:
-        """Stop capturing (the source stays open until cleanup)."""
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        """Stop capturing (the source stays open until cleanup); waits for a frame in flight."""
+        with self._capture_lock:
+            if self._timer is not None:
+                self.destroy_timer(self._timer)
+                self._timer = None
 
     def release(self) -> None:
         """Close the source."""
@@ -72,6 +75,12 @@ class CameraNode(managed.ManagedNode):
             self.activate()
 
     def timer_callback(self) -> None:
+        """Read one frame and publish it, unless capture stopped meanwhile (deactivate)."""
+        with self._capture_lock:
+            if self._timer is not None:
+                self._capture()
+
+    def _capture(self) -> None:
         """Read one frame and publish it, or handle a failed/ended source."""
         if self._ended:
             return
