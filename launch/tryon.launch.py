@@ -11,8 +11,9 @@ the file's value) and ui (true: also start mirror_ui, the kiosk page). autostart
 true) configures and activates the managed nodes; false leaves them unconfigured for a
 lifecycle manager (ros2 lifecycle, nav2). When a node exits, the launch shuts the others
 down; a node that failed (exit code not 0) makes ros2 launch exit 1 with an error naming
-it; respawn:=true instead restarts a node that dies, after respawn_delay seconds (default
-2), while the others keep running. Where the ros2 CLI is not installed,
+it and why: the signal that killed it ("killed by SIGKILL"), else its last FATAL/ERROR
+line. respawn:=true instead restarts a node that dies, after respawn_delay seconds
+(default 2), while the others keep running. Where the ros2 CLI is not installed,
 ``tryon_bringup`` starts the same nodes from the same file.
 """
 
@@ -22,21 +23,29 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, \
     Shutdown
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from vton_ros.exit_reasons import exit_reason, LastError
 
 
 class NodeFailed(RuntimeError):
     """A node exited with an error: launch logs it, shuts down and exits 1."""
 
 
-def _on_exit(name):
+def _on_output(last_error):
+    def handler(event):
+        for line in event.text.decode('utf-8', errors='replace').splitlines():
+            last_error.feed(line)
+    return handler
+
+
+def _on_exit(name, last_error):
     def handler(event, _context):
         if event.returncode != 0:
-            raise NodeFailed(f'{name} exited with code {event.returncode} (its [FATAL] or '
-                             '[ERROR] line is above); stopping the other nodes')
+            raise NodeFailed(f'{name} {exit_reason(event.returncode, last_error.line)}; '
+                             'stopping the other nodes')
         return [Shutdown(reason=f'{name} exited')]
     return handler
 
@@ -78,9 +87,13 @@ def _nodes(context):
                     output='screen', emulate_tty=True, parameters=[*files, extra],
                     respawn=respawn, respawn_delay=delay)
         actions.append(node)
-        if not respawn:  # one node ends: all stop
-            actions.append(RegisterEventHandler(OnProcessExit(target_action=node,
-                                                              on_exit=_on_exit(name))))
+        if not respawn:  # one node ends: all stop, naming why
+            last_error = LastError()
+            actions += [RegisterEventHandler(OnProcessIO(target_action=node,
+                                                         on_stdout=_on_output(last_error),
+                                                         on_stderr=_on_output(last_error))),
+                        RegisterEventHandler(OnProcessExit(target_action=node,
+                                                           on_exit=_on_exit(name, last_error)))]
     return actions
 
 

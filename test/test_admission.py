@@ -24,16 +24,17 @@ CALL = CatVTONCall.defaults()
 
 def validate(g, call: CatVTONCall = CALL, catalog=None):
     """Admission's check with the server's default settings."""
-    return admission.validate(g, call, catalog, max_pixels=4096 * 4096, cloth_type='upper')
+    return admission.validate(g, call, catalog, max_pixels=4096 * 4096, min_side=32,
+                              max_aspect=4.0, cloth_type='upper')
 
 
 def goal(**fields) -> TryOn.Goal:
-    """Build a valid goal: 40x30 person, its mask, a garment image."""
-    person = np.full((40, 30, 3), 120, np.uint8)
-    mask = np.zeros((40, 30), np.uint8)
+    """Build a valid goal: 36x48 person, its mask, a garment image."""
+    person = np.full((48, 36, 3), 120, np.uint8)
+    mask = np.zeros((48, 36), np.uint8)
     mask[10:30, 5:25] = 255
     g = TryOn.Goal(person_image=image_conv.from_rgb(person), mask=image_conv.from_mono(mask),
-                   garment_image=image_conv.from_rgb(np.full((32, 24, 3), 200, np.uint8)))
+                   garment_image=image_conv.from_rgb(np.full((40, 32, 3), 200, np.uint8)))
     for key, value in fields.items():
         setattr(g, key, value)
     return g
@@ -58,14 +59,15 @@ def test_no_rclpy_import():
 def test_every_code_is_an_action_constant():
     for code, _ in STOPS.values():
         assert isinstance(getattr(TryOn.Result, code), int)
-    assert (TryOn.Result.SHUTTING_DOWN, TryOn.Result.TIMED_OUT) == (10, 11)  # appended
+    assert (TryOn.Result.SHUTTING_DOWN, TryOn.Result.TIMED_OUT,
+            TryOn.Result.CLIENT_GONE) == (10, 11, 12)  # appended
 
 
 def test_valid_goal_resolves_defaults(catalog):
     req = validate(goal(seed=-1, guidance_scale=-1.0), replace(CALL, seed=9), catalog)
     assert (req.call.num_inference_steps, req.call.guidance_scale, req.call.seed) == (10, 2.5, 9)
     assert req.cloth_type == 'upper' and req.garment_name == 'image'
-    assert req.person.shape == (40, 30, 3) and req.mask.shape == (40, 30)
+    assert req.person.shape == (48, 36, 3) and req.mask.shape == (48, 36)
     skirt = validate(goal(garment_image=Image(), garment_id='blue_skirt'), catalog=catalog)
     assert skirt.cloth_type == 'lower' and skirt.garment_name == 'blue_skirt'
     camera = validate(goal(person_image=Image(), mask=Image()))
@@ -76,9 +78,9 @@ def test_valid_goal_resolves_defaults(catalog):
 BAD = {
     'encoding': ({'person_image': Image(width=2, height=2, encoding='yuv', step=6,
                                         data=bytes(12))}, 'INVALID_IMAGE', 'person_image'),
-    'mask size': ({'mask': image_conv.from_mono(np.full((5, 5), 255, np.uint8))},
-                  'INVALID_IMAGE', 'mask is 5x5'),
-    'empty mask': ({'mask': image_conv.from_mono(np.zeros((40, 30), np.uint8))},
+    'mask size': ({'mask': image_conv.from_mono(np.full((40, 32), 255, np.uint8))},
+                  'INVALID_IMAGE', 'mask is 32x40'),
+    'empty mask': ({'mask': image_conv.from_mono(np.zeros((48, 36), np.uint8))},
                    'INVALID_IMAGE', 'mask is empty'),
     'garment image': ({'garment_image': Image(width=4, height=4, encoding='rgb8', step=12)},
                       'INVALID_IMAGE', 'garment_image'),
@@ -87,6 +89,19 @@ BAD = {
     'cloth type': ({'cloth_type': 'hat'}, 'INVALID_ARGUMENT', 'cloth_type'),
     'steps': ({'num_inference_steps': 1001}, 'INVALID_ARGUMENT', 'num_inference_steps'),
     'guidance': ({'guidance_scale': math.inf}, 'INVALID_ARGUMENT', 'guidance_scale'),
+    'tiny person': ({'person_image': image_conv.from_rgb(np.zeros((8, 8, 3), np.uint8))},
+                    'INVALID_IMAGE', 'person_image: image 8x8 is too small'),
+    '1x1 mask': ({'mask': image_conv.from_mono(np.full((1, 1), 255, np.uint8))},
+                 'INVALID_IMAGE', 'mask: image 1x1 is too small'),
+    'sliver': ({'person_image': image_conv.from_rgb(np.zeros((1, 4000, 3), np.uint8))},
+               'INVALID_IMAGE', 'too small'),
+    'elongated': ({'garment_image': image_conv.from_rgb(np.zeros((40, 200, 3), np.uint8))},
+                  'INVALID_IMAGE', 'garment_image: image 200x40 is too elongated'),
+    'newline id': ({'garment_image': Image(), 'garment_id': 'x\n[ERROR] forged'},
+                   'INVALID_ARGUMENT', 'control character U\\+000A'),
+    'long id': ({'garment_image': Image(), 'garment_id': 'a' * 100_000}, 'INVALID_ARGUMENT',
+                'garment_id is 100000 characters long'),
+    'escape type': ({'cloth_type': '\x1b[2J'}, 'INVALID_ARGUMENT', 'cloth_type'),
 }
 
 
@@ -111,6 +126,19 @@ def test_describe_for_logs(catalog):
     assert admission.describe(goal(num_inference_steps=4), GoalError('X', 'y')) == \
         'garment image, -, 4 steps'
     assert admission.describe(goal(), GoalError('X', 'y')).endswith('default steps')
+    forged = goal(garment_image=Image(), garment_id='a\n[FATAL] x' + 'b' * 5000,
+                  cloth_type='\x1b[31m')
+    line = admission.describe(forged, GoalError('X', 'y'))
+    assert line.isprintable() and len(line) < 200, line
+    assert 'a\\n[FATAL]' in line and '\\x1b[31m' in line
+
+
+def test_small_catalogue_garment_is_invalid_image(tmp_path):
+    cv2.imwrite(str(tmp_path / 'stamp.png'), np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(GoalError, match='too small') as err:
+        validate(goal(garment_image=Image(), garment_id='stamp'),
+                 catalog=GarmentCatalog(str(tmp_path)))
+    assert err.value.code == 'INVALID_IMAGE'
 
 
 # ---- run / queue / preempt / reject bookkeeping -------------------------------------
@@ -179,6 +207,20 @@ def test_cancel_running_waiting_and_finished_goals():
     assert adm.stop_error(1, 0.0).code == 'CANCELED'
     assert adm.finish(1) == (True, None)  # the caller must end it canceled, whatever ran
     assert adm.cancel(1) == (False, None)  # finished: the cancel is refused
+
+
+def test_a_goal_whose_client_is_gone_stops_and_leaves_the_queue_at_once():
+    adm = Admission()
+    start(adm, 1, 'queue')
+    start(adm, 2, 'queue')
+    start(adm, 3, 'queue')
+    assert adm.abandon(2) == (True, 'h2')  # waiting: executed now to end CLIENT_GONE
+    assert adm.stop_error(2, 0.0).code == 'CLIENT_GONE'
+    assert adm.finish(2) == (False, None)
+    assert adm.abandon(1) == (True, None)  # running: stops within a step
+    assert adm.stop_error(1, 0.0).code == 'CLIENT_GONE'
+    assert adm.finish(1) == (False, 'h3')  # the next goal starts
+    assert adm.abandon(1) == (False, None)  # finished: nothing to stop
 
 
 def test_accepted_cancel_wins_over_preemption():
@@ -338,7 +380,7 @@ def test_try_on_composes_into_the_person_and_reports_each_step(tiny_pipe):
     timings = dict.fromkeys(tryon_core.STAGES, 0.0)
     image, mask, notes = tryon_core.try_on(tiny_pipe, req, req.person, req.mask, timings,
                                            reporter)
-    assert image.shape == (40, 30, 3) and set(np.unique(mask)) <= {0, 255}
+    assert image.shape == (48, 36, 3) and set(np.unique(mask)) <= {0, 255}
     assert 'RANDOM WEIGHTS' in notes and timings['denoise'] > 0
     assert [(s[0], s[1]) for s in steps] == [(1, 3), (2, 3), (3, 3)]
     assert [s[4] is None for s in steps] == [True, False, False]  # previews: 2nd and last

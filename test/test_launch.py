@@ -7,6 +7,7 @@ Real node processes over loopback DDS, tiny random CatVTON weights.
 """
 
 import os
+import re
 import signal
 
 import pytest
@@ -69,6 +70,24 @@ def test_a_node_that_cannot_start_shuts_the_launch_down(tmp_path, tiny_weights):
     code = launch.popen.wait(HANG_GUARD)
     log = launch.log()
     assert code == 1, log
-    assert 'tryon_server exited with code 1' in log and 'no_weights' in log, log
+    assert 'tryon_server exited with code 1: ' in log and 'no_weights' in log, log
     assert '[tryon_server]: cannot start' in log, log
     assert log.count('finished cleanly') == 2, log  # camera and segmentation were stopped
+
+
+def test_a_killed_node_is_named_with_its_signal(tmp_path, tiny_weights):  # noqa: F811
+    env = ros_env(free_domain_id())
+    file = params_file(tmp_path / 'ok.yaml', tiny_weights)
+    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
+                              f'params_file:={file}'), env, tmp_path / 'launch.log')
+    try:
+        out = launch.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        pid = int(re.search(r'\[segmentation_node-\d+\]: process started with pid \[(\d+)\]',
+                            out)[1])
+        os.kill(pid, signal.SIGKILL)
+        code = launch.popen.wait(HANG_GUARD)
+    finally:
+        launch.stop()
+    log = launch.log()
+    assert code == 1, log
+    assert 'segmentation_node killed by SIGKILL; stopping the other nodes' in log, log

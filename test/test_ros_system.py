@@ -111,7 +111,7 @@ def test_same_seed_same_image(system):
 
 
 def _bad_image(**fields) -> Image:
-    msg = image_conv.from_rgb(np.zeros((8, 8, 3), np.uint8))
+    msg = image_conv.from_rgb(np.zeros((40, 40, 3), np.uint8))
     for key, value in fields.items():
         setattr(msg, key, value)
     return msg
@@ -121,7 +121,8 @@ BAD_GOALS = {
     'unknown encoding': ({'person_image': _bad_image(encoding='yuv422_weird')},
                          R.INVALID_IMAGE, 'encoding'),
     'short data': ({'person_image': _bad_image(height=64)}, R.INVALID_IMAGE, 'bytes'),
-    'zero size': ({'person_image': _bad_image(width=0, height=0)}, R.INVALID_IMAGE, 'empty'),
+    'zero size': ({'person_image': _bad_image(width=0, height=0)}, R.INVALID_IMAGE,
+                  'too small'),
     'huge': ({'garment_image': _bad_image(width=100000, height=100000, step=300000)},
              R.INVALID_IMAGE, 'too large'),
     'mask size': ({'mask': image_conv.from_mono(np.zeros((5, 5), np.uint8))},

@@ -92,7 +92,7 @@ def test_a_node_that_cannot_start_stops_bringup_naming_it(tmp_path):
     log = bringup.log()
     pids = [int(p) for p in re.findall(r'pid (\d+)', log)]
     assert code == 1, log
-    failure = re.search(r'tryon_server exited with 1: (.*)', log)
+    failure = re.search(r'tryon_server exited with code 1: (.*)', log)
     assert failure and 'FATAL' in failure.group(1) and 'no_weights' in failure.group(1), log
     assert '[mirror_x.tryon_server]' in failure.group(1)  # logged under the node's name
     assert 'all nodes stopped' in log and len(pids) == 3

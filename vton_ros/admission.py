@@ -21,6 +21,7 @@ import numpy as np
 from vton_ros.camera_source import SourceError
 from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog
+from vton_ros.goal_strings import check_id, escape
 from vton_ros.names import CLOTH_TYPES
 from vton_ros.nodes import image_conv
 
@@ -32,6 +33,7 @@ STOPS = {
     'shutting_down': ('SHUTTING_DOWN', 'the server is shutting down'),
     'deactivated': ('SHUTTING_DOWN', 'the server was deactivated (lifecycle)'),
     'inactive': ('SHUTTING_DOWN', 'the server is not active (lifecycle: configure, activate)'),
+    'client_gone': ('CLIENT_GONE', 'the client left the ROS graph before the result'),
 }
 
 
@@ -61,23 +63,30 @@ def is_empty(msg: Any) -> bool:
 
 
 def validate(goal: Any, call: CatVTONCall, catalog: GarmentCatalog | None, *,
-             max_pixels: int, cloth_type: str) -> Request:
+             max_pixels: int, min_side: int, max_aspect: float, cloth_type: str) -> Request:
     """
     Check a TryOn goal against the server's call config; raise GoalError with the fix.
 
-    max_pixels: tryon.max_image_pixels; cloth_type: the default (segmentation.cloth_type).
+    max_pixels, min_side, max_aspect: tryon.max_image_pixels, tryon.min_image_side,
+    tryon.max_aspect_ratio; cloth_type: the default (segmentation.cloth_type).
     """
-    garment, catalog_type = _garment(goal, catalog, max_pixels)
+    for name in ('garment_id', 'cloth_type'):  # bounded and inert before anything else
+        try:
+            check_id(name, getattr(goal, name))
+        except ValueError as err:
+            raise GoalError('INVALID_ARGUMENT', str(err)) from None
+    limits = (max_pixels, min_side, max_aspect)
+    garment, catalog_type = _garment(goal, catalog, limits)
     cloth_type = goal.cloth_type or catalog_type or cloth_type
     if cloth_type not in CLOTH_TYPES:
         raise GoalError('INVALID_ARGUMENT', f'unknown cloth_type {goal.cloth_type!r}; '
                         f'valid: {", ".join(CLOTH_TYPES)}')
     person = None
     if not is_empty(goal.person_image):
-        person = _decode(image_conv.to_rgb, goal.person_image, 'person_image', max_pixels)
+        person = _decode(image_conv.to_rgb, goal.person_image, 'person_image', limits)
     mask = None
     if not is_empty(goal.mask):
-        mask = _decode(image_conv.to_mono, goal.mask, 'mask', max_pixels)
+        mask = _decode(image_conv.to_mono, goal.mask, 'mask', limits)
         if person is not None:
             check_mask(mask, person.shape[:2])
         if not (mask >= 128).any():
@@ -92,8 +101,19 @@ def describe(goal: Any, checked: 'Request | GoalError') -> str:
     if isinstance(checked, Request):
         return (f'garment {checked.garment_name}, {checked.cloth_type}, '
                 f'{checked.call.num_inference_steps} steps')
-    steps = goal.num_inference_steps or 'default'
-    return f'garment {_garment_name(goal) or "-"}, {goal.cloth_type or "-"}, {steps} steps'
+    steps = goal.num_inference_steps or 'default'  # the strings may be anything: inert
+    return (f'garment {escape(_garment_name(goal)) or "-"}, '
+            f'{escape(goal.cloth_type) or "-"}, {steps} steps')
+
+
+def check_size(width: int, height: int, min_side: int, max_aspect: float) -> None:
+    """Raise ValueError for an image too small (tryon.min_image_side) or too elongated."""
+    if min(width, height) < min_side:
+        raise ValueError(f'image {width}x{height} is too small: both sides must be at least '
+                         f'{min_side} pixels (tryon.min_image_side)')
+    if max(width, height) > max_aspect * min(width, height):
+        raise ValueError(f'image {width}x{height} is too elongated: the long side may be at '
+                         f'most {max_aspect:g} times the short one (tryon.max_aspect_ratio)')
 
 
 def check_mask(mask: np.ndarray, size: tuple[int, int]) -> None:
@@ -108,24 +128,29 @@ def _garment_name(goal: Any) -> str:
     return goal.garment_id if is_empty(goal.garment_image) else 'image'
 
 
-def _decode(convert: Callable, msg: Any, name: str, max_pixels: int) -> np.ndarray:
+def _decode(convert: Callable, msg: Any, name: str, limits: tuple) -> np.ndarray:
+    """Size checks from the header first (no copy of a useless image), then decode."""
+    max_pixels, min_side, max_aspect = limits
     try:
+        check_size(int(msg.width), int(msg.height), min_side, max_aspect)
         return convert(msg, max_pixels)
     except ValueError as err:
         raise GoalError('INVALID_IMAGE', f'{name}: {err}') from None
 
 
 def _garment(goal: Any, catalog: GarmentCatalog | None,
-             max_pixels: int) -> tuple[np.ndarray, str | None]:
+             limits: tuple) -> tuple[np.ndarray, str | None]:
     if not is_empty(goal.garment_image):
-        return _decode(image_conv.to_rgb, goal.garment_image, 'garment_image', max_pixels), None
+        return _decode(image_conv.to_rgb, goal.garment_image, 'garment_image', limits), None
     if not goal.garment_id:
         raise GoalError('INVALID_ARGUMENT', 'no garment: set garment_image or garment_id')
     if catalog is None:
         raise GoalError('UNKNOWN_GARMENT', f'garment_id {goal.garment_id!r} given but no '
                         'catalogue is configured (garments.catalog_dir)')
     try:
-        return catalog.load(goal.garment_id)
+        garment, kind = catalog.load(goal.garment_id)
+        check_size(garment.shape[1], garment.shape[0], *limits[1:])
+        return garment, kind
     except KeyError as err:
         raise GoalError('UNKNOWN_GARMENT', err.args[0]) from None
     except (ValueError, OSError, SourceError) as err:
@@ -225,11 +250,23 @@ class Admission:
             if key not in self._live:
                 return False, None  # already finished: it keeps its result
             self._canceled.add(key)
-            for i, (waiting, handle) in enumerate(self._queue):
-                if waiting == key:
-                    del self._queue[i]
-                    return True, handle
-            return True, None
+            return True, self._unqueue(key)
+
+    def abandon(self, key: Hashable) -> tuple[bool, Any]:
+        """Stop a goal whose client is gone: (still live?, handle to execute now if waiting)."""
+        with self._cond:
+            if key not in self._live:
+                return False, None
+            self._stops.setdefault(key, 'client_gone')
+            return True, self._unqueue(key)
+
+    def _unqueue(self, key: Hashable) -> Any:
+        """Take a waiting goal out of the queue; return its handle (None if not waiting)."""
+        for i, (waiting, handle) in enumerate(self._queue):
+            if waiting == key:
+                del self._queue[i]
+                return handle
+        return None
 
     def stop_error(self, key: Hashable, now: float) -> GoalError | None:
         """Return why the goal must stop now (code and message), or None to go on."""

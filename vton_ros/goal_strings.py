@@ -53,5 +53,5 @@ def check_id(name: str, value: str, max_length: int = MAX_ID_LENGTH) -> None:
                          f'{escape(value)}')
     for char in value:
         if is_unsafe(char):
-            raise ValueError(f'{name} {escape(value)!r} holds the control character '
+            raise ValueError(f"{name} '{escape(value)}' holds the control character "
                              f'U+{ord(char):04X}; use printable text')

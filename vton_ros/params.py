@@ -266,6 +266,13 @@ SCHEMA: tuple[Param, ...] = (
     Param('tryon.action_depth', 0, 'Goal, cancel and result requests the action server '
           'holds while busy (0 = all: a burst of goals is never dropped unanswered)', _TRY,
           min=0, max=100000, read_only=True),
+    Param('tryon.stop_orphaned_goals', True, 'Stop a running or queued goal with CLIENT_GONE '
+          'once no action client that may have sent it is left in the ROS graph (off: goals '
+          'of clients that exited run to their end)', _TRY),
+    Param('tryon.min_image_side', 32, 'Smallest width and height (pixels) of a goal image '
+          '(person, mask, garment); smaller ones are INVALID_IMAGE', _TRY, min=1, max=4096),
+    Param('tryon.max_aspect_ratio', 4.0, 'Most a goal image may be elongated: long side / '
+          'short side (INVALID_IMAGE beyond)', _TRY, min=1.0, max=1000.0),
     Param('tryon.save_dir', '', 'Private folder (0700, files 0600) to save results in (empty '
           '= never write images)', _TRY, read_only=True),
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,

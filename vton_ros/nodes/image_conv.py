@@ -9,6 +9,8 @@ conversion is done here with numpy: same encoding names, rows padded by ``step``
 import numpy as np
 from sensor_msgs.msg import Image
 
+from vton_ros.goal_strings import escape
+
 # encoding -> (numpy dtype, channels)
 ENCODINGS = {
     'rgb8': (np.uint8, 3), 'bgr8': (np.uint8, 3), 'rgba8': (np.uint8, 4),
@@ -20,7 +22,7 @@ ENCODINGS = {
 def image_to_array(msg: Image, max_pixels: int = 2 ** 31 - 1) -> np.ndarray:
     """Return the image as HxW or HxWxC array (a copy), validating the message first."""
     if msg.encoding not in ENCODINGS:
-        raise ValueError(f'unsupported image encoding {msg.encoding!r}; supported: '
+        raise ValueError(f"unsupported image encoding '{escape(msg.encoding)}'; supported: "
                          f'{", ".join(ENCODINGS)}')
     dtype, channels = ENCODINGS[msg.encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)

@@ -24,6 +24,7 @@ from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
+from vton_ros.nodes.goal_handles import end_goal, GoalClients
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.result_files import save_result
 
@@ -48,6 +49,7 @@ class TryOnServer(managed.ManagedNode):
         self._admission = Admission(closed='inactive')  # goals get in once active
         self._tickets: dict = {}  # id(goal) -> (goal, checked), then goal id -> checked
         self._stats = {'succeeded': 0, 'failed': 0}
+        self._goal_clients = GoalClients(self, 'tryon', self._client_gone)
         self._server = ActionServer(
             self, TryOn, 'tryon', execute_callback=self.execute_callback,
             goal_callback=self.goal_callback, cancel_callback=self.cancel_callback,
@@ -125,6 +127,8 @@ class TryOnServer(managed.ManagedNode):
         try:
             return validate(goal, self.config(CatVTONCall), self._catalog,
                             max_pixels=self.setting('tryon.max_image_pixels'),
+                            min_side=self.setting('tryon.min_image_side'),
+                            max_aspect=self.setting('tryon.max_aspect_ratio'),
                             cloth_type=self.setting('segmentation.cloth_type'))
         except GoalError as err:
             return err
@@ -135,6 +139,8 @@ class TryOnServer(managed.ManagedNode):
         if goal is not goal_handle.request:  # not the message goal_callback saw
             checked = self._validate(goal_handle.request)
         self._tickets[_key(goal_handle)] = checked
+        if self.setting('tryon.stop_orphaned_goals'):
+            self._goal_clients.add(_key(goal_handle))
         for handle in self._admission.accepted(_key(goal_handle), goal_handle,
                                                isinstance(checked, Request),
                                                self.setting('tryon.busy_policy')):
@@ -146,6 +152,14 @@ class TryOnServer(managed.ManagedNode):
         if waiting is not None:
             waiting.execute()
         return CancelResponse.ACCEPT if accepted else CancelResponse.REJECT
+
+    def _client_gone(self, key: bytes) -> None:
+        """Stop a goal whose client left the graph (CLIENT_GONE); a queued one ends now."""
+        live, waiting = self._admission.abandon(key)
+        if live:
+            self.get_logger().warning(f'goal {key.hex()[:8]}: its client left; stopping it')
+        if waiting is not None:
+            waiting.execute()
 
     # ---- execution ------------------------------------------------------------------
     def execute_callback(self, goal_handle) -> TryOn.Result:
@@ -163,11 +177,12 @@ class TryOnServer(managed.ManagedNode):
         except Exception as err:  # noqa: B902 - the goal boundary: never kill the server
             result = _failure(core.goal_error(err))
         canceled, nxt = self._admission.finish(_key(goal_handle))
+        self._goal_clients.forget(_key(goal_handle))
         if canceled and result.error_code != R.CANCELED:  # an accepted cancel always wins
             result = R(error_code=R.CANCELED, message='canceled')
         if result.error_code == R.SUCCESS:
             self._deliver(goal_handle, result)
-        _end(goal_handle, result.error_code)
+        end_goal(goal_handle, result.error_code)
         self._log_end(goal_handle, checked, result, time.monotonic() - start)
         if nxt is not None:
             nxt.execute()
@@ -264,21 +279,6 @@ class TryOnServer(managed.ManagedNode):
 
 def _failure(err: GoalError) -> TryOn.Result:
     return R(error_code=getattr(R, err.code), message=str(err))
-
-
-def _end(goal_handle, code: int, wait: float = 10.0) -> None:
-    """Move the goal to its terminal state: succeeded, canceled (once CANCELING) or aborted."""
-    deadline = time.monotonic() + wait  # rclpy marks CANCELING after cancel_callback returns
-    while code == R.CANCELED and not goal_handle.is_cancel_requested and \
-            time.monotonic() < deadline:
-        time.sleep(0.01)
-    if goal_handle.is_active:
-        if code == R.SUCCESS:
-            goal_handle.succeed()
-        elif code == R.CANCELED and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        else:
-            goal_handle.abort()
 
 
 def _key(goal_handle) -> bytes:

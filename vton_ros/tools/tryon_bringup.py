@@ -8,15 +8,15 @@ traffic is loopback-only unless the environment already names a Fast DDS profile
 ``--namespace mirror_a`` runs the whole stack under /mirror_a (several mirrors on one
 graph). Ctrl-C or SIGTERM stops every node as ros2 launch does (SIGINT, then SIGTERM, then
 SIGKILL after grace periods) and exits 0; a node that dies stops the others and bringup
-exits 1 naming it and its error line (``--respawn``: it is restarted after a delay and the
-others keep running); children die with this process, none is orphaned.
+exits 1 naming it and why: the signal that killed it, else its last FATAL/ERROR line
+(:mod:`vton_ros.exit_reasons`; ``--respawn``: it is restarted after a delay and the others
+keep running); children die with this process, none is orphaned.
 """
 
 import argparse
 import ctypes
 import os
 from pathlib import Path
-import re
 import signal
 import subprocess
 import sys
@@ -25,13 +25,13 @@ import threading
 import time
 
 from vton_ros import param_files, params as schema
+from vton_ros.exit_reasons import exit_reason, LastError
 from vton_ros.nodes.runner import ignore_signals
 from vton_ros.param_files import package_share
 
 STACK = tuple(n for n in schema.NODES if n != 'mirror_ui')  # started by default
 SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)
 SIGTERM_GRACE = 5.0  # seconds after SIGTERM before SIGKILL (launch's sigkill_timeout)
-ERROR_LINE = re.compile(r'\[(FATAL|ERROR)\]|Error|Exception')
 
 
 def executable(name: str) -> list[str]:
@@ -138,7 +138,7 @@ class Child:
 
     def __init__(self, name: str, argv: list[str], env: dict, log_dir: str | None) -> None:
         self.name = name
-        self.error = ''
+        self.error = LastError()
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True, preexec_fn=_die_with_parent)
@@ -150,18 +150,14 @@ class Child:
         self._thread.start()
 
     def _forward(self, log) -> None:
-        last = ''
         for raw in self.popen.stdout:
             line = raw.decode('utf-8', errors='replace').rstrip()
-            if ERROR_LINE.search(line):
-                self.error = line
-            last = line or last
+            self.error.feed(line)
             if log is not None:
                 log.write(line + '\n')
                 log.flush()
             else:
                 print(f'[{self.name}] {line}', flush=True)
-        self.error = self.error or last
         if log is not None:
             log.close()
 
@@ -181,6 +177,10 @@ class Child:
             return False
         self._thread.join(5.0)  # the output up to the end
         return True
+
+    def reason(self) -> str:
+        """Why the node ended: the signal that killed it, else its last error line."""
+        return exit_reason(self.popen.returncode, self.error.line)
 
 
 def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | None,
@@ -217,8 +217,7 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
         elif dead:
             for child in dead:
                 child.wait(time.monotonic())
-                print(f'tryon_bringup: {child.name} exited with {child.popen.returncode}: '
-                      f'{child.error or "(no output)"}; stopping the others',
+                print(f'tryon_bringup: {child.name} {child.reason()}; stopping the others',
                       file=sys.stderr, flush=True)
             code = 1
             break
@@ -239,8 +238,8 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     ignore_signals()  # a late Ctrl-C must not kill the exiting interpreter with -2
     failed = [c for c in children if c.popen.returncode] if code == 0 else []
     for child in failed:  # after a signal: a node that did not stop cleanly
-        print(f'tryon_bringup: {child.name} stopped with {child.popen.returncode}: '
-              f'{child.error or "(no output)"}', file=sys.stderr, flush=True)
+        print(f'tryon_bringup: {child.name} stopped: {child.reason()}', file=sys.stderr,
+              flush=True)
     code = code or int(bool(failed))
     print('tryon_bringup: all nodes stopped', flush=True)
     return code
@@ -256,8 +255,7 @@ def restart_dead(children: list[Child], restarts: dict[int, float], delay: float
         if i not in restarts:
             child.wait(now)
             restarts[i] = now + delay
-            print(f'tryon_bringup: {child.name} exited with {child.popen.returncode}: '
-                  f'{child.error or "(no output)"}; restarting it in {delay:g} s',
+            print(f'tryon_bringup: {child.name} {child.reason()}; restarting it in {delay:g} s',
                   file=sys.stderr, flush=True)
         elif now >= restarts[i]:
             del restarts[i]

@@ -250,6 +250,8 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
         bar(msg)
 
     start = time.monotonic()
+    # A Ctrl-C before the acceptance is kept: the goal is canceled as soon as it is ours
+    # (a cancel sent earlier would name a goal the server does not know yet).
     handle = wait(client.client.send_goal_async(goal, feedback_callback=on_feedback), 30.0)
     if not handle.accepted:
         bar.close()
@@ -257,6 +259,8 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
               file=sys.stderr)
         return 4
     try:
+        if stop.event.is_set():
+            raise Interrupted()
         response = wait(handle.get_result_async(), args.timeout, stop)
     except Interrupted:
         bar.close()
