@@ -15,6 +15,7 @@ from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import qos_profile_action_status_default
 from vton_interfaces.action import TryOn
 
 ACCEPT_DELAY = 5.0  # seconds between a goal's arrival and its acceptance (slow_accept)
@@ -35,7 +36,8 @@ class RawServer:
         node.create_service(impl.GetResultService, 'tryon/_action/get_result', self.result,
                             callback_group=group)
         node.create_publisher(impl.FeedbackMessage, 'tryon/_action/feedback', 10)
-        node.create_publisher(GoalStatusArray, 'tryon/_action/status', 10)
+        node.create_publisher(GoalStatusArray, 'tryon/_action/status',
+                              qos_profile_action_status_default)
 
     def goal(self, request, response):
         print(f'goal received {bytes(request.goal_id.uuid).hex()}', flush=True)
