@@ -13,6 +13,7 @@ ERRORS = {
     'NO_PERSON_DETECTED': 'Step in front of the mirror.',
     'SHUTTING_DOWN': 'The mirror is restarting. Please wait a moment.',
     'TIMED_OUT': 'That took too long. Please try again.',
+    'CLIENT_GONE': 'The mirror lost its connection to that try-on. Please try again.',
     'REJECTED': 'The mirror is busy. Please try again in a moment.',
     'UNKNOWN': 'The mirror lost track of that try-on. Please try again.',
 }
