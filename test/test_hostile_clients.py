@@ -64,6 +64,7 @@ def client(queue_server):
     action = ActionClient(spinner.node, TryOn, 'tryon', **action_qos.client_options())
     assert action.wait_for_server(timeout_sec=HANG_GUARD)
     yield spinner, action
+    spinner.executor.shutdown()  # stop spinning before the action client goes
     action.destroy()  # its goal writer must leave the graph: the dead-client test counts
     spinner.close()
 
