@@ -79,6 +79,9 @@ def test_short_soak_with_kills(tmp_path):
     summary = saved['summary']
     assert summary['goals'] == 50 and summary['unanswered'] == [] and not summary['crashes']
     assert sum(summary['kills'].values()) == 3
+    # the supervisor reported each kill as that node's exit (and nothing else exited)
+    assert sorted(e['node'] for e in saved['exits']) == sorted(k['node'] for k in saved['kills'])
+    assert all(e['code'] == soak_report.KILLED for e in saved['exits'])
     assert summary['accepted'] == summary['answered'] + summary['lost_to_server_kills']
     assert summary['codes_by_cause']['normal'].get('SUCCESS', 0) > 0
     # every killed node came back: a new process was sampled after the kill

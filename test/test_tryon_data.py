@@ -1,5 +1,6 @@
 """Synthetic paired try-on data, the try-on measures and the demo trainer's plumbing."""
 
+import dataclasses
 import os
 
 import cv2
@@ -221,6 +222,7 @@ def test_demo_trainer_resumes_exactly_and_exports_the_published_layouts(tmp_path
 def test_try_on_blurs_the_mask_picks_attention_and_keeps_the_person(tmp_path):
     from vton_ros import tryon_core
     from vton_ros.admission import GoalError, Request
+    from vton_ros.config import CatVTONCall
     from vton_ros.pipeline.catvton import CatVTONPipeline
     from vton_ros.tools.make_test_weights import write_test_weights
 
@@ -231,17 +233,20 @@ def test_try_on_blurs_the_mask_picks_attention_and_keeps_the_person(tmp_path):
     mask = np.zeros((96, 96), np.uint8)
     mask[30:80, 25:70] = 255
 
-    def run(cloth_type='upper', **kwargs):
-        request = Request(person, 'image', cloth_type, person, mask, 2, 2.5, 1)
+    def run(cloth_type='upper', attn_version='auto', mask_blur=0.0):
+        call = dataclasses.replace(CatVTONCall.defaults(), height=64, width=48,
+                                   num_inference_steps=2, guidance_scale=2.5, seed=1,
+                                   repaint=True, mask_blur=mask_blur)
+        request = Request(person, 'image', cloth_type, person, mask, call)
         timings = dict.fromkeys(tryon_core.STAGES, 0.0)
         return tryon_core.try_on(pipe, request, person, mask, timings, lambda *a: None,
-                                 height=64, width=48, repaint=True, **kwargs)
+                                 attn_version=attn_version)
 
-    image, binary, notes = run(attn_version='auto')
+    image, binary, notes = run()
     assert 'attention vitonhd' in notes and pipe.attention_sets.current == 'vitonhd'
     assert np.array_equal(image[binary == 0], person[binary == 0])  # repaint: untouched
     assert np.array_equal(binary, mask)
-    _, blurred, notes = run('lower', attn_version='auto', mask_blur=4.0)
+    _, blurred, notes = run('lower', mask_blur=4.0)
     assert 'attention dresscode' in notes and pipe.attention_sets.current == 'dresscode'
     assert blurred[30, 25] == 0 and blurred[55, 47] == 255  # corner rounded off
     with pytest.raises(GoalError, match='attention weights'):

@@ -45,7 +45,7 @@ CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
 PLANS = (('normal', 60), ('camera', 15), ('cancel', 10), ('vanish', 5), ('invalid', 5),
          ('unknown_garment', 5))
 STARTED = re.compile(r'started (\w+) \(pid (\d+)\)')
-EXITED = re.compile(r'tryon_bringup: (\w+) exited with (-?\d+)')
+EXITED = re.compile(r'tryon_bringup: (\w+) (?:killed by (SIG\w+)|exited with code (-?\d+))')
 ENDED = re.compile(r'goal ([0-9a-f]{8}) ended ([A-Z_]+) in')
 RESPONSE_WAIT = 60.0  # seconds for the accept/reject answer (a goal sent to a dead server)
 
@@ -143,7 +143,8 @@ class Stack:
                 if (m := STARTED.search(line)):
                     self.pids[m[1]] = int(m[2])
                 elif (m := EXITED.search(line)):
-                    self.exits.append({'t': time.time(), 'node': m[1], 'code': int(m[2])})
+                    code = -signal.Signals[m[2]] if m[2] else int(m[3])
+                    self.exits.append({'t': time.time(), 'node': m[1], 'code': code})
                 elif 'still running' in line or 'stopped with' in line:
                     self.stop_notes.append(line.strip())
 
