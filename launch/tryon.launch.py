@@ -27,6 +27,7 @@ from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from vton_ros import dds_shm
 from vton_ros.exit_reasons import exit_reason, LastError
 
 
@@ -48,6 +49,10 @@ def _on_exit(name, last_error):
                              'stopping the other nodes')
         return [Shutdown(reason=f'{name} exited')]
     return handler
+
+
+def _free_shm(_event, _context):
+    dds_shm.remove_stale()  # a killed node leaves its 64 MB Fast DDS segment behind
 
 
 def _nodes(context):
@@ -86,7 +91,8 @@ def _nodes(context):
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
                     output='screen', emulate_tty=True, parameters=[*files, extra],
                     respawn=respawn, respawn_delay=delay)
-        actions.append(node)
+        actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
+                                                             on_exit=_free_shm))]
         if not respawn:  # one node ends: all stop, naming why
             last_error = LastError()
             actions += [RegisterEventHandler(OnProcessIO(target_action=node,

@@ -70,3 +70,10 @@ def tiny_weights(tmp_path_factory):
     subprocess.run([LIB / 'make_test_weights', '--out', weights],
                    env=ros_env(free_domain_id()), check=True, capture_output=True)
     return weights
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Give back the shared memory of the node processes the tests killed (64 MB each)."""
+    from vton_ros import dds_shm
+
+    dds_shm.remove_stale()
