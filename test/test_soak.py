@@ -66,6 +66,9 @@ def test_rss_slope_per_100_goals_after_warm_up_and_per_process():
     assert figures['start'] == {'rss_mb': 300.0, 'fds': 40, 'threads': 12}
     assert figures['end'] == {'rss_mb': 450.0, 'fds': 41, 'threads': 13}
     assert soak_report.slope_per_100([(0, 1.0), (1, 2.0)]) is None  # too few to say
+    shm = [{'t': 0.0, 'goals_done': 0, 'mb': 10.0}, {'t': 1.0, 'goals_done': 5, 'mb': 80.0},
+           {'t': 2.0, 'goals_done': 9, 'mb': 12.0}]
+    assert soak_report.shm_figures(shm) == {'start': 10.0, 'end': 12.0, 'max': 80.0}
 
 
 def test_short_soak_with_kills(tmp_path):
@@ -82,6 +85,7 @@ def test_short_soak_with_kills(tmp_path):
     # the supervisor reported each kill as that node's exit (and nothing else exited)
     assert sorted(e['node'] for e in saved['exits']) == sorted(k['node'] for k in saved['kills'])
     assert all(e['code'] == soak_report.KILLED for e in saved['exits'])
+    assert summary['dds_shm_mb']['max'] > 0  # sampled (bringup frees what kills leave)
     assert summary['accepted'] == summary['answered'] + summary['lost_to_server_kills']
     assert summary['codes_by_cause']['normal'].get('SUCCESS', 0) > 0
     # every killed node came back: a new process was sampled after the kill

@@ -54,6 +54,17 @@ def stale_files(shm_dir: Path = SHM_DIR, locks_text: str | None = None,
     return stale
 
 
+def used_bytes(shm_dir: Path = SHM_DIR) -> int:
+    """Return the memory that Fast DDS files in ``shm_dir`` take (allocated blocks)."""
+    total = 0
+    for path in shm_dir.glob('fastdds_*'):
+        try:
+            total += path.stat().st_blocks * 512
+        except OSError:  # removed meanwhile
+            continue
+    return total
+
+
 def remove_stale(shm_dir: Path = SHM_DIR, grace_s: float = GRACE_S) -> int:
     """Remove the stale files (see :func:`stale_files`); return the bytes given back."""
     freed = 0

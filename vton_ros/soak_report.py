@@ -96,6 +96,14 @@ def crashes(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def shm_figures(samples: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Fast DDS /dev/shm use (MB) at the start, the end and its maximum over the run."""
+    if not samples:
+        return None
+    return {'start': samples[0]['mb'], 'end': samples[-1]['mb'],
+            'max': max(s['mb'] for s in samples)}
+
+
 def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
     """Return the figures a soak reports (goals by cause and code, leaks, crashes)."""
     by_cause: dict[str, Counter] = defaultdict(Counter)
@@ -114,6 +122,7 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
         'kills': dict(Counter(k['node'] for k in record['kills'])),
         'crashes': crashes(record),
         'nodes': {node: node_figures(record, node) for node in nodes},
+        'dds_shm_mb': shm_figures(record.get('dds_shm', [])),
         'supervisor_exit_code': record.get('supervisor_exit_code'),
         'stop_notes': record.get('stop_notes', []),
     }

@@ -34,7 +34,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from vton_interfaces.action import TryOn
 
-from vton_ros import param_files, procstat, samples, soak_report
+from vton_ros import dds_shm, param_files, procstat, samples, soak_report
 from vton_ros.nodes import image_conv
 from vton_ros.tools.tryon_bringup import loopback_env
 
@@ -222,6 +222,7 @@ class Soak:
             samples.portrait('astronaut')[::4, 16:-16:4][:120, :96].copy())
         self.goals: list[dict] = []
         self.samples: list[dict] = []
+        self.shm: list[dict] = []  # Fast DDS /dev/shm use over the run
         self._lock = threading.Lock()
         self._next = itertools.count()
         self._deadline = time.monotonic() + args.time_limit
@@ -317,10 +318,18 @@ class Soak:
             k['node'] == 'tryon_server' and k['t'] >= t for k in self.stack.kills)
 
     def sample_loop(self, stop: threading.Event) -> None:
-        """Record each node's RSS, fds and threads every sample period."""
+        """Record each node's RSS, fds and threads (and Fast DDS's /dev/shm) periodically."""
+        reported = 0
         while not stop.wait(self.args.sample_period):
             with self._lock:
                 done = len(self.goals)
+            shm_mb = dds_shm.used_bytes() / 2 ** 20
+            self.shm.append({'t': time.time(), 'goals_done': done, 'mb': round(shm_mb, 1)})
+            if done >= reported + 100:
+                reported = done - done % 100
+                print(f'vton_soak: {done}/{self.args.goals} goals sent, '
+                      f'{len(self.stack.kills)} kills, Fast DDS /dev/shm {shm_mb:.0f} MB',
+                      flush=True)
             for node, pid in self.stack.current().items():
                 figures = procstat.stats(pid)
                 if figures is not None:
@@ -363,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {'args': vars(args), 'goals': sorted(soak.goals, key=lambda g: g['index']),
               'samples': soak.samples, 'kills': stack.kills,
               'supervisor_exit_code': stack.stop(), 'exits': stack.exits,
-              'stop_notes': stack.stop_notes,
+              'stop_notes': stack.stop_notes, 'dds_shm': soak.shm,
               'server_ends': server_ends(out / 'logs')}
     summary = soak_report.summarize(record, NODES)
     (out / 'soak.json').write_text(json.dumps({'summary': summary, **record}, indent=1))
