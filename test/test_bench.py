@@ -203,3 +203,15 @@ def test_compare_paper_exact_fast_on_tiny_test_weights(tmp_path):
     report = (out / 'compare.md').read_text()
     assert 'RANDOM WEIGHTS' in report and '| **fast** |' in report and 'fps' in report
     assert (out / 'compare.png').read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or Path('/proc/driver/nvidia/version').exists(),
+                    reason='a CUDA machine: scripts/gpu_check.sh runs its checks there')
+def test_gpu_check_without_cuda_says_so_in_one_line_and_exits_0(tmp_path):
+    run = subprocess.run(['bash', str(ROOT / 'scripts' / 'gpu_check.sh'), str(tmp_path / 'out')],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        'gpu_check: no CUDA GPU on this machine (no NVIDIA driver, torch sees none): '
+        'nothing to check']
+    assert not (tmp_path / 'out').exists()
