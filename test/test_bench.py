@@ -215,3 +215,33 @@ def test_gpu_check_without_cuda_says_so_in_one_line_and_exits_0(tmp_path):
         'gpu_check: no CUDA GPU on this machine (no NVIDIA driver, torch sees none): '
         'nothing to check']
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.slow
+def test_compare_the_profiles_the_tiny_encoder_and_onnxruntime(tiny, onnx_export, tmp_path):
+    """The shipped profiles by name, the encoder lever, and the ORT backend beside torch."""
+    out = tmp_path / 'out'
+    run_bench(['--base-model', tiny['base_model'], '--vae', tiny['vae'], '--attn-ckpt',
+               tiny['attn_ckpt'], '--attn-version', 'vitonhd', '--tiny-vae', tiny['tiny_vae'],
+               '--device', 'cpu', '--precision', 'fp32', '--height', '64', '--width', '48',
+               '--steps', '4', '--repeats', '1', '--threads', '1', '--segmentation', 'none',
+               '--onnx-dir', str(onnx_export), '--out', str(out),
+               '--compare', 'paper,tryon,fast_cpu,tiny-encoder,onnxruntime'])
+    results = {r['name']: r for r in json.loads((out / 'compare.json').read_text())['results']}
+    fast_cpu = results['fast_cpu']
+    assert fast_cpu['settings'] == {
+        'catvton.attention_slicing': False, 'catvton.vae_slicing': False,
+        'catvton.vae_tiling': False, 'catvton.channels_last': True, 'catvton.decoder': 'tiny',
+        'catvton.encoder': 'tiny', 'catvton.offload': 'none', 'catvton.sdpa_backend': 'auto',
+        'catvton.guidance_start': 0.0, 'catvton.guidance_end': 0.5,
+        'catvton.cache_interval': 3, 'catvton.cache_branch': 0}  # config/fast_cpu.yaml
+    assert fast_cpu['unet'] == {'forwards': 4, 'full': 2, 'shallow': 2,
+                                'batch_sizes': {'1': 2, '2': 2}}
+    assert not fast_cpu['garment_cached'] and not results['tryon']['garment_cached']
+    assert results['tryon']['settings']['catvton.vae_slicing'] is True  # config/tryon.yaml
+    assert results['tryon']['vs_paper']['max_abs_diff'] <= 1  # slicing keeps the image
+    assert results['tiny-encoder']['vs_paper']['max_abs_diff'] > 1  # TAESD: approximate
+    ort = results['onnxruntime']
+    assert ort['vs_paper']['max_abs_diff'] <= 1 and ort['overhead_pct'] is None
+    assert ort['timings']['total']['median'] > 0
+    assert '- (onnxruntime)' in (out / 'compare.md').read_text()

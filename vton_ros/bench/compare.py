@@ -34,6 +34,13 @@ REFERENCE = 'paper'
 SEG_FRAME = (480, 640)  # camera frame (height, width) for the segmentation fps
 
 
+# the speed and memory settings a profile's YAML gives the bench (size, precision, steps,
+# scheduler and guidance scale are the bench's own)
+PROFILE_KEYS = ('attention_slicing', 'vae_slicing', 'vae_tiling', 'channels_last', 'decoder',
+                'encoder', 'offload', 'sdpa_backend', 'guidance_start', 'guidance_end',
+                'cache_interval', 'cache_branch')
+
+
 @dataclass(frozen=True)
 class NamedConfig:
     """
@@ -41,12 +48,24 @@ class NamedConfig:
 
     garment_cached: the garment latent is in the pipeline's cache before each timed run
     (a mirror trying a catalogue garment again), so vae_encode encodes only the person.
+    profile: take the settings from config/tryon.yaml with this overlay (PROFILE_KEYS).
     """
 
     name: str
     settings: tuple[tuple[str, Any], ...]
     garment_cached: bool
     description: str
+    profile: str | None = None
+
+    def resolved(self) -> tuple[tuple[str, Any], ...]:
+        """Return the settings: the given ones, or the profile's from its YAML files."""
+        if self.profile is None:
+            return self.settings
+        from vton_ros import param_files
+
+        server = param_files.load_files(param_files.stack(self.profile))['tryon_server']
+        return tuple((f'catvton.{k}', server[f'catvton.{k}']) for k in PROFILE_KEYS
+                     if f'catvton.{k}' in server)
 
 
 NAMED_CONFIGS = {c.name: c for c in (
@@ -71,6 +90,17 @@ NAMED_CONFIGS = {c.name: c for c in (
                 'exact-fastest + the tiny TAESD decoder for the result'),
     NamedConfig('channels-last', (('catvton.channels_last', True),), True,
                 'exact-fastest + channels_last weights and activations'),
+    NamedConfig('tiny-encoder', (('catvton.encoder', 'tiny'),), True,
+                'exact-fastest + the tiny TAESD encoder for the person latent'),
+    # the shipped profiles, a new garment every run (the server's "another garment" flow
+    # without the catalogue cache)
+    NamedConfig('tryon', (), False, "config/tryon.yaml's settings, garment encoded every run",
+                profile='none'),
+    NamedConfig('fast_cpu', (), False, 'config/fast_cpu.yaml over config/tryon.yaml: '
+                'guidance on the first half, DeepCache 3, channels_last, tiny decoder and '
+                'encoder; garment encoded every run', profile='fast_cpu'),
+    NamedConfig('onnxruntime', (('catvton.backend', 'onnxruntime'),), True,
+                'exact-fastest on the onnxruntime backend (the graphs of --onnx-dir)'),
     NamedConfig('offload-model', (('catvton.attention_slicing', True),
                                   ('catvton.vae_slicing', True), ('catvton.offload', 'model')),
                 False, 'paper with one model on the GPU at a time (no-op on CPU)'),
@@ -93,7 +123,7 @@ def parse_names(text: str) -> tuple[str, ...]:
 
 def run_config(base: RunConfig, named: NamedConfig) -> RunConfig:
     """Apply a named configuration's settings to the base (size, steps, precision...)."""
-    return base.with_settings(named.settings)
+    return base.with_settings(named.resolved())
 
 
 class ForwardProbe:
@@ -102,7 +132,8 @@ class ForwardProbe:
 
     Every UNet forward (plain, full or shallow) runs conv_in; only full ones run the mid
     block. Model time: UNet from time_proj to conv_out, VAE encoder to quant_conv,
-    post_quant_conv to decoder, tiny decoder. CUDA is synchronised at each hook.
+    post_quant_conv to decoder, tiny decoder and encoder. CUDA is synchronised at each hook.
+    An onnxruntime pipeline has no torch modules: nothing is counted (``hooked`` False).
     """
 
     def __init__(self, pipe: CatVTONPipeline) -> None:
@@ -111,12 +142,17 @@ class ForwardProbe:
         self.full = 0
         self.model_s = 0.0
         self._start = 0.0
+        self._handles: list = []
         unet, vae = pipe.unet, pipe.vae
+        self.hooked = unet is not None  # onnxruntime: no torch modules to hook
+        if not self.hooked:
+            return
         spans = [(unet.time_proj, unet.conv_out),
                  (vae.encoder, vae.quant_conv or vae.encoder),
                  (vae.post_quant_conv or vae.decoder, vae.decoder)]
         if pipe.tiny_vae is not None:
-            spans.append((pipe.tiny_vae.decoder, pipe.tiny_vae.decoder))
+            spans += [(pipe.tiny_vae.decoder, pipe.tiny_vae.decoder),
+                      (pipe.tiny_vae.encoder, pipe.tiny_vae.encoder)]
         self._handles = [unet.conv_in.register_forward_pre_hook(self._count),
                          unet.mid_block.register_forward_pre_hook(self._count_full)]
         for first, last in spans:
@@ -195,7 +231,7 @@ def run_compare(runner: BenchRunner, base: RunConfig, names: tuple[str, ...], *,
             row = rows[named.name]
             for key in TIMING_KEYS:
                 row['timings'][key].append(result.timings[key])
-            row['model_s'].append(probe.model_s)
+            row['model_s'].append(probe.model_s if probe.hooked else None)
             row['peak_mb'].append(memory.peak_mb)
             row['increase_mb'].append(memory.increase_mb)
             row['memory_method'] = memory.method
@@ -213,13 +249,13 @@ def _summarise(named: NamedConfig, cfg: RunConfig, rows: dict[str, dict],
                names: tuple[str, ...]) -> dict[str, Any]:
     row = rows[named.name]
     totals = row['timings']['total']
-    overhead = [100.0 * (t - m) / t for t, m in zip(totals, row['model_s'])]
+    overhead = [100.0 * (t - m) / t for t, m in zip(totals, row['model_s']) if m is not None]
     out = {'name': named.name, 'description': named.description, 'label': cfg.label(),
-           'settings': dict(named.settings), 'garment_cached': named.garment_cached,
+           'settings': dict(named.resolved()), 'garment_cached': named.garment_cached,
            'config': asdict(cfg),
            'timings': {k: summarize(v).to_dict() for k, v in row['timings'].items()},
-           'model_forward_s': summarize(row['model_s']).to_dict(),
-           'overhead_pct': summarize(overhead).to_dict(),
+           'model_forward_s': summarize(row['model_s']).to_dict() if overhead else None,
+           'overhead_pct': summarize(overhead).to_dict() if overhead else None,
            'unet': row['unet'],
            'memory': {'peak_mb': round(max(row['peak_mb']), 1),
                       'increase_mb': round(max(row['increase_mb']), 1),
@@ -298,9 +334,11 @@ def compare_markdown(doc: dict[str, Any]) -> str:
         psnr = dev.get('psnr_db')
         cells = ([f'**{r["name"]}**'] + [fmt_s(r['timings'][k]['median']) for k in stages]
                  + [_stat(r['timings']['total'], 1), _stat(r.get('speedup'), 2),
-                    f'{r["unet"]["forwards"]} ({r["unet"]["full"]})',
+                    f'{r["unet"]["forwards"]} ({r["unet"]["full"]})' if r['overhead_pct']
+                    else '- (onnxruntime)',
                     ', '.join(f'{n}x b{b}' for b, n in r['unet']['batch_sizes'].items()),
-                    fmt_num(r['overhead_pct']['median'], 1), fmt_num(r['memory']['peak_mb'], 0),
+                    fmt_num((r['overhead_pct'] or {}).get('median'), 1),
+                    fmt_num(r['memory']['peak_mb'], 0),
                     f'{dev["max_abs_diff"]}/255' if dev else '-',
                     ('inf' if dev and psnr is None else fmt_num(psnr, 1)),
                     f'{dev["ssim"]:.4f}' if dev else '-'])

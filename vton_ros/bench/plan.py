@@ -39,9 +39,10 @@ class RunConfig:
     name from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16; guidance_scale:
     CFG (UNet batch 2 when > 1); attention_slicing: None | 'auto' | 'max' | heads per
     slice; vae_slicing/vae_tiling: diffusers VAE options; memory_fraction: CUDA only.
-    channels_last, decoder, offload, sdpa_backend: :class:`PipelineOptions`;
+    channels_last, decoder, encoder, offload, sdpa_backend: :class:`PipelineOptions`;
     guidance_start/guidance_end/cache_interval/cache_branch: per-call acceleration
-    arguments of CatVTONPipeline (defaults: the paper's exact path).
+    arguments of CatVTONPipeline (defaults: the paper's exact path). backend: torch or
+    onnxruntime (the graphs of the bench's ``--onnx-dir``).
     """
 
     height: int = 512
@@ -56,6 +57,8 @@ class RunConfig:
     memory_fraction: float = 1.0
     channels_last: bool = False
     decoder: str = 'full'
+    encoder: str = 'full'
+    backend: str = 'torch'
     offload: str = 'none'
     sdpa_backend: str = 'auto'
     guidance_start: float = 0.0
@@ -124,6 +127,10 @@ class RunConfig:
             parts.append('channels_last')
         if self.decoder != 'full':
             parts.append(f'{self.decoder} decoder')
+        if self.encoder != 'full':
+            parts.append(f'{self.encoder} encoder')
+        if self.backend != 'torch':
+            parts.append(self.backend)
         if self.sdpa_backend != 'auto':
             parts.append(f'sdpa {self.sdpa_backend}')
         return ', '.join(parts)

@@ -47,9 +47,11 @@ class PipelineSource:
     def __init__(self, device: torch.device, *, random_weights: bool,
                  base_model: str = weights.DEFAULT_BASE_MODEL, vae: str = weights.DEFAULT_VAE,
                  attn_ckpt: str = weights.DEFAULT_ATTN_CKPT, attn_version: str = 'mix',
-                 tiny_vae: str = weights.DEFAULT_TINY_VAE, seed: int = 0) -> None:
+                 tiny_vae: str = weights.DEFAULT_TINY_VAE, seed: int = 0,
+                 onnx_dir: str | None = None) -> None:
         self.device = device
         self.seed = seed
+        self.onnx_dir = onnx_dir
         self._paths = {'base_model': base_model, 'vae': vae, 'attn_ckpt': attn_ckpt,
                        'attn_version': attn_version, 'tiny_vae': tiny_vae}
         self._components: tuple[str, Any, Any, dict] | None = None
@@ -81,7 +83,7 @@ class PipelineSource:
 
     def pipeline(self, cfg: RunConfig) -> CatVTONPipeline:
         """Return a pipeline for ``cfg``'s precision, options and scheduler (reused if same)."""
-        key = (cfg.precision, cfg.options())
+        key = (cfg.precision, cfg.backend, cfg.options())
         if self._pipe is None or self._pipe_key != key:
             self._pipe = None
             self._pipe = self._build(cfg)
@@ -92,13 +94,17 @@ class PipelineSource:
 
     def _build(self, cfg: RunConfig) -> CatVTONPipeline:
         options = cfg.options()
+        if cfg.backend == 'onnxruntime':
+            if not self.onnx_dir:
+                raise ValueError('backend onnxruntime needs --onnx-dir: an export_onnx folder '
+                                 "at the bench's size and precision")
+            providers = 'cuda,cpu' if self.device.type == 'cuda' else 'cpu'
+            return CatVTONPipeline.from_onnx(self.onnx_dir, providers, cfg.scheduler,
+                                             options=options, threads=torch.get_num_threads())
         if self._from_disk:
             return CatVTONPipeline.from_pretrained(
                 device=str(self.device), dtype=cfg.precision, scheduler=cfg.scheduler,
-                attention_slicing=options.attention_slicing, vae_slicing=options.vae_slicing,
-                vae_tiling=options.vae_tiling, channels_last=options.channels_last,
-                decoder=options.decoder, offload=options.offload,
-                sdpa_backend=options.sdpa_backend, local_files_only=True, **self._paths)
+                local_files_only=True, **asdict(options), **self._paths)
         from vton_ros.pipeline.random_weights import random_full_size_components
 
         if self._components is None or self._components[0] != cfg.precision:

@@ -97,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--compare', metavar='NAMES',
                     help='instead of sweeps: run named configurations interleaved on the same '
                          'inputs and seed (paper, exact-fastest, fast; one lever each: '
-                         'guidance-interval, deepcache, tiny-decoder, channels-last; '
-                         'offload-model, offload-sequential) and write compare.json/.md/.png')
+                         'guidance-interval, deepcache, tiny-decoder, tiny-encoder, '
+                         'channels-last; the profiles tryon and fast_cpu; onnxruntime (needs '
+                         '--onnx-dir); offload-model, offload-sequential) and write '
+                         'compare.json/.md/.png')
+    ap.add_argument('--onnx-dir', help='export_onnx folder for the onnxruntime configuration '
+                    "(exported at the bench's size and precision)")
     ap.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
     ap.add_argument('--cudnn-benchmark', action='store_true', help='cuDNN autotuning (CUDA)')
     ap.add_argument('--profile', default='auto', choices=PROFILES,
@@ -203,7 +207,8 @@ def main(args: list[str] | None = None) -> int:
         source = PipelineSource(device, random_weights=opts.random_weights,
                                 base_model=opts.base_model, vae=opts.vae,
                                 attn_ckpt=opts.attn_ckpt, attn_version=opts.attn_version,
-                                tiny_vae=opts.tiny_vae, seed=opts.seed)
+                                tiny_vae=opts.tiny_vae, seed=opts.seed,
+                                onnx_dir=opts.onnx_dir)
         repeats = opts.repeats or (2 if plan.reduced else 3)
         runner = BenchRunner(source, repeats=repeats, warmup=opts.warmup,
                              warmup_steps=opts.warmup_steps, segmentation=segmentation,
