@@ -56,15 +56,19 @@ def test_exits_not_caused_by_a_kill_are_crashes():
 def test_rss_slope_per_100_goals_after_warm_up_and_per_process():
     samples = [{'t': float(i), 'node': 'tryon_server', 'pid': 1, 'rss_mb': 500.0 + 0.2 * i,
                 'fds': 40, 'threads': 12, 'goals_done': i} for i in range(0, 400, 4)]
-    samples[0]['rss_mb'] = 300.0  # warm-up below the fitted range
+    for sample in samples[:5]:  # starting up: no DDS participant yet, models loading
+        sample.update(fds=3, threads=1, rss_mb=50.0)
+    samples[-1]['rss_mb'] = 0.0  # exiting: left out
     samples += [{'t': 500.0, 'node': 'tryon_server', 'pid': 2, 'rss_mb': 450.0, 'fds': 41,
                  'threads': 13, 'goals_done': 400}]
     figures = soak_report.node_figures(_record([], samples=samples), 'tryon_server')
-    assert figures['processes'] == 2 and figures['longest_process_goals'] == 396
+    # up from goal 20; steady from the middle of goals 20..392
+    assert figures['processes'] == 2 and figures['longest_process_goals'] == 372
+    assert figures['steady_goals'] == 184
     assert figures['rss_mb_per_100_goals'] == pytest.approx(20.0)
     assert figures['fds_per_100_goals'] == pytest.approx(0.0, abs=1e-9)
-    assert figures['start'] == {'rss_mb': 300.0, 'fds': 40, 'threads': 12}
-    assert figures['end'] == {'rss_mb': 450.0, 'fds': 41, 'threads': 13}
+    assert figures['start'] == {'rss_mb': pytest.approx(541.6), 'fds': 40, 'threads': 12}
+    assert figures['end'] == {'rss_mb': pytest.approx(578.4), 'fds': 40, 'threads': 12}
     assert soak_report.slope_per_100([(0, 1.0), (1, 2.0)]) is None  # too few to say
     shm = [{'t': 0.0, 'goals_done': 0, 'mb': 10.0}, {'t': 1.0, 'goals_done': 5, 'mb': 80.0},
            {'t': 2.0, 'goals_done': 9, 'mb': 12.0}]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 KILLED = -9  # exit code of a SIGKILLed process
+WARM_UP = 0.5  # share of a process's goals before its leak figures start
 
 
 def unanswered(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,28 +60,40 @@ def slope_per_100(points: list[tuple[float, float]]) -> float | None:
 
 
 def node_figures(record: dict[str, Any], node: str) -> dict[str, Any]:
-    """Per node: processes seen, first and last fds/threads/RSS, RSS slope per 100 goals."""
-    samples = [s for s in record['samples'] if s['node'] == node]
+    """
+    Per node: processes seen, and the leak figures of its longest-lived process.
+
+    For the process that lived through the most goals: its RSS, fds and threads after
+    warm-up and at its end, and their slopes per 100 goals. Start-up (imports, model
+    loading) lasts until the process has its most open fds (its DDS participant and node
+    are up); then the first WARM_UP of its goals (allocator, garment caches) warms up.
+    Neither is a leak. Samples of an exiting process (no RSS) are left out.
+    """
+    samples = [s for s in record['samples'] if s['node'] == node and s['rss_mb'] > 0]
     if not samples:
         return {'processes': 0}
     by_pid = defaultdict(list)
     for s in samples:
         by_pid[s['pid']].append(s)
-    longest = max(by_pid.values(), key=lambda ss: ss[-1]['goals_done'] - ss[0]['goals_done'])
-    # the first goals warm caches up (allocator, CUDA/JIT kernels): fit after 10 % of them
+
+    def up(process: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        top = max(s['fds'] for s in process)
+        return process[next(i for i, s in enumerate(process) if s['fds'] == top):]
+
+    longest = max((up(ss) for ss in by_pid.values()),
+                  key=lambda ss: ss[-1]['goals_done'] - ss[0]['goals_done'])
     done = [s['goals_done'] for s in longest]
-    warm = done[0] + (done[-1] - done[0]) * 0.1
-    fit = [(s['goals_done'], s['rss_mb']) for s in longest if s['goals_done'] >= warm]
-    first, last = samples[0], samples[-1]
+    warm = done[0] + (done[-1] - done[0]) * WARM_UP
+    steady = [s for s in longest if s['goals_done'] >= warm]
+    keys = ('rss_mb', 'fds', 'threads')
     return {
         'processes': len(by_pid),
-        'start': {k: first[k] for k in ('rss_mb', 'fds', 'threads')},
-        'end': {k: last[k] for k in ('rss_mb', 'fds', 'threads')},
+        'start': {k: steady[0][k] for k in keys},
+        'end': {k: steady[-1][k] for k in keys},
         'longest_process_goals': done[-1] - done[0],
-        'rss_mb_per_100_goals': slope_per_100(fit),
-        'fds_per_100_goals': slope_per_100([(s['goals_done'], s['fds']) for s in longest]),
-        'threads_per_100_goals': slope_per_100([(s['goals_done'], s['threads'])
-                                                for s in longest]),
+        'steady_goals': steady[-1]['goals_done'] - steady[0]['goals_done'],
+        **{f'{k.removesuffix("_mb")}{"_mb" if k == "rss_mb" else ""}_per_100_goals':
+           slope_per_100([(s['goals_done'], s[k]) for s in steady]) for k in keys},
     }
 
 
