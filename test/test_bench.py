@@ -245,3 +245,33 @@ def test_compare_the_profiles_the_tiny_encoder_and_onnxruntime(tiny, onnx_export
     assert ort['vs_paper']['max_abs_diff'] <= 1 and ort['overhead_pct'] is None
     assert ort['timings']['total']['median'] > 0
     assert '- (onnxruntime)' in (out / 'compare.md').read_text()
+
+
+@pytest.mark.slow
+def test_quality_over_held_out_pairs(tiny, tmp_path):
+    """--compare NAMES --pairs DIR: each configuration once per pair, against paper and target."""
+    from vton_ros.training.tryon_data import make_tryon_dataset
+
+    make_tryon_dataset(str(tmp_path / 'pairs'), n_train=0, n_test=3, height=64, width=48)
+    out = tmp_path / 'out'
+    run_bench(['--base-model', tiny['base_model'], '--vae', tiny['vae'], '--attn-ckpt',
+               tiny['attn_ckpt'], '--attn-version', 'vitonhd', '--device', 'cpu',
+               '--precision', 'fp32', '--height', '64', '--width', '48', '--steps', '3',
+               '--threads', '1', '--segmentation', 'none', '--pairs', str(tmp_path / 'pairs'),
+               '--compare', 'paper,exact-fastest,deepcache', '--out', str(out)])
+    doc = json.loads((out / 'quality.json').read_text())
+    assert doc['pairs'] == 3 and doc['random_weights']
+    results = {r['name']: r for r in doc['results']}
+    assert results['paper']['identical_to_paper'] == 3 == results['exact-fastest'][
+        'identical_to_paper']
+    assert results['paper']['paper_psnr_db'] == 99.0 and results['paper']['paper_ssim'] == 1.0
+    deep = results['deepcache']
+    assert deep['identical_to_paper'] < 3 and deep['paper_psnr_db'] < 99.0
+    for result in results.values():
+        assert 0 < result['target_psnr_db'] < 99.0 and -1 <= result['target_ssim'] <= 1
+        if doc['coloured_pairs']:
+            assert 0 <= result['colour'] <= 1 and 0 <= result['target_colour'] <= 1
+    import cv2
+    panel = cv2.imread(str(out / 'quality.png'))
+    assert panel.shape == (2 * 3 * 64, 2 * 5 * 48, 3)  # pairs x (garment, target, 3 configs)
+    assert '| **deepcache** |' in (out / 'quality.md').read_text()

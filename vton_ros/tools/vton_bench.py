@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                          'channels-last; the profiles tryon and fast_cpu; onnxruntime (needs '
                          '--onnx-dir); offload-model, offload-sequential) and write '
                          'compare.json/.md/.png')
+    ap.add_argument('--pairs', metavar='DIR',
+                    help='with --compare: instead of timing, run each configuration once per '
+                         'held-out pair of a make_tryon_data folder on a trained model and '
+                         'write quality.json/.md/.png (PSNR/SSIM vs paper and target, colour)')
+    ap.add_argument('--pairs-limit', type=int, default=0, help='use the first N pairs (0: all)')
     ap.add_argument('--onnx-dir', help='export_onnx folder for the onnxruntime configuration '
                     "(exported at the bench's size and precision)")
     ap.add_argument('--threads', type=int, default=0, help='CPU threads (0: torch default)')
@@ -227,6 +232,8 @@ def main(args: list[str] | None = None) -> int:
         print(f'{report.RANDOM_BANNER}\n{source.weights}')
         print('=' * 78, flush=True)
     machine = machine_info(device)
+    if names and opts.pairs:
+        return quality(opts, source, base, names, started)
     if names:
         return compare(opts, runner, base, names, machine, started)
     print(f'vton_bench: {len(runs)} planned runs ({", ".join(sweeps)}) on {device} '
@@ -312,6 +319,29 @@ def compare(opts: argparse.Namespace, runner, base, names: tuple[str, ...], mach
     print(cmp.compare_markdown(doc))
     for backend, entry in segmentation.items():
         print(f'segmentation {backend}: {fmt_num(entry["fps"], 1)} fps')
+    print(f'wrote {", ".join(paths)} in {doc["elapsed_s"]:.0f} s')
+    return 0
+
+
+def quality(opts: argparse.Namespace, source, base, names: tuple[str, ...],
+            started: float) -> int:
+    """Run ``--compare NAMES --pairs DIR``: image quality of each configuration."""
+    from vton_ros.bench import quality as q
+
+    print(f'vton_bench --compare {",".join(names)} --pairs {opts.pairs}: {base.label()}',
+          flush=True)
+    try:
+        found = q.run_quality(source, base, names, opts.pairs, opts.seed, opts.pairs_limit)
+    except ValueError as err:
+        print(f'vton_bench: error: {err}', file=sys.stderr)
+        return 2
+    panel = found.pop('panel')
+    doc = {'schema': 'vton_bench_quality/1', 'weights': source.weights,
+           'random_weights': source.random_weights, 'base': base.label(), 'seed': opts.seed,
+           'command': 'vton_bench ' + ' '.join(sys.argv[1:]), **found,
+           'elapsed_s': time.perf_counter() - started}
+    paths = q.write_quality_reports(opts.out, doc, panel)
+    print(q.quality_markdown(doc))
     print(f'wrote {", ".join(paths)} in {doc["elapsed_s"]:.0f} s')
     return 0
 
