@@ -59,7 +59,8 @@ class Command:
         """Tell whether the command needs the real CatVTON weights."""
         words = self.text.split()
         return ('WEIGHTS=real' in words or self.is_paper_launch()
-                or (words[0] == 'vton_bench' and '--random-weights' not in words))
+                or (words[0] == 'vton_bench' and '--random-weights' not in words
+                    and 'models/demo/base' not in words))
 
     def needs_cuda(self) -> bool:
         """Tell whether the command asks for a CUDA device."""
