@@ -9,7 +9,7 @@ PACKAGE = 'vton_ros'
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
          'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
-         'train_demo_model', 'export_onnx', 'make_garments', 'vton_soak')
+         'train_demo_model', 'export_onnx', 'make_garments', 'vton_soak', 'train_demo_taesd')
 
 
 def tree(folder):
