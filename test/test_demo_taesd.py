@@ -28,9 +28,9 @@ from vton_ros.training.tryon_trainer import masked_images, to_tensor
 
 DEMO = Path(__file__).resolve().parents[1] / 'models' / 'demo'
 GARMENTS = Path(__file__).resolve().parents[1] / 'garments'
-# measured on the images below after training (see MODEL_CARD.md), minus a margin
-MIN_PSNR_VS_TEACHER = 0.0
-MAX_LATENT_MSE = 1.0
+# the shipped TAESD on held_out_images(): 23.68 dB and 0.0328 (a random one: 3.1 dB, 1.07)
+MIN_PSNR_VS_TEACHER = 22.0
+MAX_LATENT_MSE = 0.05
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 

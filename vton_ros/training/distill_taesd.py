@@ -34,7 +34,7 @@ TARGETS = ('teacher', 'image', 'both')
 class DistillConfig:
     """Settings of one distillation run (sizes in pixels)."""
 
-    steps: int = 1000
+    steps: int = 300
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 50
