@@ -89,6 +89,7 @@ def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path
     assert base == str(share / 'models/demo/base')
     for name in ('models/demo/base/unet/config.json', 'models/demo/vae/config.json',
                  'models/demo/catvton/vitonhd-16k-512/attention/model.safetensors',
+                 'models/demo/taesd/diffusion_pytorch_model.safetensors',
                  'garments/catalog.yaml', 'garments/red_striped_shirt.png',
                  'config/demo.yaml'):
         assert (share / name).is_file(), name  # installed with the package (setup.py)
@@ -115,6 +116,7 @@ def test_demo_profile_names_package_paths_and_runs_on_the_cpu():
     server = demo['tryon_server']
     assert server['catvton.base_model'] == 'package://vton_ros/models/demo/base'
     assert server['garments.catalog_dir'] == 'package://vton_ros/garments'
+    assert server['catvton.tiny_vae'] == 'package://vton_ros/models/demo/taesd'
     stacked = param_files.load_files(param_files.stack('demo'))  # tryon.yaml, then demo.yaml
     devices = {stacked[node][key] for node in stacked
                for key in ('catvton.device', 'segmentation.device') if key in stacked[node]}
