@@ -1,14 +1,18 @@
-"""Image conversion, camera sources, camera models, garment catalogue (no ROS graph)."""
+"""Image conversion, goal decoding, camera sources, camera models, catalogue (no ROS graph)."""
 
 import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from vton_interfaces.action import TryOn
 
-from vton_ros import samples
+from vton_ros import admission, samples
+from vton_ros.admission import GoalError
 from vton_ros.camera_source import fit, load_calibration, open_source, pinhole, SourceError
+from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.tryon_goal import plain_goal
 
 
 def test_rgb_bgr_round_trip():
@@ -53,6 +57,77 @@ def test_bad_messages_raise_value_error(fields, message):
         image_conv.to_rgb(msg)
     with pytest.raises(ValueError, match='too large'):
         image_conv.to_rgb(image_conv.from_rgb(np.zeros((4, 4, 3), np.uint8)), max_pixels=15)
+
+
+# ---- a TryOn goal decoded for admission (nodes/tryon_goal) ------------------------------
+
+LIMITS = (4096 * 4096, 32, 4.0)  # tryon.max_image_pixels, min_image_side, max_aspect_ratio
+PERSON = np.random.default_rng(1).integers(0, 255, (48, 36, 3), dtype=np.uint8)
+
+
+def goal_message(**fields) -> TryOn.Goal:
+    """Build a valid goal message: 36x48 person (bgr8), its mask, a garment image."""
+    mask = np.zeros((48, 36), np.uint8)
+    mask[10:30, 5:25] = 255
+    g = TryOn.Goal(person_image=image_conv.from_rgb(PERSON, encoding='bgr8'),
+                   mask=image_conv.from_mono(mask),
+                   garment_image=image_conv.from_rgb(np.full((40, 32, 3), 200, np.uint8)))
+    for key, value in fields.items():
+        setattr(g, key, value)
+    return g
+
+
+def test_goal_images_decoded_and_fields_copied():
+    plain = plain_goal(goal_message(garment_id='red', cloth_type='lower', num_inference_steps=3,
+                                    guidance_scale=2.0, seed=7), *LIMITS)
+    assert np.array_equal(plain.person_image, PERSON) and plain.mask.shape == (48, 36)
+    assert plain.garment_image.shape == (40, 32, 3) and plain.mask.dtype == np.uint8
+    assert (plain.garment_id, plain.cloth_type, plain.num_inference_steps,
+            plain.guidance_scale, plain.seed) == ('red', 'lower', 3, 2.0, 7)
+    empty = plain_goal(TryOn.Goal(), *LIMITS)  # not given: None; the message's defaults
+    assert (empty.garment_image, empty.person_image, empty.mask) == (None, None, None)
+    assert (empty.num_inference_steps, empty.guidance_scale, empty.seed) == (0, -1.0, -1)
+
+
+BAD_IMAGES = {  # field: message, INVALID_IMAGE message
+    'encoding': ('person_image', Image(width=2, height=2, encoding='yuv', step=6,
+                                       data=bytes(12)), 'person_image: image 2x2 is too small'),
+    'unknown encoding': ('person_image', Image(width=40, height=40, encoding='yuv', step=120,
+                                               data=bytes(4800)),
+                         "person_image: unsupported image encoding 'yuv'"),
+    'garment image': ('garment_image', Image(width=4, height=4, encoding='rgb8', step=12),
+                      'garment_image: image 4x4 is too small'),
+    'no data': ('garment_image', Image(width=40, height=40, encoding='rgb8', step=120),
+                'garment_image: image data has 0 bytes'),
+    '16-bit mask': ('mask', image_conv.array_to_image(np.zeros((48, 36), np.uint16), 'mono16'),
+                    'mask: expected an 8-bit mask, got mono16'),
+    'tiny person': ('person_image', image_conv.from_rgb(np.zeros((8, 8, 3), np.uint8)),
+                    'person_image: image 8x8 is too small'),
+    '1x1 mask': ('mask', image_conv.from_mono(np.full((1, 1), 255, np.uint8)),
+                 'mask: image 1x1 is too small'),
+    'sliver': ('person_image', image_conv.from_rgb(np.zeros((1, 4000, 3), np.uint8)),
+               'person_image: image 4000x1 is too small'),
+    'elongated': ('garment_image', image_conv.from_rgb(np.zeros((40, 200, 3), np.uint8)),
+                  'garment_image: image 200x40 is too elongated'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_IMAGES))
+def test_bad_goal_image_is_invalid_image_when_admission_reaches_it(case):
+    field, msg, words = BAD_IMAGES[case]
+    plain = plain_goal(goal_message(**{field: msg}), *LIMITS)
+    err = getattr(plain, field)
+    assert isinstance(err, GoalError) and err.code == 'INVALID_IMAGE'
+    assert str(err).startswith(words), str(err)
+    with pytest.raises(GoalError, match=words) as raised:
+        admission.validate(plain, CatVTONCall.defaults(), None, min_side=32, max_aspect=4.0,
+                           cloth_type='upper')
+    assert raised.value is err
+
+
+def test_goal_image_over_max_pixels_is_invalid_image():
+    err = plain_goal(goal_message(), 36 * 48 - 1, 32, 4.0).person_image
+    assert err.code == 'INVALID_IMAGE' and 'person_image: image 36x48 is too large' in str(err)
 
 
 def test_sources(tmp_path):

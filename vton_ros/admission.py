@@ -4,6 +4,8 @@ Goal admission for tryon_server, without ROS: validate, then run, queue, preempt
 A goal is checked completely (images, mask size, cloth type, garment id, steps, guidance,
 seed) before it may touch the running or waiting goals: an invalid goal is accepted only to
 be aborted at once with its error code, and never preempts a goal nor takes a queue slot.
+The node decodes the goal's image messages (:mod:`vton_ros.nodes.tryon_goal`): admission
+sees a :class:`PlainGoal` of arrays and plain values.
 :class:`Admission` keeps the bookkeeping (which goal runs, which wait, and why a goal must
 stop: cancel, preemption, time limit or shutdown). Goals are opaque hashable keys with a
 handle that the node executes; error codes are names of ``TryOn.Result`` constants.
@@ -14,7 +16,7 @@ from dataclasses import dataclass, replace
 import math
 import random
 import threading
-from typing import Any, Callable, Hashable
+from typing import Any, Hashable
 
 import numpy as np
 
@@ -23,7 +25,6 @@ from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog
 from vton_ros.goal_strings import check_id, escape
 from vton_ros.names import CLOTH_TYPES
-from vton_ros.nodes import image_conv
 
 # Why a goal stopped -> (error code name, message for the client).
 STOPS = {
@@ -57,36 +58,47 @@ class Request:
     call: CatVTONCall  # the server's, with the goal's steps, guidance and a resolved seed
 
 
-def is_empty(msg: Any) -> bool:
-    """Return True for an Image nobody filled in (the goal's 'not given')."""
-    return not (msg.width or msg.height or msg.encoding or len(msg.data))
-
-
-def validate(goal: Any, call: CatVTONCall, catalog: GarmentCatalog | None, *,
-             max_pixels: int, min_side: int, max_aspect: float, cloth_type: str) -> Request:
+@dataclass(frozen=True, eq=False)
+class PlainGoal:
     """
-    Check a TryOn goal against the server's call config; raise GoalError with the fix.
+    A TryOn goal's fields, its images decoded by the node (uint8 RGB HxWx3, mask HxW).
 
-    max_pixels, min_side, max_aspect: tryon.max_image_pixels, tryon.min_image_side,
-    tryon.max_aspect_ratio; cloth_type: the default (segmentation.cloth_type).
+    An image is None when not given, or the GoalError its decoding ended with: raised when
+    :func:`validate` reaches it, so the checks keep their order.
+    """
+
+    garment_image: np.ndarray | GoalError | None
+    garment_id: str
+    cloth_type: str
+    person_image: np.ndarray | GoalError | None
+    mask: np.ndarray | GoalError | None
+    num_inference_steps: int
+    guidance_scale: float
+    seed: int
+
+
+def validate(goal: PlainGoal, call: CatVTONCall, catalog: GarmentCatalog | None, *,
+             min_side: int, max_aspect: float, cloth_type: str) -> Request:
+    """
+    Check a goal against the server's call config; raise GoalError with the fix.
+
+    min_side, max_aspect: tryon.min_image_side, tryon.max_aspect_ratio (for catalogue
+    garments; the node checked the goal's images); cloth_type: the default
+    (segmentation.cloth_type).
     """
     for name in ('garment_id', 'cloth_type'):  # bounded and inert before anything else
         try:
             check_id(name, getattr(goal, name))
         except ValueError as err:
             raise GoalError('INVALID_ARGUMENT', str(err)) from None
-    limits = (max_pixels, min_side, max_aspect)
-    garment, catalog_type = _garment(goal, catalog, limits)
+    garment, catalog_type = _garment(goal, catalog, min_side, max_aspect)
     cloth_type = goal.cloth_type or catalog_type or cloth_type
     if cloth_type not in CLOTH_TYPES:
         raise GoalError('INVALID_ARGUMENT', f'unknown cloth_type {goal.cloth_type!r}; '
                         f'valid: {", ".join(CLOTH_TYPES)}')
-    person = None
-    if not is_empty(goal.person_image):
-        person = _decode(image_conv.to_rgb, goal.person_image, 'person_image', limits)
-    mask = None
-    if not is_empty(goal.mask):
-        mask = _decode(image_conv.to_mono, goal.mask, 'mask', limits)
+    person = _given(goal.person_image)
+    mask = _given(goal.mask)
+    if mask is not None:
         if person is not None:
             check_mask(mask, person.shape[:2])
         if not (mask >= 128).any():
@@ -96,7 +108,7 @@ def validate(goal: Any, call: CatVTONCall, catalog: GarmentCatalog | None, *,
                    call=_goal_call(goal, call))
 
 
-def describe(goal: Any, checked: 'Request | GoalError') -> str:
+def describe(goal: PlainGoal, checked: 'Request | GoalError') -> str:
     """One-line summary of a goal for logs: garment, cloth type, steps."""
     if isinstance(checked, Request):
         return (f'garment {checked.garment_name}, {checked.cloth_type}, '
@@ -123,25 +135,22 @@ def check_mask(mask: np.ndarray, size: tuple[int, int]) -> None:
                         f'person image is {size[1]}x{size[0]}')
 
 
-def _garment_name(goal: Any) -> str:
+def _garment_name(goal: PlainGoal) -> str:
     """Return the goal's garment id, or 'image' for a garment sent as an image."""
-    return goal.garment_id if is_empty(goal.garment_image) else 'image'
+    return goal.garment_id if goal.garment_image is None else 'image'
 
 
-def _decode(convert: Callable, msg: Any, name: str, limits: tuple) -> np.ndarray:
-    """Size checks from the header first (no copy of a useless image), then decode."""
-    max_pixels, min_side, max_aspect = limits
-    try:
-        check_size(int(msg.width), int(msg.height), min_side, max_aspect)
-        return convert(msg, max_pixels)
-    except ValueError as err:
-        raise GoalError('INVALID_IMAGE', f'{name}: {err}') from None
+def _given(image: np.ndarray | GoalError | None) -> np.ndarray | None:
+    """Return a decoded image (None: not given); raise the error its decoding ended with."""
+    if isinstance(image, GoalError):
+        raise image
+    return image
 
 
-def _garment(goal: Any, catalog: GarmentCatalog | None,
-             limits: tuple) -> tuple[np.ndarray, str | None]:
-    if not is_empty(goal.garment_image):
-        return _decode(image_conv.to_rgb, goal.garment_image, 'garment_image', limits), None
+def _garment(goal: PlainGoal, catalog: GarmentCatalog | None, min_side: int,
+             max_aspect: float) -> tuple[np.ndarray, str | None]:
+    if goal.garment_image is not None:
+        return _given(goal.garment_image), None
     if not goal.garment_id:
         raise GoalError('INVALID_ARGUMENT', 'no garment: set garment_image or garment_id')
     if catalog is None:
@@ -149,7 +158,7 @@ def _garment(goal: Any, catalog: GarmentCatalog | None,
                         'catalogue is configured (garments.catalog_dir)')
     try:
         garment, kind = catalog.load(goal.garment_id)
-        check_size(garment.shape[1], garment.shape[0], *limits[1:])
+        check_size(garment.shape[1], garment.shape[0], min_side, max_aspect)
         return garment, kind
     except KeyError as err:
         raise GoalError('UNKNOWN_GARMENT', err.args[0]) from None
@@ -157,7 +166,7 @@ def _garment(goal: Any, catalog: GarmentCatalog | None,
         raise GoalError('INVALID_IMAGE', f'garment {goal.garment_id}: {err}') from None
 
 
-def _goal_call(goal: Any, call: CatVTONCall) -> CatVTONCall:
+def _goal_call(goal: PlainGoal, call: CatVTONCall) -> CatVTONCall:
     """Apply the goal's overrides (0 / negative: the server's) to the server's call config."""
     guidance = goal.guidance_scale
     seed = goal.seed if goal.seed >= 0 else call.seed

@@ -19,12 +19,13 @@ from vton_interfaces.action import TryOn
 from vton_interfaces.msg import StageTiming
 
 from vton_ros import tryon_core as core
-from vton_ros.admission import Admission, describe, GoalError, Request, validate
+from vton_ros.admission import Admission, describe, GoalError, PlainGoal, Request, validate
 from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.goal_handles import end_goal, GoalClients
+from vton_ros.nodes.tryon_goal import plain_goal
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.result_files import save_result
 
@@ -47,7 +48,7 @@ class TryOnServer(managed.ManagedNode):
         self._catalog = self._pipe = None
         self._maskers = core.Maskers()
         self._admission = Admission(closed='inactive')  # goals get in once active
-        self._tickets: dict = {}  # id(goal) -> (goal, checked), then goal id -> checked
+        self._tickets: dict = {}  # id(goal) -> (goal, plain, checked), goal id -> (plain, checked)
         self._stats = {'succeeded': 0, 'failed': 0}
         self._goal_clients = GoalClients(self, 'tryon', self._client_gone)
         self._server = ActionServer(
@@ -113,32 +114,33 @@ class TryOnServer(managed.ManagedNode):
     # ---- goal admission ---------------------------------------------------------------
     def goal_callback(self, goal: TryOn.Goal) -> GoalResponse:
         """Validate; refuse only when busy (reject policy, full queue) or shutting down."""
-        checked = self._validate(goal)
+        plain, checked = self._validate(goal)
         refusal = self._admission.offer(isinstance(checked, Request),
                                         self.setting('tryon.busy_policy'),
                                         self.setting('tryon.queue_size'))
         if refusal:
             self.get_logger().warning(f'goal rejected: {refusal}')
             return GoalResponse.REJECT
-        self._tickets[id(goal)] = (goal, checked)  # an invalid goal is aborted at once
+        self._tickets[id(goal)] = (goal, plain, checked)  # an invalid goal is aborted at once
         return GoalResponse.ACCEPT
 
-    def _validate(self, goal: TryOn.Goal) -> Request | GoalError:
+    def _validate(self, goal: TryOn.Goal) -> tuple[PlainGoal, Request | GoalError]:
+        """Decode the goal's images, then check it: (plain goal, request or its error)."""
+        side, aspect = self.setting('tryon.min_image_side'), self.setting('tryon.max_aspect_ratio')
+        plain = plain_goal(goal, self.setting('tryon.max_image_pixels'), side, aspect)
         try:
-            return validate(goal, self.config(CatVTONCall), self._catalog,
-                            max_pixels=self.setting('tryon.max_image_pixels'),
-                            min_side=self.setting('tryon.min_image_side'),
-                            max_aspect=self.setting('tryon.max_aspect_ratio'),
-                            cloth_type=self.setting('segmentation.cloth_type'))
+            return plain, validate(plain, self.config(CatVTONCall), self._catalog, min_side=side,
+                                   max_aspect=aspect,
+                                   cloth_type=self.setting('segmentation.cloth_type'))
         except GoalError as err:
-            return err
+            return plain, err
 
     def handle_accepted_callback(self, goal_handle) -> None:
         """Run now or queue; with preempt, the running and queued goals are stopped."""
-        goal, checked = self._tickets.pop(id(goal_handle.request), (None, None))
+        goal, plain, checked = self._tickets.pop(id(goal_handle.request), (None, None, None))
         if goal is not goal_handle.request:  # not the message goal_callback saw
-            checked = self._validate(goal_handle.request)
-        self._tickets[_key(goal_handle)] = checked
+            plain, checked = self._validate(goal_handle.request)
+        self._tickets[_key(goal_handle)] = (plain, checked)
         if self.setting('tryon.stop_orphaned_goals'):
             self._goal_clients.add(_key(goal_handle))
         for handle in self._admission.accepted(_key(goal_handle), goal_handle,
@@ -165,7 +167,7 @@ class TryOnServer(managed.ManagedNode):
     def execute_callback(self, goal_handle) -> TryOn.Result:
         """Run one goal; always end it with a result, then start the next goal."""
         start = time.monotonic()
-        checked = self._tickets.pop(_key(goal_handle))
+        plain, checked = self._tickets.pop(_key(goal_handle))
         try:
             if isinstance(checked, GoalError):
                 raise checked
@@ -183,7 +185,7 @@ class TryOnServer(managed.ManagedNode):
         if result.error_code == R.SUCCESS:
             self._deliver(goal_handle, result)
         end_goal(goal_handle, result.error_code)
-        self._log_end(goal_handle, checked, result, time.monotonic() - start)
+        self._log_end(goal_handle, describe(plain, checked), result, time.monotonic() - start)
         if nxt is not None:
             nxt.execute()
         return result
@@ -213,12 +215,11 @@ class TryOnServer(managed.ManagedNode):
             except OSError as err:  # the try-on itself succeeded
                 self.get_logger().warning(f'could not save the result: {err}')
 
-    def _log_end(self, goal_handle, checked, result: TryOn.Result, seconds: float) -> None:
+    def _log_end(self, goal_handle, summary: str, result: TryOn.Result, seconds: float) -> None:
         code = CODE_NAMES[result.error_code]
         self.get_logger().info(
-            f'goal {_key(goal_handle).hex()[:8]} ended {code} in {seconds:.2f} s: '
-            f'{describe(goal_handle.request, checked)}' +
-            f': {result.message}')
+            f'goal {_key(goal_handle).hex()[:8]} ended {code} in {seconds:.2f} s: {summary}: '
+            f'{result.message}')
         if result.error_code == R.SUCCESS:
             self._stats['succeeded'] += 1
             self.report('ok', 'last goal succeeded', goals_succeeded=self._stats['succeeded'],

@@ -1,0 +1,48 @@
+"""
+A TryOn goal message as admission's :class:`~vton_ros.admission.PlainGoal`: images decoded.
+
+Each image is checked from its header first (tryon.min_image_side, tryon.max_aspect_ratio:
+no copy of a useless image), then decoded within tryon.max_image_pixels. An image that
+fails stands in the plain goal as its INVALID_IMAGE error, which admission raises when it
+reaches that image, so a goal with several faults is told the same first one as ever.
+"""
+
+from typing import Callable
+
+import numpy as np
+from sensor_msgs.msg import Image
+from vton_interfaces.action import TryOn
+
+from vton_ros.admission import check_size, GoalError, PlainGoal
+from vton_ros.nodes import image_conv
+
+
+def is_empty(msg: Image) -> bool:
+    """Return True for an Image nobody filled in (the goal's 'not given')."""
+    return not (msg.width or msg.height or msg.encoding or len(msg.data))
+
+
+def plain_goal(goal: TryOn.Goal, max_pixels: int, min_side: int,
+               max_aspect: float) -> PlainGoal:
+    """Decode a goal's images (RGB HxWx3, mask HxW uint8); copy its other fields."""
+    limits = (max_pixels, min_side, max_aspect)
+    return PlainGoal(
+        garment_image=_decode(image_conv.to_rgb, goal.garment_image, 'garment_image', limits),
+        garment_id=goal.garment_id, cloth_type=goal.cloth_type,
+        person_image=_decode(image_conv.to_rgb, goal.person_image, 'person_image', limits),
+        mask=_decode(image_conv.to_mono, goal.mask, 'mask', limits),
+        num_inference_steps=goal.num_inference_steps, guidance_scale=goal.guidance_scale,
+        seed=goal.seed)
+
+
+def _decode(convert: Callable, msg: Image, name: str,
+            limits: tuple) -> np.ndarray | GoalError | None:
+    """Size checks from the header first, then decode; None when not given."""
+    if is_empty(msg):
+        return None
+    max_pixels, min_side, max_aspect = limits
+    try:
+        check_size(int(msg.width), int(msg.height), min_side, max_aspect)
+        return convert(msg, max_pixels)
+    except ValueError as err:
+        return GoalError('INVALID_IMAGE', f'{name}: {err}')
