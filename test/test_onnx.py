@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from vton_ros import samples
+from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import onnx_manifest as manifests
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.onnx_export import _export_graph
@@ -16,6 +17,12 @@ from vton_ros.pipeline.onnx_runtime import OrtModels, parse_providers
 from vton_ros.pipeline.options import PipelineOptions
 from vton_ros.tools.export_onnx import main
 from vton_ros.tools.make_test_weights import write_test_weights
+
+
+def check(manifest: dict, settings: dict, onnx_dir) -> None:
+    """Check an export against tryon_server settings, as the server does at start."""
+    manifests.check_manifest(manifest, CatVTONLoad.from_settings(settings),
+                             CatVTONCall.from_settings(settings), str(onnx_dir))
 
 
 def test_export_writes_every_graph_and_what_it_was_made_from(onnx_export, tiny):
@@ -33,7 +40,7 @@ def test_export_writes_every_graph_and_what_it_was_made_from(onnx_export, tiny):
     assert list(attn) == ['vitonhd-16k-512/attention/model.safetensors']
     assert attn[list(attn)[0]] == manifests.file_sha256(
         f'{tiny["attn_ckpt"]}/vitonhd-16k-512/attention/model.safetensors')
-    manifests.check_manifest(manifest, export_settings(tiny), str(onnx_export))  # fits
+    check(manifest, export_settings(tiny), onnx_export)  # fits
 
 
 def test_unet_graph_runs_batch_one_and_two(onnx_export):
@@ -60,7 +67,7 @@ def test_unet_graph_runs_batch_one_and_two(onnx_export):
 def test_an_export_that_does_not_fit_the_settings_is_refused(onnx_export, tiny, change, words):
     manifest = manifests.read_manifest(str(onnx_export))
     with pytest.raises(manifests.ExportMismatchError) as err:
-        manifests.check_manifest(manifest, export_settings(tiny, **change), str(onnx_export))
+        check(manifest, export_settings(tiny, **change), onnx_export)
     assert words in str(err.value) and 'export_onnx --params-file' in str(err.value)
 
 
@@ -69,12 +76,12 @@ def test_other_weights_or_missing_graphs_are_refused(onnx_export, tiny, tmp_path
     manifest = manifests.read_manifest(str(onnx_export))
     settings = export_settings(dict(tiny, vae=other['vae']))
     with pytest.raises(manifests.ExportMismatchError, match='weights of catvton.vae'):
-        manifests.check_manifest(manifest, settings, str(onnx_export))
+        check(manifest, settings, onnx_export)
     plain = dict(manifest, cache_branch=None, graphs={
         k: v for k, v in manifest['graphs'].items() if not k.startswith('taesd')})
     settings = export_settings(tiny, **{'catvton.cache_interval': 2, 'catvton.decoder': 'tiny'})
     with pytest.raises(manifests.ExportMismatchError) as err:
-        manifests.check_manifest(plain, settings, str(onnx_export))
+        check(plain, settings, onnx_export)
     assert 'needs the DeepCache graphs' in str(err.value)
     assert 'catvton.decoder tiny needs taesd_decoder.onnx' in str(err.value)
     with pytest.raises(manifests.ExportMismatchError, match='manifest.json missing'):

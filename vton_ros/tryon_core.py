@@ -69,8 +69,7 @@ def _load_onnx(load: CatVTONLoad, call: CatVTONCall) -> tuple[CatVTONPipeline, s
     if refused:
         raise ValueError('backend onnxruntime: ' + '; '.join(refused))
     manifest = onnx_manifest.read_manifest(load.onnx_dir)
-    onnx_manifest.check_manifest(manifest, {**load.settings(), **call.settings()},
-                                 load.onnx_dir)
+    onnx_manifest.check_manifest(manifest, load, call, load.onnx_dir)
     pipe = CatVTONPipeline.from_onnx(load.onnx_dir, load.onnx_providers, call.scheduler,
                                      options=PipelineOptions(**load.option_kwargs()),
                                      threads=torch.get_num_threads())

@@ -242,7 +242,7 @@ class TryOnServer(managed.ManagedNode):
                                      partial(self._should_stop, goal_handle),
                                      self.setting('tryon.preview_every'), self._pipe.preview)
         image, binary, notes = core.try_on(self._pipe, request, person, mask, timings, feedback,
-                                           attn_version=self.setting('catvton.attn_version'))
+                                           attn_version=self.config(CatVTONLoad).attn_version)
         timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
         timings['camera_wait'] = waited  # apart from the work: clients split it from messaging
         header = person_msg.header if person_msg is not None else None

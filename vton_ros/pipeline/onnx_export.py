@@ -26,12 +26,12 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import onnx_manifest as manifests
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.deepcache import check_cache_options, layered_forward, skip_count
@@ -101,13 +101,13 @@ class DecoderGraph(nn.Module):
         return self.vae.decode(latents).sample
 
 
-def export_models(settings: Mapping[str, Any], out_dir: str, *,
+def export_models(load: CatVTONLoad, call: CatVTONCall, out_dir: str, *,
                   progress: Progress = _LOG.info, verify: bool = True,
                   external_limit: int = EXTERNAL_DATA_LIMIT) -> dict:
     """
     Export the graphs the settings need into ``out_dir``; return the manifest.
 
-    settings: tryon_server settings (catvton.*); the weights are looked up without download
+    load, call: tryon_server's catvton settings; the weights are looked up without download
     unless catvton.allow_download. progress: called with one line per stage. verify: run
     each graph once in onnxruntime (CPU) against torch and record the largest difference
     (fp32 only). external_limit: graphs larger than this many bytes keep their weights in
@@ -115,29 +115,29 @@ def export_models(settings: Mapping[str, Any], out_dir: str, *,
     """
     from vton_ros.pipeline.catvton import CatVTONPipeline
 
-    precision = manifests.export_precision(settings['catvton.precision'])
-    version = manifests.export_attn_version(settings)
-    height, width = settings['catvton.height'], settings['catvton.width']
-    local_only = not settings['catvton.allow_download']
-    folders = {}
-    for name, files in manifests.source_files(settings, version).items():
+    precision = manifests.export_precision(load.precision)
+    version = manifests.export_attn_version(load, call)
+    height, width = call.height, call.width
+    sources = manifests.source_files(version)
+    folders = {}  # CatVTONLoad field -> local folder
+    for field, files in sources.items():
         try:
-            folders[name] = weights.resolve_model(settings[name], files,
-                                                  local_files_only=local_only)
+            folders[field] = weights.resolve_model(getattr(load, field), files,
+                                                   local_files_only=not load.allow_download)
         except weights.ModelNotFoundError:
-            if name != 'catvton.tiny_vae':
+            if field != 'tiny_vae':
                 raise
-            progress(f'tiny VAE {settings[name]} not found: no TAESD graphs')
+            progress(f'tiny VAE {load.tiny_vae} not found: no TAESD graphs')
     progress(f'loading {version} weights ({precision}, {height}x{width})')
     pipe = CatVTONPipeline.from_pretrained(
-        base_model=folders['catvton.base_model'], vae=folders['catvton.vae'],
-        attn_ckpt=folders['catvton.attn_ckpt'], attn_version=version, device='cpu',
-        dtype=precision, tiny_vae=folders.get('catvton.tiny_vae', ''),
-        decoder='tiny' if 'catvton.tiny_vae' in folders else 'full', local_files_only=True)
+        base_model=folders['base_model'], vae=folders['vae'], attn_ckpt=folders['attn_ckpt'],
+        attn_version=version, device='cpu', dtype=precision,
+        tiny_vae=folders.get('tiny_vae', ''),
+        decoder='tiny' if 'tiny_vae' in folders else 'full', local_files_only=True)
     branch = None
-    if settings['catvton.cache_interval'] > 1:
-        branch = settings['catvton.cache_branch']
-        check_cache_options(pipe.unet, settings['catvton.cache_interval'], branch)
+    if call.cache_interval > 1:
+        branch = call.cache_branch
+        check_cache_options(pipe.unet, call.cache_interval, branch)
     dtype = pipe.dtype
     factor = pipe.vae_scale_factor
     scale = float(pipe.vae.config.scaling_factor)
@@ -177,7 +177,7 @@ def export_models(settings: Mapping[str, Any], out_dir: str, *,
         progress(f'[{i}/{len(jobs)}] {name}: done in {time.perf_counter() - start:.1f} s'
                  + (f', onnxruntime vs torch max |diff| {info["max_abs_diff"]:.2e}'
                     if 'max_abs_diff' in info else ''))
-    with open(os.path.join(folders['catvton.base_model'], 'scheduler',
+    with open(os.path.join(folders['base_model'], 'scheduler',
                            'scheduler_config.json'), encoding='utf-8') as f:
         scheduler_config = json.load(f)
     progress('hashing the weight files')
@@ -188,9 +188,9 @@ def export_models(settings: Mapping[str, Any], out_dir: str, *,
         'skip_count': skip_count(pipe.unet), 'latent_channels': channels,
         'vae_scale_factor': factor, 'scaling_factor': scale,
         'random_weights': pipe.random_weights, 'scheduler_config': scheduler_config,
-        'sources': {name: {'source': settings[name], 'files': manifests.fingerprint(
-            folder, manifests.source_files(settings, version)[name])}
-            for name, folder in folders.items()},
+        'sources': {load.key(field): {'source': getattr(load, field),
+                                      'files': manifests.fingerprint(folder, sources[field])}
+                    for field, folder in folders.items()},
         'graphs': graphs,
     }
     tmp = old + '.tmp'

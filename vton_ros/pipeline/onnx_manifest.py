@@ -5,7 +5,8 @@ What an ONNX export was made from, and the check that it fits the settings at st
 hashes, the attention version, the try-on size, precision, opset, the DeepCache branch,
 the graphs with their input/output shapes, and the scheduler/VAE constants the pipeline
 needs without the torch models. :func:`check_manifest` refuses an export that does not fit
-the settings, naming the setting and the command that fixes it. No torch, no rclpy here.
+the settings (the typed views of :mod:`vton_ros.config`), naming the setting and the command
+that fixes it. No torch, no rclpy here.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ import logging
 import os
 from typing import Any, Mapping
 
+from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.attention_sets import possible_versions
 
@@ -23,7 +25,6 @@ MANIFEST = 'manifest.json'
 FORMAT = 1
 OPSET = 17
 EXPORT_PRECISIONS = ('fp32', 'fp16')  # no bf16: ONNX Runtime and TensorRT 8.x lack it
-SOURCES = ('catvton.base_model', 'catvton.vae', 'catvton.attn_ckpt', 'catvton.tiny_vae')
 FIX = ('export again with the same settings: export_onnx --params-file <your params file> '
        '--out {dir}')
 
@@ -42,23 +43,24 @@ def export_precision(setting: str) -> str:
     return precision
 
 
-def export_attn_version(settings: Mapping[str, Any]) -> str:
+def export_attn_version(load: CatVTONLoad, call: CatVTONCall) -> str:
     """Return the one attention version an export holds; raise if 'auto' may pick several."""
-    versions = possible_versions(settings['catvton.attn_version'], settings['catvton.height'],
-                                 settings['catvton.width'])
+    versions = possible_versions(load.attn_version, call.height, call.width)
     if len(versions) != 1:
         raise ValueError(f'catvton.attn_version auto picks {" or ".join(versions)} per goal at '
-                         f'{settings["catvton.height"]}x{settings["catvton.width"]}; an ONNX '
-                         'export holds one set: set catvton.attn_version to one of them')
+                         f'{call.height}x{call.width}; an ONNX export holds one set: set '
+                         'catvton.attn_version to one of them')
     return versions[0]
 
 
-def source_files(settings: Mapping[str, Any], version: str) -> dict[str, weights.ModelFiles]:
-    """Return the weight files each source setting contributes to an export."""
-    return {'catvton.base_model': weights.base_model_files(),
-            'catvton.vae': weights.vae_files(),
-            'catvton.attn_ckpt': weights.attn_files(version),
-            'catvton.tiny_vae': weights.tiny_vae_files()}
+def source_files(version: str) -> dict[str, weights.ModelFiles]:
+    """
+    Return the weight files each source contributes to an export, by CatVTONLoad field.
+
+    The manifest records each under its setting's name (``CatVTONLoad.key(field)``).
+    """
+    return {'base_model': weights.base_model_files(), 'vae': weights.vae_files(),
+            'attn_ckpt': weights.attn_files(version), 'tiny_vae': weights.tiny_vae_files()}
 
 
 def file_sha256(path: str) -> str:
@@ -93,7 +95,7 @@ def read_manifest(onnx_dir: str) -> dict:
     return manifest
 
 
-def check_manifest(manifest: Mapping[str, Any], settings: Mapping[str, Any],
+def check_manifest(manifest: Mapping[str, Any], load: CatVTONLoad, call: CatVTONCall,
                    onnx_dir: str) -> None:
     """
     Raise ExportMismatchError unless the export fits the settings.
@@ -104,53 +106,54 @@ def check_manifest(manifest: Mapping[str, Any], settings: Mapping[str, Any],
     compared too; one that is not here cannot be checked and is logged.
     """
     problems = []
-    for name, key in (('catvton.height', 'height'), ('catvton.width', 'width')):
-        if settings[name] != manifest[key]:
-            problems.append(f'{name} is {settings[name]}, the export {manifest[key]}')
-    if settings['catvton.precision'] not in ('auto', manifest['precision']):
-        problems.append(f'catvton.precision is {settings["catvton.precision"]}, the export '
+    for name in ('height', 'width'):
+        if getattr(call, name) != manifest[name]:
+            problems.append(f'{call.key(name)} is {getattr(call, name)}, the export '
+                            f'{manifest[name]}')
+    if load.precision not in ('auto', manifest['precision']):
+        problems.append(f'catvton.precision is {load.precision}, the export '
                         f'{manifest["precision"]}')
     try:
-        version = export_attn_version(settings)
+        version = export_attn_version(load, call)
     except ValueError as err:
         problems.append(str(err))
         version = manifest['attn_version']
     if version != manifest['attn_version']:
         problems.append(f'catvton.attn_version is {version}, the export '
                         f'{manifest["attn_version"]}')
-    if settings['catvton.cache_interval'] > 1:
+    if call.cache_interval > 1:
         if manifest['cache_branch'] is None:
             problems.append('catvton.cache_interval > 1 needs the DeepCache graphs, which the '
                             'export lacks (it was made with cache_interval 1)')
-        elif settings['catvton.cache_branch'] != manifest['cache_branch']:
-            problems.append(f'catvton.cache_branch is {settings["catvton.cache_branch"]}, the '
-                            f'export {manifest["cache_branch"]}')
+        elif call.cache_branch != manifest['cache_branch']:
+            problems.append(f'catvton.cache_branch is {call.cache_branch}, the export '
+                            f'{manifest["cache_branch"]}')
     graphs = manifest['graphs']
-    for name, graph in (('catvton.decoder', 'taesd_decoder'),
-                        ('catvton.preview_decoder', 'taesd_decoder'),
-                        ('catvton.encoder', 'taesd_encoder')):
-        if settings.get(name) == 'tiny' and graph not in graphs:
-            problems.append(f'{name} tiny needs {graph}.onnx, which the export lacks (the '
-                            'tiny VAE was not found when it was made)')
-    problems += _weight_problems(manifest, settings, version)
+    for name, graph in (('decoder', 'taesd_decoder'), ('preview_decoder', 'taesd_decoder'),
+                        ('encoder', 'taesd_encoder')):
+        if getattr(load, name) == 'tiny' and graph not in graphs:
+            problems.append(f'{load.key(name)} tiny needs {graph}.onnx, which the export '
+                            'lacks (the tiny VAE was not found when it was made)')
+    problems += _weight_problems(manifest, load, version)
     if problems:
         raise ExportMismatchError(f'the ONNX export in {onnx_dir} does not fit the settings: '
                                   + '; '.join(problems) + '. ' + FIX.format(dir=onnx_dir))
 
 
-def _weight_problems(manifest: Mapping[str, Any], settings: Mapping[str, Any],
+def _weight_problems(manifest: Mapping[str, Any], load: CatVTONLoad,
                      version: str) -> list[str]:
     """List the sources whose local files differ from the export's hashes."""
     problems = []
-    for name, files in source_files(settings, version).items():
+    for field, files in source_files(version).items():
+        name, source = load.key(field), getattr(load, field)
         recorded = manifest['sources'].get(name)
         if recorded is None:
             continue
         try:
-            folder = weights.resolve_model(settings[name], files, local_files_only=True)
+            folder = weights.resolve_model(source, files, local_files_only=True)
         except (weights.ModelNotFoundError, ValueError):
             _LOG.info('%s %s is not on this machine: the export (from %s) cannot be checked '
-                      'against it', name, settings[name], recorded['source'])
+                      'against it', name, source, recorded['source'])
             continue
         if fingerprint(folder, files) != recorded['files']:
             problems.append(f'the weights of {name} ({folder}) differ from those exported '

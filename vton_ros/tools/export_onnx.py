@@ -54,8 +54,10 @@ def main(args: list[str] | None = None) -> int:
 
     try:
         settings = settings_from(opts.params_file, opts.overrides)
+        from vton_ros.config import CatVTONCall, CatVTONLoad
         from vton_ros.pipeline.onnx_export import export_models
-        export_models(settings, opts.out, progress=progress, verify=not opts.no_verify)
+        export_models(CatVTONLoad.from_settings(settings), CatVTONCall.from_settings(settings),
+                      opts.out, progress=progress, verify=not opts.no_verify)
     except (ValueError, FileNotFoundError) as err:
         print(f'export_onnx: {err}', file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 
+from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import weights
 
 _LOG = logging.getLogger(__name__)
@@ -66,12 +67,11 @@ def fetch(out: str | None, versions: list[str], safety_checker: bool,
     return {key: _download(repo, files, out) for key, (repo, files) in jobs.items()}
 
 
-def _attn_files(settings: dict) -> weights.ModelFiles:
+def _attn_files(load: CatVTONLoad, call: CatVTONCall) -> weights.ModelFiles:
     """Return the attention files the configured attn_version may use at its size."""
     from vton_ros.pipeline.attention_sets import possible_versions
 
-    versions = possible_versions(settings['catvton.attn_version'], settings['catvton.height'],
-                                 settings['catvton.width'])
+    versions = possible_versions(load.attn_version, call.height, call.width)
     return weights.ModelFiles(f'CatVTON attention weights ({", ".join(versions)})', tuple(
         alt for version in versions for alt in weights.attn_files(version).required),
         'catvton.attn_ckpt')
@@ -79,20 +79,22 @@ def _attn_files(settings: dict) -> weights.ModelFiles:
 
 def check(params_file: str | None) -> int:
     """Look for the configured weights without any download; print what is missing."""
-    from vton_ros import param_files
+    from vton_ros import param_files, params
 
-    settings = param_files.load_files(param_files.stack(
-        'none', [params_file] if params_file else []))['tryon_server']
-    jobs = (('catvton.base_model', weights.base_model_files(settings['catvton.safety_checker'])),
-            ('catvton.vae', weights.vae_files()),
-            ('catvton.attn_ckpt', _attn_files(settings)))
-    if 'tiny' in (settings['catvton.decoder'], settings['catvton.preview_decoder']):
-        jobs += (('catvton.tiny_vae', weights.tiny_vae_files()),)
+    settings = params.defaults('tryon_server')
+    settings.update(param_files.load_files(param_files.stack(
+        'none', [params_file] if params_file else []))['tryon_server'])
+    load, call = CatVTONLoad.from_settings(settings), CatVTONCall.from_settings(settings)
+    jobs = (('base_model', weights.base_model_files(load.safety_checker)),
+            ('vae', weights.vae_files()), ('attn_ckpt', _attn_files(load, call)))
+    if 'tiny' in (load.decoder, load.preview_decoder):
+        jobs += (('tiny_vae', weights.tiny_vae_files()),)
     missing = 0
-    for name, files in jobs:
+    for field, files in jobs:
+        name, source = load.key(field), getattr(load, field)
         try:
-            folder = weights.resolve_model(settings[name], files, local_files_only=True)
-            print(f'{name}: {settings[name]} -> {folder}')
+            folder = weights.resolve_model(source, files, local_files_only=True)
+            print(f'{name}: {source} -> {folder}')
         except weights.ModelNotFoundError as err:
             print(f'{name}: MISSING: {err}', file=sys.stderr)
             missing += 1
