@@ -10,7 +10,7 @@ from vton_ros import admission, samples
 from vton_ros.admission import GoalError
 from vton_ros.camera_source import fit, load_calibration, open_source, pinhole, SourceError
 from vton_ros.config import CatVTONCall
-from vton_ros.garments import GarmentCatalog
+from vton_ros.garments import GarmentCatalog, write_catalog
 from vton_ros.nodes import image_conv
 from vton_ros.nodes.tryon_goal import plain_goal
 
@@ -179,6 +179,18 @@ def test_garment_catalog(tmp_path):
     (tmp_path / 'catalog.yaml').write_text('skirt: trousers\n')
     with pytest.raises(ValueError, match='trousers'):
         GarmentCatalog(str(tmp_path))
+
+
+def test_written_catalogue_reads_back(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 255, (20, 16, 3), dtype=np.uint8)
+    files = write_catalog(tmp_path / 'shop', {'skirt': (rgb, 'lower'),
+                                              'red': (rgb[::-1].copy(), 'upper')}, 'a note')
+    assert [f.name for f in files] == ['skirt.png', 'red.png', 'catalog.yaml']
+    assert files[-1].read_text() == '# a note\nskirt: lower\nred: upper\n'
+    catalog = GarmentCatalog(str(tmp_path / 'shop'))
+    assert catalog.ids() == ['red', 'skirt']
+    image, kind = catalog.load('skirt')
+    assert np.array_equal(image, rgb) and kind == 'lower'  # PNG: lossless
 
 
 def test_pinhole_from_field_of_view():

@@ -5,10 +5,15 @@ An optional ``catalog.yaml`` in the folder maps ids to cloth types::
 
     red_tshirt: upper
     blue_skirt: {cloth_type: lower}
+
+:class:`GarmentCatalog` reads one (the server, the mirror page); :func:`write_catalog`
+writes one (make_garments, the mirror's demo shop).
 """
 
 from pathlib import Path
+from typing import Mapping
 
+import cv2
 import numpy as np
 from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
 from vton_ros.names import CLOTH_TYPES
@@ -60,3 +65,24 @@ class GarmentCatalog:
             shown = ', '.join(self.ids()[:20]) or '(none)'
             raise KeyError(f'unknown garment id {garment_id!r} in {self.folder}; known: {shown}')
         return read_image(self._files[garment_id]), self._types.get(garment_id)
+
+
+def write_catalog(folder: Path, garments: Mapping[str, tuple[np.ndarray, str]],
+                  note: str = '') -> list[Path]:
+    """
+    Write a catalogue into ``folder`` (created): ``<id>.png`` and catalog.yaml.
+
+    garments: id -> (HxWx3 uint8 RGB image, cloth type), in catalog.yaml's order; note: a
+    comment line for its top. Return the files written; OSError if an image is not.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for gid, (rgb, _) in garments.items():
+        path = folder / f'{gid}.png'
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f'cannot write {path}')
+        files.append(path)
+    lines = [f'# {note}'] if note else []
+    lines += [f'{gid}: {kind}' for gid, (_, kind) in garments.items()]
+    (folder / CATALOG_FILE).write_text('\n'.join(lines) + '\n')
+    return files + [folder / CATALOG_FILE]

@@ -12,9 +12,7 @@ import argparse
 from pathlib import Path
 import sys
 
-import cv2
-
-from vton_ros.garments import CATALOG_FILE
+from vton_ros import garments
 
 HEIGHT, WIDTH, PERIOD = 256, 192, 48
 WHITE = (245, 245, 245)
@@ -32,18 +30,10 @@ def write_catalog(out: Path) -> list[Path]:
     """Draw every garment of CATALOG into ``out``, write catalog.yaml; return the files."""
     from vton_ros.training.tryon_data import draw_pattern, flat_lay
 
-    out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for gid, (pattern, colour, _) in CATALOG.items():
-        rgb = flat_lay(draw_pattern(pattern, HEIGHT, WIDTH, (colour, WHITE), PERIOD))
-        path = out / f'{gid}.png'
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f'cannot write {path}')
-        files.append(path)
-    lines = ['# garment id (the PNG file stem): cloth type; written by make_garments']
-    lines += [f'{gid}: {kind}' for gid, (_, _, kind) in CATALOG.items()]
-    (out / CATALOG_FILE).write_text('\n'.join(lines) + '\n')
-    return files + [out / CATALOG_FILE]
+    return garments.write_catalog(out, {
+        gid: (flat_lay(draw_pattern(pattern, HEIGHT, WIDTH, (colour, WHITE), PERIOD)), kind)
+        for gid, (pattern, colour, kind) in CATALOG.items()},
+        'garment id (the PNG file stem): cloth type; written by make_garments')
 
 
 def main(args: list[str] | None = None) -> int:
@@ -57,7 +47,7 @@ def main(args: list[str] | None = None) -> int:
     except OSError as err:
         print(f'make_garments: {err}', file=sys.stderr)
         return 2
-    print(f'wrote {len(files) - 1} garments and {CATALOG_FILE} to {opts.out}')
+    print(f'wrote {len(files) - 1} garments and {garments.CATALOG_FILE} to {opts.out}')
     return 0
 
 

@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vton_ros.garments import GarmentCatalog
+from vton_ros.garments import GarmentCatalog, write_catalog
 from vton_ros.goal_strings import check_id
-from vton_ros.params import CLOTH_TYPES
+from vton_ros.names import CLOTH_TYPES
 from vton_ros.ui import images
 
 MAX_ITEMS = 500  # catalogue images listed at most
@@ -110,14 +110,10 @@ DEMO_GARMENTS = {'red_striped_shirt': ('stripes', (200, 30, 40)),
 
 def write_demo_catalog(folder: str, height: int = 256, width: int = 192) -> list[str]:
     """Draw the demo shop (flat-lay t-shirts, procedural patterns) and its catalog.yaml."""
-    import cv2
     from vton_ros.training.tryon_data import draw_pattern, flat_lay
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, (pattern, colour) in DEMO_GARMENTS.items():
-        rgb = flat_lay(draw_pattern(pattern, height, width, (colour, (245, 245, 245)),
-                                    height // 5))
-        cv2.imwrite(str(out / f'{name}.png'), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    (out / 'catalog.yaml').write_text(''.join(f'{n}: upper\n' for n in DEMO_GARMENTS))
+    write_catalog(Path(folder), {
+        name: (flat_lay(draw_pattern(pattern, height, width, (colour, (245, 245, 245)),
+                                     height // 5)), 'upper')
+        for name, (pattern, colour) in DEMO_GARMENTS.items()})
     return sorted(DEMO_GARMENTS)
