@@ -7,12 +7,12 @@ from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
 from vton_ros import admission, samples
-from vton_ros.admission import GoalError
+from vton_ros.admission import GoalError, Request
 from vton_ros.camera_source import fit, load_calibration, open_source, pinhole, SourceError
 from vton_ros.config import CatVTONCall
 from vton_ros.garments import GarmentCatalog, write_catalog
 from vton_ros.nodes import image_conv
-from vton_ros.nodes.tryon_goal import plain_goal
+from vton_ros.nodes.tryon_goal import camera_images, plain_goal
 
 
 def test_rgb_bgr_round_trip():
@@ -128,6 +128,30 @@ def test_bad_goal_image_is_invalid_image_when_admission_reaches_it(case):
 def test_goal_image_over_max_pixels_is_invalid_image():
     err = plain_goal(goal_message(), 36 * 48 - 1, 32, 4.0).person_image
     assert err.code == 'INVALID_IMAGE' and 'person_image: image 36x48 is too large' in str(err)
+
+
+def test_camera_pair_decoded_for_a_goal():
+    mask = np.zeros((48, 36), np.uint8)
+    mask[10:30, 5:25] = 255
+    pair = (image_conv.from_rgb(PERSON, encoding='bgr8'), image_conv.from_mono(mask))
+    request = Request(garment=PERSON, garment_name='image', cloth_type='upper', person=None,
+                      mask=None, call=CatVTONCall.defaults())
+    person, live = camera_images(pair, request, 4096 * 4096, 'upper')
+    assert np.array_equal(person, PERSON) and np.array_equal(live, mask)
+    lower = Request(**{**request.__dict__, 'cloth_type': 'lower'})
+    assert camera_images(pair, lower, 4096 * 4096, 'upper')[1] is None  # make one
+    own = Request(**{**request.__dict__, 'mask': 255 - mask})
+    assert np.array_equal(camera_images(pair, own, 4096 * 4096, 'upper')[1], 255 - mask)
+    cases = [((pair[0], image_conv.from_mono(0 * mask)), request, 'NO_PERSON_DETECTED',
+              'the latest camera mask is empty'),
+             (pair, Request(**{**request.__dict__, 'mask': mask[:40]}), 'INVALID_IMAGE',
+              'mask is 36x40 but the person image is 36x48'),
+             ((Image(width=4, height=4, encoding='yuv'), pair[1]), request, 'INVALID_IMAGE',
+              "camera frame: unsupported image encoding 'yuv'")]
+    for frame_mask, req, code, words in cases:
+        with pytest.raises(GoalError, match=words) as err:
+            camera_images(frame_mask, req, 4096 * 4096, 'upper')
+        assert err.value.code == code
 
 
 def test_sources(tmp_path):

@@ -15,9 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vton_ros.admission import check_mask, GoalError, Request
+from vton_ros.admission import GoalError, Request
 from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
-from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
 from vton_ros.pipeline.attention_sets import resolve_attn_version
 from vton_ros.pipeline.catvton import CatVTONPipeline
@@ -134,29 +133,6 @@ def check_pair_age(age: float, max_age: float) -> None:
         raise GoalError('NO_PERSON_FRAME', f'latest camera frame+mask pair is {age:.1f} s old '
                         f'(tryon.pair_max_age {max_age:g} s): are camera_node and '
                         'segmentation_node running?')
-
-
-def camera_images(pair: tuple[Any, Any], request: Request, max_pixels: int,
-                  live_cloth_type: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """
-    Decode a camera (frame, mask) pair for a goal: (person HxWx3, mask HxW or None).
-
-    The goal's own mask wins (it must fit the frame); the camera's mask is used only when
-    the goal's cloth type is the live masks' one (``live_cloth_type``); None: make one.
-    """
-    mask = request.mask
-    try:
-        person = image_conv.to_rgb(pair[0], max_pixels)
-        if mask is not None:
-            check_mask(mask, person.shape[:2])
-        elif request.cloth_type == live_cloth_type:
-            mask = image_conv.to_mono(pair[1])
-            if not (mask >= 128).any():
-                raise GoalError('NO_PERSON_DETECTED', 'the latest camera mask is empty: '
-                                'no person in view')
-    except ValueError as err:
-        raise GoalError('INVALID_IMAGE', f'camera frame: {err}') from None
-    return person, mask
 
 
 class Maskers:

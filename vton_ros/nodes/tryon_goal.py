@@ -1,10 +1,12 @@
 """
-A TryOn goal message as admission's :class:`~vton_ros.admission.PlainGoal`: images decoded.
+The image messages of tryon_server decoded: a goal's (for admission) and a camera pair's.
 
-Each image is checked from its header first (tryon.min_image_side, tryon.max_aspect_ratio:
-no copy of a useless image), then decoded within tryon.max_image_pixels. An image that
-fails stands in the plain goal as its INVALID_IMAGE error, which admission raises when it
-reaches that image, so a goal with several faults is told the same first one as ever.
+A TryOn goal becomes admission's :class:`~vton_ros.admission.PlainGoal`. Each image is
+checked from its header first (tryon.min_image_side, tryon.max_aspect_ratio: no copy of a
+useless image), then decoded within tryon.max_image_pixels. An image that fails stands in
+the plain goal as its INVALID_IMAGE error, which admission raises when it reaches that
+image, so a goal with several faults is told the same first one as ever. A goal without a
+person image takes the camera's newest frame and mask: :func:`camera_images`.
 """
 
 from typing import Callable
@@ -13,7 +15,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
-from vton_ros.admission import check_size, GoalError, PlainGoal
+from vton_ros.admission import check_mask, check_size, GoalError, PlainGoal, Request
 from vton_ros.nodes import image_conv
 
 
@@ -46,3 +48,26 @@ def _decode(convert: Callable, msg: Image, name: str,
         return convert(msg, max_pixels)
     except ValueError as err:
         return GoalError('INVALID_IMAGE', f'{name}: {err}')
+
+
+def camera_images(pair: tuple[Image, Image], request: Request, max_pixels: int,
+                  live_cloth_type: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """
+    Decode a camera (frame, mask) pair for a goal: (person HxWx3, mask HxW or None).
+
+    The goal's own mask wins (it must fit the frame); the camera's mask is used only when
+    the goal's cloth type is the live masks' one (``live_cloth_type``); None: make one.
+    """
+    mask = request.mask
+    try:
+        person = image_conv.to_rgb(pair[0], max_pixels)
+        if mask is not None:
+            check_mask(mask, person.shape[:2])
+        elif request.cloth_type == live_cloth_type:
+            mask = image_conv.to_mono(pair[1])
+            if not (mask >= 128).any():
+                raise GoalError('NO_PERSON_DETECTED', 'the latest camera mask is empty: '
+                                'no person in view')
+    except ValueError as err:
+        raise GoalError('INVALID_IMAGE', f'camera frame: {err}') from None
+    return person, mask

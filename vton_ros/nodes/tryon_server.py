@@ -25,7 +25,7 @@ from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.goal_handles import end_goal, GoalClients
-from vton_ros.nodes.tryon_goal import plain_goal
+from vton_ros.nodes.tryon_goal import camera_images, plain_goal
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.result_files import save_result
 
@@ -265,8 +265,8 @@ class TryOnServer(managed.ManagedNode):
                             'and segmentation_node running?)')
         core.check_pair_age(self._pairs.age(self.get_clock().now().nanoseconds),
                             self.setting('tryon.pair_max_age'))
-        person, mask = core.camera_images(pair, request, self.setting('tryon.max_image_pixels'),
-                                          self.setting('segmentation.cloth_type'))
+        person, mask = camera_images(pair, request, self.setting('tryon.max_image_pixels'),
+                                     self.setting('segmentation.cloth_type'))
         return pair[0], person, mask, time.monotonic() - start
 
     def _feedback(self, goal_handle, step: int, total: int, elapsed: float, eta: float,
