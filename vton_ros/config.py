@@ -167,19 +167,3 @@ class MaskerConfig(SettingsView):
     cloth_type: str
     device: str
     precision: str
-
-
-@dataclass(frozen=True)
-class ServerConfig(SettingsView):
-    """tryon_server's goal handling: previews, busy policy, camera pairs, limits."""
-
-    COMPONENT: ClassVar[str] = 'tryon'
-
-    preview_every: int
-    busy_policy: str
-    queue_size: int
-    pair_max_age: float
-    pair_wait: float
-    goal_timeout: float
-    save_dir: str
-    max_image_pixels: int

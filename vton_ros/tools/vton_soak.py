@@ -35,6 +35,7 @@ from rclpy.parameter import Parameter
 from vton_interfaces.action import TryOn
 
 from vton_ros import dds_shm, param_files, procstat, samples, soak_report
+from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
 from vton_ros.tools.tryon_bringup import loopback_env
 
@@ -111,10 +112,7 @@ def catalogue_ids(params_file: Path) -> list[str]:
     """Garment ids of the configured catalogue (empty without one)."""
     server = param_files.load_yaml(str(params_file))['tryon_server']
     folder = server.get('garments.catalog_dir')
-    if not folder or not Path(folder).is_dir():
-        return []
-    return sorted(p.stem for p in Path(folder).iterdir()
-                  if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+    return GarmentCatalog(folder).ids() if folder else []
 
 
 class Stack:
