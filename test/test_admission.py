@@ -206,6 +206,17 @@ def test_cancel_running_waiting_and_finished_goals():
     assert adm.cancel(1) == (False, None)  # finished: the cancel is refused
 
 
+def test_a_cancel_before_the_goal_is_registered_ends_it_canceled():
+    """The client may cancel as soon as the acceptance arrives, before accepted() runs."""
+    adm = Admission()
+    assert adm.offer(True, 'queue', 4) is None
+    assert adm.cancel(5) == (True, None)
+    assert adm.accepted(5, 'h5', True, 'queue') == ['h5']
+    assert adm.stop_error(5, 0.0).code == 'CANCELED'
+    assert adm.finish(5) == (True, None)
+    assert adm.cancel(5) == (False, None)
+
+
 def test_a_goal_whose_client_is_gone_stops_and_leaves_the_queue_at_once():
     adm = Admission()
     start(adm, 1, 'queue')

@@ -11,7 +11,7 @@ stop: cancel, preemption, time limit or shutdown). Goals are opaque hashable key
 handle that the node executes; error codes are names of ``TryOn.Result`` constants.
 """
 
-from collections import deque
+from collections import deque, OrderedDict
 from dataclasses import dataclass, replace
 import math
 import random
@@ -26,6 +26,7 @@ from vton_ros.garments import GarmentCatalog
 from vton_ros.goal_strings import check_id, escape
 from vton_ros.names import CLOTH_TYPES
 
+ENDED_KEPT = 1024  # finished goal ids remembered, so a late cancel is refused
 # Why a goal stopped -> (error code name, message for the client).
 STOPS = {
     'canceled': ('CANCELED', 'canceled'),
@@ -202,6 +203,7 @@ class Admission:
         self._pending = 0  # offered and accepted, not yet handed to accepted()
         self._queue: deque = deque()  # (key, handle) waiting their turn
         self._live: set = set()  # accepted and not finished
+        self._ended: OrderedDict = OrderedDict()  # the last ENDED_KEPT finished keys
         self._stops: dict = {}  # key -> reason (a key of STOPS)
         self._canceled: set = set()  # cancel accepted: the goal must end canceled
         self._deadlines: dict = {}  # key -> (monotonic deadline, timeout)
@@ -256,8 +258,10 @@ class Admission:
     def cancel(self, key: Hashable) -> tuple[bool, Any]:
         """Record a cancel request: (accepted?, handle to execute now if it was waiting)."""
         with self._cond:
-            if key not in self._live:
+            if key in self._ended:
                 return False, None  # already finished: it keeps its result
+            # live, or accepted by the action server but not yet handed to accepted() (the
+            # client may cancel as soon as the acceptance arrives): it ends canceled
             self._canceled.add(key)
             return True, self._unqueue(key)
 
@@ -295,6 +299,9 @@ class Admission:
         """Mark a goal finished: (was its cancel accepted?, handle of the next goal or None)."""
         with self._cond:
             self._live.discard(key)
+            self._ended[key] = None
+            while len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
             canceled = key in self._canceled
             self._canceled.discard(key)
             self._stops.pop(key, None)
