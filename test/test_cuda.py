@@ -133,7 +133,9 @@ def test_onnxruntime_gpu_providers_equal_torch(onnx_export, tiny, inputs, provid
     wanted = {'cuda': 'CUDAExecutionProvider', 'tensorrt': 'TensorrtExecutionProvider'}
     if wanted[provider] not in have:
         pytest.skip(f'onnxruntime {ort.__version__} has no {wanted[provider]} (it has '
-                    f'{", ".join(have)}): install onnxruntime-gpu to check it')
+                    f'{", ".join(have)}): to run it, install onnxruntime-gpu (Jetson: the '
+                    'JetPack wheel) into .venv in place of onnxruntime, then run '
+                    '`bash scripts/gpu_check.sh`')
     torch_pipe = CatVTONPipeline.from_pretrained(**tiny, attn_version='vitonhd', device='cpu',
                                                  dtype='fp32', local_files_only=True)
     ort_pipe = CatVTONPipeline.from_onnx(str(onnx_export), f'{provider},cpu', 'dpmpp_2m',
