@@ -52,9 +52,11 @@ def run_quality(source: PipelineSource, base: RunConfig, names: tuple[str, ...],
     pairs = load_pairs(pairs_dir, 'test', base.height, base.width)
     count = len(pairs['target']) if limit <= 0 else min(limit, len(pairs['target']))
     colours = [main_colour(g) for g in pairs['garment'][:count]]
+    target_colours = [None if c is None else hue_share(pairs['target'][i], pairs['mask'][i], c)
+                      for i, c in enumerate(colours)]
+    cfgs = {name: run_config(base, NAMED_CONFIGS[name]) for name in names}
     images: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for name in names:
-        cfg = run_config(base, NAMED_CONFIGS[name])
+    for name, cfg in cfgs.items():
         pipe = source.pipeline(cfg)
         for i in range(count):
             pipe.garment_cache.clear()
@@ -74,10 +76,9 @@ def run_quality(source: PipelineSource, base: RunConfig, names: tuple[str, ...],
                     image[region], images[REFERENCE][i][region]).items()})
             if colours[i] is not None:
                 row['colour'] = hue_share(image, pairs['mask'][i], colours[i])
-                row['target_colour'] = hue_share(pairs['target'][i], pairs['mask'][i],
-                                                 colours[i])
+                row['target_colour'] = target_colours[i]
             rows.append(row)
-        results.append({'name': name, 'label': run_config(base, NAMED_CONFIGS[name]).label(),
+        results.append({'name': name, 'label': cfgs[name].label(),
                         'settings': dict(NAMED_CONFIGS[name].resolved()),
                         **{k: _mean(rows, k) for k in sorted({k for r in rows for k in r})},
                         'identical_to_paper': sum(r.get('paper_max_abs_diff') == 0
