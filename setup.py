@@ -7,9 +7,10 @@ from setuptools import find_packages, setup
 
 PACKAGE = 'vton_ros'
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
-TOOLS = ('tryon_bringup', 'tryon_client', 'train_segmentation', 'compose_backgrounds',
-         'make_masks', 'vton_bench', 'fetch_weights', 'make_test_weights', 'make_tryon_data',
-         'train_demo_model', 'export_onnx', 'make_garments', 'vton_soak', 'train_demo_taesd')
+CLI = ('tryon_bringup', 'tryon_client', 'vton_soak')  # torch-free: they start at once
+TOOLS = ('train_segmentation', 'compose_backgrounds', 'make_masks', 'vton_bench',
+         'fetch_weights', 'make_test_weights', 'make_tryon_data', 'train_demo_model',
+         'export_onnx', 'make_garments', 'train_demo_taesd')
 
 
 def tree(folder):
@@ -37,6 +38,7 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [f'{n} = {PACKAGE}.nodes.entry:{n}' for n in NODES]
+        + [f'{n} = {PACKAGE}.cli.{n}:main' for n in CLI]
         + [f'{n} = {PACKAGE}.tools.{n}:main' for n in TOOLS],
     },
 )

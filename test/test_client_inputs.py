@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -96,3 +97,13 @@ def test_client_input_errors_are_one_line_exit_2(inputs, argv, message):
     assert line.startswith(f'tryon_client: {message.format(tmp=tmp)}'), line
     assert len(line.splitlines()) == 1 and not run.stdout, run.stderr  # no traceback
     assert not os.path.exists(tmp / 'tryon_result.png')
+
+
+def test_the_stack_commands_start_without_torch():
+    code = ('import sys; import vton_ros.cli.tryon_bringup, vton_ros.cli.tryon_client, '
+            'vton_ros.cli.vton_soak; '
+            "print([m for m in ('torch', 'torchvision', 'diffusers') if m in sys.modules])")
+    run = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == '[]'  # a bad argument is answered at once, also on a Jetson

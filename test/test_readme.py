@@ -11,6 +11,7 @@ ones against the tool's own parser, and `make -n` for make targets.
 
 from dataclasses import dataclass
 import importlib
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -108,7 +109,8 @@ def test_long_commands_have_valid_arguments(command):
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return
-    module = importlib.import_module(f'vton_ros.tools.{argv[0]}')
+    package = 'cli' if importlib.util.find_spec(f'vton_ros.cli.{argv[0]}') else 'tools'
+    module = importlib.import_module(f'vton_ros.{package}.{argv[0]}')
     module.build_parser().parse_args(argv[1:])  # SystemExit on a wrong argument
 
 

@@ -35,9 +35,9 @@ from rclpy.parameter import Parameter
 from vton_interfaces.action import TryOn
 
 from vton_ros import dds_shm, param_files, procstat, samples, soak_report
+from vton_ros.cli.tryon_bringup import loopback_env
 from vton_ros.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
-from vton_ros.tools.tryon_bringup import loopback_env
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
@@ -119,7 +119,7 @@ class Stack:
     """tryon_bringup --respawn in the background: current pids, exits, kills."""
 
     def __init__(self, params_file: Path, out: Path, env: dict) -> None:
-        argv = [sys.executable, '-m', 'vton_ros.tools.tryon_bringup', '--params-file',
+        argv = [sys.executable, '-m', 'vton_ros.cli.tryon_bringup', '--params-file',
                 str(params_file), '--respawn', '--respawn-delay', '1.0',
                 '--log-dir', str(out / 'logs')]
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
