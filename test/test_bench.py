@@ -156,11 +156,12 @@ def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path):
 
 @pytest.mark.slow
 def test_full_size_random_weights_smoke(tmp_path):
-    """--random-weights builds the real SD1.5/VAE shapes; one 1-step run at 64x48."""
+    """--random-weights builds the real SD1.5/VAE shapes; one 1-step run at 64x48 (fp32)."""
     out = tmp_path / 'out'
-    proc = run_bench(['--random-weights', '--device', 'cpu', '--height', '64', '--width', '48',
-                      '--steps', '1', '--warmup-steps', '1', '--repeats', '1',
-                      '--segmentation', 'none', '--no-overhead', '--out', str(out)])
+    proc = run_bench(['--random-weights', '--device', 'cpu', '--precision', 'fp32',
+                      '--height', '64', '--width', '48', '--steps', '1', '--warmup-steps', '1',
+                      '--repeats', '1', '--segmentation', 'none', '--no-overhead',
+                      '--out', str(out)])
     assert 'RANDOM WEIGHTS' in proc.stdout and 'FULL-SIZE' in proc.stdout
     doc = check_reports(out)
     result = doc['configs'][0]
