@@ -1,5 +1,6 @@
 """Helpers for tests that run real ROS 2 processes over loopback DDS."""
 
+import itertools
 import os
 from pathlib import Path
 import random
@@ -25,9 +26,15 @@ def ros_env(domain_id: int, **extra: str) -> dict:
     return env
 
 
+# Domains 1-200 (Fast DDS ports stay well below 65536), handed out in turn from a random start:
+# stacks of one test run never share a domain (a second action server there answers a
+# result request UNKNOWN), and concurrent runs rarely meet.
+_DOMAINS = itertools.count(random.SystemRandom().randrange(200))
+
+
 def free_domain_id() -> int:
-    """Pick a random ROS domain so concurrent test runs do not see each other."""
-    return random.SystemRandom().randint(1, 200)
+    """Return the next ROS domain of this test run."""
+    return 1 + next(_DOMAINS) % 200
 
 
 class Proc:
