@@ -63,9 +63,9 @@ def onnx_export(tiny, tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny_weights(tmp_path_factory):
-    """make_test_weights folders (tiny random CatVTON) written by the installed tool."""
+    """make_test_weights folders (tiny random CatVTON) by the installed tool; read only."""
     weights = tmp_path_factory.mktemp('weights')
     subprocess.run([LIB / 'make_test_weights', '--out', weights],
                    env=ros_env(free_domain_id()), check=True, capture_output=True)
