@@ -151,6 +151,22 @@ def test_a_result_freezes_its_frame_and_the_next_tap_reuses_it(catalog_dir):
     assert port.sent[-1][1].person is None
 
 
+def test_the_frame_of_a_long_try_on_is_kept_for_the_compare(catalog_dir):
+    s, port, out = session(catalog_dir)
+    person = np.full((48, 64, 3), 100, np.uint8)
+    s.frames.add((1, 0), person)  # the frame (with a mask) the server takes
+    s.try_on('red_shirt')
+    s.frames.add((2, 0), person + 1)  # a frame after the tap, before the server's choice
+    s.on_accepted(1, 'h')
+    for second in range(3, 200):  # a long try-on: the ring has long forgotten the tap
+        s.frames.add((second, 0), np.zeros((48, 64, 3), np.uint8))
+    assert s.frames.get((2, 0)) is not None
+    s.on_result(1, 'SUCCESS', np.full((48, 64, 3), 200, np.uint8), None, (1, 0), 9.0)
+    before = cv2.imdecode(np.frombuffer(out.images[-2][1], np.uint8), cv2.IMREAD_COLOR)
+    assert out.images[-2][0] == kinds.BEFORE and abs(int(before.mean()) - 100) <= 2
+    assert s.frames.get((1, 0)) is None  # unpinned once the result came
+
+
 def test_the_session_waits_for_the_server(catalog_dir):
     port, out = Port(), Recorder()
     s = Session(port, Garments(str(catalog_dir)), out.state, out.image)

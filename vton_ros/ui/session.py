@@ -55,11 +55,19 @@ class GoalPort(Protocol):
 
 
 class FrameRing:
-    """The last ``size`` camera frames by stamp (the result says which one it used)."""
+    """
+    The last ``size`` camera frames by stamp (the result says which one it used).
+
+    A try-on outlasts the ring (30 frames are 2 s at 15 fps), so :meth:`pin` keeps the
+    frames of the tap (the server takes its latest frame with a mask, one of these) and the
+    next ``size`` // 3 until :meth:`unpin`.
+    """
 
     def __init__(self, size: int = 30) -> None:
         self._size = size
         self._frames: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._pinned: dict[Hashable, np.ndarray] | None = None
+        self._room = 0  # frames the pin still takes after the tap
         self._lock = threading.Lock()
 
     def add(self, stamp: Hashable, rgb: np.ndarray) -> None:
@@ -68,11 +76,28 @@ class FrameRing:
             self._frames[stamp] = rgb
             while len(self._frames) > self._size:
                 self._frames.popitem(last=False)
+            if self._pinned is not None and self._room > 0:
+                self._pinned[stamp] = rgb
+                self._room -= 1
+
+    def pin(self) -> None:
+        """Keep the frames so far, and the next few, until :meth:`unpin`."""
+        with self._lock:
+            self._pinned = dict(self._frames)
+            self._room = self._size // 3
+
+    def unpin(self) -> None:
+        """Let the pinned frames go."""
+        with self._lock:
+            self._pinned = None
 
     def get(self, stamp: Hashable) -> np.ndarray | None:
-        """Return the frame of this stamp, or None."""
+        """Return the frame of this stamp (in the ring or pinned), or None."""
         with self._lock:
-            return self._frames.get(stamp)
+            frame = self._frames.get(stamp)
+            if frame is None and self._pinned is not None:
+                frame = self._pinned.get(stamp)
+            return frame
 
 
 class Session:
@@ -132,6 +157,8 @@ class Session:
             self._cancel_pending = False
             self._cloth_type = garment.cloth_type
             self._tap = time.monotonic()
+            if frozen is None:
+                self.frames.pin()  # the live frame the server takes is among these
             self._set('sending', garment=garment.gid)
             self._port.send(self._seq, spec)
 
@@ -162,6 +189,7 @@ class Session:
             self._server_ready = ready
             if not ready:
                 self._seq += 1  # a try-on in flight will not end: its late answers are dropped
+                self.frames.unpin()
                 self._set('offline')
             elif self.state == 'offline':
                 self._set('idle')
@@ -181,6 +209,7 @@ class Session:
         """Take goal ``seq``'s refusal (server busy), or a failure to send it (``code``)."""
         with self._lock:
             if seq == self._seq:
+                self.frames.unpin()
                 self._set('error', error_sentence(code), code=code)
 
     def on_feedback(self, seq: int, step: int, total: int, eta: float,
@@ -202,10 +231,11 @@ class Session:
             if seq != self._seq:
                 return
             seconds = time.monotonic() - self._tap
+            before = self._frozen.person if self._frozen else self.frames.get(stamp)
+            self.frames.unpin()
             if code != 'SUCCESS' or image is None:
                 self._set('error', error_sentence(code), code=code)
                 return
-            before = self._frozen.person if self._frozen else self.frames.get(stamp)
             if before is None or before.shape != image.shape:
                 before = image  # the frame was not received here: no compare
             self._frozen = Frozen(before, mask, self._cloth_type)
