@@ -8,6 +8,7 @@ them; with ``CI`` set they fail instead. ``VTON_UPDATE_SCREENSHOTS=1`` also writ
 portrait and landscape screenshots to docs/.
 """
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -15,11 +16,13 @@ import re
 import time
 
 import cv2
+import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner
 from vton_ros import samples
+from vton_ros.camera_source import fit
 from vton_ros.ui import browser, sentences
 from vton_ros.ui.catalog import DEMO_GARMENTS, write_demo_catalog
 
@@ -39,6 +42,18 @@ if (!img.naturalWidth) { return null; }
 const canvas = document.createElement('canvas'); canvas.width = 16; canvas.height = 12;
 const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0, 16, 12);
 return Array.from(ctx.getImageData(0, 0, 16, 12).data).join(','); })"""
+# An image element's pixels as a PNG data URL (what the page shows, at its own size).
+PNG_OF = """const img = document.getElementById(arguments[0]);
+const canvas = document.createElement('canvas');
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+canvas.getContext('2d').drawImage(img, 0, 0); return canvas.toDataURL('image/png');"""
+# Visible controls a finger cannot hit: smaller than 48x48 CSS pixels.
+SMALL_TARGETS = """return Array.from(document.querySelectorAll('button, .button, select, input'))
+.filter((e) => e.offsetParent !== null && e.type !== 'file').map((e) => [e.id || e.className,
+e.getBoundingClientRect()]).filter(([, r]) => r.width < 48 || r.height < 48)
+.map(([name, r]) => `${name} ${r.width}x${r.height}`);"""
+TOUCH = 48  # CSS pixels: the smallest touch target
+CAMERA_SIZE = (240, 320)  # camera.width, camera.height of the test stack
 
 
 def browser_or_skip() -> None:
@@ -71,25 +86,37 @@ class Stack:
         self.tmp = tmp
         self.env = ros_env(free_domain_id())
         frames, self.shop = write_inputs(tmp)
+        self.frames = frames
         self.camera = Proc(node_argv('camera_node', {
-            'camera.source': str(frames), 'camera.fps': 6.0, 'camera.width': 240,
-            'camera.height': 320}), self.env, tmp / 'camera.log')
+            'camera.source': str(frames), 'camera.fps': 6.0, 'camera.width': CAMERA_SIZE[0],
+            'camera.height': CAMERA_SIZE[1]}), self.env, tmp / 'camera.log')
         self.procs = [self.camera, Proc(node_argv('segmentation_node', {
             'segmentation.max_rate': 3.0, 'segmentation.device': 'cpu'}), self.env,
             tmp / 'segmentation.log')]
-        self.server = Proc(node_argv('tryon_server', dict(SERVER, **{
-            'garments.catalog_dir': str(self.shop)})), self.env, tmp / 'server.log')
-        self.procs.append(self.server)
+        self.server = self.start_server('server')
         self.ui, self.url = self.start_ui('ui')
         self.server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
         self.client = Spinner('mirror_test_client', int(self.env['ROS_DOMAIN_ID']))
         self.driver = browser.chrome(1080, 1920)
 
+    def start_server(self, name: str) -> Proc:
+        """Start tryon_server on the demo model."""
+        proc = Proc(node_argv('tryon_server', dict(SERVER, **{
+            'garments.catalog_dir': str(self.shop)})), self.env, self.tmp / f'{name}.log')
+        self.procs.append(proc)
+        return proc
+
     def start_ui(self, name: str, **settings) -> tuple[Proc, str]:
-        """Start a mirror_ui (port 0: a free one); return it and its page URL."""
+        """Start a mirror_ui (port 0: a free one); return it and its page URL.
+
+        Its working, home and temporary folder is ``ui_home`` (no image may land there).
+        """
         params = dict({'ui.port': 0, 'garments.catalog_dir': str(self.shop)}, **settings)
+        home = self.tmp / 'ui_home'
+        home.mkdir(exist_ok=True)
         proc = Proc(node_argv('mirror_ui', params, extra=['-r', f'__node:=mirror_{name}']),
-                    self.env, self.tmp / f'mirror_{name}.log')
+                    dict(self.env, HOME=str(home), TMPDIR=str(home)),
+                    self.tmp / f'mirror_{name}.log', cwd=home)
         self.procs.append(proc)
         return proc, URL.search(proc.wait_for_log('mirror page at', HANG_GUARD)).group(1)
 
@@ -173,6 +200,38 @@ def run_to_end(driver, ends: int) -> list:
     return seen
 
 
+def page_image(driver, element_id: str) -> np.ndarray:
+    """Return the pixels an image element of the page holds (HxWx3 RGB)."""
+    url = driver.execute_script(PNG_OF, element_id)
+    data = np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def view_shot(driver) -> np.ndarray:
+    """Return a screenshot of the page's picture area (what the shopper sees there)."""
+    png = np.frombuffer(driver.get_screenshot_as_png(), np.uint8)
+    box = driver.execute_script('const r = document.getElementById("view")'
+                                '.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]')
+    left, top, width, height = (round(v) for v in box)
+    page = cv2.imdecode(png, cv2.IMREAD_COLOR).astype(np.float32)
+    return page[top:top + height, left:left + width]
+
+
+def slide_compare(driver, percent: int) -> None:
+    """Move the before/after slider (the page reacts to its input event)."""
+    driver.execute_script('const c = arguments[0]; c.value = arguments[1]; '
+                          'c.dispatchEvent(new Event("input"));',
+                          by_testid(driver, 'compare'), percent)
+
+
+def watch_status(driver) -> None:
+    """Record every text the status line shows from now on (window.statusSeen)."""
+    driver.execute_script(
+        'const s = document.getElementById("status"); window.statusSeen = [];'
+        'new MutationObserver(() => window.statusSeen.push(s.textContent))'
+        '.observe(s, {childList: true, characterData: true, subtree: true});')
+
+
 def screenshot(driver, tmp: Path, name: str) -> None:
     """Save a half-size screenshot in tmp; also in docs/ with VTON_UPDATE_SCREENSHOTS=1."""
     path = tmp / f'{name}.png'
@@ -195,6 +254,12 @@ def test_the_page_loads_without_errors_and_the_live_view_moves(stack):
     wait_for(driver, 'return window.mirrorStats.frames > arguments[0] + 3', frames)
     assert by_testid(driver, 'camera').is_displayed()
     assert state(driver) == 'idle' and status(driver) == sentences.state_sentence('idle')
+    shown = page_image(driver, 'camera').astype(np.float32)
+    sources = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
+               for f in sorted(stack.frames.iterdir())]
+    away = {mirror: min(np.abs(shown - fit(rgb, *CAMERA_SIZE, mirror)).mean() for rgb in sources)
+            for mirror in (True, False)}
+    assert away[True] < 8 and away[False] > 3 * away[True], away  # a mirror's view
     assert errors(driver) == []
 
 
@@ -205,9 +270,31 @@ def test_the_catalogue_is_listed(stack):
     assert sorted(b.get_attribute('data-garment-id') for b in buttons) == sorted(DEMO_GARMENTS)
     for button in buttons:
         assert button.get_attribute('data-garment-id').replace('_', ' ') in button.text.lower()
-        assert 'upper' in button.text
-        assert button.size['height'] >= 48 and button.size['width'] >= 48
+        assert 'Top' in button.text  # cloth type upper, as a shopper reads it
+        assert button.size['height'] >= TOUCH and button.size['width'] >= TOUCH
     wait_for(driver, f'return {THUMBS_LOADED}')
+
+
+def test_the_mask_overlay_toggles(stack):
+    driver = stack.driver
+    toggle = by_testid(driver, 'overlay-toggle')
+    for size in ((1920, 1080), (1080, 1920)):  # landscape, then portrait
+        browser.resize(driver, *size)
+        assert driver.execute_script(SMALL_TARGETS) == [], size
+    toggle.click()
+    assert toggle.get_attribute('aria-pressed') == 'true'
+    wait_for(driver, 'const o = document.getElementById("overlay"); '
+                     'return !o.hidden && o.naturalWidth > 0')
+    rgba = driver.execute_script(
+        'const img = document.getElementById("overlay"); const c = '
+        'document.createElement("canvas"); c.width = img.naturalWidth; '
+        'c.height = img.naturalHeight; const ctx = c.getContext("2d"); ctx.drawImage(img, 0, 0);'
+        'const a = ctx.getImageData(0, 0, c.width, c.height).data; let n = 0;'
+        'for (let i = 3; i < a.length; i += 4) { n += a[i] > 0; } return n / (a.length / 4);')
+    assert 0.02 < rgba < 0.9  # the person's garment area is tinted, not the whole frame
+    toggle.click()
+    assert toggle.get_attribute('aria-pressed') == 'false'
+    assert not driver.find_element('id', 'overlay').is_displayed()
 
 
 def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
@@ -227,13 +314,18 @@ def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
     assert driver.execute_script('return [arguments[0].naturalWidth, '
                                  'arguments[0].naturalHeight]', result) == [240, 320]
     assert by_testid(driver, 'before').is_displayed()  # before/after compare
-    for name in ('cancel', 'again', 'live'):
-        element = by_testid(driver, name)
-        assert not element.is_displayed() or element.size['height'] >= 48, name
+    assert not by_testid(driver, 'overlay-toggle').is_displayed()  # live view only
+    assert driver.execute_script(SMALL_TARGETS) == []
+    whole = view_shot(driver)
+    slide_compare(driver, 100)  # the before image over all of the result
+    assert np.abs(view_shot(driver) - whole).mean() > 1.0
+    slide_compare(driver, 0)
+    assert np.abs(view_shot(driver) - whole).mean() < 0.5
     screenshot(driver, stack.tmp, 'mirror_portrait')
     browser.resize(driver, 1920, 1080)
     time.sleep(0.5)  # one layout pass
     assert result.is_displayed() and by_testid(driver, 'garment').is_displayed()
+    assert driver.execute_script(SMALL_TARGETS) == []
     screenshot(driver, stack.tmp, 'mirror_landscape')
     browser.resize(driver, 1080, 1920)
     assert errors(driver) == []
@@ -251,15 +343,67 @@ def test_try_another_reuses_the_frozen_frame(stack):
     assert stack.server.log().count('ended SUCCESS') == 2
 
 
+def test_an_uploaded_garment_is_tried_on(stack):
+    driver = stack.driver
+    photo = stack.tmp / 'my_shirt.png'
+    cv2.imwrite(str(photo), cv2.cvtColor(samples.garment('tshirt', (120, 40, 160)),
+                                         cv2.COLOR_RGB2BGR))
+    listed = len(driver.find_elements('css selector', '[data-testid="garment"]'))
+    by_testid(driver, 'upload').send_keys(str(photo))
+    wait_for(driver, 'return document.querySelectorAll(\'[data-testid="garment"]\').length '
+                     '> arguments[0]', listed)
+    upload = driver.find_elements('css selector', '[data-garment-id^="upload-"]')[-1]
+    assert upload.get_attribute('textContent') == 'Your garmentTop'  # name, cloth type
+    assert 'shelf' in status(driver)
+    box = driver.execute_script('const r = document.querySelector(\'[data-garment-id="\' + '
+                                'arguments[0] + \'"]\').getBoundingClientRect(); '
+                                'return [r.left, r.right, innerWidth]',
+                                upload.get_attribute('data-garment-id'))
+    assert 0 <= (box[0] + box[1]) / 2 <= box[2], box  # scrolled into view
+    wait_for(driver, 'return arguments[0].querySelector("img").naturalWidth > 0', upload)
+    ends = driver.execute_script('return window.mirrorStats.ends')
+    upload.click()
+    run_to_end(driver, ends)
+    assert state(driver) == 'result', status(driver)
+    assert stack.server.log().count('ended SUCCESS') == 3
+
+
 def test_a_long_try_on_is_canceled_from_the_page(stack):
     driver = stack.driver
     stack.set_server('catvton.num_inference_steps', 1000)
+    other = browser.chrome(1080, 1920)  # a second shopper's browser
+    ui_b = None
     try:
+        ui_b, url_b = stack.start_ui('b')  # a second page server on the same tryon_server
+        other.get(stack.url)
+        wait_for(other, 'return window.mirrorStats.frames > 0')
         by_testid(driver, 'live').click()
         wait_for(driver, 'return document.getElementById("app").dataset.state === "idle"')
         ends = tap(driver, 'blue_checked_shirt')
-        wait_for(driver, 'return Number(document.querySelector(\'[data-testid="progress"]\')'
-                         '.getAttribute("aria-valuenow")) >= 1')
+        started = ('return Number(document.querySelector(\'[data-testid="progress"]\')'
+                   '.getAttribute("aria-valuenow")) >= 1')
+        wait_for(driver, started)
+        # The frame is frozen while the try-on runs (the camera goes on sending).
+        assert driver.find_element('id', 'frozen').is_displayed()
+        assert not by_testid(driver, 'camera').is_displayed()
+        frozen = driver.execute_script(f'return {PIXELS}(arguments[0])', 'frozen')
+        frames = driver.execute_script('return window.mirrorStats.frames')
+        wait_for(driver, 'return window.mirrorStats.frames > arguments[0] + 3', frames)
+        assert driver.execute_script(f'return {PIXELS}(arguments[0])', 'frozen') == frozen
+        eta = by_testid(driver, 'progress').text
+        assert re.fullmatch(r'about \d+ s left|step \d+ of 1000', eta), eta
+        # The other page watches the same try-on; its tap is answered, not sent.
+        wait_for(other, started)
+        watch_status(other)
+        tap(other, 'yellow_shirt')
+        wait_for(other, 'return window.statusSeen.includes(arguments[0])',
+                 sentences.state_sentence('busy'))
+        # A tap on the other mirror page meets the server's busy policy (reject).
+        other.get(url_b)
+        wait_for(other, 'return document.getElementById("app").dataset.state === "idle"')
+        run_to_end(other, tap(other, 'yellow_shirt'))
+        assert status(other) == sentences.error_sentence('REJECTED')
+        assert ui_b.stop() == 0
         by_testid(driver, 'cancel').click()
         run_to_end(driver, ends)
         assert 'cancel' in status(driver).lower()
@@ -275,6 +419,10 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
             time.sleep(0.1)
         assert stack.server.log().count('ended CANCELED') == 2
     finally:
+        other.quit()
+        if ui_b is not None:
+            stack.procs.remove(ui_b)
+            ui_b.stop()
         stack.set_server('catvton.num_inference_steps', STEPS)
     assert errors(driver) == []
 
@@ -329,6 +477,19 @@ def test_the_token_is_enforced(stack):
     stack.procs.remove(proc)
 
 
+def test_a_try_on_server_that_restarts_shows_a_banner(stack):
+    driver = stack.driver
+    hidden = 'return document.querySelector(\'[data-testid="banner"]\').hidden'
+    assert driver.execute_script(hidden)
+    assert stack.server.stop() == 0
+    stack.procs.remove(stack.server)
+    wait_for(driver, hidden.replace('return ', 'return !'))
+    assert by_testid(driver, 'banner').text == sentences.state_sentence('offline')
+    stack.server = stack.start_server('server2')
+    wait_for(driver, hidden)
+    assert state(driver) == 'idle' and status(driver) == sentences.state_sentence('idle')
+
+
 def test_no_camera_frame_shows_its_sentence(stack):
     driver = stack.driver
     stack.set_server('tryon.pair_max_age', 1.0)
@@ -340,3 +501,15 @@ def test_no_camera_frame_shows_its_sentence(stack):
     run_to_end(driver, tap(driver, 'red_striped_shirt'))
     assert status(driver) == sentences.error_sentence('NO_PERSON_FRAME')
     assert errors(driver) == []
+
+
+def test_no_image_is_written_to_disk_or_logged(stack):
+    # Every mirror_ui of this module ran in ui_home (working, home and temporary folder)
+    # through try-ons, an upload and restarts: no image file there, none in any log.
+    magic = (b'\xff\xd8\xff', b'\x89PNG', b'RIFF', b'BM')
+    files = [f for f in (stack.tmp / 'ui_home').rglob('*') if f.is_file()]
+    assert [f for f in files if f.read_bytes().startswith(magic)] == []
+    for log in [*stack.tmp.glob('mirror_*.log'), *files]:
+        text = log.read_bytes()
+        assert not any(m in text for m in magic[:2]), log
+        assert max(map(len, text.splitlines()), default=0) < 1000, log

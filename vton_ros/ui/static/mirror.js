@@ -5,6 +5,8 @@
 
 const KIND = {FRAME: 1, OVERLAY: 2, PREVIEW: 3, RESULT: 4, BEFORE: 5};
 const BUSY = ['sending', 'running', 'canceling'];
+// Cloth types (the server's names) as a shopper reads them.
+const TYPE_NAMES = {upper: 'Top', lower: 'Bottom', overall: 'Full outfit'};
 const $ = (id) => document.getElementById(id);
 
 // Read by the browser tests and the benchmark (performance.now() milliseconds).
@@ -19,6 +21,8 @@ let retry = 500;
 let state = {state: 'offline'};
 let browsing = false;  // "Try another" pressed: show the frozen photo and the shelf
 let frozenUrl = null;  // the live frame shown frozen while a try-on runs
+let note = '';  // what the page itself has to say (an upload), until the state changes
+let reveal = null;  // id of the garment just uploaded: scrolled into view
 const urls = {};  // element id -> its current blob URL
 
 function show(id, visible) {
@@ -73,14 +77,18 @@ function onState(message) {
   if (message.type !== 'state') {
     return;
   }
-  if (message.state !== state.state && !BUSY.includes(message.state)) {
-    releaseFrozen();
+  if (message.state !== state.state) {
+    note = '';
+    if (!BUSY.includes(message.state)) {
+      releaseFrozen();
+    }
   }
   if (message.state === 'result') {
     browsing = false;
   }
   if (['result', 'error'].includes(message.state) && BUSY.includes(state.state)) {
     stats.ends += 1;
+    $('compare').value = '0';  // a new result is shown whole
   }
   state = message;
   stats.state = message;
@@ -100,14 +108,16 @@ function render() {
   const result = name === 'result' && !browsing;
   const frozen = state.frozen && !result;
   $('app').dataset.state = name;
-  $('status').textContent = browsing && name === 'result' ?
-    'Pick another garment to try on the same photo.' : (state.status || '');
+  $('status').textContent = note || (browsing && name === 'result' ?
+    'Pick another garment to try on the same photo.' : (state.status || ''));
   show('camera', !result && !frozen && !(busy && frozenUrl));
   show('frozen', busy && !state.frozen && frozenUrl !== null);
   show('before', result || frozen);
   show('result', result && Boolean(urls.result));
   show('compare-label', result);
-  show('overlay', overlayOn && !result && !frozen && !busy);
+  const live = !result && !frozen && !busy;
+  show('overlay', overlayOn && live);
+  show('overlay-toggle', live);  // the mask is drawn over the live view only
   show('preview', busy && Boolean(urls.preview));
   show('progress', busy || result);
   show('cancel', busy);
@@ -138,10 +148,10 @@ function render() {
 }
 
 function compare() {
-  const after = Number($('compare').value);
-  // The before image lies over the result; the slider uncovers the result from the left.
+  const split = Number($('compare').value);
+  // The before image lies over the result: it shows left of the slider's thumb only.
   $('before').style.clipPath = state.state === 'result' && !browsing ?
-    `inset(0 0 0 ${after}%)` : 'none';
+    `inset(0 ${100 - split}% 0 0)` : 'none';
 }
 
 function send(message) {
@@ -160,6 +170,7 @@ function tryOn(id) {
     $('frozen').src = frozenUrl;
   }
   browsing = false;
+  note = '';
   stats.tap = performance.now();
   stats.firstPreview = null;
   stats.result = null;
@@ -182,7 +193,7 @@ function garmentButton(item) {
   name.textContent = item.name;
   const type = document.createElement('span');
   type.className = 'type';
-  type.textContent = item.cloth_type;
+  type.textContent = TYPE_NAMES[item.cloth_type] || item.cloth_type;
   button.append(img, name, type);
   button.addEventListener('click', () => tryOn(item.id));
   li.append(button);
@@ -194,26 +205,39 @@ async function loadGarments() {
     const response = await fetch('api/garments', {cache: 'no-store'});
     const body = await response.json();
     $('garments').replaceChildren(...body.garments.map(garmentButton));
+    const item = reveal && document.querySelector(`[data-garment-id="${reveal}"]`);
+    if (item) {
+      item.scrollIntoView({block: 'nearest', inline: 'nearest'});
+    }
     render();
   } catch (err) {
     // The WebSocket's reconnect loads the list again.
   }
 }
 
+function say(text) {
+  note = text;
+  render();
+}
+
 async function upload(file) {
   const type = $('upload-type').value;
-  $('status').textContent = 'Uploading your garment…';
+  say('Uploading your garment…');
   try {
     const response = await fetch(`api/upload?cloth_type=${encodeURIComponent(type)}`, {
       method: 'POST', body: file,
       headers: {'Content-Type': file.type || 'application/octet-stream'},
     });
     const body = await response.json();
-    $('status').textContent = response.ok ?
-      'Your garment is on the shelf: tap it to try it on.' :
-      `That photo cannot be used: ${body.error}`;
+    if (response.ok) {
+      reveal = body.id;
+      await loadGarments();
+      say('Your garment is on the shelf: tap it to try it on.');
+    } else {
+      say(`That photo cannot be used: ${body.error}`);
+    }
   } catch (err) {
-    $('status').textContent = 'The upload failed. Please try again.';
+    say('The upload failed. Please try again.');
   }
   $('upload').value = '';
 }
