@@ -106,7 +106,7 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_ui(self, name: str, **settings) -> tuple[Proc, str]:
+    def start_ui(self, name: str, extra: tuple = (), **settings) -> tuple[Proc, str]:
         """Start a mirror_ui (port 0: a free one); return it and its page URL.
 
         Its working, home and temporary folder is ``ui_home`` (no image may land there).
@@ -114,7 +114,8 @@ class Stack:
         params = dict({'ui.port': 0, 'garments.catalog_dir': str(self.shop)}, **settings)
         home = self.tmp / 'ui_home'
         home.mkdir(exist_ok=True)
-        proc = Proc(node_argv('mirror_ui', params, extra=['-r', f'__node:=mirror_{name}']),
+        proc = Proc(node_argv('mirror_ui', params,
+                              extra=['-r', f'__node:=mirror_{name}', *extra]),
                     dict(self.env, HOME=str(home), TMPDIR=str(home)),
                     self.tmp / f'mirror_{name}.log', cwd=home)
         self.procs.append(proc)
@@ -182,8 +183,10 @@ def errors(driver) -> list:
 
 def tap(driver, garment: str) -> int:
     """Tap a garment of the shelf; return how many try-ons had ended before."""
+    selector = f'[data-garment-id="{garment}"]'
+    wait_for(driver, 'return document.querySelector(arguments[0])', selector)  # shelf loaded
     ends = driver.execute_script('return window.mirrorStats.ends')
-    driver.find_element('css selector', f'[data-garment-id="{garment}"]').click()
+    driver.find_element('css selector', selector).click()
     return ends
 
 
@@ -473,6 +476,23 @@ def test_the_token_is_enforced(stack):
                          f'arguments[0] && {THUMBS_LOADED}', len(DEMO_GARMENTS))
     finally:
         driver.quit()
+    assert proc.stop() == 0
+    stack.procs.remove(proc)
+
+
+def test_mirror_ui_uses_its_namespace(stack):
+    proc, _ = stack.start_ui('ns', extra=('-r', '__ns:=/mirror_b'))
+    wanted = {'/mirror_b/image_raw', '/mirror_b/agnostic_mask',
+              '/mirror_b/tryon/_action/feedback', '/mirror_b/tryon/_action/status'}
+    node = stack.client.node
+    deadline = time.monotonic() + HANG_GUARD
+    topics = set()
+    while topics != wanted and time.monotonic() < deadline:
+        time.sleep(0.2)
+        topics = {t for t in wanted if any(
+            (e.node_name, e.node_namespace) == ('mirror_ns', '/mirror_b')
+            for e in node.get_subscriptions_info_by_topic(t))}
+    assert topics == wanted, topics
     assert proc.stop() == 0
     stack.procs.remove(proc)
 
