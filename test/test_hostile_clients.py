@@ -2,9 +2,12 @@
 tryon_server against hostile and careless clients, in real processes over loopback DDS.
 
 A flood of goals from several processes, clients that die mid-goal, late result requests,
-tiny and absurd images, and goal strings that try to forge or flood the server's log.
+tiny and absurd images, and goal strings that try to forge or flood the server's log; the
+mirror page's node (mirror_ui) as a client of a server that lost a result, fed hostile
+page inputs.
 """
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -13,6 +16,7 @@ import signal
 import subprocess
 import time
 
+from aiohttp import ClientSession, WSMsgType
 import cv2
 import numpy as np
 import pytest
@@ -28,6 +32,7 @@ from vton_ros.nodes import action_qos, image_conv
 R = TryOn.Result
 ABORTED, SUCCEEDED = 6, 4  # action_msgs GoalStatus
 PROCESSES = ROOT / 'test' / 'processes'
+LATE = 11.0  # seconds: results asked for after rclpy's default result_timeout (10 s)
 
 
 class Server:
@@ -80,8 +85,9 @@ def send(client, goal: TryOn.Goal):
 def test_flood_of_goals_from_four_processes_every_request_answered(queue_server, tmp_path):
     go = tmp_path / 'go'
     before = queue_server.usage()
-    clients = [Proc(script_argv(PROCESSES / 'flood_client.py', '50', go), queue_server.env,
-                    tmp_path / f'client{i}.log') for i in range(4)]
+    # Each client asks for its results LATE seconds after its last goal ended: still kept.
+    clients = [Proc(script_argv(PROCESSES / 'flood_client.py', '50', go, '--late', str(LATE)),
+                    queue_server.env, tmp_path / f'client{i}.log') for i in range(4)]
     try:
         for client in clients:
             client.wait_for_log('ready', timeout=HANG_GUARD)
@@ -181,11 +187,13 @@ def test_goals_of_a_killed_client_end_client_gone_and_the_next_goal_runs(queue_s
 
 def test_bringup_names_the_signal_that_killed_a_node(tmp_path):
     env = ros_env(free_domain_id())
+    # --native-logs: mediapipe's warnings (W0000 ...) are the node's last lines, not a reason
     bringup = Proc([LIB / 'tryon_bringup', '--nodes', 'camera_node,segmentation_node',
-                    '--set', 'segmentation.device=cpu', '--set', 'camera.fps=4.0'],
-                   env, tmp_path / 'bringup.log')
+                    '--set', 'segmentation.device=cpu', '--set', 'camera.fps=4.0',
+                    '--native-logs'], env, tmp_path / 'bringup.log')
     try:
         bringup.wait_for_log('ready on cpu', timeout=HANG_GUARD)
+        bringup.wait_for_log('W0000', timeout=HANG_GUARD)  # the flag kept them
         pid = int(re.search(r'started segmentation_node \(pid (\d+)\)', bringup.log())[1])
         os.kill(pid, signal.SIGKILL)
         code = bringup.popen.wait(HANG_GUARD)
@@ -236,13 +244,67 @@ def test_tryon_client_cancels_a_goal_interrupted_before_its_acceptance(tmp_path,
     assert not (tmp_path / 'out.png').exists()
 
 
-def test_tryon_client_reports_an_expired_result_as_an_error(tmp_path, client_files):
+def write_shop(folder: Path) -> None:
+    """Write a catalogue of one garment and an image whose name tries to forge a log line."""
+    folder.mkdir()
+    bgr = cv2.cvtColor(samples.garment('tshirt', height=64, width=48), cv2.COLOR_RGB2BGR)
+    for name in ('red_shirt', FORGED):
+        cv2.imwrite(str(folder / 'tmp.png'), bgr)
+        (folder / 'tmp.png').rename(folder / f'{name}.png')
+
+
+async def drive_page(url: str, photo: bytes) -> tuple[tuple, dict]:
+    """
+    Send the page's hostile inputs, then try a garment; return the upload's answer.
+
+    Returns ((HTTP status, body) of an upload with a forged cloth type, the page's state
+    once the try-on ended).
+    """
+    async with ClientSession() as http:
+        async with http.post(url + 'api/upload', params={'cloth_type': FORGED},
+                             data=photo) as response:
+            upload = (response.status, await response.text())
+        ws = await http.ws_connect(url + 'ws')
+
+        async def state(wanted: tuple) -> dict:
+            while True:
+                msg = await ws.receive(timeout=HANG_GUARD)
+                assert msg.type in (WSMsgType.TEXT, WSMsgType.BINARY), msg
+                data = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+                if data.get('type') == 'state' and data['state'] in wanted:
+                    return data
+
+        await state(('idle',))  # the action server is there
+        for command in ({'type': 'try', 'garment': FORGED}, {'type': FORGED}, FORGED + '{'):
+            await ws.send_str(command if isinstance(command, str) else json.dumps(command))
+        await ws.send_str(json.dumps({'type': 'try', 'garment': 'red_shirt'}))
+        ended = await state(('error', 'result'))
+        await ws.close()
+    return upload, ended
+
+
+def test_our_clients_report_an_expired_result_as_an_error(tmp_path, client_files):
     server, env = raw_server(tmp_path, 'expired')
+    write_shop(tmp_path / 'shop')
+    page = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(
+        tmp_path / 'shop')}), env, tmp_path / 'mirror_ui.log')
     try:
         run = subprocess.run([LIB / 'tryon_client', *client_files], env=env,
                              capture_output=True, text=True, timeout=HANG_GUARD)
+        url = re.search(r'mirror page at (http://\S+/)',
+                        page.wait_for_log('mirror page at', HANG_GUARD))[1]
+        photo = cv2.imencode('.png', np.full((64, 48, 3), 90, np.uint8))[1].tobytes()
+        upload, ended = asyncio.run(drive_page(url, photo))
     finally:
+        assert page.stop() == 0, page.log()
         server.stop()
     assert run.returncode == 1, run.stdout + run.stderr
     assert 'status UNKNOWN' in run.stderr and 'tryon.result_timeout' in run.stderr
     assert not (tmp_path / 'out.png').exists()
+    # The page: the expired result is an error, never a success; its inputs stay inert.
+    assert (ended['state'], ended.get('code')) == ('error', 'UNKNOWN'), ended
+    assert upload[0] == 400 and 'forged' not in upload[1], upload
+    log = page.log()
+    assert '\x1b' not in log and 'x\\n[ERROR]' in log, log  # the file name, escaped
+    for line in log.splitlines():
+        assert 'forged' not in line or 'x\\n[ERROR]' in line, line

@@ -1,11 +1,13 @@
 """
 Send COUNT TryOn goals at once, then print a JSON summary of what came back.
 
-Usage: flood_client.py COUNT GO_FILE [--default-qos]. Prints ``ready`` once the server is
-there, waits for GO_FILE to exist (so several processes start together), sends every goal
-without waiting, and then waits for each goal's answer (accepted or rejected) and for the
-result of each accepted goal. A request still unanswered after QUIET seconds without any
-new answer counts as lost. ``--default-qos`` uses rclpy's default service QoS.
+Usage: flood_client.py COUNT GO_FILE [--default-qos] [--late SECONDS]. Prints ``ready`` once
+the server is there, waits for GO_FILE to exist (so several processes start together),
+sends every goal without waiting, and then waits for each goal's answer (accepted or
+rejected) and for the result of each accepted goal. A request still unanswered after QUIET
+seconds without any new answer counts as lost. ``--default-qos`` uses rclpy's default
+service QoS. ``--late SECONDS``: ask for the results only SECONDS after every accepted goal
+has ended (its status, from the status topic), as a slow client would.
 """
 
 import json
@@ -13,6 +15,7 @@ import os
 import sys
 import time
 
+from action_msgs.msg import GoalStatus
 import numpy as np
 import rclpy
 from rclpy.action import ActionClient
@@ -22,6 +25,7 @@ from vton_ros import samples
 from vton_ros.nodes import action_qos, image_conv
 
 QUIET = 60.0  # seconds without a new answer after which the rest counts as lost
+ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
 
 
 def goal(seed: int) -> TryOn.Goal:
@@ -45,8 +49,22 @@ def wait_all(node, futures: list, start: float) -> None:
             done, last = now_done, time.monotonic()
 
 
+def wait_ended(node, handles: list, late: float) -> None:
+    """Spin until every goal has ended (or QUIET s without one ending), then ``late`` s more."""
+    last, ended = time.monotonic(), 0
+    while ended < len(handles) and time.monotonic() - last < QUIET:
+        rclpy.spin_once(node, timeout_sec=0.1)
+        now_ended = sum(h.status in ENDED for h in handles)
+        if now_ended > ended:
+            ended, last = now_ended, time.monotonic()
+    until = time.monotonic() + late
+    while time.monotonic() < until:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
 def main() -> None:
     count, go_file = int(sys.argv[1]), sys.argv[2]
+    late = float(sys.argv[sys.argv.index('--late') + 1]) if '--late' in sys.argv else None
     options = {} if '--default-qos' in sys.argv else action_qos.client_options()
     rclpy.init()
     node = rclpy.create_node(f'flood_client_{os.getpid()}')
@@ -63,6 +81,8 @@ def main() -> None:
     wait_all(node, sent, start)
     handles = [f.result() for f in sent if f.done()]
     accepted = [h for h in handles if h.accepted]
+    if late is not None:
+        wait_ended(node, accepted, late)
     results = [h.get_result_async() for h in accepted]
     wait_all(node, results, start)
     done = [f.result() for f in results if f.done()]
