@@ -5,7 +5,7 @@ A trailing comment marks what a command needs beyond this machine (`# needs ROS 
 `# needs real weights`, `# needs CUDA`) or that it runs long (`# takes ...`); the marks
 must match the command (a ROS command is marked, a marked command is one). The test runs
 every unmarked command in a folder laid out like the checkout (the server of a block in the
-background while its `# in a second shell` client runs), checks the arguments of the long
+background while its `# in a second shell` client runs), checks the arguments of the marked
 ones against the tool's own parser, and `make -n` for make targets.
 """
 
@@ -61,11 +61,25 @@ class Command:
         words = self.text.split()
         return ('WEIGHTS=real' in words or self.is_paper_launch()
                 or (words[0] == 'vton_bench' and '--random-weights' not in words
-                    and 'models/demo/base' not in words))
+                    and 'models/demo/base' not in words)
+                or (words[0] in ('tryon_bringup', 'export_onnx')  # config/tryon.yaml's
+                    and '--profile demo' not in self.text))
 
     def needs_cuda(self) -> bool:
-        """Tell whether the command asks for a CUDA device."""
-        return 'cuda' in self.text or self.is_paper_launch()
+        """Tell whether the command asks for a CUDA device (TensorRT: jetson_trt)."""
+        return 'cuda' in self.text or self.is_paper_launch() or \
+            '--profile jetson_trt' in self.text
+
+    def parser(self):
+        """Return the argument parser of the vton_ros command it runs (cli, tools), or None."""
+        name = self.text.split()[0]
+        if not re.fullmatch(r'\w+', name):
+            return None
+        for package in ('cli', 'tools'):
+            if importlib.util.find_spec(f'vton_ros.{package}.{name}') is not None:
+                module = importlib.import_module(f'vton_ros.{package}.{name}')
+                return getattr(module, 'build_parser', lambda: None)()
+        return None
 
 
 def blocks() -> list[list[Command]]:
@@ -100,18 +114,16 @@ def test_every_command_is_marked_for_what_it_needs(command):
     assert command.needs_cuda() == ('CUDA' in command.needs), command
 
 
-@pytest.mark.parametrize('command', [c for c in ALL if c.note.startswith('takes ')],
-                         ids=lambda c: c.text[:60])
-def test_long_commands_have_valid_arguments(command):
+@pytest.mark.parametrize('command', [c for c in ALL if c.marked and (
+    c.text.startswith('make ') or c.parser() is not None)], ids=lambda c: c.text[:60])
+def test_marked_commands_have_valid_arguments(command):
     argv = shlex.split(command.text)
     if argv[0] == 'make':
         done = subprocess.run(['make', '-n', *argv[1:]], cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return
-    package = 'cli' if importlib.util.find_spec(f'vton_ros.cli.{argv[0]}') else 'tools'
-    module = importlib.import_module(f'vton_ros.{package}.{argv[0]}')
-    module.build_parser().parse_args(argv[1:])  # SystemExit on a wrong argument
+    command.parser().parse_args(argv[1:])  # SystemExit on a wrong argument
 
 
 @pytest.fixture()
@@ -150,7 +162,7 @@ def test_unmarked_commands_run_as_written(index, checkout):
                                  capture_output=True, text=True, timeout=HANG_GUARD)
             assert run.returncode == 0, (command.text, run.stdout, run.stderr)
             if server is not None:  # the client of the server above
-                check_client(run.stdout, checkout)
+                check_client(run.stdout, run.stderr, checkout)
                 code, server = server.stop(timeout=120), None
                 log = (checkout / f'server{i - 1}.log').read_text()
                 assert code == 0, log
@@ -161,8 +173,12 @@ def test_unmarked_commands_run_as_written(index, checkout):
     assert server is None, 'a server without its client'
 
 
-def check_client(stdout: str, folder) -> None:
-    """Check a tryon_client run: its table and its files."""
+def check_client(stdout: str, stderr: str, folder) -> None:
+    """Check a tryon_client run: its progress bar, its table and its files."""
+    bars = [b for b in re.split(r'[\r\n]', stderr) if b.startswith('try-on:')]
+    totals = {re.search(r' \d+/(\d+) steps ', bar)[1] for bar in bars}
+    assert len(totals) == 1 and int(totals.pop()) > 1, stderr  # known from the first step
+    assert all(bar.count('eta') == 1 and '/step' not in bar for bar in bars[1:]), stderr
     lines = stdout.splitlines()
     names = [line.split('  ')[0] for line in lines]
     for row in ('segmentation', 'total', 'camera wait', 'round trip', 'ROS overhead'):
