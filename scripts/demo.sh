@@ -10,6 +10,10 @@ cd "$ROOT"
 # shellcheck disable=SC1091
 source scripts/env.sh
 MODE=${1:-demo}
+case "$MODE" in
+  demo|real|random) ;;
+  *) echo "demo: WEIGHTS must be demo, real or random, got '$MODE'" >&2; exit 2 ;;
+esac
 OUT=$ROOT/out/demo/$MODE  # each WEIGHTS mode its own folder
 mkdir -p "$OUT"
 params=(--profile cpu)
@@ -44,7 +48,6 @@ case "$MODE" in
       echo "demo: 'make demo' (WEIGHTS=demo) to see it work with the small demo model." >&2
       exit 1
     fi ;;
-  *) echo "demo: WEIGHTS must be demo, real or random, got '$MODE'" >&2; exit 2 ;;
 esac
 tryon_bringup "${params[@]}" --log-dir "$OUT/logs" "${overrides[@]}" &
 BRINGUP=$!

@@ -180,3 +180,21 @@ def test_no_colcon_prefix_warning_for_the_venv(tmp_path):
 
     assert 'WARNING' not in build(venv)  # what setup.sh and env.sh export
     assert "doesn't contain any 'local_setup" in build(empty)  # the warning it avoids
+
+
+def test_each_weights_mode_has_its_own_folder_and_real_says_what_to_do(tmp_path):
+    for name in ('scripts', 'config', 'garments', 'models', 'install', '.venv'):
+        (tmp_path / name).symlink_to(ROOT / name)  # a checkout of links: outputs stay here
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_HOME', 'HF_HUB_OFFLINE')}
+    env['HF_HUB_CACHE'] = str(tmp_path / 'hub')  # no real weights in it
+    done = subprocess.run(['bash', 'scripts/demo.sh', 'real'], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "run 'fetch_weights' on a machine with internet" in done.stderr
+    assert "'make demo' (WEIGHTS=demo)" in done.stderr
+    assert [p.name for p in (tmp_path / 'out' / 'demo').iterdir()] == ['real']
+    bogus = subprocess.run(['bash', 'scripts/demo.sh', 'bogus'], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert bogus.returncode == 2 and "WEIGHTS must be demo, real or random, got 'bogus'" in \
+        bogus.stderr
+    assert [p.name for p in (tmp_path / 'out' / 'demo').iterdir()] == ['real']  # no 'bogus'
