@@ -64,7 +64,9 @@ if [ ! -f "$stamp" ]; then
   mkdir -p build
   "$PY" -m pip install --disable-pip-version-check $torch_spec \
     $(printf -- '-r %s ' "${reqs[@]}") 2>&1 | tee build/pip.log | pip_progress
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE"
+  echo "setup: installing $MEDIAPIPE (without its dependencies: the pins above)"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE" \
+    >> build/pip.log 2>&1 || { tail -n 5 build/pip.log >&2; exit 1; }  # pip's warnings: log
   rm -f "$VENV"/.vton-setup-*
   touch "$stamp"
 fi
