@@ -40,6 +40,7 @@ pip_progress() {
     /^ *Downloading .*MB\)$/{
       size = substr($(NF-1), 2); if (size + 0 >= 10) show("[" n "] downloading " name \
         " (" size " MB)")}
+    /^Installing collected packages:/{show("unpacking " NF - 3 " packages (a minute or two)")}
     /^Successfully installed/{if (tty) printf "\n"; print "setup: installed " NF - 2 " packages"}
     /^(ERROR|error)/{if (tty) printf "\n"; print}
     END{if (!n) print "setup: every pinned package was already installed"}'

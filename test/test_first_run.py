@@ -151,7 +151,8 @@ def test_setup_shows_pip_progress_in_a_few_lines(tmp_path):
     function = script[script.index('pip_progress() {'):script.index('\n}\n', script.index(
         'pip_progress() {')) + 3]
     pip_log = ''.join(f'Collecting pkg{i}==1.0\n  Downloading pkg{i}-1.0.whl ({i}.5 MB)\n'
-                      for i in range(1, 26)) + 'Successfully installed ' + ' '.join(
+                      for i in range(1, 26)) + 'Installing collected packages: ' + ', '.join(
+        f'pkg{i}' for i in range(1, 26)) + '\nSuccessfully installed ' + ' '.join(
         f'pkg{i}-1.0' for i in range(1, 26)) + '\n'
     done = subprocess.run(['bash', '-c', function + '\npip_progress'], input=pip_log,
                           capture_output=True, text=True, check=True)
@@ -161,7 +162,7 @@ def test_setup_shows_pip_progress_in_a_few_lines(tmp_path):
         f'setup: [{i}] downloading pkg{i}==1.0 ({i}.5 MB)' for i in range(11, 21)] + [
         'setup: [21] collecting pkg21==1.0'] + [
         f'setup: [{i}] downloading pkg{i}==1.0 ({i}.5 MB)' for i in range(21, 26)] + [
-        'setup: installed 25 packages']
+        'setup: unpacking 25 packages (a minute or two)', 'setup: installed 25 packages']
 
 
 def test_no_colcon_prefix_warning_for_the_venv(tmp_path):
