@@ -146,6 +146,22 @@ def test_native_logging_of_the_pose_masker_is_off_unless_asked():
     assert verbose.returncode == 0 and 'W0000' in verbose.stderr  # what quiet removes
 
 
+def test_quiet_drops_only_native_lines(capfd):
+    from vton_ros.pipeline import native_logs
+
+    lines = [b'W0000 00:00:1733140000.1 12 inference_feedback_manager.cc:114] native\n',
+             b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n',
+             b'[ERROR] [1733140000.2] [segmentation_node]: kept from another thread\n',
+             b'Traceback (most recent call last): kept\n']
+    with native_logs.quiet():
+        for line in lines:
+            os.write(2, line)
+    os.write(2, b'W0000 00:00:1733140001.0 12 after the block: kept\n')
+    err = capfd.readouterr().err
+    assert 'native' not in err and 'TensorFlow Lite' not in err
+    assert err.count('kept') == 3 and err.index('another thread') < err.index('after the block')
+
+
 def test_setup_shows_pip_progress_in_a_few_lines(tmp_path):
     script = (ROOT / 'scripts' / 'setup.sh').read_text()
     function = script[script.index('pip_progress() {'):script.index('\n}\n', script.index(
