@@ -6,9 +6,12 @@ Skipped where they are not installed (the pip-only dev machines; a ROS install h
 Real node processes over loopback DDS, tiny random CatVTON weights.
 """
 
+import json
 import os
 import re
 import signal
+import time
+import urllib.request
 
 import pytest
 from rcl_interfaces.srv import GetParameters
@@ -22,14 +25,16 @@ HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 LAUNCH = ROOT / 'launch' / 'tryon.launch.py'
 
 
-def params_file(path, weights, **server) -> str:
+def params_file(path, weights, ui=None, **server) -> str:
     """Write a config in the wildcard form of config/*.yaml for the tiny weights."""
     values = {k: str(v) for k, v in server_params(weights).items()}
     values.update({'catvton.num_inference_steps': 3, **server})
-    path.write_text(param_files.dump_yaml({
-        'camera_node': {'camera.fps': 4.0, 'camera.source': 'sample:astronaut'},
-        'segmentation_node': {'segmentation.device': 'cpu'},
-        'tryon_server': {k: params.param(k).validate(v) for k, v in values.items()}}))
+    nodes = {'camera_node': {'camera.fps': 4.0, 'camera.source': 'sample:astronaut'},
+             'segmentation_node': {'segmentation.device': 'cpu'},
+             'tryon_server': {k: params.param(k).validate(v) for k, v in values.items()}}
+    if ui is not None:
+        nodes['mirror_ui'] = ui
+    path.write_text(param_files.dump_yaml(nodes))
     return str(path)
 
 
@@ -40,8 +45,8 @@ def test_namespace_and_ctrl_c(tmp_path, tiny_weights):  # noqa: F811
                               f'params_file:={file}', 'namespace:=mirror_a'), env,
                   tmp_path / 'launch.log')
     client = None
-    try:
-        launch.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+    try:  # Ctrl-C after start-up: each node then says 'SIGINT: shutting down'
+        launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
         client = Spinner('launch_test_client', int(env['ROS_DOMAIN_ID']))
         service = client.node.create_client(GetParameters,
                                             '/mirror_a/tryon_server/get_parameters')
@@ -91,3 +96,57 @@ def test_a_killed_node_is_named_with_its_signal(tmp_path, tiny_weights):  # noqa
     log = launch.log()
     assert code == 1, log
     assert 'segmentation_node killed by SIGKILL; stopping the other nodes' in log, log
+
+
+def test_ui_true_serves_the_mirror_page(tmp_path, tiny_weights):  # noqa: F811
+    env = ros_env(free_domain_id())
+    ui = {'ui.port': 0, 'garments.catalog_dir': 'package://vton_ros/garments'}
+    file = params_file(tmp_path / 'ui.yaml', tiny_weights, ui=ui)
+    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
+                              f'params_file:={file}', 'namespace:=mirror_a', 'ui:=true'),
+                  env, tmp_path / 'launch.log')
+    try:
+        out = launch.wait_for_log('mirror page at', timeout=HANG_GUARD)
+        url = re.search(r'mirror page at (http://127\.0\.0\.1:\d+/)', out)[1]
+        with urllib.request.urlopen(url, timeout=HANG_GUARD) as page:
+            assert page.status == 200
+            assert "default-src 'none'" in page.headers['Content-Security-Policy']
+            assert 'data-testid="camera"' in page.read().decode()
+        with urllib.request.urlopen(url + 'api/garments', timeout=HANG_GUARD) as listing:
+            ids = {item['id'] for item in json.load(listing)['garments']}
+        assert 'red_striped_shirt' in ids, ids  # package:// resolved in the launched node
+        launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
+    finally:
+        os.killpg(launch.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        code = launch.popen.wait(HANG_GUARD)
+    log = launch.log()
+    assert code == 0, log
+    assert log.count('SIGINT: shutting down') == 4, log  # the page's node too
+    assert log.count('finished cleanly') == 4, log
+    assert 'Traceback' not in log, log
+
+
+def test_respawn_restarts_a_killed_node(tmp_path, tiny_weights):  # noqa: F811
+    env = ros_env(free_domain_id())
+    file = params_file(tmp_path / 'ok.yaml', tiny_weights)
+    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
+                              f'params_file:={file}', 'respawn:=true', 'respawn_delay:=0.5'),
+                  env, tmp_path / 'launch.log')
+    started = r'\[camera_node-\d+\]: process started with pid \[(\d+)\]'
+    try:
+        out = launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
+        os.kill(int(re.search(started, out)[1]), signal.SIGKILL)
+        deadline = time.monotonic() + HANG_GUARD
+        while len(re.findall(started, launch.log())) < 2:  # the launch restarts it
+            assert time.monotonic() < deadline and launch.popen.poll() is None, launch.log()
+            time.sleep(0.1)
+        while launch.log().count('camera_node]: configured and activated') < 2:
+            assert time.monotonic() < deadline and launch.popen.poll() is None, launch.log()
+            time.sleep(0.1)
+    finally:
+        os.killpg(launch.pid, signal.SIGINT)
+        code = launch.popen.wait(HANG_GUARD)
+    log = launch.log()
+    assert code == 0, log  # the others kept running, and all stopped on Ctrl-C
+    assert 'stopping the other nodes' not in log, log
+    assert log.count('SIGINT: shutting down') == 3, log
