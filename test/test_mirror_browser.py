@@ -21,12 +21,13 @@ import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner
-from vton_ros import samples
+from vton_ros import garments, samples
 from vton_ros.camera_source import fit
 from vton_ros.ui import browser, sentences
-from vton_ros.ui.catalog import DEMO_GARMENTS, write_demo_catalog
 
 DEMO = ROOT / 'models' / 'demo'
+SHOP = ROOT / 'garments'  # the bundled catalogue (make_garments), read only
+SHOP_IDS = sorted(garments.GarmentCatalog(str(SHOP)).ids())
 STEPS = 4
 SERVER = {'catvton.base_model': str(DEMO / 'base'), 'catvton.vae': str(DEMO / 'vae'),
           'catvton.attn_ckpt': str(DEMO / 'catvton'), 'catvton.device': 'cpu',
@@ -65,9 +66,9 @@ def browser_or_skip() -> None:
         pytest.skip(reason)
 
 
-def write_inputs(tmp: Path) -> tuple[Path, Path]:
-    """Write a camera folder of two portraits (so frames differ) and a garment catalogue."""
-    frames, shop = tmp / 'frames', tmp / 'garments'
+def write_frames(tmp: Path) -> Path:
+    """Write a camera folder of two portraits (so frames differ)."""
+    frames = tmp / 'frames'
     frames.mkdir()
     for i, name in enumerate(samples.PORTRAITS):
         rgb = samples.portrait(name)
@@ -75,8 +76,7 @@ def write_inputs(tmp: Path) -> tuple[Path, Path]:
         left = (rgb.shape[1] - width) // 2
         cv2.imwrite(str(frames / f'{i}.png'),
                     cv2.cvtColor(rgb[:, left:left + width], cv2.COLOR_RGB2BGR))
-    write_demo_catalog(str(shop), 128, 96)
-    return frames, shop
+    return frames
 
 
 class Stack:
@@ -85,8 +85,7 @@ class Stack:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.env = ros_env(free_domain_id())
-        frames, self.shop = write_inputs(tmp)
-        self.frames = frames
+        frames = self.frames = write_frames(tmp)
         self.camera = Proc(node_argv('camera_node', {
             'camera.source': str(frames), 'camera.fps': 6.0, 'camera.width': CAMERA_SIZE[0],
             'camera.height': CAMERA_SIZE[1]}), self.env, tmp / 'camera.log')
@@ -102,7 +101,7 @@ class Stack:
     def start_server(self, name: str) -> Proc:
         """Start tryon_server on the demo model."""
         proc = Proc(node_argv('tryon_server', dict(SERVER, **{
-            'garments.catalog_dir': str(self.shop)})), self.env, self.tmp / f'{name}.log')
+            'garments.catalog_dir': str(SHOP)})), self.env, self.tmp / f'{name}.log')
         self.procs.append(proc)
         return proc
 
@@ -111,7 +110,7 @@ class Stack:
 
         Its working, home and temporary folder is ``ui_home`` (no image may land there).
         """
-        params = dict({'ui.port': 0, 'garments.catalog_dir': str(self.shop)}, **settings)
+        params = dict({'ui.port': 0, 'garments.catalog_dir': str(SHOP)}, **settings)
         home = self.tmp / 'ui_home'
         home.mkdir(exist_ok=True)
         proc = Proc(node_argv('mirror_ui', params,
@@ -270,8 +269,9 @@ def test_the_catalogue_is_listed(stack):
     driver = stack.driver
     wait_for(driver, 'return document.querySelectorAll(\'[data-testid="garment"]\').length')
     buttons = driver.find_elements('css selector', '[data-testid="garment"]')
-    assert sorted(b.get_attribute('data-garment-id') for b in buttons) == sorted(DEMO_GARMENTS)
-    for button in buttons:
+    assert sorted(b.get_attribute('data-garment-id') for b in buttons) == SHOP_IDS
+    for button in buttons:  # a shopper scrolls the carousel to each one
+        driver.execute_script('arguments[0].scrollIntoView()', button)
         assert button.get_attribute('data-garment-id').replace('_', ' ') in button.text.lower()
         assert 'Top' in button.text  # cloth type upper, as a shopper reads it
         assert button.size['height'] >= TOUCH and button.size['width'] >= TOUCH
@@ -398,13 +398,13 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
         # The other page watches the same try-on; its tap is answered, not sent.
         wait_for(other, started)
         watch_status(other)
-        tap(other, 'yellow_shirt')
+        tap(other, 'yellow_tshirt')
         wait_for(other, 'return window.statusSeen.includes(arguments[0])',
                  sentences.state_sentence('busy'))
         # A tap on the other mirror page meets the server's busy policy (reject).
         other.get(url_b)
         wait_for(other, 'return document.getElementById("app").dataset.state === "idle"')
-        run_to_end(other, tap(other, 'yellow_shirt'))
+        run_to_end(other, tap(other, 'yellow_tshirt'))
         assert status(other) == sentences.error_sentence('REJECTED')
         assert ui_b.stop() == 0
         by_testid(driver, 'cancel').click()
@@ -473,7 +473,7 @@ def test_the_token_is_enforced(stack):
         driver.get(url + '?token=open-sesame')
         wait_for(driver, 'return window.mirrorStats.frames > 2')  # WebSocket: the cookie
         wait_for(driver, "return document.querySelectorAll('.garment img').length === "
-                         f'arguments[0] && {THUMBS_LOADED}', len(DEMO_GARMENTS))
+                         f'arguments[0] && {THUMBS_LOADED}', len(SHOP_IDS))
     finally:
         driver.quit()
     assert proc.stop() == 0

@@ -9,13 +9,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 import itertools
 import logging
-from pathlib import Path
 import threading
 from urllib.parse import quote
 
 import numpy as np
 
-from vton_ros.garments import GarmentCatalog, write_catalog
+from vton_ros.garments import GarmentCatalog
 from vton_ros.goal_strings import check_id
 from vton_ros.names import CLOTH_TYPES
 from vton_ros.ui import images
@@ -99,21 +98,3 @@ class Garments:
             while len(self._uploads) > self._max_uploads:
                 self._uploads.popitem(last=False)
             return self._uploads[gid].item()
-
-
-# The demo shop of `make mirror`, the browser tests and mirror_bench: name -> pattern, colour.
-DEMO_GARMENTS = {'red_striped_shirt': ('stripes', (200, 30, 40)),
-                 'green_dotted_shirt': ('dots', (30, 160, 60)),
-                 'blue_checked_shirt': ('checks', (40, 70, 190)),
-                 'yellow_shirt': ('solid', (235, 190, 40))}
-
-
-def write_demo_catalog(folder: str, height: int = 256, width: int = 192) -> list[str]:
-    """Draw the demo shop (flat-lay t-shirts, procedural patterns) and its catalog.yaml."""
-    from vton_ros.training.tryon_data import draw_pattern, flat_lay
-
-    write_catalog(Path(folder), {
-        name: (flat_lay(draw_pattern(pattern, height, width, (colour, (245, 245, 245)),
-                                     height // 5)), 'upper')
-        for name, (pattern, colour) in DEMO_GARMENTS.items()})
-    return sorted(DEMO_GARMENTS)
