@@ -53,6 +53,9 @@ SMALL_TARGETS = """return Array.from(document.querySelectorAll('button, .button,
 .filter((e) => e.offsetParent !== null && e.type !== 'file').map((e) => [e.id || e.className,
 e.getBoundingClientRect()]).filter(([, r]) => r.width < 48 || r.height < 48)
 .map(([name, r]) => `${name} ${r.width}x${r.height}`);"""
+# Parts of the page that stick out past the screen's right edge (a long carousel must scroll).
+OFF_SCREEN = """return ['stage', 'shelf', 'garments'].filter((id) =>
+document.getElementById(id).getBoundingClientRect().right > window.innerWidth + 1);"""
 TOUCH = 48  # CSS pixels: the smallest touch target
 CAMERA_SIZE = (240, 320)  # camera.width, camera.height of the test stack
 
@@ -284,6 +287,7 @@ def test_the_mask_overlay_toggles(stack):
     for size in ((1920, 1080), (1080, 1920)):  # landscape, then portrait
         browser.resize(driver, *size)
         assert driver.execute_script(SMALL_TARGETS) == [], size
+        assert driver.execute_script(OFF_SCREEN) == [], size
     toggle.click()
     assert toggle.get_attribute('aria-pressed') == 'true'
     wait_for(driver, 'const o = document.getElementById("overlay"); '
@@ -319,6 +323,7 @@ def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
     assert by_testid(driver, 'before').is_displayed()  # before/after compare
     assert not by_testid(driver, 'overlay-toggle').is_displayed()  # live view only
     assert driver.execute_script(SMALL_TARGETS) == []
+    assert driver.execute_script(OFF_SCREEN) == []
     whole = view_shot(driver)
     slide_compare(driver, 100)  # the before image over all of the result
     assert np.abs(view_shot(driver) - whole).mean() > 1.0
@@ -329,6 +334,7 @@ def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
     time.sleep(0.5)  # one layout pass
     assert result.is_displayed() and by_testid(driver, 'garment').is_displayed()
     assert driver.execute_script(SMALL_TARGETS) == []
+    assert driver.execute_script(OFF_SCREEN) == []
     screenshot(driver, stack.tmp, 'mirror_landscape')
     browser.resize(driver, 1080, 1920)
     assert errors(driver) == []
