@@ -59,18 +59,18 @@ class Proc:
             self._log.flush()
         return self.log_path.read_text(errors='replace')
 
-    def wait_for_log(self, text: str, timeout: float = HANG_GUARD) -> str:
-        """Wait until ``text`` appears in the output; raise with the log if it does not."""
+    def wait_for_log(self, text: str, timeout: float = HANG_GUARD, count: int = 1) -> str:
+        """Wait until ``text`` appears ``count`` times in the output; raise with the log if not."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.log()
-            if text in out:
+            if out.count(text) >= count:
                 return out
             if self.popen.poll() is not None:
                 raise AssertionError(f'{self.argv[0]} exited ({self.popen.returncode}) before '
-                                     f'printing {text!r}:\n{out}')
+                                     f'printing {text!r} {count}x:\n{out}')
             time.sleep(0.1)
-        raise AssertionError(f'{self.argv[0]} did not print {text!r} in {timeout}s:\n'
+        raise AssertionError(f'{self.argv[0]} did not print {text!r} {count}x in {timeout}s:\n'
                              f'{self.log()}')
 
     def stop(self, timeout: float = 15.0) -> int:

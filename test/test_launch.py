@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import time
 import urllib.request
 
 import pytest
@@ -23,6 +22,7 @@ pytest.importorskip('launch_ros')
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 LAUNCH = ROOT / 'launch' / 'tryon.launch.py'
+ACTIVE = 'tryon_server]: configured and activated'  # the stack is up (the last node ready)
 
 
 def params_file(path, weights, ui=None, **server) -> str:
@@ -38,15 +38,19 @@ def params_file(path, weights, ui=None, **server) -> str:
     return str(path)
 
 
+def launch_proc(tmp_path, env: dict, *args: str) -> Proc:
+    """Run what `ros2 launch vton_ros tryon.launch.py ARGS` does; output in launch.log."""
+    return Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH), *args),
+                env, tmp_path / 'launch.log')
+
+
 def test_namespace_and_ctrl_c(tmp_path, tiny_weights):  # noqa: F811
     env = ros_env(free_domain_id())
     file = params_file(tmp_path / 'ok.yaml', tiny_weights)
-    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
-                              f'params_file:={file}', 'namespace:=mirror_a'), env,
-                  tmp_path / 'launch.log')
+    launch = launch_proc(tmp_path, env, f'params_file:={file}', 'namespace:=mirror_a')
     client = None
     try:  # Ctrl-C after start-up: each node then says 'SIGINT: shutting down'
-        launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
+        launch.wait_for_log(ACTIVE, timeout=HANG_GUARD)
         client = Spinner('launch_test_client', int(env['ROS_DOMAIN_ID']))
         service = client.node.create_client(GetParameters,
                                             '/mirror_a/tryon_server/get_parameters')
@@ -57,8 +61,7 @@ def test_namespace_and_ctrl_c(tmp_path, tiny_weights):  # noqa: F811
     finally:
         if client is not None:
             client.close()
-        os.killpg(launch.pid, signal.SIGINT)  # Ctrl-C in the terminal
-        code = launch.popen.wait(HANG_GUARD)
+        code = launch.stop(HANG_GUARD)  # Ctrl-C in the terminal
     log = launch.log()
     assert code == 0, log
     assert log.count('SIGINT: shutting down') == 3, log  # each node stopped by itself
@@ -70,8 +73,7 @@ def test_a_node_that_cannot_start_shuts_the_launch_down(tmp_path, tiny_weights):
     env = ros_env(free_domain_id())
     file = params_file(tmp_path / 'bad.yaml', tiny_weights,
                        **{'catvton.base_model': str(tmp_path / 'no_weights')})
-    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
-                              f'params_file:={file}'), env, tmp_path / 'launch.log')
+    launch = launch_proc(tmp_path, env, f'params_file:={file}')
     code = launch.popen.wait(HANG_GUARD)
     log = launch.log()
     assert code == 1, log
@@ -83,8 +85,7 @@ def test_a_node_that_cannot_start_shuts_the_launch_down(tmp_path, tiny_weights):
 def test_a_killed_node_is_named_with_its_signal(tmp_path, tiny_weights):  # noqa: F811
     env = ros_env(free_domain_id())
     file = params_file(tmp_path / 'ok.yaml', tiny_weights)
-    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
-                              f'params_file:={file}'), env, tmp_path / 'launch.log')
+    launch = launch_proc(tmp_path, env, f'params_file:={file}')
     try:
         out = launch.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
         pid = int(re.search(r'\[segmentation_node-\d+\]: process started with pid \[(\d+)\]',
@@ -102,9 +103,7 @@ def test_ui_true_serves_the_mirror_page(tmp_path, tiny_weights):  # noqa: F811
     env = ros_env(free_domain_id())
     ui = {'ui.port': 0, 'garments.catalog_dir': 'package://vton_ros/garments'}
     file = params_file(tmp_path / 'ui.yaml', tiny_weights, ui=ui)
-    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
-                              f'params_file:={file}', 'namespace:=mirror_a', 'ui:=true'),
-                  env, tmp_path / 'launch.log')
+    launch = launch_proc(tmp_path, env, f'params_file:={file}', 'namespace:=mirror_a', 'ui:=true')
     try:
         out = launch.wait_for_log('mirror page at', timeout=HANG_GUARD)
         url = re.search(r'mirror page at (http://127\.0\.0\.1:\d+/)', out)[1]
@@ -115,10 +114,9 @@ def test_ui_true_serves_the_mirror_page(tmp_path, tiny_weights):  # noqa: F811
         with urllib.request.urlopen(url + 'api/garments', timeout=HANG_GUARD) as listing:
             ids = {item['id'] for item in json.load(listing)['garments']}
         assert 'red_striped_shirt' in ids, ids  # package:// resolved in the launched node
-        launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
+        launch.wait_for_log(ACTIVE, timeout=HANG_GUARD)
     finally:
-        os.killpg(launch.pid, signal.SIGINT)  # Ctrl-C in the terminal
-        code = launch.popen.wait(HANG_GUARD)
+        code = launch.stop(HANG_GUARD)  # Ctrl-C in the terminal
     log = launch.log()
     assert code == 0, log
     assert log.count('SIGINT: shutting down') == 4, log  # the page's node too
@@ -129,23 +127,16 @@ def test_ui_true_serves_the_mirror_page(tmp_path, tiny_weights):  # noqa: F811
 def test_respawn_restarts_a_killed_node(tmp_path, tiny_weights):  # noqa: F811
     env = ros_env(free_domain_id())
     file = params_file(tmp_path / 'ok.yaml', tiny_weights)
-    launch = Proc(script_argv(ROOT / 'test' / 'processes' / 'ros2_launch.py', str(LAUNCH),
-                              f'params_file:={file}', 'respawn:=true', 'respawn_delay:=0.5'),
-                  env, tmp_path / 'launch.log')
-    started = r'\[camera_node-\d+\]: process started with pid \[(\d+)\]'
+    launch = launch_proc(tmp_path, env, f'params_file:={file}', 'respawn:=true',
+                         'respawn_delay:=0.5')
     try:
-        out = launch.wait_for_log('tryon_server]: configured and activated', timeout=HANG_GUARD)
-        os.kill(int(re.search(started, out)[1]), signal.SIGKILL)
-        deadline = time.monotonic() + HANG_GUARD
-        while len(re.findall(started, launch.log())) < 2:  # the launch restarts it
-            assert time.monotonic() < deadline and launch.popen.poll() is None, launch.log()
-            time.sleep(0.1)
-        while launch.log().count('camera_node]: configured and activated') < 2:
-            assert time.monotonic() < deadline and launch.popen.poll() is None, launch.log()
-            time.sleep(0.1)
+        out = launch.wait_for_log(ACTIVE, timeout=HANG_GUARD)
+        pid = re.search(r'\[camera_node-\d+\]: process started with pid \[(\d+)\]', out)[1]
+        os.kill(int(pid), signal.SIGKILL)
+        # the launch restarts it: a new camera_node process comes up
+        launch.wait_for_log('camera_node]: configured and activated', HANG_GUARD, count=2)
     finally:
-        os.killpg(launch.pid, signal.SIGINT)
-        code = launch.popen.wait(HANG_GUARD)
+        code = launch.stop(HANG_GUARD)  # Ctrl-C in the terminal
     log = launch.log()
     assert code == 0, log  # the others kept running, and all stopped on Ctrl-C
     assert 'stopping the other nodes' not in log, log
