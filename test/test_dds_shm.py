@@ -25,7 +25,7 @@ def _pair(folder, name, age_s):
 
 def test_only_pairs_whose_lock_nobody_holds_and_that_are_old_enough(tmp_path):
     _pair(tmp_path, 'fastdds_00aa11bb22cc33dd', 60)  # owner dead: stale
-    _pair(tmp_path, 'fastdds_port7413', 60)  # a port: the next owner reopens it, kept
+    _pair(tmp_path, 'fastdds_port7413', 60)  # a dead owner's port: stale
     _pair(tmp_path, 'fastdds_44ee55ff66aa77bb', 60)  # owner alive (holds the lock)
     _pair(tmp_path, 'fastdds_8899aabbccddeeff', 1)  # too young to tell
     (tmp_path / 'sem.fastdds_port7413_mutex').write_bytes(b'x')  # not ours to judge
@@ -36,12 +36,12 @@ def test_only_pairs_whose_lock_nobody_holds_and_that_are_old_enough(tmp_path):
     try:
         assert holder.stdout.readline().strip() == 'locked'
         stale = sorted(p.name for p in dds_shm.stale_files(tmp_path))
-        assert stale == ['fastdds_00aa11bb22cc33dd', 'fastdds_00aa11bb22cc33dd_el']
-        assert dds_shm.remove_stale(tmp_path) >= 2 * 4096
+        assert stale == ['fastdds_00aa11bb22cc33dd', 'fastdds_00aa11bb22cc33dd_el',
+                         'fastdds_port7413', 'fastdds_port7413_el']
+        assert dds_shm.remove_stale(tmp_path) >= 4 * 4096
         left = sorted(p.name for p in tmp_path.iterdir())
         assert left == ['fastdds_44ee55ff66aa77bb', 'fastdds_44ee55ff66aa77bb_el',
                         'fastdds_8899aabbccddeeff', 'fastdds_8899aabbccddeeff_el',
-                        'fastdds_port7413', 'fastdds_port7413_el',
                         'other_el', 'sem.fastdds_port7413_mutex']
     finally:
         holder.stdin.close()

@@ -30,8 +30,7 @@ def test_answered_by_the_result_or_by_the_server_log_lost_only_to_a_server_kill(
     vanished = _goal(1, code=None, cause='vanish')
     lost = _goal(2, code=None, t=(20.0, 25.0))
     silent = _goal(3, code=None, t=(30.0, 31.0))
-    no_response = dict(_goal(5, accepted=False, cause='cancel'), note='goal response lost')
-    record = _record([_goal(0), vanished, lost, silent, _goal(4, accepted=False), no_response],
+    record = _record([_goal(0), vanished, lost, silent, _goal(4, accepted=False)],
                      kills=[{'t': 22.0, 'node': 'tryon_server', 'pid': 7}],
                      exits=[{'node': 'tryon_server', 'code': -9}],
                      ends={vanished['id'][:8]: 'SUCCESS'})
@@ -41,8 +40,7 @@ def test_answered_by_the_result_or_by_the_server_log_lost_only_to_a_server_kill(
     assert summary['lost_to_server_kills'] == 1 and summary['unanswered'] == [silent['id']]
     assert summary['codes_by_cause'] == {'normal': {'LOST': 1, 'REJECTED': 1, 'SUCCESS': 1,
                                                     'UNANSWERED': 1},
-                                         'vanish': {'SUCCESS': 1},
-                                         'cancel': {'NO_RESPONSE': 1}}
+                                         'vanish': {'SUCCESS': 1}}
     assert summary['crashes'] == []
 
 
@@ -94,10 +92,6 @@ def test_short_soak_with_kills(tmp_path):
     assert summary['dds_shm_mb']['max'] > 0  # sampled (bringup frees what kills leave)
     assert summary['accepted'] == summary['answered'] + summary['lost_to_server_kills']
     assert summary['codes_by_cause']['normal'].get('SUCCESS', 0) > 0
-    # the restarted server is reached again: a goal sent after its kill succeeds
-    server_kill = next(k['t'] for k in saved['kills'] if k['node'] == 'tryon_server')
-    assert any(g['t_start'] > server_kill and g.get('code') == 'SUCCESS'
-               for g in saved['goals']), saved['goals']
     # every killed node came back: a new process was sampled after the kill
     for kill in saved['kills']:
         assert any(s['node'] == kill['node'] and s['pid'] != kill['pid'] and s['t'] > kill['t']

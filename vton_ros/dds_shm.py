@@ -1,16 +1,13 @@
 """
 Fast DDS shared-memory files left behind by dead processes. No ROS here.
 
-Every Fast DDS participant maps a 64 MB segment (``/dev/shm/fastdds_<id>``) with a
-``<name>_el`` lock file that the owner holds with flock(2) while it lives. A process that
-exits cleanly removes them; a SIGKILLed or crashed one does not, and the memory stays taken
-(RAM on an 8 GB Jetson) until someone removes the files: what ``fastdds shm clean`` does.
-Here a segment is stale when nobody holds its lock file (``/proc/locks``) and the lock file
-is older than a grace period (a participant being created has its file before its lock).
-
-Port files (``fastdds_port<N>``, a few KB each) are left alone: the next participant that
-listens on port N opens the dead owner's file again, and removing it between that open and
-its lock cuts the new owner off (seen: a restarted tryon_server got no goal for minutes).
+Every Fast DDS participant maps a 64 MB segment (``/dev/shm/fastdds_<id>``) and a port
+file per listening port (``fastdds_port<N>``), each with a ``<name>_el`` lock file that the
+owner holds with flock(2) while it lives. A process that exits cleanly removes them; a
+SIGKILLed or crashed one does not, and the memory stays taken (RAM on an 8 GB Jetson)
+until someone removes the files: what ``fastdds shm clean`` does. Here a pair is stale
+when nobody holds its lock file (``/proc/locks``) and the lock file is older than a grace
+period (a participant being created has its file before its lock).
 """
 
 import os
@@ -21,7 +18,7 @@ import time
 SHM_DIR = Path('/dev/shm')
 GRACE_S = 5.0  # seconds: a lock file younger than this may belong to a starting process
 _LOCK = re.compile(r'\s[0-9a-f]+:[0-9a-f]+:(\d+)\s')
-_NAME = re.compile(r'fastdds_[0-9a-f]+_el')  # a participant's segment, never a port
+_NAME = re.compile(r'fastdds_(port\d+|[0-9a-f]+)_el')
 
 
 def held_inodes(locks_text: str) -> set[int]:
@@ -31,7 +28,7 @@ def held_inodes(locks_text: str) -> set[int]:
 
 def stale_files(shm_dir: Path = SHM_DIR, locks_text: str | None = None,
                 grace_s: float = GRACE_S, now: float | None = None) -> list[Path]:
-    """Return the Fast DDS segment files and their lock files whose owner is gone."""
+    """Return the Fast DDS segment/port files and lock files whose owner is gone."""
     if locks_text is None:
         try:
             locks_text = Path('/proc/locks').read_text()

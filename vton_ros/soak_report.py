@@ -41,9 +41,9 @@ def _server_killed_during(record: dict[str, Any], goal: dict[str, Any]) -> bool:
 
 
 def outcome(record: dict[str, Any], goal: dict[str, Any]) -> str:
-    """One word for a goal's fate: its code name, REJECTED, NO_RESPONSE, LOST or UNANSWERED."""
-    if not goal['accepted']:  # refused, or no answer to the request at all (its note says)
-        return 'NO_RESPONSE' if goal.get('note') else 'REJECTED'
+    """One word for a goal's fate: its code name, REJECTED, LOST or UNANSWERED."""
+    if not goal['accepted']:
+        return 'REJECTED'
     if goal.get('code'):
         return goal['code']
     if goal['id'][:8] in record['server_ends']:

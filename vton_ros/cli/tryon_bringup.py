@@ -249,7 +249,7 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
 def free_dead_shm() -> None:
     """Remove Fast DDS shared memory of dead processes (a killed node leaves 64 MB)."""
     freed = dds_shm.remove_stale()
-    if freed >= 2 ** 20:  # a dead node's segment (what it used of 64 MB); not '0 MB'
+    if freed >= 2 ** 20:  # a dead node's segment; its port files alone (KB) need no line
         print(f'tryon_bringup: removed {freed / 2 ** 20:.0f} MB of Fast DDS shared memory '
               'left by dead processes', flush=True)
 
