@@ -27,8 +27,8 @@ from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from vton_ros import dds_shm
-from vton_ros.exit_reasons import exit_reason, LastError
+from vton_ros.supervision import dds_shm
+from vton_ros.supervision.exit_reasons import exit_reason, LastError
 
 
 class NodeFailed(RuntimeError):

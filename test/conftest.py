@@ -7,8 +7,7 @@ import pytest
 from rosutil import free_domain_id, LIB, ros_env
 import torch
 
-from vton_ros import samples
-# the tools' package is their entry: it makes torchvision importable before diffusers is
+from vton_ros.media import samples
 from vton_ros.tools.make_test_weights import write_test_weights
 
 
@@ -39,7 +38,7 @@ def inputs():
 
 def export_settings(paths: dict, **extra) -> dict:
     """tryon_server settings for tiny weights at 64x48 fp32 (plus ``extra``)."""
-    from vton_ros import params
+    from vton_ros.settings import schema as params
 
     settings = params.defaults('tryon_server')
     settings.update({f'catvton.{k}': str(v) for k, v in paths.items()})
@@ -74,6 +73,6 @@ def tiny_weights(tmp_path_factory):
 
 def pytest_sessionfinish(session, exitstatus):
     """Give back the shared memory of the node processes the tests killed (64 MB each)."""
-    from vton_ros import dds_shm
+    from vton_ros.supervision import dds_shm
 
     dds_shm.remove_stale()

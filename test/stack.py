@@ -21,7 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
-from vton_ros import samples
+from vton_ros.media import samples
 from vton_ros.nodes import image_conv
 
 R = TryOn.Result

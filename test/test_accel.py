@@ -8,7 +8,6 @@ from test_catvton import load, run as catvton_run
 import torch
 import torch.nn.functional as F
 
-from vton_ros import param_files, params
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
 from vton_ros.bench.plan import RunConfig
 from vton_ros.pipeline import attention, schedulers
@@ -20,6 +19,8 @@ from vton_ros.pipeline.preprocess import cover_resize, letterbox
 from vton_ros.pipeline.previews import latents_to_preview
 from vton_ros.pipeline.random_weights import random_tiny_components
 from vton_ros.pipeline.weights import ModelNotFoundError
+from vton_ros.settings import files as param_files
+from vton_ros.settings import schema as params
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Goal admission, frame pairing and result files without ROS (vton_ros.admission & co.)."""
+"""Goal admission, frame pairing and result files without ROS (vton_ros.goals.admission & co.)."""
 
 from dataclasses import replace
 import math
@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
-from vton_ros import admission, result_files, samples, tryon_core
-from vton_ros.admission import Admission, GoalError, PlainGoal, Request, STOPS
-from vton_ros.config import CatVTONCall
-from vton_ros.garments import GarmentCatalog
+from vton_ros.goals import admission
+from vton_ros.goals import result_files
+from vton_ros.goals import tryon_job as tryon_core
+from vton_ros.goals.admission import Admission, GoalError, PlainGoal, Request, STOPS
+from vton_ros.media import samples
+from vton_ros.media.garments import GarmentCatalog
+from vton_ros.settings.views import CatVTONCall
 
 CALL = CatVTONCall.defaults()
 
@@ -48,7 +51,8 @@ def catalog(tmp_path_factory):
 
 def test_no_ros_import():  # the node decodes the messages (nodes/tryon_goal)
     code = 'import sys, vton_ros.compat; vton_ros.compat.ensure_torchvision(); ' \
-           'import vton_ros.admission, vton_ros.tryon_core, vton_ros.result_files; ' \
+           'import vton_ros.goals.admission, vton_ros.goals.tryon_job; ' \
+           'import vton_ros.goals.result_files; ' \
            'sys.exit(2 * any(m.startswith(("rclpy", "vton_ros.nodes", "sensor_msgs", ' \
            '"vton_interfaces")) for m in sys.modules))'
     assert subprocess.run([sys.executable, '-c', code]).returncode == 0

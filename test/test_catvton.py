@@ -13,8 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vton_ros import samples
-from vton_ros.names import SCHEDULERS
+from vton_ros.media import samples
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.attention import (self_attention_modules, SkipAttnProcessor,
                                          SlicedSelfAttnProcessor)
@@ -22,6 +21,7 @@ from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.options import TIMING_KEYS, TryOnCancelled
 from vton_ros.pipeline.previews import latents_to_preview
 from vton_ros.pipeline.weights import IncompatibleWeightsError, ModelNotFoundError
+from vton_ros.settings.choices import SCHEDULERS
 
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: I100 (after the shim)
 from safetensors.torch import load_file, save_file

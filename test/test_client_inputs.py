@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rosutil import free_domain_id, HANG_GUARD, LIB, ros_env
-from vton_ros import client_files as files
+from vton_ros.goals import client_files as files
 
 ROOT = Path(__file__).resolve().parents[1]
 

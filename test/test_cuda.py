@@ -18,12 +18,12 @@ import pytest
 from rosutil import ROOT
 import torch
 
-from vton_ros import tryon_core
-from vton_ros.admission import Request
-from vton_ros.config import CatVTONCall
+from vton_ros.goals import tryon_job as tryon_core
+from vton_ros.goals.admission import Request
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.device import configure_torch
 from vton_ros.pipeline.options import PipelineOptions
+from vton_ros.settings.views import CatVTONCall
 
 pytestmark = pytest.mark.cuda
 DEMO = {'base_model': str(ROOT / 'models/demo/base'), 'vae': str(ROOT / 'models/demo/vae'),

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from vton_ros import dds_shm
+from vton_ros.supervision import dds_shm
 
 HOLDER = """
 import fcntl, sys

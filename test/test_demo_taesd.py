@@ -18,7 +18,7 @@ import pytest
 from test_tryon_data import _people
 import torch
 
-from vton_ros import samples
+from vton_ros.media import samples
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.preprocess import cover_resize, letterbox
 from vton_ros.tools.train_demo_taesd import main

@@ -3,7 +3,7 @@
 import signal
 
 import pytest
-from vton_ros.exit_reasons import exit_reason, is_error_line, LastError
+from vton_ros.supervision.exit_reasons import exit_reason, is_error_line, LastError
 
 ERRORS = [
     '[ERROR] [1733140000.1] [tryon_server]: goal failed',

@@ -67,7 +67,7 @@ def test_bundled_catalogue_is_what_make_garments_draws(tmp_path):
     import cv2
     import numpy as np
 
-    from vton_ros.garments import GarmentCatalog
+    from vton_ros.media.garments import GarmentCatalog
     from vton_ros.tools.make_garments import CATALOG, main
     assert main(['--out', str(tmp_path)]) == 0
     bundled = GarmentCatalog(str(ROOT / 'garments'))
@@ -82,7 +82,7 @@ def test_bundled_catalogue_is_what_make_garments_draws(tmp_path):
 
 
 def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path):
-    from vton_ros import package_paths
+    from vton_ros.settings import package_paths
     share = package_paths.package_share()
     assert share == ROOT / 'install' / 'vton_ros' / 'share' / 'vton_ros'  # scripts/env.sh
     base = package_paths.resolve('package://vton_ros/models/demo/base')
@@ -95,7 +95,7 @@ def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path
         assert (share / name).is_file(), name  # installed with the package (setup.py)
     assert package_paths.resolve('/abs/folder') == '/abs/folder'
     assert package_paths.resolve('owner/repo') == 'owner/repo'
-    code = ('from vton_ros import package_paths as p; '
+    code = ('from vton_ros.settings import package_paths as p; '
             "print(p.resolve('package://vton_ros/garments'))")
     env = dict(os.environ, AMENT_PREFIX_PATH=str(tmp_path), PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
@@ -111,7 +111,7 @@ def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path
 
 
 def test_demo_profile_names_package_paths_and_runs_on_the_cpu():
-    from vton_ros import param_files
+    from vton_ros.settings import files as param_files
     demo = param_files.load_yaml(str(ROOT / 'config' / 'demo.yaml'))  # overlay: test_params
     server = demo['tryon_server']
     assert server['catvton.base_model'] == 'package://vton_ros/models/demo/base'
@@ -128,7 +128,7 @@ NATIVE_LINES = ('W0000', 'TensorFlow Lite', 'absl::InitializeLog')
 
 
 def test_native_logging_of_the_pose_masker_is_off_unless_asked():
-    code = ('from vton_ros import samples\n'
+    code = ('from vton_ros.media import samples\n'
             'from vton_ros.pipeline.masks import create_mask_generator\n'
             'import time\n'
             'masker = create_mask_generator("pose")\n'

@@ -2,7 +2,7 @@
 
 import pytest
 from rclpy.qos import HistoryPolicy, qos_profile_services_default
-from vton_ros.goal_strings import check_id, escape, MAX_ID_LENGTH, SHOWN
+from vton_ros.goals.strings import check_id, escape, MAX_ID_LENGTH, SHOWN
 from vton_ros.nodes import action_qos
 
 FORGERIES = ['red\n[ERROR] [tryon_server]: forged', 'x\r[FATAL] y', '\x1b[31mred\x1b[0m',

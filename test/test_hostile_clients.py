@@ -26,7 +26,7 @@ from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ROOT, ros_
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
-from vton_ros import samples
+from vton_ros.media import samples
 from vton_ros.nodes import action_qos, image_conv
 
 R = TryOn.Result

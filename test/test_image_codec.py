@@ -3,7 +3,8 @@
 import cv2
 import numpy as np
 import pytest
-from vton_ros import image_codec, samples
+from vton_ros.media import image_codec
+from vton_ros.media import samples
 
 
 @pytest.fixture(scope='module')

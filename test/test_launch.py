@@ -16,7 +16,8 @@ import pytest
 from rcl_interfaces.srv import GetParameters
 from rosutil import free_domain_id, Proc, ROOT, ros_env, script_argv, Spinner
 from stack import server_params
-from vton_ros import param_files, params
+from vton_ros.settings import files as param_files
+from vton_ros.settings import schema as params
 
 pytest.importorskip('launch_ros')
 

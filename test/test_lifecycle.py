@@ -20,7 +20,7 @@ from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, S
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
-from vton_ros import param_files
+from vton_ros.settings import files as param_files
 
 R = TryOn.Result
 MANUAL = {'lifecycle.autostart': False, 'diagnostics.period': 0.2}

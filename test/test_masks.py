@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from vton_ros.names import CLOTH_TYPES, MASK_BACKENDS
+from vton_ros.media.samples import garment, portrait
 from vton_ros.pipeline.masks import (create_mask_generator,
                                      MaskResult, overlay_mask)
 from vton_ros.pipeline.segmentation import (build_model, CheckpointError, load_checkpoint,
                                             model_from_checkpoint, save_checkpoint,
                                             SegmentationConfig, Segmenter)
-from vton_ros.samples import garment, portrait
+from vton_ros.settings.choices import CLOTH_TYPES, MASK_BACKENDS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = SegmentationConfig(encoder='resnet18', encoder_depth=4, decoder_channels=(32, 16, 8, 8),

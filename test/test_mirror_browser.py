@@ -21,8 +21,9 @@ import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner
-from vton_ros import garments, samples
-from vton_ros.camera_source import fit
+from vton_ros.media import garments
+from vton_ros.media import samples
+from vton_ros.media.camera_source import fit
 from vton_ros.ui import browser, sentences
 
 DEMO = ROOT / 'models' / 'demo'

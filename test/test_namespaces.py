@@ -18,11 +18,12 @@ from rclpy.parameter import parameter_value_to_python
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
 from stack import server_params
 from vton_interfaces.action import TryOn
-from vton_ros import param_files, samples
-from vton_ros.camera_source import fit
 from vton_ros.cli.tryon_bringup import STACK
+from vton_ros.media import samples
+from vton_ros.media.camera_source import fit
 from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
+from vton_ros.settings import files as param_files
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 SIZE = (160, 120)  # camera width, height

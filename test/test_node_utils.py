@@ -6,13 +6,14 @@ import pytest
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
-from vton_ros import admission, samples
-from vton_ros.admission import GoalError, Request
-from vton_ros.camera_source import fit, load_calibration, open_source, pinhole, SourceError
-from vton_ros.config import CatVTONCall
-from vton_ros.garments import GarmentCatalog, write_catalog
+from vton_ros.goals import admission
+from vton_ros.goals.admission import GoalError, Request
+from vton_ros.media import samples
+from vton_ros.media.camera_source import fit, load_calibration, open_source, pinhole, SourceError
+from vton_ros.media.garments import GarmentCatalog, write_catalog
 from vton_ros.nodes import image_conv
 from vton_ros.nodes.tryon_goal import camera_images, plain_goal
+from vton_ros.settings.views import CatVTONCall
 
 
 def test_rgb_bgr_round_trip():

@@ -8,13 +8,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from vton_ros import samples
-from vton_ros.config import CatVTONCall, CatVTONLoad
+from vton_ros.media import samples
 from vton_ros.pipeline import onnx_manifest as manifests
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.onnx_export import _export_graph
 from vton_ros.pipeline.onnx_runtime import OrtModels, parse_providers
 from vton_ros.pipeline.options import PipelineOptions
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad
 from vton_ros.tools.export_onnx import main
 from vton_ros.tools.make_test_weights import write_test_weights
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from vton_ros import param_files, params
 from vton_ros.nodes.common import descriptor
+from vton_ros.settings import files as param_files
+from vton_ros.settings import schema as params
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'config').glob('*.yaml'))
 

@@ -23,7 +23,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from stack import (CAMERA_SIZE, person_goal, R, SERVER_PARAMS, server_params, STAGES, System,
                    wait_for_paired_mask)
 from vton_interfaces.action import TryOn
-from vton_ros import image_codec, samples
+from vton_ros.media import image_codec
+from vton_ros.media import samples
 from vton_ros.nodes import image_conv
 from vton_ros.nodes.common import LATCHED_QOS as LATCHED
 from vton_ros.pipeline import preprocess

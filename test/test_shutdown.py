@@ -16,7 +16,7 @@ import cv2
 import pytest
 from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env
 from stack import server_params
-from vton_ros import samples
+from vton_ros.media import samples
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 READY = {name: f'[{name}]: configured and activated'  # lifecycle.autostart is done

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 from rosutil import free_domain_id, HANG_GUARD, LIB, ros_env
-from vton_ros import soak_report
+from vton_ros.supervision import soak_report
 
 NODES = ('camera_node', 'tryon_server')
 

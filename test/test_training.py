@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from vton_ros.media.samples import portrait
 from vton_ros.pipeline.masks import create_mask_generator
 from vton_ros.pipeline.segmentation import CheckpointError, load_checkpoint, \
     SegmentationConfig, Segmenter
-from vton_ros.samples import portrait
 from vton_ros.tools import make_masks
 from vton_ros.training.compose import BundledMatter, compose_dataset
 from vton_ros.training.dataset import AgnosticMaskDataset, AugmentConfig, list_backgrounds, \

@@ -220,9 +220,9 @@ def test_demo_trainer_resumes_exactly_and_exports_the_published_layouts(tmp_path
 
 
 def test_try_on_blurs_the_mask_picks_attention_and_keeps_the_person(tmp_path):
-    from vton_ros import tryon_core
-    from vton_ros.admission import GoalError, Request
-    from vton_ros.config import CatVTONCall
+    from vton_ros.goals import tryon_job as tryon_core
+    from vton_ros.goals.admission import GoalError, Request
+    from vton_ros.settings.views import CatVTONCall
     from vton_ros.pipeline.catvton import CatVTONPipeline
     from vton_ros.tools.make_test_weights import write_test_weights
 

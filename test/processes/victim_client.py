@@ -12,7 +12,7 @@ import rclpy
 from rclpy.action import ActionClient
 from vton_interfaces.action import TryOn
 
-from vton_ros import samples
+from vton_ros.media import samples
 from vton_ros.nodes import action_qos, image_conv
 
 

@@ -61,7 +61,7 @@ class NamedConfig:
         """Return the settings: the given ones, or the profile's from its YAML files."""
         if self.profile is None:
             return self.settings
-        from vton_ros import param_files
+        from vton_ros.settings import files as param_files
 
         server = param_files.load_files(param_files.stack(self.profile))['tryon_server']
         return tuple((f'catvton.{k}', server[f'catvton.{k}']) for k in PROFILE_KEYS
@@ -273,7 +273,7 @@ def segmentation_fps(runner: BenchRunner, base: RunConfig) -> dict[str, Any]:
     """Frames per second of each mask backend on a SEG_FRAME camera frame (astronaut)."""
     import cv2
 
-    from vton_ros import samples
+    from vton_ros.media import samples
 
     height, width = SEG_FRAME
     frame = cv2.resize(samples.portrait('astronaut'), (width, height),

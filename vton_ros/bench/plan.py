@@ -4,14 +4,14 @@ What the benchmark measures: run configurations, sweeps and their plans (no meas
 A :class:`RunConfig` names a run in the schema's words: its fields are ``catvton.*`` settings
 (``steps`` is num_inference_steps, ``memory_fraction`` gpu_memory_fraction, ``attention_slicing``
 a slice size where the schema has on/off), and the pipeline's options and call arguments come
-from the typed views of :mod:`vton_ros.config`, the server's own mapping.
+from the typed views of :mod:`vton_ros.settings.views`, the server's own mapping.
 """
 
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from vton_ros.config import CatVTONCall, CatVTONLoad, SettingsView
 from vton_ros.pipeline.options import PipelineOptions
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad, SettingsView
 
 
 SWEEPS = ('stages', 'precision', 'resolution', 'steps', 'memory')

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vton_ros import samples
 from vton_ros.bench.flops import catvton_flops, gflops_per_s, segmentation_flops
 from vton_ros.bench.plan import PlannedRun, PRECISIONS, RunConfig
 from vton_ros.bench.timing import PeakMemory, raw_forward_times, summarize, time_call
+from vton_ros.media import samples
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.options import TIMING_KEYS

@@ -9,8 +9,8 @@ traffic is loopback-only unless the environment already names a Fast DDS profile
 graph). Ctrl-C or SIGTERM stops every node as ros2 launch does (SIGINT, then SIGTERM, then
 SIGKILL after grace periods) and exits 0; a node that dies stops the others and bringup
 exits 1 naming it and why: the signal that killed it, else its last FATAL/ERROR line
-(:mod:`vton_ros.exit_reasons`; ``--respawn``: it is restarted after a delay and the others
-keep running); children die with this process, none is orphaned.
+(:mod:`vton_ros.supervision.exit_reasons`; ``--respawn``: it is restarted after a delay and
+the others keep running); children die with this process, none is orphaned.
 """
 
 import argparse
@@ -24,10 +24,12 @@ import tempfile
 import threading
 import time
 
-from vton_ros import dds_shm, param_files, params as schema
-from vton_ros.exit_reasons import exit_reason, LastError
 from vton_ros.nodes.runner import ignore_signals
-from vton_ros.param_files import package_share
+from vton_ros.settings import files as param_files
+from vton_ros.settings import schema
+from vton_ros.settings.files import package_share
+from vton_ros.supervision import dds_shm
+from vton_ros.supervision.exit_reasons import exit_reason, LastError
 
 STACK = tuple(n for n in schema.NODES if n != 'mirror_ui')  # started by default
 SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)

@@ -31,8 +31,8 @@ from sensor_msgs.msg import Image
 from tqdm import tqdm
 from vton_interfaces.action import TryOn
 
-from vton_ros import client_files as files
-from vton_ros.garments import GarmentCatalog
+from vton_ros.goals import client_files as files
+from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
 

@@ -34,10 +34,14 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from vton_interfaces.action import TryOn
 
-from vton_ros import dds_shm, param_files, procstat, samples, soak_report
 from vton_ros.cli.tryon_bringup import loopback_env
-from vton_ros.garments import GarmentCatalog
+from vton_ros.media import samples
+from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
+from vton_ros.settings import files as param_files
+from vton_ros.supervision import dds_shm
+from vton_ros.supervision import procstat
+from vton_ros.supervision import soak_report
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)

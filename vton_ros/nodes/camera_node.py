@@ -14,8 +14,8 @@ import time
 
 from sensor_msgs.msg import CameraInfo
 
-from vton_ros.camera_source import (Calibration, fit, FrameSource, load_calibration,
-                                    open_source, pinhole, SourceError)
+from vton_ros.media.camera_source import (Calibration, fit, FrameSource, load_calibration,
+                                          open_source, pinhole, SourceError)
 from vton_ros.nodes import common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 

@@ -1,7 +1,7 @@
 """
 What every vton_ros node shares: parameters from the schema, QoS, diagnostics, main().
 
-Parameters are declared from :mod:`vton_ros.params` with descriptors (description, range,
+Parameters are declared from :mod:`vton_ros.settings.schema` with descriptors (description, range,
 read_only) and every change at run time is checked against the same schema, so a bad value
 is rejected with a reason instead of reaching the pipeline.
 """
@@ -20,9 +20,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 
-from vton_ros import params as schema
-from vton_ros.config import SettingsView
 from vton_ros.nodes.runner import run  # noqa: F401 (every node's main calls common.run)
+from vton_ros.settings import schema
+from vton_ros.settings.views import SettingsView
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
           'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}
@@ -163,7 +163,7 @@ class SchemaNode(Node):
         """Free what the node holds (workers, models); called after spinning stopped."""
 
     def config(self, view: type[SettingsView]) -> Any:
-        """Return the typed view (:mod:`vton_ros.config`) of the current settings."""
+        """Return the typed view (:mod:`vton_ros.settings.views`) of the current settings."""
         with self._settings_lock:
             return view.from_settings(self.settings)
 

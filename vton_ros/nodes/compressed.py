@@ -2,7 +2,7 @@
 An image topic with its ``<topic>/compressed`` twin, as image_transport's compressed plugin.
 
 An :class:`ImageTopic` publishes the raw Image and sends a sensor_msgs/CompressedImage
-(JPEG or PNG, see :mod:`vton_ros.image_codec`) only while the compressed topic has a
+(JPEG or PNG, see :mod:`vton_ros.media.image_codec`) only while the compressed topic has a
 subscriber, so nobody pays for encoding that nobody watches. A
 latched (transient_local) twin keeps the newest raw image while nobody listens and sends
 it once a viewer subscribes, so a late viewer still gets the last result.
@@ -12,7 +12,7 @@ import threading
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from vton_ros import image_codec
+from vton_ros.media import image_codec
 from vton_ros.nodes import image_conv
 
 LATCH_POLL = 0.5  # seconds between checks for a viewer of a latched topic

@@ -12,8 +12,6 @@ import signal
 import sys
 from typing import Any
 
-from vton_ros.compat import ensure_torchvision
-
 
 class _Stopped(BaseException):
     """A signal before the node's own handling started."""
@@ -27,7 +25,6 @@ def _main(node: str) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stop)
     try:
-        ensure_torchvision()  # before a node imports diffusers, timm or smp
         importlib.import_module(f'vton_ros.nodes.{node}').main()
     except _Stopped:
         sys.exit(0)

@@ -2,7 +2,7 @@
 rclpy goal-handle plumbing of tryon_server: terminal states and the clients of goals.
 
 :class:`GoalClients` watches the graph for the clients of running and queued goals (the
-method and its limits: :mod:`vton_ros.client_watch`) and calls back with the goals whose
+method and its limits: :mod:`vton_ros.goals.client_watch`) and calls back with the goals whose
 client has gone, so the server stops them with CLIENT_GONE and the next goal starts.
 """
 
@@ -12,7 +12,7 @@ from typing import Callable
 from rclpy.node import Node
 from vton_interfaces.action import TryOn
 
-from vton_ros.client_watch import ClientWatch
+from vton_ros.goals.client_watch import ClientWatch
 
 R = TryOn.Result
 CHECK_PERIOD = 0.5  # seconds between looks at the graph while goals are watched

@@ -9,7 +9,7 @@ conversion is done here with numpy: same encoding names, rows padded by ``step``
 import numpy as np
 from sensor_msgs.msg import Image
 
-from vton_ros.goal_strings import escape
+from vton_ros.goals.strings import escape
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS = {

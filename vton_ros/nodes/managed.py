@@ -20,9 +20,9 @@ from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState, \
     TransitionCallbackReturn
 from rclpy.timer import Timer
 
-from vton_ros import params as schema
-from vton_ros import procstat
 from vton_ros.nodes import common
+from vton_ros.settings import schema
+from vton_ros.supervision import procstat
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE

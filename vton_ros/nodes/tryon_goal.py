@@ -1,7 +1,7 @@
 """
 The image messages of tryon_server decoded: a goal's (for admission) and a camera pair's.
 
-A TryOn goal becomes admission's :class:`~vton_ros.admission.PlainGoal`. Each image is
+A TryOn goal becomes admission's :class:`~vton_ros.goals.admission.PlainGoal`. Each image is
 checked from its header first (tryon.min_image_side, tryon.max_aspect_ratio: no copy of a
 useless image), then decoded within tryon.max_image_pixels. An image that fails stands in
 the plain goal as its INVALID_IMAGE error, which admission raises when it reaches that
@@ -15,7 +15,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
-from vton_ros.admission import check_mask, check_size, GoalError, PlainGoal, Request
+from vton_ros.goals.admission import check_mask, check_size, GoalError, PlainGoal, Request
 from vton_ros.nodes import image_conv
 
 

@@ -4,8 +4,8 @@ tryon_server: the ``tryon`` action (vton_interfaces/TryOn) around CatVTONPipelin
 Goals without a person image use the latest camera frame + agnostic mask pair. Feedback
 every denoising step (a latent preview every ``tryon.preview_every`` steps, also on
 ``tryon/preview``); results also go on ``tryon/result`` (transient_local; JPEG on
-``tryon/result/compressed``). Plumbing only: goal admission is :mod:`vton_ros.admission`,
-image work :mod:`vton_ros.tryon_core`. Every goal ends with a code and message (INFO log).
+``tryon/result/compressed``). Plumbing only: goal admission is :mod:`vton_ros.goals.admission`,
+image work :mod:`vton_ros.goals.tryon_job`. Every goal ends with a code and message (INFO log).
 """
 
 from functools import partial
@@ -18,16 +18,16 @@ from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_interfaces.msg import StageTiming
 
-from vton_ros import tryon_core as core
-from vton_ros.admission import Admission, describe, GoalError, PlainGoal, Request, validate
-from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
-from vton_ros.garments import GarmentCatalog
+from vton_ros.goals import tryon_job as core
+from vton_ros.goals.admission import Admission, describe, GoalError, PlainGoal, Request, validate
+from vton_ros.goals.result_files import save_result
+from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.goal_handles import end_goal, GoalClients
 from vton_ros.nodes.tryon_goal import camera_images, plain_goal
 from vton_ros.pipeline.options import TryOnCancelled
-from vton_ros.result_files import save_result
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad, MaskerConfig
 
 R = TryOn.Result
 CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}

@@ -1,7 +1,11 @@
 """
 Pure torch/numpy try-on pipeline and mask models (no ROS below this package).
 
-Importing it changes no process state. On a CPU torch beside the CUDA-only torchvision
-wheel, call :func:`vton_ros.compat.ensure_torchvision` first (the nodes' and tools' entry
-points do).
+Importing it first makes torchvision importable (:func:`vton_ros.compat.ensure_torchvision`:
+on a CPU torch beside the CUDA-only torchvision wheel it declares two missing op schemas;
+elsewhere it changes nothing), so any module below may import diffusers, timm or smp.
 """
+
+from vton_ros.compat import ensure_torchvision
+
+ensure_torchvision()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from vton_ros.names import SDPA_BACKENDS
+from vton_ros.settings.choices import SDPA_BACKENDS
 
 _LOG = logging.getLogger(__name__)
 

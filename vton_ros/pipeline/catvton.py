@@ -33,8 +33,8 @@ from vton_ros.pipeline.checks import check_call
 from vton_ros.pipeline.deepcache import DeepCacheUNet
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
 from vton_ros.pipeline.forwards import Forwards
-from vton_ros.pipeline.garment_cache import GarmentLatentCache
 from vton_ros.pipeline.guidance import check_guidance_interval, guided_steps
+from vton_ros.pipeline.latent_cache import LatentCache
 from vton_ros.pipeline.loading import load_models, load_onnx_models, place_models
 from vton_ros.pipeline.options import (PipelineOptions, StepCallback, TIMING_KEYS,
                                        TryOnCancelled, TryOnResult)
@@ -84,8 +84,8 @@ class CatVTONPipeline:
         self.device = device
         self.dtype = models.dtype
         self.safety_checker = safety_checker
-        self.garment_cache = GarmentLatentCache(options.garment_cache_size)
-        self.person_cache = GarmentLatentCache(1)  # the last frame+mask's masked latent
+        self.garment_cache = LatentCache(options.garment_cache_size)
+        self.person_cache = LatentCache(1)  # the last frame+mask's masked latent
         self.vae_scale_factor = vae_scale_factor
 
     # ------------------------------------------------------------------ loading
@@ -348,8 +348,8 @@ class CatVTONPipeline:
 
     def _latent_key(self, image: np.ndarray, height: int, width: int) -> tuple:
         """Cache key of the latent of an image (garment, or person with its mask)."""
-        return GarmentLatentCache.key(image, height, width, self.dtype, self.device,
-                                      self._options.encoder)
+        return LatentCache.key(image, height, width, self.dtype, self.device,
+                               self._options.encoder)
 
     def _encode(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] -> scaled latents (1, 4, H/8, W/8), VAE or TAESD."""

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import torch
 
-from vton_ros.names import MAX_STEPS
 from vton_ros.pipeline.options import StepCallback
 from vton_ros.pipeline.preprocess import check_image
+from vton_ros.settings.choices import MAX_STEPS
 
 
 def check_call(person: np.ndarray, garment: np.ndarray, mask: np.ndarray,

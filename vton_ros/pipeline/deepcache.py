@@ -17,15 +17,28 @@ attention mask, class labels, added conditioning or FreeU; other UNets are refus
 No rclpy here.
 """
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from diffusers import UNet2DConditionModel  # noqa: I100 (after the package's shim)
 
-if TYPE_CHECKING:  # forwards imports this module
-    from vton_ros.pipeline.forwards import Forwards
+
+class UNetSteps(Protocol):
+    """What a :class:`DeepCacheUNet` runs: the backend's full and shallow UNet forwards."""
+
+    def check_cache(self, interval: int, branch: int) -> None:
+        """Raise ValueError when this backend cannot reuse features at these settings."""
+
+    def unet_full(self, sample: torch.Tensor, timestep: torch.Tensor,
+                  branch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole UNet forward: (noise prediction, the features kept at ``branch``)."""
+
+    def unet_shallow(self, sample: torch.Tensor, timestep: torch.Tensor, kept: torch.Tensor,
+                     branch: int) -> torch.Tensor:
+        """Shallow forward reusing ``kept`` deep features: the noise prediction."""
+
 
 DOWN_BLOCKS = ('DownBlock2D', 'CrossAttnDownBlock2D')
 UP_BLOCKS = ('UpBlock2D', 'CrossAttnUpBlock2D')
@@ -71,7 +84,7 @@ class DeepCacheUNet:
     step through its cond row. ``full_steps``/``shallow_steps`` count what ran.
     """
 
-    def __init__(self, models: 'Forwards', interval: int, branch: int) -> None:
+    def __init__(self, models: UNetSteps, interval: int, branch: int) -> None:
         models.check_cache(interval, branch)
         self.models = models
         self.interval = interval

@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from vton_ros.names import DTYPE_NAMES, PRECISIONS
+from vton_ros.settings.choices import DTYPE_NAMES, PRECISIONS
 
 _LOG = logging.getLogger(__name__)
 

@@ -22,30 +22,22 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from vton_ros.pipeline.deepcache import check_cache_options, layered_forward
+from vton_ros.pipeline.deepcache import check_cache_options, layered_forward, UNetSteps
 from vton_ros.pipeline.offload import Offloader
 
 
-class Forwards(Protocol):
+class Forwards(UNetSteps, Protocol):
     """What the pipeline needs of a backend (see the module docstring)."""
 
     dtype: torch.dtype
 
     def unet(self, sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor: ...
 
-    def unet_full(self, sample: torch.Tensor, timestep: torch.Tensor,
-                  branch: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def unet_shallow(self, sample: torch.Tensor, timestep: torch.Tensor, kept: torch.Tensor,
-                     branch: int) -> torch.Tensor: ...
-
     def encode(self, image: torch.Tensor, tiny: bool = False) -> torch.Tensor: ...
 
     def decode(self, latents: torch.Tensor, tiny: bool = False) -> torch.Tensor: ...
 
     def decode_fp32(self, latents: torch.Tensor) -> torch.Tensor: ...
-
-    def check_cache(self, interval: int, branch: int) -> None: ...
 
     def check_size(self, height: int, width: int) -> None: ...
 

@@ -56,9 +56,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vton_ros.names import CLOTH_TYPES, MASK_BACKENDS, PRECISIONS
 from vton_ros.pipeline import native_logs
 from vton_ros.pipeline.preprocess import check_image
+from vton_ros.settings.choices import CLOTH_TYPES, MASK_BACKENDS, PRECISIONS
 
 _LOG = logging.getLogger(__name__)
 

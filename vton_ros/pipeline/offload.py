@@ -39,7 +39,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from vton_ros.names import OFFLOAD_MODES
+from vton_ros.settings.choices import OFFLOAD_MODES
 
 _LOG = logging.getLogger(__name__)
 

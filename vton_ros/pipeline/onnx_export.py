@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import onnx_manifest as manifests
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.deepcache import check_cache_options, layered_forward, skip_count
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad
 
 _LOG = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ What an ONNX export was made from, and the check that it fits the settings at st
 hashes, the attention version, the try-on size, precision, opset, the DeepCache branch,
 the graphs with their input/output shapes, and the scheduler/VAE constants the pipeline
 needs without the torch models. :func:`check_manifest` refuses an export that does not fit
-the settings (the typed views of :mod:`vton_ros.config`), naming the setting and the command
-that fixes it. No torch, no rclpy here.
+the settings (the typed views of :mod:`vton_ros.settings.views`), naming the setting and the
+command that fixes it. No torch, no rclpy here.
 """
 
 import hashlib
@@ -15,9 +15,9 @@ import logging
 import os
 from typing import Any, Mapping
 
-from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import weights
 from vton_ros.pipeline.attention_sets import possible_versions
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad
 
 _LOG = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vton_ros.names import DECODERS, ENCODERS, PREVIEW_DECODERS
 from vton_ros.pipeline import attention
 from vton_ros.pipeline.attention import check_sdpa_backend
 from vton_ros.pipeline.offload import check_offload_mode
 from vton_ros.pipeline.preprocess import CropBox
+from vton_ros.settings.choices import DECODERS, ENCODERS, PREVIEW_DECODERS
 
 TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
 

@@ -12,9 +12,9 @@ from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler,
                        UniPCMultistepScheduler)
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from vton_ros.names import SCHEDULERS
+from vton_ros.settings.choices import SCHEDULERS
 
-# name (vton_ros.names.SCHEDULERS) -> (scheduler class, settings that override the base config)
+# name (settings.choices.SCHEDULERS) -> (scheduler class, settings overriding the base config)
 _SCHEDULERS = {
     'ddim': (DDIMScheduler, {}),
     'dpmpp_2m': (DPMSolverMultistepScheduler,

@@ -30,9 +30,9 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from vton_ros.names import CLOTH_TYPES
 from vton_ros.pipeline.device import resolve_device, resolve_dtype
 from vton_ros.pipeline.preprocess import check_image, cover_resize, uncrop
+from vton_ros.settings.choices import CLOTH_TYPES
 
 _LOG = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import json
 import logging
 import os
 
-from vton_ros import names, package_paths
+from vton_ros.settings import choices as names
+from vton_ros.settings import package_paths
 
 _LOG = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ DEFAULT_BASE_MODEL = 'booksforcharlie/stable-diffusion-inpainting'
 DEFAULT_VAE = 'stabilityai/sd-vae-ft-mse'
 DEFAULT_ATTN_CKPT = 'zhengchong/CatVTON'
 DEFAULT_TINY_VAE = 'madebyollin/taesd'
-# version (vton_ros.names.ATTN_VERSIONS) -> folder in the CatVTON repository
+# version (vton_ros.settings.choices.ATTN_VERSIONS) -> folder in the CatVTON repository
 ATTN_VERSIONS = dict(zip(names.ATTN_VERSIONS,
                          ('mix-48k-1024', 'vitonhd-16k-512', 'dresscode-16k-512')))
 RANDOM_MARKER = 'RANDOM_TEST_WEIGHTS.txt'  # make_test_weights puts it next to random weights

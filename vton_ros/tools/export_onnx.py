@@ -19,7 +19,8 @@ import time
 
 def settings_from(params_files: list[str], overrides: list[str]) -> dict:
     """tryon_server settings: defaults, then each params file in order, then --set."""
-    from vton_ros import param_files, params
+    from vton_ros.settings import files as param_files
+    from vton_ros.settings import schema as params
 
     settings = params.defaults('tryon_server')
     for path in params_files:
@@ -30,7 +31,7 @@ def settings_from(params_files: list[str], overrides: list[str]) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
-    from vton_ros import param_files
+    from vton_ros.settings import files as param_files
 
     parser = argparse.ArgumentParser(prog='export_onnx', description=__doc__.split('\n')[1])
     parser.add_argument('--params-file', action='append', default=[],
@@ -54,7 +55,7 @@ def main(args: list[str] | None = None) -> int:
 
     try:
         settings = settings_from(opts.params_file, opts.overrides)
-        from vton_ros.config import CatVTONCall, CatVTONLoad
+        from vton_ros.settings.views import CatVTONCall, CatVTONLoad
         from vton_ros.pipeline.onnx_export import export_models
         export_models(CatVTONLoad.from_settings(settings), CatVTONCall.from_settings(settings),
                       opts.out, progress=progress, verify=not opts.no_verify)

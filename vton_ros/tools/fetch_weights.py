@@ -17,8 +17,8 @@ import logging
 import os
 import sys
 
-from vton_ros.config import CatVTONCall, CatVTONLoad
 from vton_ros.pipeline import weights
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad
 
 _LOG = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def _attn_files(load: CatVTONLoad, call: CatVTONCall) -> weights.ModelFiles:
 
 def check(params_file: str | None) -> int:
     """Look for the configured weights without any download; print what is missing."""
-    from vton_ros import param_files, params
+    from vton_ros.settings import files as param_files
+    from vton_ros.settings import schema as params
 
     settings = params.defaults('tryon_server')
     settings.update(param_files.load_files(param_files.stack(

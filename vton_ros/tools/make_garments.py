@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 import sys
 
-from vton_ros import garments
+from vton_ros.media import garments
 
 HEIGHT, WIDTH, PERIOD = 256, 192, 48
 WHITE = (245, 245, 245)

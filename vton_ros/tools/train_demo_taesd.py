@@ -47,12 +47,10 @@ def main(args: list[str] | None = None) -> int:
     """Entry point of the train_demo_taesd console script."""
     opts = build_parser().parse_args(args)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    from vton_ros.compat import ensure_torchvision
-    ensure_torchvision()
-    from diffusers import AutoencoderKL
-    import torch
-
     from vton_ros.training.distill_taesd import DistillConfig, image_pool, TaesdDistiller
+
+    from diffusers import AutoencoderKL  # noqa: I100 (after the training package's shim)
+    import torch
 
     torch.set_num_threads(opts.threads)
     config = DistillConfig(steps=opts.steps, batch=opts.batch, seed=opts.seed,

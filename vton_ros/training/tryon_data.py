@@ -9,7 +9,7 @@ Layout (VITON-HD's; ``train_segmentation`` reads ``image`` + ``agnostic-mask``):
     <root>/<split>/person-mask/<name>.png           person matte
     <root>/<split>_pairs.txt                        '<name>.jpg <name>.jpg' per line
 
-People: the bundled portraits (:mod:`vton_ros.samples`; their pose masks and mattes are
+People: the bundled portraits (:mod:`vton_ros.media.samples`; their pose masks and mattes are
 computed once with our ``pose`` mask maker, then cropped, flipped and recoloured per sample)
 and drawn figures (:func:`vton_ros.training.synthetic.draw_person`), on their own or on drawn
 backgrounds. Garments: procedural patterns (:data:`PATTERNS`) cut to a t-shirt outline. The
@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from vton_ros import samples
+from vton_ros.media import samples
 from vton_ros.pipeline.preprocess import cover_resize, letterbox
 from vton_ros.training.dataset import (AugmentConfig, colour_jitter, IMAGE_DIR, MASK_DIR,
                                        PERSON_DIR, read_mask, read_rgb, replace_background,

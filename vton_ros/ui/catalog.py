@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vton_ros.garments import GarmentCatalog
-from vton_ros.goal_strings import check_id
-from vton_ros.names import CLOTH_TYPES
+from vton_ros.goals.strings import check_id
+from vton_ros.media.garments import GarmentCatalog
+from vton_ros.settings.choices import CLOTH_TYPES
 from vton_ros.ui import images
 
 MAX_ITEMS = 500  # catalogue images listed at most

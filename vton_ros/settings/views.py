@@ -1,7 +1,7 @@
 """
 Typed, frozen configurations built once from the validated settings.
 
-The schema (:mod:`vton_ros.params`) stays the one source of names, types, ranges and
+The schema (:mod:`vton_ros.settings.schema`) stays the one source of names, types, ranges and
 descriptions; each dataclass here is a view of one component's settings, built with
 :meth:`SettingsView.from_settings` from a node's (or a tool's) settings and handed down
 explicitly. A field ``x`` of a view whose ``COMPONENT`` is ``catvton`` is the setting
@@ -13,8 +13,7 @@ in that one place. No torch and no ROS import here.
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Mapping, TypeVar
 
-from vton_ros import params
-
+from vton_ros.settings import schema as params
 V = TypeVar('V', bound='SettingsView')
 
 

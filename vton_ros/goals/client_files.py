@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vton_ros.camera_source import IMAGE_SUFFIXES
+from vton_ros.media.image_files import IMAGE_SUFFIXES
 
 PANEL_LABELS = ('person', 'mask', 'garment', 'result')
 

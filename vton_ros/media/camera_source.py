@@ -21,14 +21,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from vton_ros import samples
+from vton_ros.media import samples
+from vton_ros.media.image_files import IMAGE_SUFFIXES, read_image, SourceError
 import yaml
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-
-
-class SourceError(RuntimeError):
-    """A source that cannot be opened (missing file or device, unreadable image)."""
 
 
 class FrameSource:
@@ -102,14 +97,6 @@ class CaptureSource(FrameSource):
     def close(self) -> None:
         """Release the capture."""
         self._cap.release()
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB; SourceError if it is not one."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SourceError(f'cannot read image {path}')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def open_source(spec: str, loop: bool = True) -> FrameSource:

@@ -14,8 +14,8 @@ from pathlib import Path
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from vton_ros.package_paths import package_share
-from vton_ros.params import NODES, param, validate
+from vton_ros.settings.package_paths import package_share
+from vton_ros.settings.schema import NODES, param, validate
 import yaml
 
 BASE_FILE = 'tryon.yaml'  # the full reference: every setting of every node

@@ -12,7 +12,7 @@ log line cannot pose as an error, and the reason is escaped and truncated.
 import re
 import signal
 
-from vton_ros.goal_strings import escape
+from vton_ros.goals.strings import escape
 
 SHOWN = 400  # characters of an error line kept in the reason
 _COLOUR = re.compile(r'\x1b\[[0-9;]*m')

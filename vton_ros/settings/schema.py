@@ -2,8 +2,8 @@
 The one schema of every vton_ros setting.
 
 Node parameters (names, defaults, ParameterDescriptor ranges and read_only), the YAML files
-in config/ (read by :mod:`vton_ros.param_files`), command-line overrides and the typed
-configs of :mod:`vton_ros.config` are all derived from :data:`SCHEMA`. Names follow
+in config/ (read by :mod:`vton_ros.settings.files`), command-line overrides and the typed
+configs of :mod:`vton_ros.settings.views` are all derived from :data:`SCHEMA`. Names follow
 ``<component>.<field>`` with diffusers' field names where one exists. This module has no ROS
 import: nodes turn a :class:`Param` into a descriptor in ``vton_ros.nodes.common``.
 """
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import difflib
 from typing import Any, Iterable, Mapping
 
-from vton_ros.names import (ATTN_VERSIONS, BACKENDS, BUSY_POLICIES, CLOTH_TYPES, DECODERS,
-                            ENCODERS, MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES, PRECISIONS,
-                            PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
+from vton_ros.settings.choices import (ATTN_VERSIONS, BACKENDS, BUSY_POLICIES, CLOTH_TYPES,
+                                       DECODERS, ENCODERS, MASK_BACKENDS, MAX_STEPS,
+                                       OFFLOAD_MODES, PRECISIONS, PREVIEW_DECODERS, SCHEDULERS,
+                                       SDPA_BACKENDS)
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')

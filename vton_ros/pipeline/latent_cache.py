@@ -1,4 +1,4 @@
-"""Garment latents kept between try-ons (a catalogue is encoded once)."""
+"""VAE latents kept between try-ons: garments (a catalogue is encoded once) and the person."""
 
 from collections import OrderedDict
 import hashlib
@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 
-class GarmentLatentCache:
+class LatentCache:
     """
-    Bounded LRU cache of garment latents keyed by content hash, size and dtype.
+    Bounded LRU cache of image latents keyed by content hash, size and dtype.
 
     ``hits``/``misses`` count lookups; entries are never modified after insertion.
     """

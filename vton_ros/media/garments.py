@@ -15,9 +15,9 @@ from typing import Mapping
 
 import cv2
 import numpy as np
-from vton_ros.camera_source import IMAGE_SUFFIXES, read_image
-from vton_ros.names import CLOTH_TYPES
-from vton_ros.package_paths import resolve
+from vton_ros.media.image_files import IMAGE_SUFFIXES, read_image
+from vton_ros.settings.choices import CLOTH_TYPES
+from vton_ros.settings.package_paths import resolve
 import yaml
 
 CATALOG_FILE = 'catalog.yaml'

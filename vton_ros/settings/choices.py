@@ -1,8 +1,8 @@
 """
 The valid names of every choice in vton_ros, in one torch-free module.
 
-The settings schema (:mod:`vton_ros.params`) and the pipeline both import these tuples, so a
-new scheduler, decoder or mode is added here once and both accept it.
+The settings schema (:mod:`vton_ros.settings.schema`) and the pipeline both import these
+tuples, so a new scheduler, decoder or mode is added here once and both accept it.
 """
 
 CLOTH_TYPES = ('upper', 'lower', 'overall')

@@ -20,11 +20,11 @@ from typing import Any, Hashable
 
 import numpy as np
 
-from vton_ros.camera_source import SourceError
-from vton_ros.config import CatVTONCall
-from vton_ros.garments import GarmentCatalog
-from vton_ros.goal_strings import check_id, escape
-from vton_ros.names import CLOTH_TYPES
+from vton_ros.goals.strings import check_id, escape
+from vton_ros.media.garments import GarmentCatalog
+from vton_ros.media.image_files import SourceError
+from vton_ros.settings.choices import CLOTH_TYPES
+from vton_ros.settings.views import CatVTONCall
 
 ENDED_KEPT = 1024  # finished goal ids remembered, so a late cancel is refused
 # Why a goal stopped -> (error code name, message for the client).

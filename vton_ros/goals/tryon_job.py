@@ -3,7 +3,7 @@ The ROS-free work of tryon_server: model loading, camera frame+mask pairing, one
 
 The node keeps the plumbing (topics, the action, messages); what it does with images lives
 here so it can be tested without ROS. Errors a client must see are
-:class:`vton_ros.admission.GoalError`.
+:class:`vton_ros.goals.admission.GoalError`.
 """
 
 import gc
@@ -15,8 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from vton_ros.admission import GoalError, Request
-from vton_ros.config import CatVTONCall, CatVTONLoad, MaskerConfig
+from vton_ros.goals.admission import GoalError, Request
 from vton_ros.pipeline import preprocess
 from vton_ros.pipeline.attention_sets import resolve_attn_version
 from vton_ros.pipeline.catvton import CatVTONPipeline
@@ -25,6 +24,7 @@ from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator
 from vton_ros.pipeline.offload import pin_mmap_threshold
 from vton_ros.pipeline.options import PipelineOptions, TIMING_KEYS
 from vton_ros.pipeline.previews import latents_to_preview
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad, MaskerConfig
 
 _LOG = logging.getLogger(__name__)
 STAGES = TIMING_KEYS[:1] + ('segmentation',) + TIMING_KEYS[1:]  # the pipeline's + masking

@@ -1,0 +1,1 @@
+"""Images in and out, without ROS: camera sources, image files, codecs, garments, samples."""

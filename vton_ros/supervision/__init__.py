@@ -1,0 +1,1 @@
+"""Supervision without ROS: why a process ended, process figures, soak reports, shared memory."""
