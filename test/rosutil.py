@@ -26,15 +26,49 @@ def ros_env(domain_id: int, **extra: str) -> dict:
     return env
 
 
-# Domains 1-200 (Fast DDS ports stay well below 65536), handed out in turn from a random start:
-# stacks of one test run never share a domain (a second action server there answers a
-# result request UNKNOWN), and concurrent runs rarely meet.
-_DOMAINS = itertools.count(random.SystemRandom().randrange(200))
+# Domains 1-200 (Fast DDS ports stay well below 65536). Each pytest-xdist worker owns its own
+# block of them (gw0 the first, gw1 the next, ...; the whole range without xdist) and hands
+# them out in turn from a random start: stacks of one test run never share a domain (a second
+# action server there answers a result request UNKNOWN), and concurrent runs rarely meet.
+DOMAINS = 200
+
+
+def _worker_block() -> range:
+    """Return the domains of this process: its xdist worker's share of 1..DOMAINS."""
+    worker = os.environ.get('PYTEST_XDIST_WORKER', '')
+    count = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1') or 1)
+    if not worker.startswith('gw') or count <= 1:
+        return range(1, DOMAINS + 1)
+    size = DOMAINS // count
+    start = 1 + int(worker[2:]) % count * size
+    return range(start, start + size)
+
+
+_BLOCK = _worker_block()
+_DOMAINS = itertools.count(random.SystemRandom().randrange(len(_BLOCK)))
 
 
 def free_domain_id() -> int:
-    """Return the next ROS domain of this test run."""
-    return 1 + next(_DOMAINS) % 200
+    """Return the next ROS domain of this test run (of this xdist worker's block)."""
+    return _BLOCK[next(_DOMAINS) % len(_BLOCK)]
+
+
+def wait_until(condition, timeout: float = HANG_GUARD, what='the condition',
+               interval: float = 0.05):
+    """Poll ``condition()`` until it returns a true value, and return that value.
+
+    A hang guard, not a speed limit: after ``timeout`` seconds raise AssertionError naming
+    ``what`` (a string, or a callable returning one, e.g. a process log, read only then).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f'timed out after {timeout} s waiting for {text}')
+        time.sleep(interval)
 
 
 class Proc:
@@ -61,17 +95,17 @@ class Proc:
 
     def wait_for_log(self, text: str, timeout: float = HANG_GUARD, count: int = 1) -> str:
         """Wait until ``text`` appears ``count`` times in the output; raise with the log if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def printed():
             out = self.log()
             if out.count(text) >= count:
                 return out
             if self.popen.poll() is not None:
                 raise AssertionError(f'{self.argv[0]} exited ({self.popen.returncode}) before '
                                      f'printing {text!r} {count}x:\n{out}')
-            time.sleep(0.1)
-        raise AssertionError(f'{self.argv[0]} did not print {text!r} {count}x in {timeout}s:\n'
-                             f'{self.log()}')
+            return None
+
+        return wait_until(printed, timeout, interval=0.1, what=lambda: (
+            f'{self.argv[0]} to print {text!r} {count}x:\n{self.log()}'))
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGINT, wait, then SIGKILL the whole process group; return the exit code."""
@@ -164,11 +198,7 @@ class Spinner:
 
     def wait(self, future, timeout: float = HANG_GUARD):
         """Wait for an rclpy future completed by the spinning thread."""
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'future not done after {timeout}s')
-            time.sleep(0.01)
+        wait_until(future.done, timeout, 'an rclpy future', interval=0.01)
         return future.result()
 
     def close(self) -> None:

@@ -9,7 +9,6 @@ process is the action client (a real rclpy node) over loopback DDS.
 from dataclasses import dataclass, field
 from pathlib import Path
 import threading
-import time
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
@@ -18,7 +17,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, wait_until
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_ros.media import samples
@@ -142,10 +141,8 @@ class System:
     def wait_feedback(self, outcome: Outcome, count: int = 1,
                       timeout: float = HANG_GUARD) -> None:
         """Wait until a goal has had ``count`` feedback messages."""
-        deadline = time.monotonic() + timeout
-        while len(outcome.feedback) < count:
-            assert time.monotonic() < deadline, 'no feedback'
-            time.sleep(0.01)
+        wait_until(lambda: len(outcome.feedback) >= count, timeout, f'{count} feedback',
+                   interval=0.01)
 
     def close(self) -> list:
         """Stop the client and the processes; return their exit codes."""
@@ -177,12 +174,11 @@ def person_goal(seed: int = 7, **kwargs) -> TryOn.Goal:
 
 def wait_for_paired_mask(system, timeout: float = HANG_GUARD) -> list:
     """Wait until the client has a mask whose stamp matches a frame it received."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def matched():
         with system._lock:
-            matched = [m for m in system.masks
-                       if (m.header.stamp.sec, m.header.stamp.nanosec) in system.frames]
-        if matched and system.overlays:
-            return matched
-        time.sleep(0.1)
-    raise AssertionError('no agnostic_mask with the stamp of a received image_raw frame')
+            masks = [m for m in system.masks
+                     if (m.header.stamp.sec, m.header.stamp.nanosec) in system.frames]
+        return masks if masks and system.overlays else None
+
+    return wait_until(matched, timeout, 'an agnostic_mask with the stamp of a received '
+                      'image_raw frame', interval=0.1)
