@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = 'vton_ros'
 SCHEME = 'package://'
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the repository (source tree) root
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the repository (source tree) root
 
 
 def package_share(package: str = PACKAGE) -> Path:
