@@ -2,8 +2,11 @@
 Bring up camera_node, segmentation_node and tryon_server (ros2 launch vton_ros tryon.launch.py).
 
 Parameters: config/tryon.yaml (the paper's Jetson profile, every setting), then the
-overlay of ``profile`` (config/<profile>.yaml: cpu, fast, fast_cpu, ...; empty: none), then
-``params_file`` (your own file; empty: none); later files win. Other launch arguments:
+overlays of ``profile`` left to right (config/<profile>.yaml, comma-separated: cpu, demo,
+fast, fast_cpu, ...; default cpu, as tryon_bringup; none or empty: tryon.yaml alone), then
+``params_file`` (your own file; empty: none); later files win. The stack, its overrides and
+the DDS environment (loopback-only unless the environment names a Fast DDS profile) come
+from vton_ros.settings.stack, as tryon_bringup's do. Other launch arguments:
 namespace (default empty; e.g. mirror_a puts every node, topic and the tryon action under
 /mirror_a, and the config's /**/NODE keys still apply), camera_source (overrides
 camera.source), device (overrides catvton.device and segmentation.device; empty keeps
@@ -19,7 +22,6 @@ line. respawn:=true instead restarts a node that dies, after respawn_delay secon
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, \
     Shutdown
@@ -27,6 +29,7 @@ from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from vton_ros.settings import stack as param_stack
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision.exit_reasons import exit_reason, LastError
 
@@ -56,41 +59,32 @@ def _free_shm(_event, _context):
 
 
 def _nodes(context):
-    share = get_package_share_directory('vton_ros')
-    files = [os.path.join(share, 'config', 'tryon.yaml')]
-    profile = LaunchConfiguration('profile').perform(context)
-    if profile:
-        files.append(profile if profile.endswith('.yaml') else
-                     os.path.join(share, 'config', f'{profile}.yaml'))
-    params_file = LaunchConfiguration('params_file').perform(context)
-    if params_file:
-        files.append(params_file)
-    namespace = LaunchConfiguration('namespace').perform(context)
-    source = LaunchConfiguration('camera_source').perform(context)
-    device = LaunchConfiguration('device').perform(context)
-    ui = LaunchConfiguration('ui').perform(context).lower() in ('true', '1')
-    autostart = LaunchConfiguration('autostart').perform(context).lower() in ('true', '1')
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    params_file = arg('params_file')
+    namespace = arg('namespace')
+    ui = arg('ui').lower() in ('true', '1')
+    stack = param_stack.build(arg('profile'), [params_file] if params_file else [], namespace,
+                              camera_source=arg('camera_source'), device=arg('device'),
+                              autostart=arg('autostart').lower() in ('true', '1'))
+    files = [str(path) for path in stack.files]
+    env = param_stack.dds_environment(os.environ)
     respawn = LaunchConfiguration('respawn').perform(context).lower() in ('true', '1')
     delay = float(LaunchConfiguration('respawn_delay').perform(context))
 
     def text(value):  # launch parses plain strings as YAML: keep '0' a string
         return ParameterValue(value, value_type=str)
 
-    overrides = {
-        'camera_node': {'camera.source': text(source)} if source else {},
-        'segmentation_node': {'segmentation.device': text(device)} if device else {},
-        'tryon_server': ({'catvton.device': text(device), 'segmentation.device': text(device)}
-                         if device else {}),
-    }
-    for extra in overrides.values():  # the managed nodes
-        extra['lifecycle.autostart'] = autostart
-    if ui:
-        overrides['mirror_ui'] = {}
+    overrides = {name: {key: text(value) if isinstance(value, str) else value
+                        for key, value in stack.node_overrides(name).items()}
+                 for name in ('camera_node', 'segmentation_node', 'tryon_server')
+                 + (('mirror_ui',) if ui else ())}
     actions = []
     for name, extra in overrides.items():
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
                     output='screen', emulate_tty=True, parameters=[*files, extra],
-                    respawn=respawn, respawn_delay=delay)
+                    additional_env=env, respawn=respawn, respawn_delay=delay)
         actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
                                                              on_exit=_free_shm))]
         if not respawn:  # one node ends: all stop, naming why
@@ -105,9 +99,11 @@ def _nodes(context):
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument('profile', default_value='',
-                              description='overlay of config/tryon.yaml: cpu, fast, fast_cpu, '
-                                          '... (config/<profile>.yaml) or a file path'),
+        DeclareLaunchArgument('profile', default_value=param_stack.DEFAULT_PROFILE,
+                              description='overlays of config/tryon.yaml, comma-separated, '
+                                          'left to right: cpu, demo, fast, fast_cpu, ... '
+                                          '(config/<profile>.yaml) or file paths, e.g. '
+                                          'cpu,demo; none: tryon.yaml alone'),
         DeclareLaunchArgument('params_file', default_value='',
                               description='your own ROS parameter file, applied last'),
         DeclareLaunchArgument('namespace', default_value='',

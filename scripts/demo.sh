@@ -20,7 +20,7 @@ params=(--profile cpu)
 overrides=(--set garments.catalog_dir=package://vton_ros/garments)
 case "$MODE" in
   demo)
-    params=(--profile demo)
+    params=(--profile cpu,demo)
     caption="DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md), not CatVTON."
     caption+=" Real weights: fetch_weights, then make demo WEIGHTS=real"
     echo "================================================================"

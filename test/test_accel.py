@@ -21,6 +21,7 @@ from vton_ros.pipeline.random_weights import random_tiny_components
 from vton_ros.pipeline.weights import ModelNotFoundError
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema as params
+from vton_ros.settings.stack import file_stack
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,7 +306,7 @@ def test_bad_pipeline_options_are_refused(kwargs):
 @pytest.mark.parametrize('name', ['fast.yaml', 'fast_cpu.yaml'])
 def test_fast_profiles_are_the_benchmarked_fast_configuration(name):
     path = ROOT / 'config' / name
-    server = param_files.load_files(param_files.stack(path.stem))['tryon_server']
+    server = param_files.load_files(file_stack(path.stem))['tryon_server']
     for key, value in NAMED_CONFIGS['fast'].settings:
         assert server[key] == value, key
     assert '/**/tryon_server' in yaml.safe_load(path.read_text())

@@ -112,12 +112,13 @@ def test_package_urls_resolve_to_the_installed_share_or_the_source_tree(tmp_path
 
 def test_demo_profile_names_package_paths_and_runs_on_the_cpu():
     from vton_ros.settings import files as param_files
+    from vton_ros.settings.stack import file_stack
     demo = param_files.load_yaml(str(ROOT / 'config' / 'demo.yaml'))  # overlay: test_params
     server = demo['tryon_server']
     assert server['catvton.base_model'] == 'package://vton_ros/models/demo/base'
     assert server['garments.catalog_dir'] == 'package://vton_ros/garments'
     assert server['catvton.tiny_vae'] == 'package://vton_ros/models/demo/taesd'
-    stacked = param_files.load_files(param_files.stack('demo'))  # tryon.yaml, then demo.yaml
+    stacked = param_files.load_files(file_stack('cpu,demo'))  # tryon, cpu, then demo
     devices = {stacked[node][key] for node in stacked
                for key in ('catvton.device', 'segmentation.device') if key in stacked[node]}
     assert devices == {'cpu'}

@@ -7,6 +7,7 @@ import pytest
 from vton_ros.nodes.common import descriptor
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema as params
+from vton_ros.settings.stack import file_stack
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'config').glob('*.yaml'))
 
@@ -29,16 +30,8 @@ def test_profiles_are_strict_overlays_that_state_only_what_differs(path):
     for node, values in overlay.items():
         same = {k for k, v in values.items() if base[node][k] == v}
         assert not same, f'{path.name} repeats tryon.yaml for {node}: {sorted(same)}'
-    stacked = param_files.load_files(param_files.stack(path.stem))
+    stacked = param_files.load_files(file_stack(path.stem))
     assert stacked == {n: {**base[n], **overlay.get(n, {})} for n in params.NODES}
-
-
-def test_profile_names_and_unknown_profiles():
-    assert [p.resolve() for p in param_files.stack('none')] == [BASE]
-    stack = param_files.stack('fast', ['mine.yaml'])
-    assert [stack[1].resolve(), stack[2]] == [BASE.parent / 'fast.yaml', Path('mine.yaml')]
-    with pytest.raises(ValueError, match='unknown profile .fastest.*fast_cpu'):
-        param_files.stack('fastest')
 
 
 def test_paper_profile():

@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from rosutil import free_domain_id, HANG_GUARD, Proc, ROOT, ros_env
+from vton_ros.settings import stack as param_stack
 
 README = ROOT / 'README.md'
 NEEDS = ('ROS 2', 'real weights', 'CUDA')  # `# needs ROS 2, real weights, CUDA`
@@ -46,10 +47,15 @@ class Command:
             return set()
         return {need for need in NEEDS if need in self.note}
 
-    def is_paper_launch(self) -> bool:
-        """Tell whether it launches config/tryon.yaml (real weights, CUDA)."""
-        return self.text.split()[:3] == ['ros2', 'launch', 'vton_ros'] and \
-            'demo.yaml' not in self.text
+    def profiles(self) -> tuple[str, ...] | None:
+        """Return the profiles a launch or tryon_bringup applies (None: neither command)."""
+        words = self.text.split()
+        given = [w.split(':=', 1)[1] for w in words if w.startswith('profile:=')]
+        if words[0] == 'tryon_bringup' and '--profile' in words:
+            given = [words[words.index('--profile') + 1]]
+        if words[:3] != ['ros2', 'launch', 'vton_ros'] and words[0] != 'tryon_bringup':
+            return None
+        return param_stack.parse_profiles(given[0] if given else param_stack.DEFAULT_PROFILE)
 
     def needs_ros(self) -> bool:
         """Tell whether the command uses ROS 2 tools the PyPI wheels lack."""
@@ -59,16 +65,18 @@ class Command:
     def needs_weights(self) -> bool:
         """Tell whether the command needs the real CatVTON weights."""
         words = self.text.split()
-        return ('WEIGHTS=real' in words or self.is_paper_launch()
+        profiles = self.profiles()
+        return ('WEIGHTS=real' in words
+                or (profiles is not None and 'demo' not in profiles)
                 or (words[0] == 'vton_bench' and '--random-weights' not in words
                     and 'models/demo/base' not in words)
-                or (words[0] in ('tryon_bringup', 'export_onnx')  # config/tryon.yaml's
-                    and '--profile demo' not in self.text))
+                or words[0] == 'export_onnx')  # config/tryon.yaml's weights
 
     def needs_cuda(self) -> bool:
-        """Tell whether the command asks for a CUDA device (TensorRT: jetson_trt)."""
-        return 'cuda' in self.text or self.is_paper_launch() or \
-            '--profile jetson_trt' in self.text
+        """Tell whether the command asks for a CUDA device (a stack without a CPU profile)."""
+        profiles = self.profiles()
+        return 'cuda' in self.text or (profiles is not None
+                                       and not {'cpu', 'fast_cpu'} & set(profiles))
 
     def parser(self):
         """Return the argument parser of the vton_ros command it runs (cli, tools), or None."""

@@ -62,8 +62,9 @@ class NamedConfig:
         if self.profile is None:
             return self.settings
         from vton_ros.settings import files as param_files
+        from vton_ros.settings.stack import file_stack
 
-        server = param_files.load_files(param_files.stack(self.profile))['tryon_server']
+        server = param_files.load_files(file_stack(self.profile))['tryon_server']
         return tuple((f'catvton.{k}', server[f'catvton.{k}']) for k in PROFILE_KEYS
                      if f'catvton.{k}' in server)
 

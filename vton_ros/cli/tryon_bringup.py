@@ -27,7 +27,7 @@ import time
 from vton_ros.nodes.runner import ignore_signals
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema
-from vton_ros.settings.files import package_share
+from vton_ros.settings import stack as param_stack
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision.exit_reasons import exit_reason, LastError
 
@@ -50,12 +50,7 @@ def executable(name: str) -> list[str]:
 
 def loopback_env() -> dict:
     """Return the environment for the nodes: loopback-only DDS unless a profile is set."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    if not env.get('FASTDDS_DEFAULT_PROFILES_FILE'):
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(package_share() / 'config' /
-                                                   'fastdds_loopback.xml')
-        env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'SYSTEM_DEFAULT'
-    return env
+    return dict(os.environ, PYTHONUNBUFFERED='1', **param_stack.dds_environment(os.environ))
 
 
 def _die_with_parent() -> None:
@@ -66,9 +61,11 @@ def _die_with_parent() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
-    parser.add_argument('--profile', default='cpu',
-                        help='overlay of config/tryon.yaml: a file config/<PROFILE>.yaml (cpu, '
-                             'fast, fast_cpu, ...), a path, or none (default: cpu)')
+    parser.add_argument('--profile', default=param_stack.DEFAULT_PROFILE,
+                        help='overlays of config/tryon.yaml, comma-separated, applied left to '
+                             'right: config/<PROFILE>.yaml (cpu, demo, fast, fast_cpu, ...) or '
+                             'paths, e.g. cpu,demo; none: tryon.yaml alone '
+                             '(default: %(default)s)')
     parser.add_argument('--params-file', action='append', default=[],
                         help='your own ROS parameter file, applied after the profile '
                              '(repeatable; later files win)')
@@ -108,17 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(nodes) - set(schema.NODES)
         if unknown:
             raise ValueError(f'unknown node(s) {sorted(unknown)}; valid: {schema.NODES}')
-        namespace = param_files.normalize_namespace(args.namespace)
-        config = param_files.load_files(
-            param_files.stack(args.profile, args.params_file), namespace)
-        overrides = param_files.parse_overrides(args.overrides)
-        if args.camera_source:
-            overrides['camera.source'] = args.camera_source
-        if args.no_autostart:
-            overrides['lifecycle.autostart'] = False
-        if args.device:
-            overrides.update({'catvton.device': args.device, 'segmentation.device': args.device})
-        config = param_files.merge(config, overrides)
+        built = param_stack.build(args.profile, args.params_file, args.namespace,
+                                  args.overrides, camera_source=args.camera_source or '',
+                                  device=args.device or '',
+                                  autostart=False if args.no_autostart else None)
+        namespace, config = built.namespace, built.settings
     except (OSError, ValueError) as err:
         print(f'tryon_bringup: {err}', file=sys.stderr)
         return 2

@@ -3,45 +3,20 @@ Parameter files and command-line overrides, checked against the schema.
 
 The reference file is ``config/tryon.yaml`` (every setting); a *profile* (``config/cpu.yaml``,
 ``fast.yaml``, ...) is an overlay that states only what differs. Files apply in order, later
-ones win, as ROS applies several ``--params-file`` arguments: tryon.yaml, then the profile,
-then the operator's own file, then ``--set NAME=VALUE``. Every file is checked strictly: an
-unknown node or key is an error, whether or not its section applies here.
+ones win, as ROS applies several ``--params-file`` arguments (the order of a bringup:
+:mod:`vton_ros.settings.stack`). Every file is checked strictly: an unknown node or key is an
+error, whether or not its section applies here.
 """
 
 import argparse
 import difflib
-from pathlib import Path
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from vton_ros.settings.package_paths import package_share
 from vton_ros.settings.schema import NODES, param, validate
 import yaml
 
-BASE_FILE = 'tryon.yaml'  # the full reference: every setting of every node
 _TOKEN = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
-
-
-def profile_file(name: str, config_dir: Path | None = None) -> Path:
-    """
-    Return the overlay file of a profile: ``config/<name>.yaml``, or ``name`` as a path.
-
-    Raises ValueError listing the shipped profiles when there is no such file.
-    """
-    config_dir = config_dir or package_share() / 'config'
-    path = Path(name) if name.endswith(('.yaml', '.yml')) else config_dir / f'{name}.yaml'
-    if not path.is_file():
-        known = sorted(p.stem for p in config_dir.glob('*.yaml') if p.name != BASE_FILE)
-        raise ValueError(f'unknown profile {name!r} (no file {path}); profiles: '
-                         f'{", ".join(known)}, or the path of your own overlay file')
-    return path
-
-
-def stack(profile: str, files: Sequence[str] = ()) -> list[Path]:
-    """Return the files a stack applies in order: tryon.yaml, the profile (or none), files."""
-    base = package_share() / 'config' / BASE_FILE
-    chosen = [] if profile in ('', 'none') else [profile_file(profile)]
-    return [base, *chosen, *(Path(f) for f in files)]
 
 
 def load_files(paths: Sequence[str], namespace: str = '/') -> dict[str, dict[str, Any]]:

@@ -81,9 +81,10 @@ def check(params_file: str | None) -> int:
     """Look for the configured weights without any download; print what is missing."""
     from vton_ros.settings import files as param_files
     from vton_ros.settings import schema as params
+    from vton_ros.settings.stack import file_stack
 
     settings = params.defaults('tryon_server')
-    settings.update(param_files.load_files(param_files.stack(
+    settings.update(param_files.load_files(file_stack(
         'none', [params_file] if params_file else []))['tryon_server'])
     load, call = CatVTONLoad.from_settings(settings), CatVTONCall.from_settings(settings)
     jobs = (('base_model', weights.base_model_files(load.safety_checker)),
