@@ -17,10 +17,11 @@ import numpy as np
 @dataclass(frozen=True)
 class CropBox:
     """
-    A centre crop of a source image that has the target aspect ratio.
+    A crop of a source image that has the target aspect ratio.
 
     ``top``/``left``/``height``/``width`` are in source pixels; ``src_height``/``src_width``
-    is the source size.
+    is the source size. A centre crop lies inside the source; a person-framing box
+    (:mod:`vton_ros.pipeline.framing`) may reach past it (negative top/left: padding).
     """
 
     top: int
@@ -74,7 +75,7 @@ def cover_resize(image: np.ndarray, height: int, width: int,
     """
     box = centre_crop_box(image.shape[0], image.shape[1], height, width)
     crop = image[box.top:box.top + box.height, box.left:box.left + box.width]
-    return _resize(crop, height, width, nearest), box
+    return resize(crop, height, width, nearest), box
 
 
 def uncrop(image: np.ndarray, box: CropBox, background: np.ndarray | None = None,
@@ -91,7 +92,7 @@ def uncrop(image: np.ndarray, box: CropBox, background: np.ndarray | None = None
         out = background.copy()
     else:
         out = np.zeros(shape, dtype=image.dtype)
-    out[box.top:box.top + box.height, box.left:box.left + box.width] = _resize(
+    out[box.top:box.top + box.height, box.left:box.left + box.width] = resize(
         image, box.height, box.width, nearest)
     return out
 
@@ -104,7 +105,7 @@ def letterbox(image: np.ndarray, height: int, width: int, fill: int = 255) -> np
     out = np.full((height, width) + image.shape[2:], fill, dtype=image.dtype)
     top = (height - new_h) // 2
     left = (width - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = _resize(image, new_h, new_w, False)
+    out[top:top + new_h, left:left + new_w] = resize(image, new_h, new_w, False)
     return out
 
 
@@ -122,7 +123,8 @@ def blur_mask(mask: np.ndarray, radius: float) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), radius)
 
 
-def _resize(image: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray:
+def resize(image: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray:
+    """Resize HxW[xC] to height x width: nearest (mask), area (down), bicubic (up); a copy."""
     if image.shape[0] == height and image.shape[1] == width:
         return image.copy()
     if nearest:

@@ -1,0 +1,210 @@
+"""Person-centred framing (issue 25): the box the model sees and the paste back."""
+
+import cv2
+import numpy as np
+import pytest
+
+from vton_ros.pipeline import framing
+from vton_ros.pipeline.framing import (bounds_of, crop, frame_box, mark_person, paste,
+                                       paste_alpha, PERSON_LEVEL, split_mask)
+from vton_ros.pipeline.preprocess import centre_crop_box, cover_resize
+
+H, W = 512, 384  # the model's input (3:4)
+
+
+def draw_person(frame_h, frame_w, cx, top, height, arm_span=1.0, seed=0):
+    """
+    Draw a person: (RGB frame, HxW bool silhouette, HxW uint8 0/255 upper-body mask).
+
+    cx, top: centre column and head top in pixels; height: head to feet; arm_span: arms'
+    reach either side in units of the shoulder width. The background is noise.
+    """
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (frame_h, frame_w, 3), dtype=np.uint8)
+    body = np.zeros((frame_h, frame_w), np.uint8)
+    upper = np.zeros_like(body)
+    u = height / 8.0  # head heights
+    sh = int(0.9 * u)  # half shoulder width
+    head = (int(cx), int(top + 0.5 * u))
+    cv2.ellipse(body, head, (int(0.35 * u), int(0.5 * u)), 0, 0, 360, 255, -1)
+    shoulders, hips = int(top + 1.4 * u), int(top + 4.0 * u)
+    cv2.rectangle(upper, (int(cx - sh), shoulders), (int(cx + sh), hips), 255, -1)
+    cv2.rectangle(upper, (int(cx - 0.15 * u), int(top + u)), (int(cx + 0.15 * u), shoulders),
+                  255, -1)  # neck
+    reach = arm_span * 2 * sh
+    for side in (-1, 1):
+        cv2.line(upper, (int(cx + side * sh), shoulders + 5),
+                 (int(cx + side * (sh + reach)), int(top + 3.6 * u)), 255, max(2, int(0.4 * u)))
+        cv2.line(body, (int(cx + side * 0.4 * sh), hips), (int(cx + side * 0.5 * sh),
+                                                           int(top + height)),
+                 255, max(2, int(0.6 * u)))
+    body |= upper
+    rgb[body > 0] = (200, 40, 40)
+    mask = cv2.dilate(upper, np.ones((5, 5), np.uint8))
+    return rgb, body > 0, mask
+
+
+def model_round_trip(frame, mask, box):
+    """Crop the box, 'generate' a flat result (unlike the person), paste it into the frame."""
+    assert crop(frame, box, H, W).shape == (H, W, 3)
+    result = np.zeros((H, W, 3), np.uint8)
+    result[:] = (20, 250, 120)
+    return paste(result, box, frame, mask)
+
+
+def unrepainted(frame, mask, out):
+    """Count the mask pixels the paste left as they were in the frame."""
+    same = (out == frame).all(axis=2)
+    return int(np.count_nonzero(same & (mask >= 128)))
+
+
+# ------------------------------------------------------------------ centre: today's path
+
+
+@pytest.mark.parametrize('size', [(480, 640), (720, 1280), (1920, 1080), (512, 384),
+                                  (333, 517)])
+def test_centre_is_todays_crop_bit_for_bit(size):
+    frame, _, mask = draw_person(*size, cx=size[1] * 0.3, top=10, height=size[0] * 0.9)
+    box = frame_box(*size, H, W, 'centre', mask)
+    assert box == centre_crop_box(*size, H, W)
+    want, want_box = cover_resize(frame, H, W)
+    assert want_box == box
+    assert np.array_equal(crop(frame, box, H, W), want)
+    assert np.array_equal(crop(mask, box, H, W, nearest=True),
+                          cover_resize(mask, H, W, nearest=True)[0])
+
+
+# ------------------------------------------------------------------ person framing
+
+
+@pytest.mark.parametrize('size, cx', [((480, 640), 150), ((720, 1280), 1000),
+                                      ((720, 1280), 230), ((1920, 1080), 700)])
+def test_off_centre_person_is_framed_whole_and_every_mask_pixel_repainted(size, cx):
+    frame_h, frame_w = size
+    frame, person, mask = draw_person(frame_h, frame_w, cx, 0.08 * frame_h, 0.8 * frame_h)
+    marked = mark_person(mask, person)
+    clean, bounds = split_mask(marked)
+    assert np.array_equal(clean, mask) and bounds == bounds_of(person | (mask > 0))
+
+    box = frame_box(frame_h, frame_w, H, W, 'person', clean, bounds)
+    assert abs(box.height * W - box.width * H) <= max(H, W)  # the model's aspect
+    top, left, bottom, right = bounds
+    assert box.top <= top and box.left <= left  # the whole person is in the box
+    assert box.top + box.height >= bottom and box.left + box.width >= right
+    inside_frame = (box.top >= 0 and box.left >= 0 and box.top + box.height <= frame_h
+                    and box.left + box.width <= frame_w)
+    assert inside_frame or box.width > frame_w or box.height > frame_h
+
+    out = model_round_trip(frame, mask, box)
+    assert out.shape == frame.shape
+    assert unrepainted(frame, mask, out) == 0  # no seam: every mask pixel repainted
+    outside = mask < 128
+    assert np.array_equal(out[outside], frame[outside])
+
+    # today's centre crop: the person stands off-centre, part of the garment is cut off
+    centre = frame_box(frame_h, frame_w, H, W, 'centre')
+    cut = np.ones_like(outside)
+    cut[centre.top:centre.top + centre.height, centre.left:centre.left + centre.width] = False
+    if frame_w > frame_h:
+        assert np.count_nonzero(cut & (mask >= 128)) > 0
+
+
+def test_person_fills_more_of_the_input_than_the_centre_crop():
+    """A person a third of a 1280x720 frame wide: more model pixels on them (the benchmark)."""
+    frame, person, mask = draw_person(720, 1280, 900, 40, 640, arm_span=0.8)
+    _, bounds = split_mask(mark_person(mask, person))
+    counts = {}
+    for mode in ('centre', 'person'):
+        box = frame_box(720, 1280, H, W, mode, mask, bounds)
+        counts[mode] = np.count_nonzero(crop(person.astype(np.uint8), box, H, W, True))
+    assert counts['person'] > 1.2 * counts['centre']
+
+
+def test_box_is_clamped_inside_the_frame():
+    # a person at the left edge: the box starts at 0 instead of past the frame
+    frame, person, mask = draw_person(720, 1280, 60, 20, 680, arm_span=0.3)
+    bounds = bounds_of(person | (mask > 0))
+    box = frame_box(720, 1280, H, W, 'person', mask, bounds)
+    assert box.left == 0 and box.top >= 0 and box.top + box.height <= 720
+    assert box.left + box.width <= 1280
+    assert unrepainted(frame, mask, model_round_trip(frame, mask, box)) == 0
+
+
+def test_a_frame_too_small_at_the_aspect_is_padded_never_stretched():
+    # arms wide in a short landscape frame: a 3:4 box holding them is taller than the frame
+    frame, person, mask = draw_person(480, 640, 330, 30, 440, arm_span=2.2)
+    bounds = bounds_of(person | (mask > 0))
+    box = frame_box(480, 640, H, W, 'person', mask, bounds)
+    assert box.height > 480 and box.top < 0 and box.top + box.height > 480
+    assert box.width * H == pytest.approx(box.height * W, abs=H)  # aspect kept: no stretch
+    model_in = crop(frame, box, H, W)
+    pad_rows = round(-box.top * H / box.height)
+    first = model_in[:max(1, pad_rows - 2)]  # padding repeats the frame's edge row
+    assert (first == first[:1]).all()
+    mask_in = crop(mask, box, H, W, nearest=True)
+    assert not mask_in[:max(1, pad_rows - 2)].any()  # nothing to repaint in the padding
+    assert unrepainted(frame, mask, model_round_trip(frame, mask, box)) == 0
+
+
+def test_a_3_4_photo_the_person_fills_is_framed_whole_in_both_modes():
+    """A photo framed like the paper's: the box is the frame, the model input the same."""
+    frame, person, mask = draw_person(1024, 768, 384, 30, 1100)  # feet below the frame
+    bounds = bounds_of(person | (mask > 0))
+    person_box = frame_box(1024, 768, H, W, 'person', mask, bounds)
+    assert (person_box.top, person_box.left, person_box.height, person_box.width) == (
+        0, 0, 1024, 768)
+    assert person_box == frame_box(1024, 768, H, W, 'centre')
+    assert np.array_equal(crop(frame, person_box, H, W), cover_resize(frame, H, W)[0])
+    # a bare mask of the same photo (no person known) is grown to the same whole frame
+    assert frame_box(1024, 768, H, W, 'person', mask) == person_box
+
+
+def test_a_bare_mask_is_grown_by_the_body_around_it():
+    frame, person, mask = draw_person(720, 1280, 640, 60, 640)
+    repaint = bounds_of(mask >= 128)
+    box = frame_box(720, 1280, H, W, 'person', mask)
+    assert box.top < repaint[0] - 0.3 * (repaint[2] - repaint[0])  # room for the head
+    assert box.top + box.height > repaint[2]
+    assert box.left <= repaint[1] and box.left + box.width >= repaint[3]
+
+
+def test_split_mask_ignores_soft_masks_and_other_people():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[40:60, 40:60] = 255
+    soft = cv2.GaussianBlur(mask, (0, 0), 3)
+    assert split_mask(soft)[1] is None and split_mask(soft)[0] is soft
+    assert split_mask(mask)[1] is None
+    person = np.zeros((100, 100), bool)
+    person[20:90, 35:65] = True  # the person around the mask
+    person[5:15, 80:95] = True  # someone else, apart
+    clean, bounds = split_mask(mark_person(mask, person))
+    assert np.array_equal(clean, mask) and bounds == (20, 35, 90, 65)
+    marked = mark_person(mask, person)
+    assert set(np.unique(marked)) == {0, PERSON_LEVEL, 255}
+    with pytest.raises(ValueError):
+        mark_person(mask, person[:50])
+
+
+def test_paste_alpha_feathers_inside_the_mask_only():
+    mask = np.zeros((200, 150), np.uint8)
+    mask[50:150, 30:120] = 255
+    alpha = paste_alpha(mask, 200)
+    inside = mask >= 128
+    assert (alpha[inside] >= 0.5).all() and (alpha[~inside] == 0).all()
+    assert alpha[100, 75] == 1.0 and alpha[50, 75] == 0.5  # edge feathered, core whole
+    assert 0.5 < alpha[52, 75] < 1.0
+
+
+def test_paste_refuses_a_mask_outside_the_box_and_bad_names():
+    frame, person, mask = draw_person(720, 1280, 1100, 40, 640)
+    box = frame_box(720, 1280, H, W, 'centre')
+    with pytest.raises(ValueError, match='reaches past the box'):
+        paste(np.zeros((H, W, 3), np.uint8), box, frame, mask)
+    with pytest.raises(ValueError, match='valid: person, centre'):
+        frame_box(720, 1280, H, W, 'middle')
+
+
+def test_empty_mask_and_no_person_falls_back_to_the_centre_crop():
+    assert frame_box(720, 1280, H, W, 'person', np.zeros((720, 1280), np.uint8)) == (
+        centre_crop_box(720, 1280, H, W))
+    assert framing.union(None, (1, 2, 3, 4)) == (1, 2, 3, 4)
