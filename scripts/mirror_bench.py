@@ -55,7 +55,7 @@ class Stack:
         text = self.wait_for(r'mirror page at (http://\S+/)')
         self.url = re.search(r'mirror page at (http://\S+/)', text).group(1)
         self.ui_pid = int(re.search(r'started mirror_ui \(pid (\d+)\)', text).group(1))
-        self.wait_for('loaded CatVTON')
+        self.wait_for('model loaded')
 
     def wait_for(self, pattern: str, timeout: float = 600.0) -> str:
         """Wait until the log matches ``pattern``; return the log."""

@@ -1,10 +1,9 @@
 """Fixtures shared by the tests: tiny weights, inputs, one thread."""
 
-import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
-from rosutil import free_domain_id, LIB, ros_env
 import torch
 
 from vton_ros.media import samples
@@ -21,9 +20,23 @@ def one_thread():
 
 
 @pytest.fixture(scope='session')
-def tiny(tmp_path_factory):
-    """Folders of tiny random weights (make_test_weights: base, VAE, attention, taesd)."""
-    return write_test_weights(str(tmp_path_factory.mktemp('catvton_weights')))
+def tiny(tmp_path_factory) -> dict:
+    """Write the tiny random CatVTON weights once per session; from_pretrained's arguments.
+
+    The one way the tests make tiny weights: make_test_weights' write_test_weights (seed 0)
+    in this process (each xdist worker writes its own copy once). Returns the folders
+    base_model, vae, attn_ckpt and tiny_vae; read only.
+    """
+    return write_test_weights(str(tmp_path_factory.mktemp('weights')))
+
+
+@pytest.fixture(scope='session')
+def tiny_weights(tiny) -> Path:
+    """Return the folder of the ``tiny`` weights, as make_test_weights --out names it.
+
+    It holds stable-diffusion-inpainting, sd-vae-ft-mse, CatVTON and taesd.
+    """
+    return Path(tiny['base_model']).parent
 
 
 @pytest.fixture(scope='module')
@@ -60,15 +73,6 @@ def onnx_export(tiny, tmp_path_factory):
             argv += ['--set', f'{name}={value}']
     assert main(argv) == 0
     return out
-
-
-@pytest.fixture(scope='session')
-def tiny_weights(tmp_path_factory):
-    """make_test_weights folders (tiny random CatVTON) by the installed tool; read only."""
-    weights = tmp_path_factory.mktemp('weights')
-    subprocess.run([LIB / 'make_test_weights', '--out', weights],
-                   env=ros_env(free_domain_id()), check=True, capture_output=True)
-    return weights
 
 
 def pytest_sessionfinish(session, exitstatus):

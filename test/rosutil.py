@@ -120,6 +120,15 @@ class Proc:
         return self.popen.returncode
 
 
+def start_fails(argv: list, env: dict) -> str:
+    """Run a node that must refuse to start; return its output (one FATAL line)."""
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    assert 'Traceback' not in out and out.count('[FATAL]') == 1, out
+    return out
+
+
 def node_argv(executable: str, params: dict | None = None, params_file: str | None = None,
               extra: list | None = None) -> list:
     """Return argv for an installed node executable with ROS parameters."""

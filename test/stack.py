@@ -47,7 +47,9 @@ class Outcome:
 class System:
     """The three node processes and a test-side client."""
 
-    def __init__(self, tmp: Path, weights: Path, server: dict | None = None) -> None:
+    def __init__(self, tmp: Path, weights: Path, server: dict | None = None,
+                 camera: bool = True) -> None:
+        """Start the nodes (``camera=False``: tryon_server alone, for goals with images)."""
         self.tmp = tmp
         self.domain = free_domain_id()
         self.env = ros_env(self.domain)
@@ -62,17 +64,20 @@ class System:
         self.server_cwd.mkdir()
         params = dict(server_params(weights), **{'garments.catalog_dir': catalog},
                       **(server or {}))
-        self.camera = Proc(node_argv('camera_node', {
-            'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
-            'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1]}),
-            self.env, tmp / 'camera.log')
-        self.segmentation = Proc(node_argv('segmentation_node', {
-            'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu'}),
-            self.env, tmp / 'segmentation.log')
+        self.procs = []
+        if camera:
+            self.camera = Proc(node_argv('camera_node', {
+                'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
+                'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1]}),
+                self.env, tmp / 'camera.log')
+            self.segmentation = Proc(node_argv('segmentation_node', {
+                'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu'}),
+                self.env, tmp / 'segmentation.log')
+            self.procs += [self.camera, self.segmentation]
         self.server = Proc(node_argv('tryon_server', params), self.env, tmp / 'server.log',
                            cwd=self.server_cwd)
-        self.procs = [self.camera, self.segmentation, self.server]
-        self.server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        self.procs.append(self.server)
+        self.server.wait_for_log('model loaded', timeout=HANG_GUARD)
         self.client = Spinner('test_tryon_client', self.domain)
         node = self.client.node
         self.action = ActionClient(node, TryOn, 'tryon')

@@ -61,7 +61,7 @@ class DemoSystem:
                  env, tmp / 'segmentation.log'),
             Proc(node_argv('tryon_server', dict(SERVER, **weights)), env, tmp / 'server.log'),
         ]
-        self.procs[2].wait_for_log('loaded CatVTON', timeout=180)
+        self.procs[2].wait_for_log('model loaded', timeout=180)
         self.client = Spinner(name, int(env['ROS_DOMAIN_ID']))
         self.action = ActionClient(self.client.node, TryOn, 'tryon')
         assert self.action.wait_for_server(timeout_sec=30.0)

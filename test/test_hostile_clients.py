@@ -43,7 +43,7 @@ class Server:
         self.env = ros_env(free_domain_id())
         self.proc = Proc(node_argv('tryon_server', dict(server_params(weights), **params)),
                          self.env, tmp / 'server.log')
-        self.proc.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        self.proc.wait_for_log('model loaded', timeout=HANG_GUARD)
 
     def usage(self) -> dict:
         """Return the server process's resident memory (MB), open fds and threads now."""

@@ -88,7 +88,7 @@ def test_a_killed_node_is_named_with_its_signal(tmp_path, tiny_weights):  # noqa
     file = params_file(tmp_path / 'ok.yaml', tiny_weights)
     launch = launch_proc(tmp_path, env, f'params_file:={file}')
     try:
-        out = launch.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        out = launch.wait_for_log('model loaded', timeout=HANG_GUARD)
         pid = int(re.search(r'\[segmentation_node-\d+\]: process started with pid \[(\d+)\]',
                             out)[1])
         os.kill(pid, signal.SIGKILL)

@@ -98,7 +98,7 @@ class Stack:
             tmp / 'segmentation.log')]
         self.server = self.start_server('server')
         self.ui, self.url = self.start_ui('ui')
-        self.server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        self.server.wait_for_log('model loaded', timeout=HANG_GUARD)
         self.client = Spinner('mirror_test_client', int(self.env['ROS_DOMAIN_ID']))
         self.driver = browser.chrome(1080, 1920)
 

@@ -62,8 +62,8 @@ def stacks(tmp_path_factory, tiny_weights):  # noqa: F811
                        'mirror_b'], env, tmp / 'b_bringup.log'))
     client = None
     try:
-        procs[2].wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
-        procs[3].wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+        procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
+        procs[3].wait_for_log('model loaded', timeout=HANG_GUARD)
         client = Spinner('mirror_test_client', int(env['ROS_DOMAIN_ID']))
         client.env = env
         yield client

@@ -164,7 +164,7 @@ def test_unmarked_commands_run_as_written(index, checkout):
             if i + 1 < len(block) and 'in a second shell' in block[i + 1].note:
                 server = Proc(shell(sources, command.text), env, checkout / f'server{i}.log',
                               cwd=checkout)
-                server.wait_for_log('loaded CatVTON', timeout=HANG_GUARD)
+                server.wait_for_log('model loaded', timeout=HANG_GUARD)
                 continue
             run = subprocess.run(shell(sources, command.text), env=env, cwd=checkout,
                                  capture_output=True, text=True, timeout=HANG_GUARD)

@@ -15,7 +15,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from vton_ros.goals import eta
 from vton_ros.goals.admission import GoalError, Request
+from vton_ros.goals.model_identity import identify, ModelIdentity
 from vton_ros.pipeline import preprocess
 from vton_ros.pipeline.attention_sets import resolve_attn_version
 from vton_ros.pipeline.catvton import CatVTONPipeline
@@ -58,6 +60,18 @@ def load_pipeline(load: CatVTONLoad, call: CatVTONCall,
             f'{first}) on {pipe.device} {dtype_name(pipe.dtype)}, scheduler '
             f'{pipe.scheduler_name}')
     return pipe, info
+
+
+def model_identity(load: CatVTONLoad, pipe: CatVTONPipeline) -> ModelIdentity:
+    """Return what ``pipe`` is (real, demo, random) from the folders it was loaded from."""
+    if load.backend == 'onnxruntime':  # the export's own sources
+        from vton_ros.pipeline import onnx_manifest
+
+        sources = onnx_manifest.read_manifest(load.onnx_dir).get('sources', {})
+        names = [sources.get(load.key(f), {}).get('source', getattr(load, f))
+                 for f in ('base_model', 'vae', 'attn_ckpt')]
+        return identify(*names, random_weights=pipe.random_weights)
+    return identify(load.base_model, load.vae, load.attn_ckpt, pipe.random_weights)
 
 
 def _load_onnx(load: CatVTONLoad, call: CatVTONCall) -> tuple[CatVTONPipeline, str]:
@@ -258,24 +272,46 @@ def gpu_memory(pipe: CatVTONPipeline | None) -> dict[str, float]:
             'gpu_max_allocated_mb': torch.cuda.max_memory_allocated(pipe.device) / 2 ** 20}
 
 
+def run_kind(request: Request, person: np.ndarray, preview_every: int) -> tuple:
+    """Return the kind of a goal's run for the ETA: what sets its steps' and tail's cost."""
+    call = request.call
+    return eta.run_kind(call.height, call.width, call.guidance_scale, call.guidance_start,
+                        call.guidance_end, call.cache_interval, call.scheduler, preview_every,
+                        person.shape)
+
+
 class StepReporter:
-    """Pipeline callback: reports every denoising step with a preview every Nth; may stop."""
+    """
+    Pipeline callback: reports every denoising step with a preview every Nth; may stop.
+
+    The ETA comes from ``times``, the server's measured runs (:mod:`vton_ros.goals.eta`);
+    :meth:`settle` adds this run to them.
+    """
 
     def __init__(self, send: Callable[[int, int, float, float, np.ndarray | None], None],
                  should_stop: Callable[[], bool], preview_every: int,
-                 preview: Callable[[torch.Tensor], np.ndarray] = latents_to_preview) -> None:
+                 preview: Callable[[torch.Tensor], np.ndarray] = latents_to_preview,
+                 times: eta.StepTimes | None = None, kind: tuple = ()) -> None:
         self._send, self._should_stop, self._every = send, should_stop, preview_every
         self._preview = preview  # e.g. CatVTONPipeline.preview (tiny decoder)
+        self._times, self._kind = times if times is not None else eta.StepTimes(), kind
         self._start = time.monotonic()
         self._last = 0.0
+        self._at = 0.0  # when the last step ended
+        self._steps: list[float] = []  # seconds of steps 2, 3, ...
+        self._total = 0
 
     def __call__(self, step: int, total: int, timestep: Any, latents: torch.Tensor) -> bool:
-        """Send (step, total, elapsed s, eta s, preview RGB or None); True asks to stop."""
-        elapsed = time.monotonic() - self._start
+        """Send (step, total, elapsed s, eta s or UNKNOWN, preview or None); True: stop."""
+        now = time.monotonic()
+        if step > 1 and self._at:
+            self._steps.append(now - self._at)
+        self._at, self._total = now, total
         preview = None
         if self._every and (step % self._every == 0 or step == total):
             preview = self._preview(latents)
-        self._send(step, total, elapsed, elapsed / step * (total - step), preview)
+        self._send(step, total, now - self._start,
+                   self._times.remaining(self._kind, total, step, self._steps), preview)
         self._last = time.monotonic()
         return self._should_stop()
 
@@ -284,8 +320,12 @@ class StepReporter:
         Leave a gap after the last feedback: rclpy drops feedback arriving after a result.
 
         A client on a busy machine takes the feedback late; at real sizes the VAE decode
-        after the last step is longer than the gap, so it costs nothing there.
+        after the last step is longer than the gap, so it costs nothing there. Then the
+        run's step times and its tail (last step to now) go into the ETA's record.
         """
         wait = self._last + gap - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        if self._total and len(self._steps) == self._total - 1:
+            self._times.record(self._kind, self._total,
+                               eta.RunTimes(tuple(self._steps), time.monotonic() - self._at))

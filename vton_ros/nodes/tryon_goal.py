@@ -18,6 +18,9 @@ from vton_interfaces.action import TryOn
 from vton_ros.goals.admission import check_mask, check_size, GoalError, PlainGoal, Request
 from vton_ros.nodes import image_conv
 
+NO_PAIR = ('no person_image in the goal and no camera frame with a matching agnostic_mask '
+           'received yet (are camera_node and segmentation_node running?)')
+
 
 def is_empty(msg: Image) -> bool:
     """Return True for an Image nobody filled in (the goal's 'not given')."""
@@ -71,3 +74,13 @@ def camera_images(pair: tuple[Image, Image], request: Request, max_pixels: int,
     except ValueError as err:
         raise GoalError('INVALID_IMAGE', f'camera frame: {err}') from None
     return person, mask
+
+
+def failure(err: GoalError) -> TryOn.Result:
+    """Return the result of a goal that ended with ``err`` (its code and message)."""
+    return TryOn.Result(error_code=getattr(TryOn.Result, err.code), message=str(err))
+
+
+def goal_key(goal_handle) -> bytes:
+    """Return the goal's id as bytes (the key of admission and the tickets)."""
+    return goal_handle.goal_id.uuid.tobytes()

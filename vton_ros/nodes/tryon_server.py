@@ -2,10 +2,11 @@
 tryon_server: the ``tryon`` action (vton_interfaces/TryOn) around CatVTONPipeline.
 
 Goals without a person image use the latest camera frame + agnostic mask pair. Feedback
-every denoising step (a latent preview every ``tryon.preview_every`` steps, also on
-``tryon/preview``); results also go on ``tryon/result`` (transient_local; JPEG on
-``tryon/result/compressed``). Plumbing only: goal admission is :mod:`vton_ros.goals.admission`,
-image work :mod:`vton_ros.goals.tryon_job`. Every goal ends with a code and message (INFO log).
+every step (a preview every ``tryon.preview_every`` steps, also on ``tryon/preview``);
+results also on ``tryon/result`` (latched; JPEG on ``tryon/result/compressed``); the model
+on ``tryon/model`` (latched JSON: :mod:`vton_ros.goals.model_identity`). Plumbing only:
+admission is :mod:`vton_ros.goals.admission`, image work :mod:`vton_ros.goals.tryon_job`.
+Every goal ends with a code and message (INFO log).
 """
 
 from functools import partial
@@ -15,17 +16,21 @@ import time
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from vton_interfaces.action import TryOn
 from vton_interfaces.msg import StageTiming
 
 from vton_ros.goals import tryon_job as core
 from vton_ros.goals.admission import Admission, describe, GoalError, PlainGoal, Request, validate
+from vton_ros.goals.eta import StepTimes
+from vton_ros.goals.model_identity import TOPIC as MODEL_TOPIC
 from vton_ros.goals.result_files import save_result
 from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.goal_handles import end_goal, GoalClients
-from vton_ros.nodes.tryon_goal import camera_images, plain_goal
+from vton_ros.nodes.tryon_goal import camera_images, failure as _failure, goal_key as _key, \
+    NO_PAIR, plain_goal
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.settings.views import CatVTONCall, CatVTONLoad, MaskerConfig
 
@@ -45,11 +50,11 @@ class TryOnServer(managed.ManagedNode):
         self._pairs = core.FramePairs()
         super().__init__('tryon_server')
         self.create_timer(self.setting('diagnostics.period'), self.report)
-        self._catalog = self._pipe = None
+        self._catalog = self._pipe = self._model = None
         self._maskers = core.Maskers()
         self._admission = Admission(closed='inactive')  # goals get in once active
         self._tickets: dict = {}  # id(goal) -> (goal, plain, checked), goal id -> (plain, checked)
-        self._stats = {'succeeded': 0, 'failed': 0}
+        self._stats, self._times = {'succeeded': 0, 'failed': 0}, StepTimes()  # times: ETA
         self._goal_clients = GoalClients(self, 'tryon', self._client_gone)
         self._server = ActionServer(
             self, TryOn, 'tryon', execute_callback=self.execute_callback,
@@ -68,21 +73,24 @@ class TryOnServer(managed.ManagedNode):
         self._pipe, info = core.load_pipeline(load, self.config(CatVTONCall),
                                               self.setting('segmentation.cloth_type'))
         seconds = time.monotonic() - start
-        self.get_logger().info(f'loaded CatVTON in {seconds:.1f} s: {info}')
+        self._model = core.model_identity(load, self._pipe)
+        self.get_logger().info(f'model loaded in {seconds:.1f} s: {self._model.label()}: {info}')
         if self._pipe.random_weights:
             self.get_logger().warning('RANDOM TEST WEIGHTS loaded: results are noise, not '
                                       'try-ons (run fetch_weights for the real model)')
         self.diag.update(model=info, load_seconds=seconds, **core.gpu_memory(self._pipe),
-                         random_weights=self._pipe.random_weights)
+                         random_weights=self._pipe.random_weights, model_kind=self._model.kind)
         qos = self.image_qos()
         self.subscription(Image, 'image_raw', self._pairs.frame, qos)
         self.subscription(Image, 'agnostic_mask', self._pairs.mask, qos)
         self._result_pub = ImageTopic(self, 'tryon/result', common.LATCHED_QOS, 'jpeg',
                                       latched=True)
         self._preview_pub = self.publisher(Image, 'tryon/preview', 1)
+        self._model_pub = self.publisher(String, MODEL_TOPIC, common.LATCHED_QOS)
 
     def activate(self) -> None:
-        """Accept goals."""
+        """Say which model runs (tryon/model, latched), accept goals."""
+        self._model_pub.publish(String(data=self._model.to_json()))
         self._admission.reopen()
 
     def deactivate(self, final: bool = False) -> None:
@@ -238,9 +246,11 @@ class TryOnServer(managed.ManagedNode):
             mask, timings['segmentation'] = self._maskers(self.config(MaskerConfig), person,
                                                           request.cloth_type)
         timings['preprocess'] = time.monotonic() - start - timings['segmentation'] - waited
+        every = self.setting('tryon.preview_every')
         feedback = core.StepReporter(partial(self._feedback, goal_handle),
-                                     partial(self._should_stop, goal_handle),
-                                     self.setting('tryon.preview_every'), self._pipe.preview)
+                                     partial(self._should_stop, goal_handle), every,
+                                     self._pipe.preview, self._times,
+                                     core.run_kind(request, person, every))
         image, binary, notes = core.try_on(self._pipe, request, person, mask, timings, feedback,
                                            attn_version=self.config(CatVTONLoad).attn_version)
         timings['total'] = time.monotonic() - start - waited  # waiting for a frame is not work
@@ -260,9 +270,7 @@ class TryOnServer(managed.ManagedNode):
             self._check_stop(goal_handle)
             time.sleep(0.05)
         if pair is None:
-            raise GoalError('NO_PERSON_FRAME', 'no person_image in the goal and no camera '
-                            'frame with a matching agnostic_mask received yet (are camera_node '
-                            'and segmentation_node running?)')
+            raise GoalError('NO_PERSON_FRAME', NO_PAIR)
         core.check_pair_age(self._pairs.age(self.get_clock().now().nanoseconds),
                             self.setting('tryon.pair_max_age'))
         person, mask = camera_images(pair, request, self.setting('tryon.max_image_pixels'),
@@ -276,14 +284,6 @@ class TryOnServer(managed.ManagedNode):
             fb.preview = image_conv.from_rgb(preview)
             self._preview_pub.publish(fb.preview)
         goal_handle.publish_feedback(fb)
-
-
-def _failure(err: GoalError) -> TryOn.Result:
-    return R(error_code=getattr(R, err.code), message=str(err))
-
-
-def _key(goal_handle) -> bytes:
-    return goal_handle.goal_id.uuid.tobytes()
 
 
 def main(args: list[str] | None = None) -> None:
