@@ -5,10 +5,13 @@ main() of every node: start-up errors as one line, Ctrl-C and SIGTERM without tr
 SIGINT to the whole process group; tryon_bringup and ros2 launch send their own, then
 escalate to SIGTERM) call ``node.prepare_shutdown()`` while the executor still spins, so
 running goals can still send their results; then the node is closed and destroyed and the
-process exits 0.
+process exits 0. Under a supervisor that sets ``VTON_SHM_RECORDS``, the node writes down
+its Fast DDS shared-memory files once its participant exists, so the supervisor can give
+them back if the process is killed (:mod:`vton_ros.supervision.dds_shm`).
 """
 
 import gc
+import os
 import signal
 import threading
 from typing import Any, Callable
@@ -18,6 +21,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+
+from vton_ros.supervision import dds_shm
 
 SPIN_POLL = 0.25  # seconds; the longest a signal waits for the spinning main thread
 
@@ -85,6 +90,8 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = node_factory()
+            if os.environ.get(dds_shm.RECORDS_ENV):  # for the supervisor, if we get killed
+                dds_shm.record(os.environ[dds_shm.RECORDS_ENV])
             if start is not None:
                 start(node)
             signals.spinning = True  # from here a signal is a shutdown, not an interrupt
