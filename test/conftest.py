@@ -76,7 +76,16 @@ def onnx_export(tiny, tmp_path_factory):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Give back the shared memory of the node processes the tests killed (64 MB each)."""
+    """Give back the Fast DDS shared memory that this session's killed nodes left.
+
+    Only the files its own node processes wrote down (rosutil.SHM_RECORDS), once those
+    processes have ended: never a sweep of the machine's /dev/shm.
+    """
+    import shutil
+
+    from rosutil import SHM_RECORDS
     from vton_ros.supervision import dds_shm
 
-    dds_shm.remove_stale()
+    dds_shm.release_all_dead(SHM_RECORDS)
+    if not any(SHM_RECORDS.iterdir()):  # else a node of ours still runs: keep its record
+        shutil.rmtree(SHM_RECORDS, ignore_errors=True)

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -14,6 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / 'install' / 'vton_ros' / 'lib' / 'vton_ros'
 PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
 HANG_GUARD = 600.0  # seconds: waits only guard against hangs (CI may be loaded)
+# The node processes of this test process write their Fast DDS files down here; the session
+# gives back what killed ones left (conftest.pytest_sessionfinish), and nothing of others'.
+SHM_RECORDS = Path(tempfile.mkdtemp(prefix='vton_test_shm_'))
 
 
 def ros_env(domain_id: int, **extra: str) -> dict:
@@ -22,7 +26,8 @@ def ros_env(domain_id: int, **extra: str) -> dict:
     if env.get('FASTDDS_DEFAULT_PROFILES_FILE') != str(PROFILE):
         raise RuntimeError('tests must run in the loopback-only environment: '
                            'source scripts/env.sh (make test does)')
-    env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED='1', **extra)
+    env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED='1',
+               VTON_SHM_RECORDS=str(SHM_RECORDS), **extra)
     return env
 
 
