@@ -10,11 +10,13 @@ graph). Ctrl-C or SIGTERM stops every node as ros2 launch does (SIGINT, then SIG
 SIGKILL after grace periods) and exits 0; a node that dies stops the others and bringup
 exits 1 naming it and why: the signal that killed it, else its last FATAL/ERROR line
 (:mod:`vton_ros.supervision.exit_reasons`; ``--respawn``: it is restarted after a delay and
-the others keep running); children die with this process, none is orphaned.
+the others keep running). Children die with this process, however it ends (SIGKILL, a
+closed terminal: each gets SIGTERM, see :func:`vton_ros.nodes.entry.die_with_supervisor`),
+none is orphaned. A node killed or crashed leaves its Fast DDS shared memory; bringup
+gives back that node's own files, and nothing else (:mod:`vton_ros.supervision.dds_shm`).
 """
 
 import argparse
-import ctypes
 import os
 from pathlib import Path
 import signal
@@ -24,6 +26,7 @@ import tempfile
 import threading
 import time
 
+from vton_ros.nodes.entry import SUPERVISOR_ENV
 from vton_ros.nodes.runner import ignore_signals
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema
@@ -51,11 +54,6 @@ def executable(name: str) -> list[str]:
 def loopback_env() -> dict:
     """Return the environment for the nodes: loopback-only DDS unless a profile is set."""
     return dict(os.environ, PYTHONUNBUFFERED='1', **param_stack.dds_environment(os.environ))
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the kernel stops us if bringup dies
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if namespace != '/':
             ros_args += ['-r', f'__ns:={namespace}']
         env = loopback_env()
+        env[SUPERVISOR_ENV] = str(os.getpid())  # the nodes end when this process does
+        if not env.get(dds_shm.RECORDS_ENV):  # where the nodes write their DDS files down
+            env[dds_shm.RECORDS_ENV] = str(Path(tmp) / 'shm')
+        Path(env[dds_shm.RECORDS_ENV]).mkdir(exist_ok=True)
         if args.native_logs:
             env['VTON_NATIVE_LOGS'] = '1'
         return supervise(nodes, ros_args, env, args.log_dir,
@@ -134,7 +136,7 @@ class Child:
         self.error = LastError()
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, preexec_fn=_die_with_parent)
+                                      start_new_session=True)
         log = None
         if log_dir:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
@@ -192,27 +194,28 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     def on_signal(_signum, _frame):
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: terminal closed
+        signal.signal(signum, on_signal)
+    records = env[dds_shm.RECORDS_ENV]
 
     def start(name: str) -> Child:
         child = Child(name, executable(name) + ros_args, env, log_dir)
         print(f'tryon_bringup: started {name} (pid {child.popen.pid})', flush=True)
         return child
 
-    free_dead_shm()
     children = [start(name) for name in nodes]
     restarts: dict[int, float] = {}  # index in children -> when to start it again
     code = 0
     while not stop.wait(0.2):
         dead = [c for c in children if c.popen.poll() is not None]
         if respawn_delay is not None:
-            restart_dead(children, restarts, respawn_delay, start)
+            restart_dead(children, restarts, respawn_delay, start, records)
         elif dead:
             for child in dead:
                 child.wait(time.monotonic())
                 print(f'tryon_bringup: {child.name} {child.reason()}; stopping the others',
                       file=sys.stderr, flush=True)
+                free_shm(records, child)
             code = 1
             break
     for signum, grace in ((signal.SIGINT, SIGINT_GRACE), (signal.SIGTERM, SIGTERM_GRACE),
@@ -230,6 +233,9 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
         for child in running:
             child.wait(deadline)
     ignore_signals()  # a late Ctrl-C must not kill the exiting interpreter with -2
+    for child in children:
+        free_shm(records, child)
+    dds_shm.release_all_dead(records)  # ports that peers still mapped when their owner died
     failed = [c for c in children if c.popen.returncode] if code == 0 else []
     for child in failed:  # after a signal: a node that did not stop cleanly
         print(f'tryon_bringup: {child.name} stopped: {child.reason()}', file=sys.stderr,
@@ -239,16 +245,16 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     return code
 
 
-def free_dead_shm() -> None:
-    """Remove Fast DDS shared memory of dead processes (a killed node leaves 64 MB)."""
-    freed = dds_shm.remove_stale()
-    if freed >= 2 ** 20:  # a dead node's segment; its port files alone (KB) need no line
+def free_shm(records: str, child: Child) -> None:
+    """Give back the Fast DDS shared memory an ended node left (a killed one: its segment)."""
+    freed = dds_shm.release_dead(records, child.popen.pid)
+    if freed >= 2 ** 20:  # a segment: only a killed or crashed process leaves one
         print(f'tryon_bringup: removed {freed / 2 ** 20:.0f} MB of Fast DDS shared memory '
-              'left by dead processes', flush=True)
+              f'left by {child.name} (pid {child.popen.pid}, {child.reason()})', flush=True)
 
 
 def restart_dead(children: list[Child], restarts: dict[int, float], delay: float,
-                 start) -> None:
+                 start, records: str) -> None:
     """Schedule each newly dead child for a restart after ``delay``; restart those due."""
     now = time.monotonic()
     for i, child in enumerate(children):
@@ -259,7 +265,7 @@ def restart_dead(children: list[Child], restarts: dict[int, float], delay: float
             restarts[i] = now + delay
             print(f'tryon_bringup: {child.name} {child.reason()}; restarting it in {delay:g} s',
                   file=sys.stderr, flush=True)
-            free_dead_shm()
+            free_shm(records, child)
         elif now >= restarts[i]:
             del restarts[i]
             children[i] = start(child.name)
