@@ -16,19 +16,24 @@ lifecycle manager (ros2 lifecycle, nav2). When a node exits, the launch shuts th
 down; a node that failed (exit code not 0) makes ros2 launch exit 1 with an error naming
 it and why: the signal that killed it ("killed by SIGKILL"), else its last FATAL/ERROR
 line. respawn:=true instead restarts a node that dies, after respawn_delay seconds
-(default 2), while the others keep running. Where the ros2 CLI is not installed,
+(default 2), while the others keep running. The nodes do not outlive ros2 launch: each gets
+SIGTERM when it dies, even by SIGTERM or SIGKILL (upstream launch would orphan them). A
+killed node's Fast DDS shared memory is given back, that node's own files and nothing else
+(vton_ros.supervision.dds_shm). Where the ros2 CLI is not installed,
 ``tryon_bringup`` starts the same nodes from the same file.
 """
 
 import os
+import tempfile
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler, \
-    Shutdown
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, \
+    RegisterEventHandler, Shutdown
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from vton_ros.nodes.entry import SUPERVISOR_ENV
 from vton_ros.settings import stack as param_stack
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision.exit_reasons import exit_reason, LastError
@@ -54,8 +59,17 @@ def _on_exit(name, last_error):
     return handler
 
 
-def _free_shm(_event, _context):
-    dds_shm.remove_stale()  # a killed node leaves its 64 MB Fast DDS segment behind
+def _free_shm(records):
+    def handler(event, _context):  # a killed node leaves its 64 MB Fast DDS segment
+        freed = dds_shm.release_dead(records, event.pid)
+        if os.path.isdir(records) and not os.listdir(records):  # a restart makes it again
+            os.rmdir(records)
+        if freed >= 2 ** 20:
+            return [LogInfo(msg=f'removed {freed / 2 ** 20:.0f} MB of Fast DDS shared memory '
+                                f'left by {event.action.name} (pid {event.pid}, '
+                                f'{exit_reason(event.returncode, "")})')]
+        return None
+    return handler
 
 
 def _nodes(context):
@@ -70,6 +84,8 @@ def _nodes(context):
                               autostart=arg('autostart').lower() in ('true', '1'))
     files = [str(path) for path in stack.files]
     env = param_stack.dds_environment(os.environ)
+    records = tempfile.mkdtemp(prefix='vton_launch_shm_')  # the nodes' Fast DDS files
+    env = {**env, SUPERVISOR_ENV: str(os.getpid()), dds_shm.RECORDS_ENV: records}
     respawn = LaunchConfiguration('respawn').perform(context).lower() in ('true', '1')
     delay = float(LaunchConfiguration('respawn_delay').perform(context))
 
@@ -86,7 +102,7 @@ def _nodes(context):
                     output='screen', emulate_tty=True, parameters=[*files, extra],
                     additional_env=env, respawn=respawn, respawn_delay=delay)
         actions += [node, RegisterEventHandler(OnProcessExit(target_action=node,
-                                                             on_exit=_free_shm))]
+                                                             on_exit=_free_shm(records)))]
         if not respawn:  # one node ends: all stop, naming why
             last_error = LastError()
             actions += [RegisterEventHandler(OnProcessIO(target_action=node,
