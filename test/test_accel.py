@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
+from helpers import H, load_catvton as load, run_catvton as catvton_run, W
 import numpy as np
 import pytest
-from test_catvton import load, run as catvton_run
 import torch
 import torch.nn.functional as F
 
@@ -25,7 +25,6 @@ from vton_ros.settings.stack import file_stack
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-H, W = 64, 48  # latents (1, 4, 16, 6): person half 8x6
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 

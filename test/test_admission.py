@@ -378,11 +378,9 @@ def test_an_open_folder_of_ours_is_made_private(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def tiny_pipe(tmp_path_factory):
+def tiny_pipe(tiny):
     from vton_ros.pipeline.catvton import CatVTONPipeline
-    from vton_ros.tools.make_test_weights import write_test_weights
-    folders = write_test_weights(str(tmp_path_factory.mktemp('weights')))
-    return CatVTONPipeline.from_pretrained(**folders, device='cpu', dtype='fp32')
+    return CatVTONPipeline.from_pretrained(**tiny, device='cpu', dtype='fp32')
 
 
 def test_try_on_composes_into_the_person_and_reports_each_step(tiny_pipe):

@@ -17,7 +17,6 @@ from vton_ros.bench.timing import PeakMemory, summarize
 from vton_ros.pipeline.options import TIMING_KEYS
 from vton_ros.pipeline.random_weights import sd15_inpaint_unet_config, sd_vae_config
 from vton_ros.tools import vton_bench
-from vton_ros.tools.make_test_weights import write_test_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -131,9 +130,9 @@ def check_reports(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path):
+def test_sweep_all_end_to_end_on_tiny_test_weights(tmp_path, tiny):
     """Every sweep at 64x48 on make_test_weights folders (detected as RANDOM weights)."""
-    paths = write_test_weights(str(tmp_path / 'weights'))
+    paths = tiny
     out = tmp_path / 'out'
     proc = run_bench(['--base-model', paths['base_model'], '--vae', paths['vae'],
                       '--attn-ckpt', paths['attn_ckpt'], '--device', 'cpu',
@@ -170,9 +169,9 @@ def test_full_size_random_weights_smoke(tmp_path):
 
 
 @pytest.mark.slow
-def test_compare_paper_exact_fast_on_tiny_test_weights(tmp_path):
+def test_compare_paper_exact_fast_on_tiny_test_weights(tmp_path, tiny):
     """--compare runs the named configurations interleaved and reports them side by side."""
-    paths = write_test_weights(str(tmp_path / 'weights'))
+    paths = tiny
     out = tmp_path / 'out'
     proc = run_bench(['--base-model', paths['base_model'], '--vae', paths['vae'],
                       '--attn-ckpt', paths['attn_ckpt'], '--tiny-vae', paths['tiny_vae'],

@@ -8,6 +8,7 @@ import re
 import shutil
 
 import cv2
+from helpers import H, load_catvton as load, run_catvton as run, W
 import numpy as np
 import pytest
 import torch
@@ -26,14 +27,7 @@ from vton_ros.settings.choices import SCHEDULERS
 from diffusers import AutoencoderKL, UNet2DConditionModel  # noqa: I100 (after the shim)
 from safetensors.torch import load_file, save_file
 
-H, W = 64, 48  # output size; latents (1, 4, 16, 6)
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def load(tiny, **kwargs):
-    kwargs.setdefault('device', 'cpu')
-    kwargs.setdefault('dtype', 'fp32')
-    return CatVTONPipeline.from_pretrained(**tiny, **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -52,13 +46,6 @@ def exact_inputs():
     mask = np.zeros((H, W), np.uint8)
     mask[20:56, 8:40] = 255
     return person, garment, mask
-
-
-def run(pipe, inputs, **kwargs):
-    kwargs.setdefault('height', H)
-    kwargs.setdefault('width', W)
-    kwargs.setdefault('num_inference_steps', 4)
-    return pipe(*inputs, **kwargs)
 
 
 # ---------------------------------------------------------------- loading

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import cv2
 from diffusers import AutoencoderKL, AutoencoderTiny
+from helpers import drawn_people
 import numpy as np
 import pytest
-from test_tryon_data import _people
 import torch
 
 from vton_ros.media import samples
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 def test_distillation_writes_a_taesd_the_pipeline_runs(tiny, inputs, tmp_path, capsys):
     data = tmp_path / 'data'
-    tryon_data.make_tryon_dataset(str(data), 4, 2, 64, 48, seed=3, people=_people())
+    tryon_data.make_tryon_dataset(str(data), 4, 2, 64, 48, seed=3, people=drawn_people())
     outs = [tmp_path / 'taesd_a', tmp_path / 'taesd_b']
     for out in outs:
         assert main(['--data', str(data), '--vae', tiny['vae'], '--out', str(out),

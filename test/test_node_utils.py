@@ -1,6 +1,7 @@
 """Image conversion, goal decoding, camera sources, camera models, catalogue (no ROS graph)."""
 
 import cv2
+from helpers import OST_YAML
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
@@ -226,29 +227,6 @@ def test_pinhole_from_field_of_view():
     for args in ((0, 480, 60.0), (640, 480, 180.0)):
         with pytest.raises(ValueError):
             pinhole(*args)
-
-
-OST_YAML = """image_width: 640
-image_height: 480
-camera_name: mirror_cam
-camera_matrix:
-  rows: 3
-  cols: 3
-  data: [600.0, 0.0, 300.0, 0.0, 610.0, 250.0, 0.0, 0.0, 1.0]
-distortion_model: plumb_bob
-distortion_coefficients:
-  rows: 1
-  cols: 5
-  data: [0.1, -0.2, 0.0, 0.0, 0.0]
-rectification_matrix:
-  rows: 3
-  cols: 3
-  data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-projection_matrix:
-  rows: 3
-  cols: 4
-  data: [590.0, 0.0, 301.0, 0.0, 0.0, 605.0, 251.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-"""
 
 
 def test_camera_info_manager_yaml(tmp_path):

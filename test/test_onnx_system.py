@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosutil import free_domain_id, node_argv, ros_env
+from rosutil import free_domain_id, node_argv, ros_env, start_fails
 from stack import person_goal, R, server_params, System
-from test_start_errors import start_fails
 from vton_ros.nodes import image_conv
 
 COMMON = {'catvton.attn_version': 'vitonhd', 'catvton.preview_decoder': 'tiny',

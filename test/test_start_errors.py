@@ -9,28 +9,19 @@ parameter changes are refused in the schema's words. camera_info carries a pinho
 import subprocess
 import time
 
+from helpers import OST_YAML
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner
+from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner, start_fails
 from safetensors.torch import save_file
 from sensor_msgs.msg import CameraInfo
 from stack import server_params
-from test_node_utils import OST_YAML
 import torch
 from vton_ros.pipeline import weights
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
-
-
-def start_fails(argv: list, env: dict) -> str:
-    """Run a node that must refuse to start; return its output (one FATAL line)."""
-    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
-    out = run.stdout + run.stderr
-    assert run.returncode == 1, out
-    assert 'Traceback' not in out and out.count('[FATAL]') == 1, out
-    return out
 
 
 def test_check_safetensors_names_the_damage(tmp_path):

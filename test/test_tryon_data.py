@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 import cv2
+from helpers import drawn_people
 import numpy as np
 import pytest
 from vton_ros.pipeline.attention_sets import (AttentionSets, possible_versions,
@@ -13,18 +14,6 @@ from vton_ros.training import tryon_data, tryon_eval
 from vton_ros.training.dataset import list_samples
 
 RED, WHITE, GREEN = (200, 30, 40), (245, 245, 245), (30, 160, 60)
-
-
-def _people(height=96, width=72):
-    """Drawn people (no mediapipe needed) standing in for the portraits."""
-    from vton_ros.training.synthetic import draw_person
-    from vton_ros.training.dataset import studio_matte
-
-    out = []
-    for seed in range(2):
-        rgb, mask = draw_person(160, 120, np.random.default_rng(seed))
-        out.append(tryon_data.Person(rgb, mask, studio_matte(rgb)))
-    return out
 
 
 @pytest.mark.parametrize('kind', tryon_data.PATTERNS)
@@ -63,7 +52,7 @@ def test_dress_repaints_only_the_body_inside_the_mask():
 
 
 def test_pairs_are_reproducible_and_dress_the_person():
-    people = _people()
+    people = drawn_people()
     first = tryon_data.make_pair(people, 96, 72, np.random.default_rng([3, 0, 7]))
     again = tryon_data.make_pair(people, 96, 72, np.random.default_rng([3, 0, 7]))
     other = tryon_data.make_pair(people, 96, 72, np.random.default_rng([3, 0, 8]))
@@ -79,7 +68,7 @@ def test_pairs_are_reproducible_and_dress_the_person():
 
 def test_dataset_layout_is_read_by_the_segmentation_reader(tmp_path):
     counts = tryon_data.make_tryon_dataset(str(tmp_path), 6, 2, 64, 48, seed=1,
-                                           people=_people())
+                                           people=drawn_people())
     assert counts == {'train': 6, 'test': 2}
     assert len(list_samples(str(tmp_path), 'train')) == 6
     for folder in ('image', 'cloth', 'agnostic-mask', 'person-mask'):
@@ -89,7 +78,7 @@ def test_dataset_layout_is_read_by_the_segmentation_reader(tmp_path):
     data = tryon_data.load_pairs(str(tmp_path), 'train', 64, 48)
     assert data['target'].shape == (6, 64, 48, 3) and data['mask'].shape == (6, 64, 48)
     again = tmp_path / 'again'
-    tryon_data.make_tryon_dataset(str(again), 6, 2, 64, 48, seed=1, people=_people())
+    tryon_data.make_tryon_dataset(str(again), 6, 2, 64, 48, seed=1, people=drawn_people())
     a = cv2.imread(str(tmp_path / 'train' / 'cloth' / '00003_00.jpg'))
     b = cv2.imread(str(again / 'train' / 'cloth' / '00003_00.jpg'))
     assert np.array_equal(a, b)
@@ -184,7 +173,7 @@ def test_demo_trainer_resumes_exactly_and_exports_the_published_layouts(tmp_path
     from vton_ros.training.tryon_trainer import DemoTrainConfig, DemoTrainer
 
     data = tmp_path / 'data'
-    tryon_data.make_tryon_dataset(str(data), 4, 1, 64, 48, seed=2, people=_people())
+    tryon_data.make_tryon_dataset(str(data), 4, 1, 64, 48, seed=2, people=drawn_people())
 
     def config(work: str, vae_steps: int, unet_steps: int) -> DemoTrainConfig:
         return DemoTrainConfig(str(data), str(tmp_path / work), 64, 48, vae_steps=vae_steps,
