@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import serialize_message
-from rosutil import free_domain_id, HANG_GUARD, Proc, ROOT, ros_env, script_argv
+from rosutil import free_domain_id, HANG_GUARD, Proc, ROOT, ros_env, script_argv, wait_until
 from sensor_msgs.msg import Image
 from stack import person_goal, System, wait_for_paired_mask
 from vton_interfaces.action import TryOn
@@ -135,9 +135,7 @@ def test_feedback_stays_small_and_previews_go_on_their_topic(stack):
           f'{feedback_bytes((64, 48))} bytes')
     assert max(sizes) <= 512 + latent < full  # a latent preview, never an image
     assert feedback_bytes((64, 48)) < 16 * 1024  # the 512x384 preview: 9.2 KB of pixels
-    deadline = time.monotonic() + HANG_GUARD
-    while not previews and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: previews, what='a message on tryon/preview')
     assert previews[-1].width * previews[-1].height * 3 <= latent
     goal_id = bytes(started[0].goal_id.uuid).hex()[:8]
     stack.server.wait_for_log(f'goal {goal_id} ended SUCCESS in', timeout=HANG_GUARD)
@@ -169,11 +167,10 @@ def wait_message(stack, topic: str, timeout: float = HANG_GUARD) -> Image:
     """Subscribe now (transient_local) and return the first message: a latched one."""
     got = []
     sub = stack.client.node.create_subscription(Image, topic, got.append, LATCHED)
-    deadline = time.monotonic() + timeout
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stack.client.node.destroy_subscription(sub)
-    assert got, f'no message on {topic} for a late subscriber'
+    try:
+        wait_until(lambda: got, timeout, f'a message on {topic} for a late subscriber')
+    finally:
+        stack.client.node.destroy_subscription(sub)
     return got[0]
 
 
@@ -184,29 +181,45 @@ def test_late_viewer_gets_the_last_result(stack):
     assert bytes(latched.data) == bytes(out.result.image.data)
 
 
-def test_dead_camera_makes_diagnostics_error_and_goals_no_person_frame(stack):
+@pytest.fixture()
+def own_stack(tmp_path, tiny_weights):
+    """Yield a stack of its own, for a test that kills one of its nodes."""
+    sys_ = System(tmp_path, tiny_weights, server={'tryon.pair_max_age': 5.0})
+    yield sys_
+    sys_.close()
+
+
+def test_dead_camera_makes_diagnostics_error_and_goals_no_person_frame(own_stack):
+    stack = own_stack
     wait_for_paired_mask(stack, timeout=HANG_GUARD)
     camera_goal = person_goal(person_image=Image(), mask=Image())
     assert stack.send(camera_goal, HANG_GUARD).result.error_code == R.SUCCESS
     os.killpg(stack.camera.pid, signal.SIGKILL)  # the camera dies without a word
-    deadline = time.monotonic() + HANG_GUARD
-    status = None
-    while time.monotonic() < deadline:
+
+    def server_error():
         with stack._lock:
             status = next((s for s in reversed(stack.diagnostics)
                            if 'tryon_server' in s.name), None)
-        if status is not None and status.level == DiagnosticStatus.ERROR:
-            break
-        time.sleep(0.2)
+        return status if status is not None and status.level == DiagnosticStatus.ERROR else None
+
+    status = wait_until(server_error, what='an ERROR diagnostic of tryon_server', interval=0.2)
     values = {kv.key: kv.value for kv in status.values}
-    assert status.level == DiagnosticStatus.ERROR, status
     assert float(values['pair_age_s']) > 5.0 and 's old' in status.message
     out = stack.send(camera_goal, HANG_GUARD)
     assert out.result.error_code == R.NO_PERSON_FRAME and 's old' in out.result.message
     assert wait_message(stack, 'mask_overlay').encoding == 'rgb8'  # latched overlay
 
 
-def test_zz_shutdown_ends_running_and_queued_goals_first(stack):
+@pytest.fixture()
+def own_server(tmp_path, tiny_weights):
+    """Yield a tryon_server of its own (no camera: goals bring images), for a test that ends it."""
+    sys_ = System(tmp_path, tiny_weights, camera=False)
+    yield sys_
+    sys_.close()
+
+
+def test_shutdown_ends_running_and_queued_goals_first(own_server):
+    stack = own_server
     policy(stack, 'queue')
     running = stack.start(person_goal(num_inference_steps=1000))
     stack.wait_feedback(running[1], timeout=HANG_GUARD)
