@@ -1,0 +1,331 @@
+"""
+Live follow: keep a try-on result on the moving shopper between renders (no torch, no ROS).
+
+A try-on is made from one camera frame. Its garment layer (the result inside its mask) is
+carried to each new frame by geometry alone:
+
+1. The BlazePose landmarks (the pose masker's, :class:`vton_ros.pipeline.masks.MaskResult`)
+   of the try-on frame and the new frame are matched on the body points that are visible in
+   both (shoulders, elbows, wrists, hips, knees, ankles, nose).
+2. A similarity (``cv2.estimateAffinePartial2D``) gives the global move; anchors around the
+   new frame moved by it close the mesh, so the background-free parts move rigidly.
+3. A piecewise-affine map from new-frame to try-on-frame points on the Delaunay mesh of the
+   landmarks, points beside the limbs and the anchors: scipy's ``LinearNDInterpolator``
+   (the same map as scikit-image's ``PiecewiseAffineTransform``, which the tests compare
+   it with, at about 1/100 of its cost), evaluated on a coarse grid, brought to full size
+   with ``cv2.remap`` and applied with ``cv2.remap`` (exact for rigid motion).
+4. The warped result is composited into the new frame inside the new frame's agnostic mask,
+   fully opaque inside and feathered outwards over ``feather`` body scales, so no original
+   clothing shows at the border (the agnostic mask already reaches past the body outline).
+
+The warp is not believable when the shopper turned away (a key landmark is not visible:
+shoulders for upper, hips for lower garments), left (no landmarks or an empty mask), or
+moved too far: scaled or rotated beyond the limits, a body point displaced by more than
+``max_displacement`` body scales beyond the global move, or a folded mesh triangle. Then
+:meth:`LiveFollower.follow` returns the raw frame and the reason.
+"""
+
+from dataclasses import dataclass, field
+import math
+
+import cv2
+import numpy as np
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import Delaunay
+
+# BlazePose indices (the same as vton_ros.pipeline.masks, which needs torch to import)
+NOSE, L_SHOULDER, R_SHOULDER, L_HIP, R_HIP = 0, 11, 12, 23, 24
+WARP_POINTS = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+KEY_POINTS = {'upper': (11, 12), 'lower': (23, 24), 'overall': (11, 12, 23, 24)}
+NUM_LANDMARKS = 33
+LIMBS = ((11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28))
+LIMB_SIDE = 0.3  # mesh points beside each limb's middle, body scales from its axis
+GRID_STEP = 8  # pixels between the points where the mesh map is evaluated
+
+STATUS_LIVE = 'live'
+STATUS_NO_RESULT = 'no result'
+STATUS_NO_PERSON = 'no person'
+STATUS_TURNED = 'turned away'
+STATUS_TOO_FAR = 'moved too far'
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Limits of a believable warp and the composite's feather (see the module doc)."""
+
+    min_visibility: float = 0.5     # landmarks below this visibility are not used
+    max_displacement: float = 1.2   # body scales a point may move beyond the global move
+    max_scale: float = 1.4          # allowed global scale change, either way
+    max_rotation: float = 30.0      # allowed global rotation, degrees
+    min_width_ratio: float = 0.6    # shoulder width (scale-corrected) below this: turned
+    feather: float = 0.03           # outward feather width / body scale
+
+    def __post_init__(self) -> None:
+        """Validate ranges (ValueError)."""
+        if not 0.0 <= self.min_visibility <= 1.0:
+            raise ValueError(f'min_visibility must be in [0, 1], got {self.min_visibility}')
+        if self.max_displacement <= 0.0 or self.max_scale < 1.0 or self.max_rotation <= 0.0:
+            raise ValueError('max_displacement and max_rotation must be > 0 and max_scale '
+                             f'>= 1, got {self.max_displacement}, {self.max_rotation}, '
+                             f'{self.max_scale}')
+        if not 0.0 <= self.min_width_ratio < 1.0 or not 0.0 <= self.feather <= 0.5:
+            raise ValueError('min_width_ratio must be in [0, 1) and feather in [0, 0.5], got '
+                             f'{self.min_width_ratio}, {self.feather}')
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """
+    One live frame.
+
+    image: HxWx3 uint8 RGB, the composite (status 'live') or the raw frame.
+    status: 'live', 'no result', 'no person', 'turned away' or 'moved too far'.
+    region: HxW bool, where the garment was put (empty unless live).
+    warped_mask: HxW uint8 0/255, the try-on mask carried to this frame (None unless live).
+    """
+
+    image: np.ndarray
+    status: str
+    region: np.ndarray = field(repr=False)
+    warped_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def garment(self) -> np.ndarray:
+        """Return where the composite shows the try-on's garment layer (HxW bool)."""
+        if self.warped_mask is None:
+            return self.region
+        return self.region & (self.warped_mask > 127)
+
+    @property
+    def live(self) -> bool:
+        """Whether the garment is on this frame."""
+        return self.status == STATUS_LIVE
+
+
+def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Return (33, 3) float64 x, y (px), visibility; ValueError for another shape."""
+    arr = np.asarray(landmarks, np.float64)
+    if arr.ndim != 2 or arr.shape[0] != NUM_LANDMARKS or arr.shape[1] < 3:
+        raise ValueError(f'landmarks must be (33, 3) BlazePose x, y, visibility, got '
+                         f'{arr.shape}')
+    return arr[:, :3]
+
+
+def body_scale(landmarks: np.ndarray) -> float:
+    """Shoulder width, at least half the shoulder-to-hip length (the masker's scale s)."""
+    p = landmarks[:, :2]
+    mid_sh = (p[L_SHOULDER] + p[R_SHOULDER]) / 2
+    mid_hip = (p[L_HIP] + p[R_HIP]) / 2
+    return max(float(np.linalg.norm(p[L_SHOULDER] - p[R_SHOULDER])),
+               0.5 * float(np.linalg.norm(mid_hip - mid_sh)), 4.0)
+
+
+def _anchors(width: int, height: int) -> np.ndarray:
+    """Points on a rectangle 25 % larger than the frame (corners and edge thirds)."""
+    xs = np.linspace(-0.25 * width, 1.25 * width, 4)
+    ys = np.linspace(-0.25 * height, 1.25 * height, 4)
+    ring = [(x, y) for x in xs for y in ys if x in (xs[0], xs[-1]) or y in (ys[0], ys[-1])]
+    return np.array(ring, np.float64)
+
+
+def _folded(tri: Delaunay, old_pts: np.ndarray) -> bool:
+    """Whether a triangle of the new points' mesh flips its orientation in the old frame."""
+    def signed(pts: np.ndarray) -> np.ndarray:
+        a, b, c = (pts[tri.simplices[:, k]] for k in range(3))
+        ab, ac = b - a, c - a
+        return ab[:, 0] * ac[:, 1] - ab[:, 1] * ac[:, 0]
+    return bool(np.any(np.sign(signed(tri.points)) != np.sign(signed(old_pts))))
+
+
+def _mesh_points(lms: np.ndarray, used: list[int]) -> np.ndarray:
+    """Return the used landmarks plus two points beside the middle of each limb they span."""
+    p = lms[:, :2]
+    s = body_scale(lms)
+    extra = []
+    for a, b in LIMBS:
+        if a in used and b in used:
+            axis = p[b] - p[a]
+            side = np.array([-axis[1], axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)
+            mid = (p[a] + p[b]) / 2
+            extra += [mid + side * LIMB_SIDE * s, mid - side * LIMB_SIDE * s]
+    return np.vstack([p[used]] + ([np.array(extra)] if extra else []))
+
+
+def match_points(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
+                 config: LiveConfig = LiveConfig()
+                 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """
+    Decide whether new can be reached from old; return the mesh's matched points.
+
+    old, new: (33, 3) landmarks; size: (height, width) of the new frame.
+    Returns ((N, 2) new-frame points, (N, 2) try-on-frame points), 'live') or (None, the
+    reason the warp is not believable).
+    """
+    if cloth_type not in KEY_POINTS:
+        raise ValueError(f'unknown cloth_type {cloth_type!r}; valid: {", ".join(KEY_POINTS)}')
+    old, new = check_landmarks(old), check_landmarks(new)
+    if any(new[i, 2] < config.min_visibility for i in KEY_POINTS[cloth_type]):
+        return None, STATUS_TURNED
+    both = [i for i in WARP_POINTS
+            if min(old[i, 2], new[i, 2]) >= config.min_visibility]
+    if len(both) < 3:
+        return None, STATUS_TURNED
+    src, dst = _mesh_points(new, both), _mesh_points(old, both)
+    sim, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if sim is None:
+        return None, STATUS_TOO_FAR
+    scale = math.hypot(sim[0, 0], sim[1, 0])  # new -> old: 1/scale is the shopper's growth
+    angle = math.degrees(math.atan2(sim[1, 0], sim[0, 0]))
+    if not 1.0 / config.max_scale <= scale <= config.max_scale or \
+            abs(angle) > config.max_rotation:
+        return None, STATUS_TOO_FAR
+    s_old = body_scale(old)
+    moved = src @ sim[:, :2].T + sim[:, 2]
+    if np.max(np.linalg.norm(moved - dst, axis=1)) > config.max_displacement * s_old:
+        return None, STATUS_TOO_FAR
+    if KEY_POINTS[cloth_type][0] == L_SHOULDER:
+        width_new = np.linalg.norm(new[L_SHOULDER, :2] - new[R_SHOULDER, :2]) * scale
+        width_old = np.linalg.norm(old[L_SHOULDER, :2] - old[R_SHOULDER, :2])
+        if width_new < config.min_width_ratio * width_old:
+            return None, STATUS_TURNED
+    h, w = size
+    anchors = _anchors(w, h)
+    src_all = np.vstack([src, anchors])
+    dst_all = np.vstack([dst, anchors @ sim[:, :2].T + sim[:, 2]])
+    return (src_all, dst_all), STATUS_LIVE
+
+
+def plan_warp(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
+              config: LiveConfig = LiveConfig(),
+              box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray | None, str]:
+    """
+    Build the map new frame -> try-on frame, or say why the warp is not believable.
+
+    box: (x0, y0, x1, y1) part of the new frame to map (default: all of it).
+    Returns (box-sized HxWx2 float32 try-on-frame coordinates for cv2.remap, 'live') or
+    (None, the reason: 'turned away' or 'moved too far').
+    """
+    points, status = match_points(old, new, size, cloth_type, config)
+    if points is None:
+        return None, status
+    src_all, dst_all = points
+    tri = Delaunay(src_all)
+    if _folded(tri, dst_all):
+        return None, STATUS_TOO_FAR
+    mesh = LinearNDInterpolator(tri, dst_all, fill_value=-1.0)
+    return _dense_map(mesh, size, box or (0, 0, size[1], size[0])), STATUS_LIVE
+
+
+def _dense_map(mesh: LinearNDInterpolator, size: tuple[int, int],
+               box: tuple[int, int, int, int]) -> np.ndarray:
+    """Evaluate mesh on a coarse grid (one cell past each edge), bilinear in between."""
+    h, w = size
+    gh, gw = max(2, round(h / GRID_STEP)), max(2, round(w / GRID_STEP))
+    xs = (np.arange(-1, gw + 1) + 0.5) * (w / gw) - 0.5
+    ys = (np.arange(-1, gh + 1) + 0.5) * (h / gh) - 0.5
+    gx, gy = np.meshgrid(xs, ys)
+    coarse = mesh(np.column_stack([gx.ravel(), gy.ravel()]))
+    coarse = coarse.reshape(gh + 2, gw + 2, 2).astype(np.float32)
+    x0, y0, x1, y1 = box
+    ix = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) + 0.5)[None, :]
+    iy = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) + 0.5)[:, None]
+    shape = (y1 - y0, x1 - x0)
+    return cv2.remap(coarse, np.broadcast_to(ix, shape), np.broadcast_to(iy, shape),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def garment_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
+    """Return (x0, y0, x1, y1): the mask's bounding box grown by margin, inside the frame."""
+    x, y, w, h = cv2.boundingRect((mask > 127).astype(np.uint8))
+    height, width = mask.shape
+    return (max(0, x - margin), max(0, y - margin), min(width, x + w + margin),
+            min(height, y + h + margin))
+
+
+def composite(frame: np.ndarray, mask: np.ndarray, result: np.ndarray,
+              result_mask: np.ndarray, coords: np.ndarray, feather_px: float,
+              box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Warp the try-on result with ``coords`` and lay it into ``frame`` inside ``mask``.
+
+    frame: HxWx3 uint8 RGB; mask: HxW uint8 (>127 = garment region of this frame);
+    result, result_mask: the try-on (any size, the try-on frame's); coords: float32 map
+    from :func:`plan_warp` for ``box`` (x0, y0, x1, y1; default the whole frame, which
+    must then hold mask and feather). Returns (composite HxWx3 uint8 (a new array),
+    warped result mask HxW uint8).
+    """
+    x0, y0, x1, y1 = box or (0, 0, frame.shape[1], frame.shape[0])
+    map_x, map_y = coords[..., 0], coords[..., 1]
+    layer = cv2.remap(result, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped_mask = np.zeros(mask.shape, np.uint8)
+    warped_mask[y0:y1, x0:x1] = cv2.remap(result_mask, map_x, map_y, cv2.INTER_LINEAR,
+                                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inside = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
+    if feather_px >= 1.0:  # 1 inside, falling to 0 over feather_px outside
+        outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+        alpha = np.clip(1.0 - outside / feather_px, 0.0, 1.0)
+    else:
+        alpha = inside.astype(np.float32)
+    out = frame.copy()
+    part = out[y0:y1, x0:x1]
+    cv2.blendLinear(layer, part, alpha, 1.0 - alpha, dst=part)
+    return out, warped_mask
+
+
+def _check_pair(rgb: np.ndarray, mask: np.ndarray, what: str) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f'{what} must be HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}')
+    if mask.shape != rgb.shape[:2] or mask.dtype != np.uint8:
+        raise ValueError(f'{what} mask must be HxW uint8 of the image size {rgb.shape[:2]}, '
+                         f'got {mask.shape} {mask.dtype}')
+
+
+class LiveFollower:
+    """The garment of the latest try-on, followed onto each new frame (not thread-safe)."""
+
+    def __init__(self, config: LiveConfig = LiveConfig()) -> None:
+        """Start without a try-on: frames pass through with status 'no result'."""
+        self.config = config
+        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None = None
+
+    @property
+    def has_result(self) -> bool:
+        """Whether a try-on is being followed."""
+        return self._ref is not None
+
+    def set_result(self, result: np.ndarray, result_mask: np.ndarray,
+                   landmarks: np.ndarray, cloth_type: str) -> None:
+        """
+        Follow a new try-on.
+
+        result: HxWx3 uint8 RGB at the try-on frame's size; result_mask: HxW uint8 (>127 is
+        the garment layer); landmarks: (33, 3) of the try-on frame.
+        """
+        _check_pair(result, result_mask, 'result')
+        if cloth_type not in KEY_POINTS:
+            raise ValueError(f'unknown cloth_type {cloth_type!r}; valid: '
+                             f'{", ".join(KEY_POINTS)}')
+        self._ref = (result.copy(), result_mask.copy(), check_landmarks(landmarks).copy(),
+                     cloth_type)
+
+    def clear(self) -> None:
+        """Stop following (frames pass through)."""
+        self._ref = None
+
+    def follow(self, frame: np.ndarray, mask: np.ndarray,
+               landmarks: np.ndarray | None) -> LiveFrame:
+        """Composite the garment into ``frame`` (HxWx3 uint8) or say why not."""
+        _check_pair(frame, mask, 'frame')
+        none = np.zeros(mask.shape, bool)
+        if self._ref is None:
+            return LiveFrame(frame, STATUS_NO_RESULT, none)
+        if landmarks is None or not mask.any():
+            return LiveFrame(frame, STATUS_NO_PERSON, none)
+        result, result_mask, old, cloth_type = self._ref
+        feather = self.config.feather * body_scale(check_landmarks(landmarks))
+        box = garment_box(mask, int(math.ceil(feather)) + 1)
+        coords, status = plan_warp(old, landmarks, mask.shape, cloth_type, self.config, box)
+        if coords is None:
+            return LiveFrame(frame, status, none)
+        image, warped = composite(frame, mask, result, result_mask, coords, feather, box)
+        return LiveFrame(image, STATUS_LIVE, mask > 127, warped)
