@@ -1,11 +1,11 @@
 """
 CatVTON virtual try-on: SD1.5-inpainting UNet with concatenated person/garment latents.
 
-The algorithm (see the design notes): person and mask are centre-cropped to the target
-aspect and resized, the garment is letterboxed on white; the masked person
-(``person * (mask < 0.5)``) and the garment are encoded with the VAE (posterior mean times
-its scaling factor) and stacked along the latent HEIGHT axis (person on top); the mask is
-downsampled (nearest) and stacked with zeros for the garment half. Each step the UNet sees
+The algorithm (see the design notes): person and mask are framed (:mod:`.framing`) and
+resized, the garment letterboxed on white; the masked person (``person * (mask < 0.5)``)
+and the garment are encoded with the VAE (posterior mean times its scaling factor) and
+stacked along the latent HEIGHT axis (person on top); the mask is downsampled (nearest) and
+stacked with zeros for the garment half. Each step the UNet sees
 ``cat([scaled noisy latents, mask, masked latents], channels)`` with cross-attention
 skipped and ``encoder_hidden_states=None``; classifier-free guidance uses a batch
 [uncond, cond] whose uncond half has zeros in place of the garment latent. After the loop
@@ -19,6 +19,7 @@ from collections.abc import Callable
 import logging
 import secrets
 import time
+from typing import Any
 
 import cv2
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
@@ -33,12 +34,13 @@ from vton_ros.pipeline.checks import check_call
 from vton_ros.pipeline.deepcache import DeepCacheUNet
 from vton_ros.pipeline.device import dtype_name, resolve_device, resolve_dtype
 from vton_ros.pipeline.forwards import Forwards
+from vton_ros.pipeline.framing import Bounds, crop, frame_box
 from vton_ros.pipeline.guidance import check_guidance_interval, guided_steps
 from vton_ros.pipeline.latent_cache import LatentCache
 from vton_ros.pipeline.loading import load_models, load_onnx_models, place_models
 from vton_ros.pipeline.options import (PipelineOptions, StepCallback, TIMING_KEYS,
                                        TryOnCancelled, TryOnResult)
-from vton_ros.pipeline.preprocess import check_image, cover_resize, letterbox
+from vton_ros.pipeline.preprocess import check_image, letterbox
 from vton_ros.pipeline.previews import latents_to_preview, repaint_blend, to_uint8
 
 _LOG = logging.getLogger(__name__)
@@ -96,14 +98,9 @@ class CatVTONPipeline:
                         attn_ckpt: str = weights.DEFAULT_ATTN_CKPT,
                         attn_version: str = 'mix', device: str = 'auto', dtype: str = 'auto',
                         scheduler: str = 'dpmpp_2m', *, safety_checker: bool = False,
-                        attention_slicing: int | str | None = None, vae_slicing: bool = False,
-                        vae_tiling: bool = False, channels_last: bool = False,
-                        compile_unet: bool = False, garment_cache_size: int = 8,
-                        tiny_vae: str = weights.DEFAULT_TINY_VAE, decoder: str = 'full',
-                        preview_decoder: str = 'latent', offload: str = 'none',
-                        sdpa_backend: str = 'auto', encoder: str = 'full',
-                        cache_dir: str | None = None,
-                        local_files_only: bool = False) -> 'CatVTONPipeline':
+                        tiny_vae: str = weights.DEFAULT_TINY_VAE, cache_dir: str | None = None,
+                        local_files_only: bool = False,
+                        **option_values: Any) -> 'CatVTONPipeline':
         """
         Load CatVTON from hub ids or local folders in the published layouts.
 
@@ -112,15 +109,14 @@ class CatVTONPipeline:
         repo with <version>/attention/model.safetensors; attn_version: mix | vitonhd |
         dresscode. device: auto | cpu | cuda[:N]; dtype: auto | fp32 | fp16 | bf16.
         tiny_vae: TAESD folder or hub id (config.json + weights), loaded only when decoder,
-        preview_decoder or encoder is 'tiny'. The other options: see :class:`PipelineOptions`.
+        preview_decoder or encoder is 'tiny'. option_values: :class:`PipelineOptions` fields
+        by name (attention_slicing, decoder, ...; an unknown name is a TypeError).
         Hub ids go through the Hugging Face cache (HF_HUB_OFFLINE honoured). Raises
         ModelNotFoundError for missing files, IncompatibleWeightsError for wrong weights,
         ValueError for unknown names.
         """
         schedulers.check_scheduler_name(scheduler)
-        options = PipelineOptions(attention_slicing, vae_slicing, vae_tiling, channels_last,
-                                  compile_unet, garment_cache_size, decoder, preview_decoder,
-                                  offload, sdpa_backend, encoder)
+        options = PipelineOptions(**option_values)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         start = time.perf_counter()
@@ -226,26 +222,26 @@ class CatVTONPipeline:
                  latents: torch.Tensor | None = None, eta: float = 1.0,
                  repaint: bool = False, callback: StepCallback | None = None,
                  guidance_start: float = 0.0, guidance_end: float = 1.0,
-                 cache_interval: int = 1, cache_branch: int = 0) -> TryOnResult:
+                 cache_interval: int = 1, cache_branch: int = 0, framing: str = 'centre',
+                 person_bounds: Bounds | None = None) -> TryOnResult:
         """
         Dress ``person`` in ``garment`` inside ``mask``.
 
-        person: HxWx3 uint8 RGB (any size; centre-cropped to height:width and resized).
+        person: HxWx3 uint8 RGB (any size; framed at height:width and resized).
         garment: HxWx3 uint8 RGB (letterboxed on white). mask: HxW uint8 (same size as
         person), >= 128 = repaint. height/width: output size, multiples of 8.
-        guidance_scale: classifier-free guidance (applied only when > 1).
         seed/generator: noise source (at most one; neither = a random seed, reported).
         latents: optional initial noise (1, 4, 2*height/8, width/8), person half on top;
-        multiplied by the scheduler's init sigma. eta: DDIM only.
+        times the scheduler's init sigma. eta: DDIM only. guidance_scale: CFG (if > 1).
         repaint: blend the result into the person outside the (feathered) mask.
-        callback(step, total, timestep, latents): after each step (step is 1-based,
-        latents the full (1, 4, 2*h/8, w/8) fp32 state, read-only); returning True raises
-        TryOnCancelled; an exception it raises propagates. Either way nothing is left
-        half-done.
+        callback(step, total, timestep, latents): after each step (1-based; latents: the
+        (1, 4, 2*h/8, w/8) fp32 state, read-only); returning True raises TryOnCancelled; an
+        exception it raises propagates (nothing is left half-done).
         guidance_start/guidance_end: fractions of the steps with guidance (UNet batch 2);
         the other steps run the cond row only (batch 1). Defaults: every step.
-        cache_interval/cache_branch: DeepCache feature reuse (1 = off; see
-        vton_ros.pipeline.deepcache). Returns a :class:`TryOnResult`.
+        cache_interval/cache_branch: DeepCache feature reuse (1 = off; see deepcache).
+        framing: 'centre' (the paper's crop) or 'person' (the box of ``person_bounds``, (top,
+        left, bottom, right), or of the mask grown: framing.frame_box). -> TryOnResult.
         """
         start = time.perf_counter()
         check_call(person, garment, mask, num_inference_steps, guidance_scale, height, width,
@@ -256,8 +252,10 @@ class CatVTONPipeline:
         timings = dict.fromkeys(TIMING_KEYS, 0.0)
 
         # 1. preprocess: geometry, tensors in [-1, 1], binary mask
-        person_img, crop_box = cover_resize(person, height, width)
-        mask_img, _ = cover_resize(mask, height, width, nearest=True)
+        crop_box = frame_box(person.shape[0], person.shape[1], height, width, framing, mask,
+                             person_bounds)
+        person_img = crop(person, crop_box, height, width)
+        mask_img = crop(mask, crop_box, height, width, nearest=True)
         mask_img = np.where(mask_img >= 128, 255, 0).astype(np.uint8)
         person_t = self._to_tensor(person_img)
         mask_t = torch.from_numpy(mask_img).to(self.device)[None, None] >= 128

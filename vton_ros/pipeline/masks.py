@@ -6,6 +6,7 @@ Usage (what the segmentation node calls)::
     gen = create_mask_generator('pose')            # or 'unet', checkpoint='DIR/best.pt'
     res = gen(rgb, cloth_type='upper')             # HxWx3 uint8 RGB, any size
     res.mask, res.person_found, res.status         # HxW uint8 0/255 at the input size
+    res.marked_mask()                              # the same, with the person marked (64)
     gen.close()                                    # or: with create_mask_generator(...) as gen
 
 Backends
@@ -57,6 +58,7 @@ import cv2
 import numpy as np
 
 from vton_ros.pipeline import native_logs
+from vton_ros.pipeline.framing import mark_person
 from vton_ros.pipeline.preprocess import check_image
 from vton_ros.settings.choices import CLOTH_TYPES, MASK_BACKENDS, PRECISIONS
 
@@ -85,12 +87,26 @@ class MaskResult:
     person_found: whether a person was detected.
     status: 'ok', 'no person' or 'region not visible'.
     landmarks: pose backend only, (33, 3) float32 of x, y in pixels and visibility in [0, 1].
+    person: pose backend only, HxW bool silhouette of the person (the box that person
+    framing shows the model; see :mod:`vton_ros.pipeline.framing`).
     """
 
     mask: np.ndarray
     person_found: bool
     status: str
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    person: np.ndarray | None = field(default=None, repr=False)
+
+    def marked_mask(self) -> np.ndarray:
+        """
+        Return the mask to publish: with the person marked in it when the silhouette is known.
+
+        HxW uint8: 255 repaint, framing.PERSON_LEVEL (< 128) on the rest of the person, 0;
+        consumers that threshold at 128 see :attr:`mask`, framing finds the person's box.
+        """
+        if self.person is None:
+            return self.mask
+        return mark_person(self.mask, self.person)
 
 
 @dataclass(frozen=True)
@@ -229,7 +245,7 @@ class PoseMaskGenerator(MaskGenerator):
             return MaskResult(empty, False, STATUS_NO_PERSON, lms)
         mask = pose_agnostic_mask(lms, person, cloth_type, self.config)
         status = STATUS_OK if mask.any() else STATUS_NOT_VISIBLE
-        return MaskResult(mask, True, status, lms)
+        return MaskResult(mask, True, status, lms, person)
 
     def close(self) -> None:
         """Release the mediapipe graph."""
