@@ -1,0 +1,55 @@
+"""
+Bounded waits on rclpy futures, and a goal request that cannot lose its answer.
+
+rclpy's Kilted ActionClient.send_goal_async registers the goal request's future twice: once
+under its lock right after sending, then again with a new Future after the lock is released.
+A reply handled by a spinning thread between the two completes the first future, whose
+done callback unregisters the sequence number; the second (the one returned) then never
+completes. :func:`send_goal` asks for the goal from the executor's own thread (a task of a
+SingleThreadedExecutor), so no reply can be handled in between; :func:`wait_future` bounds
+every wait and says what did not come.
+"""
+
+import time
+from typing import Any, Callable
+
+from rclpy.action import ActionClient
+from rclpy.executors import Executor
+from rclpy.task import Future
+
+POLL = 0.02  # seconds between looks at a future
+
+
+class WaitTimeout(TimeoutError):
+    """A future did not complete in time; the message says which and how long."""
+
+
+def wait_future(future: Future, timeout: float, what: str,
+                give_up: Callable[[], bool] | None = None) -> Any:
+    """
+    Return ``future``'s result once it is done, completed by a spinning thread.
+
+    Raises WaitTimeout naming ``what`` after ``timeout`` seconds, or at once when
+    ``give_up()`` turns true (e.g. the server died: no answer will come).
+    """
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if give_up is not None and give_up():
+            raise WaitTimeout(f'{what}: given up (no answer can come any more)')
+        if time.monotonic() > deadline:
+            raise WaitTimeout(f'{what}: no answer after {timeout:g} s')
+        time.sleep(POLL)
+    return future.result()
+
+
+def send_goal(executor: Executor, client: ActionClient, goal: Any,
+              feedback_callback: Callable[[Any], None] | None = None,
+              timeout: float = 60.0) -> Future:
+    """
+    Send ``goal`` from the executor's thread; return the future of its goal handle.
+
+    ``executor`` must be the SingleThreadedExecutor that spins ``client``'s node in
+    another thread: the reply is handled on that same thread, after both registrations.
+    """
+    task = executor.create_task(lambda: client.send_goal_async(goal, feedback_callback))
+    return wait_future(task, timeout, 'sending the goal (the executor did not run)')
