@@ -13,7 +13,6 @@ from vton_ros.ui import hub as kinds, images, sentences
 from vton_ros.ui.app import build_app, check_bind, CSP, is_loopback, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
-from vton_ros.ui.session import Session
 
 CODES = [n for n in dir(TryOn.Result) if n.isupper() and isinstance(getattr(TryOn.Result, n), int)]
 
@@ -31,41 +30,6 @@ def catalog_dir(tmp_path_factory):
         (folder / f'{name}.png').write_bytes(png(rgb))
     (folder / 'catalog.yaml').write_text('red_shirt: upper\n')
     return folder
-
-
-class Port:
-    """The node's side of the session, recorded (sent goals, cancels)."""
-
-    def __init__(self) -> None:
-        self.sent = []
-        self.canceled = []
-
-    def send(self, seq, spec):
-        self.sent.append((seq, spec))
-
-    def cancel(self, handle):
-        self.canceled.append(handle)
-
-
-class Recorder:
-    """Collects what the session publishes."""
-
-    def __init__(self) -> None:
-        self.states = []
-        self.images = []
-
-    def state(self, state):
-        self.states.append(dict(state))
-
-    def image(self, kind, data):
-        self.images.append((kind, data))
-
-
-def session(catalog_dir):
-    port, out = Port(), Recorder()
-    s = Session(port, Garments(str(catalog_dir)), out.state, out.image)
-    s.server_ready(True)
-    return s, port, out
 
 
 def test_every_error_code_has_a_shoppers_sentence():
@@ -95,94 +59,21 @@ def test_catalogue_and_uploads(catalog_dir):
     assert garments.thumbnail('red_shirt')[:2] == b'\xff\xd8'
     assert garments.get('../etc/passwd') is None
     photo = png(np.full((64, 48, 3), 90, np.uint8))
-    item = garments.add_upload(photo, 'lower')
+    item = garments.add_upload(photo, 'lower', 'page-a')
     assert item['upload'] and item['cloth_type'] == 'lower'
-    assert garments.get(item['id']).image.shape == (64, 48, 3)
+    assert garments.get(item['id'], 'page-a').image.shape == (64, 48, 3)
+    other = garments.add_upload(photo, 'upper', 'page-b')
     for _ in range(2):
-        garments.add_upload(photo, 'upper')
-    assert garments.get(item['id']) is None  # only the newest two are kept
+        garments.add_upload(photo, 'upper', 'page-a')
+    assert garments.get(item['id'], 'page-a') is None  # only a page's newest two are kept
+    assert garments.get(other['id'], 'page-b') is not None  # another page's stays
     for data, kind, match in ((photo, 'hat', 'cloth type'), (b'not an image', 'upper', 'not a'),
                               (png(np.zeros((8, 8, 3), np.uint8)), 'upper', 'too small'),
                               (png(np.zeros((40, 400, 3), np.uint8)), 'upper', 'narrow')):
         with pytest.raises(ValueError, match=match):
-            garments.add_upload(data, kind)
+            garments.add_upload(data, kind, 'page-a')
     with pytest.raises(ValueError, match='too large'):
-        Garments(max_pixels=1000).add_upload(photo, 'upper')
-
-
-def test_a_cancel_before_acceptance_is_sent_when_the_goal_is_accepted(catalog_dir):
-    s, port, out = session(catalog_dir)
-    s.try_on('red_shirt')
-    assert s.state == 'sending' and port.sent[0][1].garment_id == 'red_shirt'
-    s.cancel()
-    assert s.state == 'canceling' and port.canceled == []
-    s.on_accepted(1, 'handle-1')
-    assert port.canceled == ['handle-1']
-    s.on_result(1, 'CANCELED', None, None, (0, 0), 0.0)
-    assert s.state == 'error' and 'cancel' in out.states[-1]['status'].lower()
-
-
-def test_a_result_freezes_its_frame_and_the_next_tap_reuses_it(catalog_dir):
-    s, port, out = session(catalog_dir)
-    person = np.full((48, 64, 3), 100, np.uint8)
-    s.frames.add((5, 0), person)
-    s.try_on('red_shirt')
-    s.on_accepted(1, 'h')
-    s.on_feedback(1, 1, 4, 2.5, np.zeros((8, 6, 3), np.uint8))
-    assert out.states[-1]['step'] == 1 and out.states[-1]['total'] == 4
-    s.try_on('blue_shirt')  # busy: not sent
-    assert len(port.sent) == 1 and 'already' in out.states[-1]['status']
-    mask = np.zeros((48, 64), np.uint8)
-    s.on_result(1, 'SUCCESS', np.full((48, 64, 3), 200, np.uint8), mask, (5, 0), 1.5)
-    assert s.state == 'result' and out.states[-1]['server_total'] == 1.5
-    assert [k for k, _ in out.images] == [kinds.PREVIEW, kinds.BEFORE, kinds.RESULT]
-    before = cv2.imdecode(np.frombuffer(out.images[1][1], np.uint8), cv2.IMREAD_COLOR)
-    assert abs(int(before.mean()) - 100) <= 2  # the camera frame, not the result
-    s.try_on('red_shirt')  # same cloth type: frozen frame and its mask
-    spec = port.sent[-1][1]
-    assert spec.person is person and spec.mask is mask
-    s.on_accepted(2, 'h2')
-    s.on_result(1, 'SUCCESS', person, mask, (5, 0), 1.0)  # a stale answer is ignored
-    assert s.state == 'running'
-    s.on_result(2, 'NO_PERSON_DETECTED', None, None, (0, 0), 0.0)
-    assert out.states[-1]['status'] == 'Step in front of the mirror.'
-    s.go_live()
-    s.try_on('red_shirt')
-    assert port.sent[-1][1].person is None
-
-
-def test_the_frame_of_a_long_try_on_is_kept_for_the_compare(catalog_dir):
-    s, port, out = session(catalog_dir)
-    person = np.full((48, 64, 3), 100, np.uint8)
-    s.frames.add((1, 0), person)  # the frame (with a mask) the server takes
-    s.try_on('red_shirt')
-    s.frames.add((2, 0), person + 1)  # a frame after the tap, before the server's choice
-    s.on_accepted(1, 'h')
-    for second in range(3, 200):  # a long try-on: the ring has long forgotten the tap
-        s.frames.add((second, 0), np.zeros((48, 64, 3), np.uint8))
-    assert s.frames.get((2, 0)) is not None
-    s.on_result(1, 'SUCCESS', np.full((48, 64, 3), 200, np.uint8), None, (1, 0), 9.0)
-    before = cv2.imdecode(np.frombuffer(out.images[-2][1], np.uint8), cv2.IMREAD_COLOR)
-    assert out.images[-2][0] == kinds.BEFORE and abs(int(before.mean()) - 100) <= 2
-    assert s.frames.get((1, 0)) is None  # unpinned once the result came
-
-
-def test_the_session_waits_for_the_server(catalog_dir):
-    port, out = Port(), Recorder()
-    s = Session(port, Garments(str(catalog_dir)), out.state, out.image)
-    s.try_on('red_shirt')
-    assert port.sent == [] and s.state == 'offline'
-    s.server_ready(True)
-    assert s.state == 'idle'
-    s.try_on('red_shirt')
-    s.on_rejected(1)
-    assert 'busy' in out.states[-1]['status']
-    s.try_on('red_shirt')
-    s.on_accepted(2, 'h')
-    s.server_ready(False)  # the server went away during the try-on
-    assert s.state == 'offline'
-    s.on_result(2, 'SUCCESS', np.zeros((4, 4, 3), np.uint8), None, (0, 0), 1.0)
-    assert s.state == 'offline'
+        Garments(max_pixels=1000).add_upload(photo, 'upper', 'page-a')
 
 
 def test_images():
@@ -196,29 +87,58 @@ def test_images():
     assert rgba.shape == (100, 100, 4) and rgba[15, 5, 3] > 0 and rgba[50, 5, 3] == 0
 
 
+class Recorded:
+    """A page's session that records the page's commands."""
+
+    def __init__(self, commands: list) -> None:
+        self.page = f'page-{id(self)}'
+        self._commands = commands
+
+    def try_on(self, gid):
+        self._commands.append(('try', gid))
+
+    def cancel(self):
+        self._commands.append(('cancel',))
+
+    def go_live(self):
+        self._commands.append(('live',))
+
+
 class Served:
-    """The real web server on a free loopback port with a recording controller."""
+    """The real web server on a free loopback port with recording sessions."""
 
     def __init__(self, catalog_dir, token=''):
         self.commands = []
+        self.pages = {}
         self.hub = Hub()
         self.garments = Garments(str(catalog_dir))
         app = build_app(self, self.garments, self.hub, token, max_upload_bytes=64 * 1024)
         self.server = WebServer(app, self.hub)
         self.url = f'http://127.0.0.1:{self.server.start("127.0.0.1", 0)}'
 
-    def try_on(self, gid):
-        self.commands.append(('try', gid))
+    def join(self, publish_state, _publish_image):
+        session = Recorded(self.commands)
+        self.pages[session.page] = session
+        publish_state({'state': 'idle'})
+        return session
 
-    def cancel(self):
-        self.commands.append(('cancel',))
+    def leave(self, session):
+        self.pages.pop(session.page, None)
 
-    def go_live(self):
-        self.commands.append(('live',))
+    def find(self, page):
+        return self.pages.get(page)
 
 
 def run(coroutine):
     return asyncio.run(coroutine)
+
+
+async def page_id(ws) -> str:
+    """Return the page id the server sends a new page (skipping its state)."""
+    while True:
+        message = json.loads((await ws.receive()).data)
+        if message['type'] == 'page':
+            return message['id']
 
 
 def test_page_assets_and_headers(catalog_dir):
@@ -245,7 +165,27 @@ def test_page_assets_and_headers(catalog_dir):
                 photo = png(np.full((64, 48, 3), 90, np.uint8))
                 async with http.post(served.url + '/api/upload?cloth_type=upper',
                                      data=photo) as r:
-                    assert r.status == 200 and (await r.json())['upload']
+                    assert r.status == 400 and 'page' in (await r.json())['error']
+                ws_a = await http.ws_connect(served.url + '/ws')
+                ws_b = await http.ws_connect(served.url + '/ws')
+                a, b = [await page_id(ws) for ws in (ws_a, ws_b)]
+                async with http.post(served.url + f'/api/upload?cloth_type=upper&page={a}',
+                                     data=photo) as r:
+                    item = await r.json()
+                    assert r.status == 200 and item['upload']
+                for page, listed in ((a, True), (b, False), ('forged', False)):
+                    async with http.get(served.url + f'/api/garments?page={page}') as r:
+                        ids = [i['id'] for i in (await r.json())['garments']]
+                        assert (item['id'] in ids) == listed, page
+                    async with http.get(served.url + item['thumb'] + f'?page={page}') as r:
+                        assert r.status == (200 if listed else 404), page
+                await ws_a.close()  # the page went: its session ends
+                for _ in range(100):
+                    if a not in served.pages:
+                        break
+                    await asyncio.sleep(0.05)
+                assert a not in served.pages and b in served.pages
+                await ws_b.close()
                 async with http.post(served.url + '/api/upload?cloth_type=upper',
                                      data=b'x' * 100_000) as r:
                     assert r.status == 413
@@ -265,9 +205,11 @@ def test_websocket_state_frames_and_commands(catalog_dir):
                 with pytest.raises(WSServerHandshakeError):
                     await http.ws_connect(served.url + '/ws',
                                           headers={'Origin': 'http://evil.example'})
+                served.hub.set_model('demo', 'models/demo')
                 ws = await http.ws_connect(served.url + '/ws')
-                first = json.loads((await ws.receive()).data)
-                assert first['type'] == 'state'
+                first = [json.loads((await ws.receive()).data) for _ in range(3)]
+                assert first[0] == {'type': 'model', 'kind': 'demo', 'name': 'models/demo'}
+                assert {m['type'] for m in first[1:]} == {'page', 'state'}
                 await ws.send_str(json.dumps({'type': 'try', 'garment': 'red_shirt'}))
                 await ws.send_str('{not json')
                 await ws.send_str(json.dumps({'type': 'try', 'garment': ['x']}))
@@ -306,7 +248,7 @@ def test_the_token_is_required_for_every_request(catalog_dir):
                 async with http.get(served.url + '/api/garments') as r:  # the cookie
                     assert r.status == 200
                 ws = await http.ws_connect(served.url + '/ws')
-                assert json.loads((await ws.receive()).data)['type'] == 'state'
+                assert json.loads((await ws.receive()).data)['type'] in ('page', 'state')
                 await ws.close()
             async with ClientSession() as http:
                 async with http.get(served.url + '/api/garments',

@@ -1,9 +1,11 @@
 """
 mirror_ui: the mirror's kiosk page, served over HTTP with live data over a WebSocket.
 
-A client of the ``tryon`` action and a subscriber of ``image_raw`` and ``agnostic_mask``
-(relative names: it works in the stack's namespace). The page, its server and the try-on
-session are ROS-free (:mod:`vton_ros.ui`); this node only wires them to ROS. Frames are
+A client of the ``tryon`` action and a subscriber of ``image_raw``, ``agnostic_mask`` and
+``tryon/model`` (relative names: it works in the stack's namespace). The page, its server
+and the shoppers' sessions (one per open page) are ROS-free (:mod:`vton_ros.ui`); this
+node only wires them to ROS: frames and masks go to the camera memory (a mask with pixels
+means a person is there), the model the server runs to every page. Frames are
 JPEG-encoded only while a page is open; no image is written to disk or logged.
 """
 
@@ -14,6 +16,7 @@ from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from vton_interfaces.action import TryOn
 
 from vton_ros.nodes import common, image_conv
@@ -21,35 +24,44 @@ from vton_ros.nodes.action_qos import client_options
 from vton_ros.ui import hub as kinds, images
 from vton_ros.ui.app import build_app, check_bind, WebServer
 from vton_ros.ui.catalog import Garments
-from vton_ros.ui.hub import Hub
-from vton_ros.ui.session import GoalSpec, Session
+from vton_ros.ui.frames import Camera
+from vton_ros.ui.hub import Hub, read_model
+from vton_ros.ui.session import GoalSpec, Rules, Session
+from vton_ros.ui.sessions import Sessions
 
 R = TryOn.Result
 CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}
-SERVER_POLL = 0.5  # seconds between checks that the action server is there
+SERVER_POLL = 0.5  # seconds between checks of the action server, the waits and the idle reset
 CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
+FOCUS_STEP = 0.02  # a move of the person (fraction of the width) the pages are told of
 
 
 class MirrorUi(common.SchemaNode):
-    """Serves the mirror page and runs its try-ons through the ``tryon`` action."""
+    """Serves the mirror page and runs its pages' try-ons through the ``tryon`` action."""
 
     def __init__(self) -> None:
         super().__init__('mirror_ui')
         check_bind(self.setting('ui.host'), self.setting('ui.token'))
         self._hub = Hub()
         self._garments = Garments(self.setting('garments.catalog_dir'))
-        self._session = Session(self, self._garments, self._hub.send_state,
-                                self._hub.send_image, self.setting('ui.jpeg_quality'))
+        rules = Rules(jpeg_quality=self.setting('ui.jpeg_quality'),
+                      max_age=self.setting('tryon.pair_max_age'),
+                      answer_timeout=self.setting('ui.answer_timeout'),
+                      live_cloth_type=self.setting('segmentation.cloth_type'))
+        self._sessions = Sessions(self, self._garments, Camera(), rules,
+                                  self.setting('ui.idle_reset'))
+        self._focus = 0.5
         group = ReentrantCallbackGroup()
         self._client = ActionClient(self, TryOn, 'tryon', callback_group=group,
                                     **client_options())
         qos = self.image_qos()
         self.create_subscription(Image, 'image_raw', self._frame, qos)
         self.create_subscription(Image, 'agnostic_mask', self._mask, qos)
+        self.create_subscription(String, 'tryon/model', self._model, common.LATCHED_QOS)
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self.create_timer(SERVER_POLL, self._watch)
-        app = build_app(self._session, self._garments, self._hub, self.setting('ui.token'),
+        app = build_app(self._sessions, self._garments, self._hub, self.setting('ui.token'),
                         self.setting('ui.max_upload_bytes'))
         self._web = WebServer(app, self._hub)
 
@@ -62,7 +74,7 @@ class MirrorUi(common.SchemaNode):
         self.get_logger().info(f'mirror page at http://{shown}:{port}/{hint}')
         self._diag.update('ok', 'serving', port=port)
 
-    # ---- images -----------------------------------------------------------------------
+    # ---- images and the model ---------------------------------------------------------
     def _frame(self, msg: Image) -> None:
         start = time.monotonic()
         try:
@@ -70,56 +82,73 @@ class MirrorUi(common.SchemaNode):
         except ValueError as err:
             self.get_logger().warning(f'unusable camera frame: {err}', throttle_duration_sec=5.0)
             return
-        self._session.frames.add(_stamp(msg), rgb)
+        self._sessions.camera.add_frame(_stamp(msg), rgb)
         if self._hub.pages():
             data = images.jpeg(rgb, self.setting('ui.jpeg_quality'), self.setting('ui.max_side'))
             self._hub.send_frame(kinds.FRAME, data)
             self._rate.tick(time.monotonic() - start)
 
     def _mask(self, msg: Image) -> None:
-        if not self._hub.overlay_watched():
-            return
         try:
             mask = image_conv.to_mono(msg)
         except ValueError as err:
             self.get_logger().warning(f'unusable mask: {err}', throttle_duration_sec=5.0)
             return
-        self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
+        focus = self._sessions.camera.add_mask(_stamp(msg), mask)
+        if focus is not None and abs(focus - self._focus) >= FOCUS_STEP:
+            self._focus = focus
+            self._hub.send_json({'type': 'focus', 'x': round(focus, 3)})
+        if self._hub.overlay_watched():
+            self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
+
+    def _model(self, msg: String) -> None:
+        model = read_model(msg.data)
+        if model is None:
+            self.get_logger().warning('unreadable tryon/model message', throttle_duration_sec=60.0)
+            return
+        self._hub.set_model(*model)
 
     def _watch(self) -> None:
-        self._session.server_ready(self._client.server_is_ready())
+        self._sessions.server_ready(self._client.server_is_ready())
+        reset = self._sessions.tick()
+        if reset:
+            self.get_logger().info(f'nobody in view: {reset} page(s) back to the live view')
+        running = self._sessions.running()
         self._diag.update(pages=self._hub.pages(), frames_sent=self._hub.frames_sent,
                           encode_rate_hz=self._rate.rate(), encode_s=self._rate.latency(),
-                          state=self._session.state)
+                          state=running.state if running is not None else 'idle')
 
-    # ---- the TryOn action (Session's GoalPort) ----------------------------------------
-    def send(self, seq: int, spec: GoalSpec) -> None:
-        """Send a goal; its answers go to the session."""
-        goal = TryOn.Goal(garment_id=spec.garment_id, cloth_type=spec.cloth_type)
+    # ---- the TryOn action (the sessions' GoalPort) ------------------------------------
+    def send(self, session: Session, seq: int, spec: GoalSpec) -> None:
+        """Send a session's goal; its answers go to that session."""
+        goal = TryOn.Goal(garment_id=spec.garment_id, cloth_type=spec.cloth_type,
+                          person_image=image_conv.from_rgb(spec.person))
         if spec.garment_image is not None:
             goal.garment_image = image_conv.from_rgb(spec.garment_image)
-        if spec.person is not None:
-            goal.person_image = image_conv.from_rgb(spec.person)
         if spec.mask is not None:
             goal.mask = image_conv.from_mono(spec.mask)
-        future = self._client.send_goal_async(goal, feedback_callback=partial(self._feedback,
-                                                                              seq))
-        future.add_done_callback(partial(self._answered, seq))
+        future = self._client.send_goal_async(
+            goal, feedback_callback=partial(self._feedback, session, seq))
+        future.add_done_callback(partial(self._answered, session, seq))
 
     def cancel(self, handle) -> None:
         """Ask the server to cancel an accepted goal."""
         handle.cancel_goal_async()
 
-    def _answered(self, seq: int, future) -> None:
+    def _answered(self, session: Session, seq: int, future) -> None:
+        if future.exception() is not None:
+            self.get_logger().error(f'sending the goal failed: {future.exception()!r}')
+            session.on_rejected(seq, 'UNKNOWN')
+            return
         handle = future.result()
         if not handle.accepted:
             self.get_logger().info('goal rejected: the server is busy')
-            self._session.on_rejected(seq)
+            session.on_rejected(seq)
             return
-        self._session.on_accepted(seq, handle)
-        handle.get_result_async().add_done_callback(partial(self._ended, seq))
+        session.on_accepted(seq, handle)
+        handle.get_result_async().add_done_callback(partial(self._ended, session, seq))
 
-    def _feedback(self, seq: int, msg) -> None:
+    def _feedback(self, session: Session, seq: int, msg) -> None:
         fb = msg.feedback
         preview = None
         if fb.preview.width:
@@ -127,9 +156,13 @@ class MirrorUi(common.SchemaNode):
                 preview = image_conv.to_rgb(fb.preview)
             except ValueError:
                 pass  # a step without a usable preview still moves the bar
-        self._session.on_feedback(seq, fb.step, fb.total_steps, fb.eta_sec, preview)
+        session.on_feedback(seq, fb.step, fb.total_steps, fb.eta_sec, preview)
 
-    def _ended(self, seq: int, future) -> None:
+    def _ended(self, session: Session, seq: int, future) -> None:
+        if future.exception() is not None:
+            self.get_logger().error(f'the result did not come: {future.exception()!r}')
+            session.on_result(seq, 'UNKNOWN', None, None, 0.0)
+            return
         response = future.result()
         result = response.result
         code = CODE_NAMES.get(result.error_code, 'UNKNOWN')
@@ -145,15 +178,17 @@ class MirrorUi(common.SchemaNode):
                 code = 'PIPELINE_ERROR'
         total = next((t.seconds for t in result.timings if t.name == 'total'), 0.0)
         self.get_logger().info(f'try-on ended {code}')
-        self._session.on_result(seq, code, image, mask, _stamp(result.image), total)
+        session.on_result(seq, code, image, mask, total)
 
     # ---- life cycle ------------------------------------------------------------------
     def prepare_shutdown(self) -> None:
         """Cancel a running try-on (the server must not work for nobody)."""
-        self._session.cancel()
+        running = self._sessions.running()
+        if running is None:
+            return
+        running.close()
         deadline = time.monotonic() + CANCEL_WAIT
-        while self._session.state in ('sending', 'running', 'canceling') and \
-                time.monotonic() < deadline:
+        while self._sessions.running() is running and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def close(self) -> None:

@@ -151,7 +151,8 @@ SCHEMA: tuple[Param, ...] = (
     Param('segmentation.threshold', 0.5, 'Probability above which a pixel is masked (unet: '
           'mask model, pose: person segmentation)', _SEG, min=0.01, max=0.99),
     Param('segmentation.cloth_type', 'upper', 'Garment region of the live masks (tryon_server '
-          'reuses a camera mask only for goals of this type)', _SEG, choices=CLOTH_TYPES,
+          'and mirror_ui reuse a camera mask only for goals of this type)',
+          _SEG + ('mirror_ui',), choices=CLOTH_TYPES,
           read_only=True),
     Param('segmentation.device', 'auto', 'cpu | cuda | cuda:N | auto', _SEG, read_only=True),
     Param('segmentation.precision', 'fp32', 'Mask model precision', _SEG, choices=PRECISIONS,
@@ -254,7 +255,8 @@ SCHEMA: tuple[Param, ...] = (
     Param('tryon.queue_size', 4, 'Most goals waiting with busy_policy queue', _TRY,
           min=1, max=100),
     Param('tryon.pair_max_age', 10.0, 'Oldest camera frame+mask pair (seconds) a goal '
-          'without a person image may use', _TRY, min=0.1, max=3600.0),
+          'without a person image may use (mirror_ui: the oldest frame a tap dresses)',
+          _TRY + ('mirror_ui',), min=0.1, max=3600.0),
     Param('tryon.pair_wait', 10.0, 'Seconds a goal without a person image waits for the '
           'first camera frame+mask pair before it is aborted', _TRY, min=0.0, max=600.0),
     Param('tryon.goal_timeout', 0.0, 'Seconds a goal may run (from its start, not its wait in '
@@ -292,6 +294,12 @@ SCHEMA: tuple[Param, ...] = (
           ('mirror_ui',), min=10, max=100),
     Param('ui.max_side', 640, 'Longest side in pixels of the live frames sent to the page '
           '(0 = as the camera sends them)', ('mirror_ui',), min=0, max=8192),
+    Param('ui.idle_reset', 20.0, 'Seconds without a person in view (no mask pixels) and '
+          'without a tap after which every page forgets its result, frozen frame and '
+          'uploads and shows the live view', ('mirror_ui',), min=1.0, max=86400.0),
+    Param('ui.answer_timeout', 30.0, 'Seconds a page waits for the try-on server (the '
+          "goal's acceptance, then each feedback or the result) before it ends the try-on "
+          'with a message', ('mirror_ui',), min=1.0, max=3600.0),
     Param('ui.max_upload_bytes', 8 * 1024 * 1024, 'Largest garment photo a shopper may upload '
           '(bytes)', ('mirror_ui',), min=1024, max=256 * 1024 * 1024, read_only=True),
     # managed (lifecycle) nodes

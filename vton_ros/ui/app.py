@@ -5,7 +5,9 @@ Routes: ``/`` the page, ``/static/*`` its script and style, ``/api/garments`` th
 catalogue (JSON) and ``/api/garments/{id}.jpg`` thumbnails, ``POST /api/upload`` a garment
 photo of the shopper's own (kept in memory only), ``/ws`` the WebSocket. The WebSocket
 sends binary messages (one kind byte, then a JPEG or PNG: see :data:`KINDS`) and JSON
-state messages; the page sends JSON commands (``try``, ``cancel``, ``live``, ``overlay``).
+messages (``page``: the page's secret id, which its upload and list requests carry as
+``?page=``; ``state``; ``model``; ``focus``); the page sends JSON commands (``try``,
+``cancel``, ``live``, ``overlay``). Each WebSocket is one page with its own session.
 
 Access: with a token every request must carry it (``?token=`` once, then an HttpOnly
 cookie, or an ``X-Mirror-Token`` header); without one, only loopback host names are
@@ -15,13 +17,14 @@ Content-Security-Policy that allows this origin only. Nothing is logged per requ
 """
 
 import asyncio
+from functools import partial
 import hmac
 import ipaddress
 import json
 import logging
 from pathlib import Path
 import threading
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web, WSMsgType
@@ -42,16 +45,17 @@ _LOG = logging.getLogger(__name__)
 
 
 class Controller(Protocol):
-    """What the page's commands drive: the try-on session."""
+    """What the pages drive: one try-on session per page (:mod:`vton_ros.ui.sessions`)."""
 
-    def try_on(self, garment_id: str) -> None:
-        """Start a try-on of a catalogue or uploaded garment."""
+    def join(self, publish_state: Callable[[dict], None],
+             publish_image: Callable[[int, bytes], None]) -> Any:
+        """Start a new page's session (``page`` id, ``try_on``, ``cancel``, ``go_live``)."""
 
-    def cancel(self) -> None:
-        """Cancel the running try-on (or the one about to be accepted)."""
+    def leave(self, session: Any) -> None:
+        """End a page's session (the page went)."""
 
-    def go_live(self) -> None:
-        """Drop the frozen frame: the next try-on uses a new camera frame."""
+    def find(self, page: str) -> Any:
+        """Return the session of an open page's id, or None."""
 
 
 def is_loopback(host: str) -> bool:
@@ -127,13 +131,18 @@ class Page:
         """Serve the page."""
         return web.FileResponse(STATIC / 'index.html')
 
-    async def garments(self, _request: web.Request) -> web.Response:
-        """List the catalogue and the uploads: id, name, cloth type, thumbnail URL."""
-        return web.json_response({'garments': self._garments.items()})
+    def _owner(self, request: web.Request) -> str:
+        """Return the id of the open page that asks (``?page=``), or ''."""
+        session = self._controller.find(request.query.get('page', ''))
+        return session.page if session is not None else ''
+
+    async def garments(self, request: web.Request) -> web.Response:
+        """List the catalogue and the page's uploads: id, name, cloth type, thumbnail URL."""
+        return web.json_response({'garments': self._garments.items(self._owner(request))})
 
     async def thumbnail(self, request: web.Request) -> web.Response:
-        """Serve a garment's JPEG thumbnail."""
-        data = self._garments.thumbnail(request.match_info['gid'])
+        """Serve a garment's JPEG thumbnail; an upload's to its own page only."""
+        data = self._garments.thumbnail(request.match_info['gid'], self._owner(request))
         if data is None:
             raise web.HTTPNotFound(text='no such garment')
         return web.Response(body=data, content_type='image/jpeg')
@@ -143,12 +152,12 @@ class Page:
         try:
             data = await request.read()
             item = await asyncio.get_running_loop().run_in_executor(
-                None, self._garments.add_upload, data, request.query.get('cloth_type', ''))
+                None, self._garments.add_upload, data, request.query.get('cloth_type', ''),
+                self._owner(request))
         except web.HTTPRequestEntityTooLarge:
             return web.json_response({'error': 'The photo is too large.'}, status=413)
         except ValueError as err:
             return web.json_response({'error': str(err)}, status=400)
-        self._hub.send_json({'type': 'catalog'})
         return web.json_response(item)
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -156,12 +165,16 @@ class Page:
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_COMMAND_BYTES)
         await ws.prepare(request)
         client = await self._hub.join(ws)
+        client.session = self._controller.join(partial(self._hub.send_state, client),
+                                               partial(self._hub.send_image, client))
         try:
+            await ws.send_str(json.dumps({'type': 'page', 'id': client.session.page}))
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     self._command(client, msg.data)
         finally:
             self._hub.leave(client)
+            self._controller.leave(client.session)
         return ws
 
     def _command(self, client: Any, text: str) -> None:
@@ -173,11 +186,11 @@ class Page:
             _LOG.warning('dropped a malformed page command (%d bytes)', len(text))
             return
         if kind == 'try' and isinstance(command.get('garment'), str):
-            self._controller.try_on(command['garment'])
+            client.session.try_on(command['garment'])
         elif kind == 'cancel':
-            self._controller.cancel()
+            client.session.cancel()
         elif kind == 'live':
-            self._controller.go_live()
+            client.session.go_live()
         elif kind == 'overlay':
             client.overlay = bool(command.get('on'))
         else:

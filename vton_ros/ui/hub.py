@@ -1,10 +1,11 @@
 """
-The WebSocket hub: every open page gets the live frames and the session's state.
+The WebSocket hub: every open page gets the live frames; each its own session's messages.
 
 Sends may come from any thread (ROS callbacks); they are handed to the web server's event
 loop. Live frames are dropped for a page that has not taken the previous one yet (a slow
-page sees a lower frame rate, never a growing delay); state and images of the try-on are
-always sent, and the last ones are replayed to a page that connects later.
+page sees a lower frame rate, never a growing delay); a page's state and try-on images
+go to that page only, always. The model the server runs is told to every page, also to
+one that connects later.
 """
 
 import asyncio
@@ -17,7 +18,24 @@ FRAME, OVERLAY, PREVIEW, RESULT, BEFORE = 1, 2, 3, 4, 5
 KINDS = {FRAME: 'camera frame (JPEG)', OVERLAY: 'mask overlay (PNG, RGBA)',
          PREVIEW: 'try-on preview (JPEG)', RESULT: 'try-on result (JPEG)',
          BEFORE: 'the frozen frame the result was made from (JPEG)'}
-REPLAYED = (PREVIEW, RESULT, BEFORE)
+
+
+MODEL_KINDS = ('real', 'demo', 'random')  # what tryon/model may say the server runs
+MODEL_MESSAGE_BYTES = 1024
+
+
+def read_model(text: str) -> tuple[str, str] | None:
+    """Read tryon/model's JSON ({"kind": "real"|"demo"|"random", "name": ...}); None if bad."""
+    if len(text) > MODEL_MESSAGE_BYTES:
+        return None
+    try:
+        message = json.loads(text)
+        kind, name = message['kind'], message.get('name', '')
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if kind not in MODEL_KINDS or not isinstance(name, str):
+        return None
+    return kind, name[:80]
 
 
 class Client:
@@ -27,6 +45,7 @@ class Client:
         self.ws = ws
         self.overlay = False  # the page shows the mask overlay
         self.pending: set[int] = set()  # frame kinds on their way to the page
+        self.session: Any = None  # the page's session (the web app sets it)
 
 
 class Hub:
@@ -36,8 +55,7 @@ class Hub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set[Client] = set()
         self._lock = threading.Lock()
-        self._state: dict = {'type': 'state', 'state': 'offline'}
-        self._images: dict[int, bytes] = {}
+        self._model: dict | None = None  # the model message, for pages to come
         self.frames_sent = 0
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -56,26 +74,24 @@ class Hub:
         """Send a live frame or mask overlay to the pages ready for one (any thread)."""
         self._call(self._fan_frame, kind, data)
 
-    def send_image(self, kind: int, data: bytes) -> None:
-        """Send a preview, result or before image to every page (any thread)."""
-        with self._lock:
-            if kind == PREVIEW:
-                self._images.pop(RESULT, None)
-                self._images.pop(BEFORE, None)
-            self._images[kind] = data
-        self._call(self._fan, bytes([kind]) + data)
+    def send_image(self, client: Client, kind: int, data: bytes) -> None:
+        """Send a preview, result or before image to one page (any thread)."""
+        self._call(self._one, client, bytes([kind]) + data)
 
-    def send_state(self, state: dict) -> None:
-        """Send the session's state (a JSON object) to every page (any thread)."""
-        with self._lock:
-            self._state = dict(state, type='state')
-            if state.get('state') in ('sending', 'idle'):
-                self._images.clear()
-        self._call(self._fan, json.dumps(self._state))
+    def send_state(self, client: Client, state: dict) -> None:
+        """Send a session's state (a JSON object) to its page (any thread)."""
+        self._call(self._one, client, json.dumps(dict(state, type='state')))
 
     def send_json(self, message: dict) -> None:
-        """Send another JSON message (e.g. the catalogue changed) to every page."""
+        """Send another JSON message (e.g. where the person stands) to every page."""
         self._call(self._fan, json.dumps(message))
+
+    def set_model(self, kind: str, name: str) -> None:
+        """Tell every page, now and later, which model the server runs (real, demo, random)."""
+        message = {'type': 'model', 'kind': kind, 'name': name}
+        with self._lock:
+            self._model = message
+        self.send_json(message)
 
     def _call(self, function, *args) -> None:
         loop = self._loop
@@ -86,14 +102,12 @@ class Hub:
                 pass
 
     async def join(self, ws: Any) -> Client:
-        """Register a page; send it the current state and the try-on images so far."""
+        """Register a page; tell it the model the server runs, if known."""
         client = Client(ws)
         with self._lock:
-            state = json.dumps(self._state)
-            images = [bytes([k]) + self._images[k] for k in REPLAYED if k in self._images]
-        await ws.send_str(state)
-        for image in images:
-            await ws.send_bytes(image)
+            model = self._model
+        if model is not None:
+            await ws.send_str(json.dumps(model))
         self._clients.add(client)
         return client
 
@@ -109,6 +123,10 @@ class Hub:
 
     def _fan(self, payload: str | bytes) -> None:
         for client in list(self._clients):
+            asyncio.ensure_future(self._send(client, payload))
+
+    def _one(self, client: Client, payload: str | bytes) -> None:
+        if client in self._clients:
             asyncio.ensure_future(self._send(client, payload))
 
     def _fan_frame(self, kind: int, data: bytes) -> None:

@@ -16,6 +16,7 @@ ERRORS = {
     'CLIENT_GONE': 'The mirror lost its connection to that try-on. Please try again.',
     'REJECTED': 'The mirror is busy. Please try again in a moment.',
     'UNKNOWN': 'The mirror lost track of that try-on. Please try again.',
+    'NO_ANSWER': 'The mirror did not answer in time. Please try again.',  # the page's own
 }
 FALLBACK = 'Something went wrong. Please try again.'
 

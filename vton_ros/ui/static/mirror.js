@@ -1,28 +1,39 @@
 // The mirror page: live view, garment shelf, try-on progress and result.
 // Live data comes over one WebSocket that reconnects by itself; every request stays on
 // this page's origin. Binary messages: one kind byte, then a JPEG or PNG (see hub.py).
+// Each WebSocket is a session of its own: the server names it (a secret page id, sent
+// with this page's upload and list requests), and its results and uploads are this page's.
 'use strict';
 
 const KIND = {FRAME: 1, OVERLAY: 2, PREVIEW: 3, RESULT: 4, BEFORE: 5};
 const BUSY = ['sending', 'running', 'canceling'];
 // Cloth types (the server's names) as a shopper reads them.
 const TYPE_NAMES = {upper: 'Top', lower: 'Bottom', overall: 'Full outfit'};
+// What the page says over the picture when the server does not run real CatVTON weights.
+const MODEL_LABELS = {
+  demo: 'Demo model: not a real try-on',
+  random: 'Random weights: test pictures only',
+};
 const $ = (id) => document.getElementById(id);
 
 // Read by the browser tests and the benchmark (performance.now() milliseconds).
 const stats = window.mirrorStats = {
   frames: 0, frameTimes: [], tap: null, firstPreview: null, result: null, messages: 0,
   ends: 0,  // try-ons that ended (result or error)
+  resets: 0,  // idle resets (nobody in front of the mirror)
   state: null,  // the last state message
+  model: null,  // the last model message
 };
 
 let ws = null;
 let retry = 500;
+let page = '';  // this page's id (the server's name for this session)
 let state = {state: 'offline'};
 let browsing = false;  // "Try another" pressed: show the frozen photo and the shelf
-let frozenUrl = null;  // the live frame shown frozen while a try-on runs
 let note = '';  // what the page itself has to say (an upload), until the state changes
 let reveal = null;  // id of the garment just uploaded: scrolled into view
+let liveFocus = 0.5;  // where the person stands in the live view (0..1 of its width)
+let overlayOn = false;
 const urls = {};  // element id -> its current blob URL
 
 function show(id, visible) {
@@ -34,8 +45,48 @@ function setImage(id, blob) {
   const old = urls[id];
   urls[id] = url;
   $(id).src = url;
-  if (old && old !== frozenUrl) {
+  if (old) {
     URL.revokeObjectURL(old);
+  }
+}
+
+function dropImage(id) {
+  if (urls[id]) {
+    URL.revokeObjectURL(urls[id]);
+    delete urls[id];
+  }
+  $(id).removeAttribute('src');
+}
+
+// Fill the view with a picture: one wider than the view is cropped at its sides around
+// the person (never letterboxed); a narrower one is shown whole.
+function place(img, focus) {
+  const view = $('view');
+  const width = img.naturalWidth;
+  const height = img.naturalHeight;
+  if (!width || !height || !view.clientWidth || !view.clientHeight) {
+    return;
+  }
+  const shown = (width * view.clientHeight) / height;  // its width when it fills the height
+  if (shown <= view.clientWidth) {
+    img.style.objectFit = 'contain';
+    img.style.objectPosition = '50% 50%';
+    return;
+  }
+  // Put the person's centre in the middle of the view, within the picture's edges.
+  const left = Math.min(0, Math.max(view.clientWidth - shown,
+                                    view.clientWidth / 2 - focus * shown));
+  img.style.objectFit = 'cover';
+  img.style.objectPosition = `${left}px 50%`;
+}
+
+function placeAll() {
+  for (const id of ['camera', 'overlay']) {
+    place($(id), liveFocus);
+  }
+  const focus = typeof state.focus === 'number' ? state.focus : 0.5;
+  for (const id of ['before', 'result']) {
+    place($(id), focus);
   }
 }
 
@@ -69,37 +120,54 @@ function onBinary(data) {
   render();
 }
 
-function onState(message) {
-  if (message.type === 'catalog') {
+function onMessage(message) {
+  if (message.type === 'page') {
+    page = message.id;
     loadGarments();
-    return;
+  } else if (message.type === 'model') {
+    stats.model = message;
+    render();
+  } else if (message.type === 'focus') {
+    liveFocus = message.x;
+    placeAll();
+  } else if (message.type === 'state') {
+    onState(message);
   }
-  if (message.type !== 'state') {
-    return;
-  }
+}
+
+function onState(message) {
   if (message.state !== state.state) {
     note = '';
-    if (!BUSY.includes(message.state)) {
-      releaseFrozen();
-    }
   }
   if (message.state === 'result') {
     browsing = false;
   }
+  if (message.state === 'sending') {
+    dropImage('preview');
+    dropImage('result');
+  }
   if (['result', 'error'].includes(message.state) && BUSY.includes(state.state)) {
     stats.ends += 1;
     $('compare').value = '0';  // a new result is shown whole
+  }
+  if (message.reset) {
+    forget();
   }
   state = message;
   stats.state = message;
   render();
 }
 
-function releaseFrozen() {
-  if (frozenUrl && frozenUrl !== urls.camera) {
-    URL.revokeObjectURL(frozenUrl);
+// Nobody in front of the mirror: the next shopper sees none of the last one's pictures.
+function forget() {
+  stats.resets += 1;
+  browsing = false;
+  note = '';
+  reveal = null;
+  for (const id of ['preview', 'result', 'before']) {
+    dropImage(id);
   }
-  frozenUrl = null;
+  loadGarments();  // the uploads are gone
 }
 
 function render() {
@@ -110,20 +178,23 @@ function render() {
   $('app').dataset.state = name;
   $('status').textContent = note || (browsing && name === 'result' ?
     'Pick another garment to try on the same photo.' : (state.status || ''));
-  show('camera', !result && !frozen && !(busy && frozenUrl));
-  show('frozen', busy && !state.frozen && frozenUrl !== null);
-  show('before', result || frozen);
+  const photo = (busy || frozen || result) && Boolean(urls.before);  // the frame dressed
+  show('camera', !photo);
+  show('before', photo);
   show('result', result && Boolean(urls.result));
   show('compare-label', result);
-  const live = !result && !frozen && !busy;
-  show('overlay', overlayOn && live);
-  show('overlay-toggle', live);  // the mask is drawn over the live view only
+  const live = !photo;
+  show('overlay', overlayOn && live && !busy);
+  show('overlay-toggle', live && !busy);  // the mask is drawn over the live view only
   show('preview', busy && Boolean(urls.preview));
   show('progress', busy || result);
   show('cancel', busy);
   $('cancel').disabled = name === 'canceling';
   show('again', result);
   show('live', (result || frozen) && !busy);
+  const label = stats.model && MODEL_LABELS[stats.model.kind];
+  $('model-label').textContent = label || '';
+  show('model-label', Boolean(label));
   $('banner').hidden = ws !== null && ws.readyState === WebSocket.OPEN && name !== 'offline';
   if (name === 'offline' && ws && ws.readyState === WebSocket.OPEN) {
     $('banner').textContent = 'The mirror is starting. Please wait a moment.';
@@ -144,6 +215,7 @@ function render() {
   for (const button of document.querySelectorAll('[data-testid="garment"]')) {
     button.setAttribute('aria-busy', String(busy));
   }
+  placeAll();
   compare();
 }
 
@@ -161,21 +233,18 @@ function send(message) {
 }
 
 function tryOn(id) {
-  if (BUSY.includes(state.state)) {
-    send({type: 'try', garment: id});  // the mirror answers that it is busy
-    return;
+  if (!BUSY.includes(state.state)) {
+    browsing = false;
+    note = '';
+    stats.tap = performance.now();
+    stats.firstPreview = null;
+    stats.result = null;
   }
-  if (!state.frozen && urls.camera) {
-    frozenUrl = urls.camera;
-    $('frozen').src = frozenUrl;
-  }
-  browsing = false;
-  note = '';
-  stats.tap = performance.now();
-  stats.firstPreview = null;
-  stats.result = null;
-  delete urls.preview;
-  send({type: 'try', garment: id});
+  send({type: 'try', garment: id});  // while busy, the mirror answers "Please wait"
+}
+
+function withPage(url) {
+  return `${url}${url.includes('?') ? '&' : '?'}page=${encodeURIComponent(page)}`;
 }
 
 function garmentButton(item) {
@@ -186,8 +255,9 @@ function garmentButton(item) {
   button.dataset.testid = 'garment';
   button.dataset.garmentId = item.id;
   const img = document.createElement('img');
-  img.src = item.thumb;
+  img.src = item.upload ? withPage(item.thumb) : item.thumb;
   img.alt = '';
+  img.draggable = false;
   const name = document.createElement('span');
   name.className = 'name';
   name.textContent = item.name;
@@ -201,8 +271,11 @@ function garmentButton(item) {
 }
 
 async function loadGarments() {
+  if (!page) {
+    return;
+  }
   try {
-    const response = await fetch('api/garments', {cache: 'no-store'});
+    const response = await fetch(withPage('api/garments'), {cache: 'no-store'});
     const body = await response.json();
     $('garments').replaceChildren(...body.garments.map(garmentButton));
     const item = reveal && document.querySelector(`[data-garment-id="${reveal}"]`);
@@ -224,7 +297,7 @@ async function upload(file) {
   const type = $('upload-type').value;
   say('Uploading your garment…');
   try {
-    const response = await fetch(`api/upload?cloth_type=${encodeURIComponent(type)}`, {
+    const response = await fetch(withPage(`api/upload?cloth_type=${encodeURIComponent(type)}`), {
       method: 'POST', body: file,
       headers: {'Content-Type': file.type || 'application/octet-stream'},
     });
@@ -242,8 +315,6 @@ async function upload(file) {
   $('upload').value = '';
 }
 
-let overlayOn = false;
-
 function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   ws = new WebSocket(`${scheme}://${location.host}/ws`);
@@ -251,19 +322,24 @@ function connect() {
   ws.onopen = () => {
     retry = 500;
     send({type: 'overlay', on: overlayOn});
-    loadGarments();
     render();
   };
   ws.onmessage = (event) => {
     stats.messages += 1;
     if (typeof event.data === 'string') {
-      onState(JSON.parse(event.data));
+      onMessage(JSON.parse(event.data));
     } else {
       onBinary(event.data);
     }
   };
   ws.onclose = () => {
     ws = null;
+    page = '';  // a new connection is a new session: nothing of this one is kept
+    state = {state: 'offline'};
+    browsing = false;
+    for (const id of ['preview', 'result', 'before']) {
+      dropImage(id);
+    }
     $('banner').textContent = 'Reconnecting to the mirror…';
     render();
     setTimeout(connect, retry);
@@ -295,6 +371,10 @@ function init() {
     }
   });
   $('upload-form').addEventListener('submit', (event) => event.preventDefault());
+  for (const id of ['camera', 'overlay', 'before', 'result']) {
+    $(id).addEventListener('load', placeAll);
+  }
+  window.addEventListener('resize', placeAll);
   connect();
 }
 

@@ -1,0 +1,107 @@
+"""
+The pages of the mirror, without ROS: one :class:`Session` per open page, one try-on at a time.
+
+A new page starts at the live view. A page's uploads, result and frozen frame are its own;
+the page leaves, they go. When no person has been seen (no mask with pixels, no command of
+any page) for ``idle_reset`` seconds, every page forgets its result, frozen frame, previews
+and uploads and returns to the live view: the next shopper never sees the last one's.
+"""
+
+import secrets
+import threading
+import time
+from typing import Callable
+
+from vton_ros.ui.catalog import Garments
+from vton_ros.ui.frames import Camera
+from vton_ros.ui.session import GoalPort, Rules, Session
+
+
+class Sessions:
+    """The open pages' sessions, the try-on slot they share, the idle reset."""
+
+    def __init__(self, port: GoalPort, garments: Garments, camera: Camera,
+                 rules: Rules = Rules(), idle_reset: float = 20.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._port = port
+        self._garments = garments
+        self.camera = camera
+        self._rules = rules
+        self._idle_reset = idle_reset
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, Session] = {}  # page id: session
+        self._holder: Session | None = None
+        self._server_ready = False
+
+    def join(self, publish_state: Callable[[dict], None],
+             publish_image: Callable[[int, bytes], None]) -> Session:
+        """Start the session of a new page (it shows the live view)."""
+        session = Session(secrets.token_urlsafe(16), self._port, self._garments, self.camera,
+                          self, publish_state, publish_image, self._rules, self._clock)
+        with self._lock:
+            ready = self._server_ready
+            self._sessions[session.page] = session
+        session.server_ready(ready)
+        return session
+
+    def leave(self, session: Session) -> None:
+        """End a page's session (the page went): cancel its try-on, forget its uploads."""
+        with self._lock:
+            self._sessions.pop(session.page, None)
+        session.close()
+        self._garments.drop_uploads(session.page)
+
+    def pages(self) -> list[Session]:
+        """Return the open pages' sessions."""
+        with self._lock:
+            return list(self._sessions.values())
+
+    def find(self, page: str) -> Session | None:
+        """Return the session of an open page's id, or None."""
+        with self._lock:
+            return self._sessions.get(page) if page else None
+
+    # ---- Gate: one try-on at a time --------------------------------------------------
+    def claim(self, session: Session) -> bool:
+        """Take the try-on slot for ``session``; False while another page holds it."""
+        with self._lock:
+            if self._holder is not None and self._holder is not session:
+                return False
+            self._holder = session
+            return True
+
+    def release(self, session: Session) -> None:
+        """Give the slot back (if ``session`` holds it)."""
+        with self._lock:
+            if self._holder is session:
+                self._holder = None
+
+    def running(self) -> Session | None:
+        """Return the session whose try-on is in flight, or None."""
+        with self._lock:
+            return self._holder
+
+    # ---- the node's clock and events -------------------------------------------------
+    def server_ready(self, ready: bool) -> None:
+        """Tell every page that the action server appeared or went away."""
+        with self._lock:
+            self._server_ready = ready
+        for session in self.pages():
+            session.server_ready(ready)
+
+    def tick(self) -> int:
+        """Bound every page's wait for the server; do the idle reset. Return pages reset."""
+        pages = self.pages()
+        for session in pages:
+            session.check()
+        seen = max([self.camera.seen()] + [s.touched for s in pages])
+        if self._clock() - seen < self._idle_reset:
+            return 0
+        reset = 0
+        for session in pages:
+            if (session.holds_anything() or self._garments.has_uploads(session.page)) \
+                    and session.forget():
+                self._garments.drop_uploads(session.page)
+                reset += 1
+        return reset
