@@ -9,6 +9,8 @@ channels_last and (no-op on CPU) sequential offload set as node parameters.
 import pytest
 from stack import person_goal, R, System
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 
 @pytest.fixture(scope='module')
 def fast_system(tmp_path_factory, tiny_weights):  # noqa: F811 (the imported fixture)

@@ -3,8 +3,11 @@
 import json
 import subprocess
 
+import pytest
 from rosutil import free_domain_id, HANG_GUARD, Proc, process_udp_addresses, ROOT, ros_env, \
     script_argv
+
+pytestmark = pytest.mark.stack  # node processes: not in make check
 
 PROCS = ROOT / 'test' / 'processes'
 

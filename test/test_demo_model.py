@@ -26,6 +26,8 @@ from vton_ros.pipeline import preprocess
 from vton_ros.training import tryon_eval
 from vton_ros.training.tryon_data import draw_pattern, flat_lay
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 DEMO = ROOT / 'models' / 'demo'
 HEIGHT, WIDTH, PERIOD = 128, 96, 24
 RED, GREEN, WHITE = (200, 30, 40), (30, 160, 60), (245, 245, 245)

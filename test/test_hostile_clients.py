@@ -29,6 +29,8 @@ from vton_interfaces.action import TryOn
 from vton_ros.media import samples
 from vton_ros.nodes import action_qos, image_conv
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 R = TryOn.Result
 ABORTED, SUCCEEDED = 6, 4  # action_msgs GoalStatus
 PROCESSES = ROOT / 'test' / 'processes'

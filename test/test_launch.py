@@ -19,6 +19,8 @@ from stack import server_params
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema as params
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 pytest.importorskip('launch_ros')
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine

@@ -12,6 +12,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+import pytest
 from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
@@ -21,6 +22,8 @@ from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
 from vton_ros.settings import files as param_files
+
+pytestmark = pytest.mark.stack  # node processes: not in make check
 
 R = TryOn.Result
 MANUAL = {'lifecycle.autostart': False, 'diagnostics.period': 0.2}

@@ -26,6 +26,8 @@ from vton_ros.media import samples
 from vton_ros.media.camera_source import fit
 from vton_ros.ui import browser, sentences
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 DEMO = ROOT / 'models' / 'demo'
 SHOP = ROOT / 'garments'  # the bundled catalogue (make_garments), read only
 SHOP_IDS = sorted(garments.GarmentCatalog(str(SHOP)).ids())

@@ -25,6 +25,8 @@ from vton_ros.nodes import image_conv
 from vton_ros.pipeline import preprocess
 from vton_ros.settings import files as param_files
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 SIZE = (160, 120)  # camera width, height
 PORTRAITS = {'mirror_a': 'astronaut', 'mirror_b': 'grace_hopper'}

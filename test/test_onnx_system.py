@@ -16,6 +16,8 @@ from rosutil import free_domain_id, node_argv, ros_env, start_fails
 from stack import person_goal, R, server_params, System
 from vton_ros.nodes import image_conv
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 COMMON = {'catvton.attn_version': 'vitonhd', 'catvton.preview_decoder': 'tiny',
           'tryon.preview_every': 1}
 

@@ -9,9 +9,12 @@ import re
 import signal
 import time
 
+import pytest
 from rclpy.qos import qos_profile_sensor_data
 from rosutil import free_domain_id, HANG_GUARD, LIB, Proc, ros_env, Spinner
 from sensor_msgs.msg import Image
+
+pytestmark = pytest.mark.stack  # node processes: not in make check
 
 
 def _pids(log: str, node: str) -> list[int]:

@@ -29,6 +29,8 @@ from vton_ros.nodes import image_conv
 from vton_ros.nodes.common import LATCHED_QOS as LATCHED
 from vton_ros.pipeline import preprocess
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 
 @pytest.fixture(scope='module')
 def system(tmp_path_factory, tiny_weights):

@@ -25,6 +25,8 @@ from stack import person_goal, System, wait_for_paired_mask
 from vton_interfaces.action import TryOn
 from vton_ros.nodes import image_conv
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 R = TryOn.Result
 ABORTED, CANCELED, SUCCEEDED = 6, 5, 4  # action_msgs GoalStatus
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,

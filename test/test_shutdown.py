@@ -18,6 +18,8 @@ from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env
 from stack import server_params
 from vton_ros.media import samples
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 READY = {name: f'[{name}]: configured and activated'  # lifecycle.autostart is done
          for name in ('camera_node', 'segmentation_node', 'tryon_server')}

@@ -13,6 +13,8 @@ import pytest
 from rosutil import free_domain_id, HANG_GUARD, LIB, ros_env
 from vton_ros.supervision import soak_report
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 NODES = ('camera_node', 'tryon_server')
 
 
