@@ -120,7 +120,10 @@ def test_a_robot_on_the_lan_drives_the_mirror_and_nothing_else_sees_it(
         victim = Proc(hosts.argv('robot', [sys.executable, PROCESSES / 'victim_client.py',
                                            '1', '1000']), robot_env, tmp_path / 'victim.log')
         try:
-            goal = victim.wait_for_log('running', timeout=HANG_GUARD).split()[1][:8]
+            out = victim.wait_for_log('running', timeout=HANG_GUARD)
+            goal = out.split()[1][:8]
+            preview = re.search(r'running \(preview (\d+)x(\d+)\)', out)
+            assert int(preview[1]) > 0 and int(preview[2]) > 0, out  # previews cross too
         finally:
             os.killpg(victim.pid, signal.SIGKILL)
             killed = time.monotonic()

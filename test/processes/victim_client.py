@@ -1,6 +1,8 @@
 """
 Send COUNT long TryOn goals (STEPS steps each), print ``running`` once the first is running.
 
+``running (preview WxH)`` names the size of the first feedback's preview (0x0: none).
+
 Usage: victim_client.py COUNT STEPS. The test then kills this process (SIGKILL) to see the
 server stop its goals. Prints ``accepted <goal id hex>`` for each accepted goal.
 """
@@ -40,7 +42,8 @@ def main() -> None:
         handle.get_result_async()
     while not feedback:
         rclpy.spin_once(node, timeout_sec=0.1)
-    print('running', flush=True)
+    preview = feedback[0].feedback.preview
+    print(f'running (preview {preview.width}x{preview.height})', flush=True)
     while True:
         rclpy.spin_once(node, timeout_sec=0.1)
 
