@@ -26,6 +26,9 @@ def ros_env(domain_id: int, **extra: str) -> dict:
     if env.get('FASTDDS_DEFAULT_PROFILES_FILE') != str(PROFILE):
         raise RuntimeError('tests must run in the loopback-only environment: '
                            'source scripts/env.sh (make test does)')
+    if env.get('VTON_TEST_NO_STACK') == '1':  # make check: unit and lint tests only
+        raise RuntimeError('this test starts ROS processes, which make check leaves out: '
+                           'mark it (or its module) pytest.mark.stack')
     env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED='1',
                VTON_SHM_RECORDS=str(SHM_RECORDS), **extra)
     return env

@@ -74,6 +74,7 @@ def test_panel_tiles_are_labelled():
     assert np.array_equal(image[60:, 180 * 3:], unlabelled[60:])  # only the corner changes
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize('argv,message', [
     (['--garment', '{tmp}/no_such_shirt.png'], 'file not found: {tmp}/no_such_shirt.png'),
     (['--garment', '{tmp}/folder'], 'garment image {tmp}/folder is a folder, not an image'),

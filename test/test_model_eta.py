@@ -90,6 +90,7 @@ class ModelWatch:
         return ModelIdentity.from_json(self.messages[-1])
 
 
+@pytest.mark.stack
 def test_random_weights_are_named_on_the_topic_and_in_the_log(tmp_path, tiny_weights):
     env = ros_env(free_domain_id())
     server = Proc(node_argv('tryon_server', server_params(tiny_weights)), env,
@@ -125,6 +126,7 @@ def demo_server(tmp_path_factory):
         assert server.stop() == 0, server.log()
 
 
+@pytest.mark.stack
 def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_server):
     server, spinner, env, tmp = demo_server
     line = next(x for x in server.log().splitlines() if 'model loaded' in x)
@@ -150,6 +152,7 @@ def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_serv
     assert (band == 255).all(axis=2).mean() > 0.6 and (band[..., 0] < 100).any()
 
 
+@pytest.mark.stack
 def test_eta_at_step_one_comes_from_the_last_try_on(demo_server):
     server, spinner, env, tmp = demo_server
     action = ActionClient(spinner.node, TryOn, 'tryon')

@@ -147,6 +147,7 @@ def shell(commands: list[str], line: str) -> list[str]:
     return ['bash', '-c', ' && '.join(commands + [line])]
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize('index', [i for i, block in enumerate(blocks())
                                    if any(not c.marked for c in block)])
 def test_unmarked_commands_run_as_written(index, checkout):

@@ -40,6 +40,7 @@ def test_check_safetensors_names_the_damage(tmp_path):
 
 @pytest.mark.parametrize('damage', ['truncated unet', 'truncated attention',
                                     'attention in another layout'])
+@pytest.mark.stack
 def test_damaged_weights_stop_tryon_server_with_one_line(tmp_path, tiny_weights,  # noqa: F811
                                                          damage):
     copy = tmp_path / 'weights'
@@ -60,6 +61,7 @@ def test_damaged_weights_stop_tryon_server_with_one_line(tmp_path, tiny_weights,
     assert '[tryon_server]: cannot start' in out and str(broken) in out and words in out, out
 
 
+@pytest.mark.stack
 @pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
 @pytest.mark.parametrize('node,name', [('segmentation_node', 'segmentation.device'),
                                        ('tryon_server', 'catvton.device'),
@@ -72,6 +74,7 @@ def test_explicit_cuda_without_cuda_stops_the_node(tiny_weights, node, name):  #
     assert "'auto' or 'cpu'" in out, out
 
 
+@pytest.mark.stack
 def test_parameter_errors_in_words(tmp_path):
     env = ros_env(free_domain_id())
     out = start_fails(node_argv('camera_node', {'camera.fps': 4}), env)
@@ -118,6 +121,7 @@ def test_parameter_errors_in_words(tmp_path):
         assert camera.stop() == 0, camera.log()
 
 
+@pytest.mark.stack
 def test_camera_info_carries_a_pinhole_model(tmp_path):
     env = ros_env(free_domain_id())
     calibration = tmp_path / 'ost.yaml'
@@ -151,6 +155,7 @@ def test_camera_info_carries_a_pinhole_model(tmp_path):
         assert [c.stop() for c in cameras] == [0, 0], [c.log() for c in cameras]
 
 
+@pytest.mark.stack
 def test_mirror_ui_refuses_a_network_address_without_a_token():
     out = start_fails(node_argv('mirror_ui', {'ui.host': '0.0.0.0'}), ros_env(free_domain_id()))
     assert 'mirror_ui' in out and 'set ui.token' in out
