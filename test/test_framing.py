@@ -208,3 +208,61 @@ def test_empty_mask_and_no_person_falls_back_to_the_centre_crop():
     assert frame_box(720, 1280, H, W, 'person', np.zeros((720, 1280), np.uint8)) == (
         centre_crop_box(720, 1280, H, W))
     assert framing.union(None, (1, 2, 3, 4)) == (1, 2, 3, 4)
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope='module')
+def tiny_pipe(tiny):
+    from vton_ros.pipeline.catvton import CatVTONPipeline
+
+    return CatVTONPipeline.from_pretrained(**tiny, device='cpu', dtype='fp32')
+
+
+@pytest.mark.usefixtures('one_thread')
+@pytest.mark.parametrize('size, cx', [((480, 640), 470), ((720, 1280), 260),
+                                      ((1920, 1080), 400)])
+def test_tiny_pipeline_person_framing_keeps_the_frame_and_repaints_the_whole_mask(
+        tiny_pipe, size, cx):
+    from vton_ros.media import samples
+
+    frame, person, mask = draw_person(*size, cx=cx, top=0.1 * size[0], height=0.85 * size[0])
+    garment = samples.garment('tshirt', (30, 90, 200), 128, 96)
+    clean, bounds = split_mask(mark_person(mask, person))
+    out = tiny_pipe(frame, garment, clean, height=64, width=48, num_inference_steps=2, seed=1,
+                    framing='person', person_bounds=bounds)
+    assert out.image.shape == (64, 48, 3)
+    box = out.crop_box
+    assert box == frame_box(*size, 64, 48, 'person', clean, bounds)
+    assert np.array_equal(out.mask, crop(clean, box, 64, 48, nearest=True))
+    image = paste(out.image, box, frame, clean)
+    assert image.shape == frame.shape  # the frame's size, not the model's crop
+    inside = clean >= 128
+    assert np.array_equal(image[~inside], frame[~inside])
+    changed = (image != frame).any(axis=2)
+    # random weights: the result is noise, so every mask region changes (no seam)
+    assert changed[inside].mean() > 0.97
+    for side in (slice(0, cx), slice(cx, None)):  # both sides of the garment
+        assert changed[:, side][inside[:, side]].mean() > 0.97
+    centre = tiny_pipe(frame, garment, clean, height=64, width=48, num_inference_steps=2,
+                       seed=1)
+    assert centre.crop_box == centre_crop_box(*size, 64, 48)  # the pipeline's default
+
+
+def test_pose_masker_marks_the_person_for_the_framing():
+    from vton_ros.media import samples
+    from vton_ros.pipeline.masks import create_mask_generator
+
+    rgb = samples.portrait('grace_hopper')
+    with create_mask_generator('pose') as gen:
+        result = gen(rgb, 'upper')
+    assert result.person is not None and result.person.shape == rgb.shape[:2]
+    marked = result.marked_mask()
+    assert set(np.unique(marked)) == {0, PERSON_LEVEL, 255}
+    assert np.array_equal(marked >= 128, result.mask >= 128)  # same repaint region
+    clean, bounds = split_mask(marked)
+    assert np.array_equal(clean, result.mask)
+    repaint = bounds_of(result.mask >= 128)
+    assert bounds[0] < repaint[0]  # the head is above the garment region
+    assert bounds[0] <= repaint[0] and bounds[2] >= repaint[2]
