@@ -94,6 +94,9 @@ class Recorded:
         self.page = f'page-{id(self)}'
         self._commands = commands
 
+    def touch(self):
+        pass
+
     def try_on(self, gid):
         self._commands.append(('try', gid))
 

@@ -7,7 +7,6 @@ from vton_ros.training.tryon_data import draw_pattern, flat_lay
 from vton_ros.ui import hub as kinds, sentences
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera, person_focus
-from vton_ros.ui.hub import read_model
 from vton_ros.ui.session import NO_ANSWER, Rules
 from vton_ros.ui.sessions import Sessions
 
@@ -325,11 +324,3 @@ def test_a_frame_without_its_mask_is_sent_alone():
     assert camera.shot(10.0)[0].mask is None and camera.seen() == clock.now
     assert person_focus(mask) == pytest.approx(45 / 64)
     assert person_focus(np.zeros((4, 4), np.uint8)) is None
-
-
-def test_the_model_message_is_read_strictly():
-    assert read_model('{"kind": "demo", "name": "models/demo"}') == ('demo', 'models/demo')
-    assert read_model('{"kind": "real"}') == ('real', '')
-    for bad in ('', 'null', '[]', '{"kind": "fake"}', '{"kind": "demo", "name": 3}',
-                '{"kind": ["demo"]}', '"demo"', '{"kind": "demo", "name": "' + 'x' * 2000):
-        assert read_model(bad) is None, bad

@@ -19,13 +19,14 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vton_interfaces.action import TryOn
 
+from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
 from vton_ros.ui import hub as kinds, images
 from vton_ros.ui.app import build_app, check_bind, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera
-from vton_ros.ui.hub import Hub, read_model
+from vton_ros.ui.hub import Hub
 from vton_ros.ui.session import GoalSpec, Rules, Session
 from vton_ros.ui.sessions import Sessions
 
@@ -34,6 +35,7 @@ CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(get
 SERVER_POLL = 0.5  # seconds between checks of the action server, the waits and the idle reset
 CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
 FOCUS_STEP = 0.02  # a move of the person (fraction of the width) the pages are told of
+MODEL_MESSAGE_CHARS = 1024  # a tryon/model message is a few dozen characters
 
 
 class MirrorUi(common.SchemaNode):
@@ -102,11 +104,12 @@ class MirrorUi(common.SchemaNode):
             self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
 
     def _model(self, msg: String) -> None:
-        model = read_model(msg.data)
-        if model is None:
+        try:
+            model = ModelIdentity.from_json(msg.data[:MODEL_MESSAGE_CHARS])
+        except ValueError:
             self.get_logger().warning('unreadable tryon/model message', throttle_duration_sec=60.0)
             return
-        self._hub.set_model(*model)
+        self._hub.set_model(model.kind, model.name[:80])
 
     def _watch(self) -> None:
         self._sessions.server_ready(self._client.server_is_ready())

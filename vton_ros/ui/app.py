@@ -55,7 +55,7 @@ class Controller(Protocol):
         """End a page's session (the page went)."""
 
     def find(self, page: str) -> Any:
-        """Return the session of an open page's id, or None."""
+        """Return the session (it has ``touch``) of an open page's id, or None."""
 
 
 def is_loopback(host: str) -> bool:
@@ -132,9 +132,12 @@ class Page:
         return web.FileResponse(STATIC / 'index.html')
 
     def _owner(self, request: web.Request) -> str:
-        """Return the id of the open page that asks (``?page=``), or ''."""
+        """Return the id of the open page that asks (``?page=``), or ''; its shopper is there."""
         session = self._controller.find(request.query.get('page', ''))
-        return session.page if session is not None else ''
+        if session is None:
+            return ''
+        session.touch()
+        return session.page
 
     async def garments(self, request: web.Request) -> web.Response:
         """List the catalogue and the page's uploads: id, name, cloth type, thumbnail URL."""

@@ -20,24 +20,6 @@ KINDS = {FRAME: 'camera frame (JPEG)', OVERLAY: 'mask overlay (PNG, RGBA)',
          BEFORE: 'the frozen frame the result was made from (JPEG)'}
 
 
-MODEL_KINDS = ('real', 'demo', 'random')  # what tryon/model may say the server runs
-MODEL_MESSAGE_BYTES = 1024
-
-
-def read_model(text: str) -> tuple[str, str] | None:
-    """Read tryon/model's JSON ({"kind": "real"|"demo"|"random", "name": ...}); None if bad."""
-    if len(text) > MODEL_MESSAGE_BYTES:
-        return None
-    try:
-        message = json.loads(text)
-        kind, name = message['kind'], message.get('name', '')
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    if kind not in MODEL_KINDS or not isinstance(name, str):
-        return None
-    return kind, name[:80]
-
-
 class Client:
     """One open page."""
 

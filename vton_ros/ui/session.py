@@ -208,6 +208,10 @@ class Session:
                 self._frozen = None
                 self._set('idle' if self._server_ready else 'offline')
 
+    def touch(self) -> None:
+        """Take note that the shopper of this page did something (an upload, a list)."""
+        self.touched = self._clock()
+
     def forget(self) -> bool:
         """Forget the result and frozen frame (nobody in front of the mirror); False if busy."""
         with self._lock:
