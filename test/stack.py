@@ -48,8 +48,13 @@ class System:
     """The three node processes and a test-side client."""
 
     def __init__(self, tmp: Path, weights: Path, server: dict | None = None,
-                 camera: bool = True) -> None:
-        """Start the nodes (``camera=False``: tryon_server alone, for goals with images)."""
+                 camera: bool = True, nodes: dict[str, dict] | None = None) -> None:
+        """
+        Start the nodes (``camera=False``: tryon_server alone, for goals with images).
+
+        nodes: more parameters of camera_node and segmentation_node by node name.
+        """
+        nodes = nodes or {}
         self.tmp = tmp
         self.domain = free_domain_id()
         self.env = ros_env(self.domain)
@@ -68,10 +73,12 @@ class System:
         if camera:
             self.camera = Proc(node_argv('camera_node', {
                 'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
-                'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1]}),
+                'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1],
+                **nodes.get('camera_node', {})}),
                 self.env, tmp / 'camera.log')
             self.segmentation = Proc(node_argv('segmentation_node', {
-                'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu'}),
+                'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu',
+                **nodes.get('segmentation_node', {})}),
                 self.env, tmp / 'segmentation.log')
             self.procs += [self.camera, self.segmentation]
         self.server = Proc(node_argv('tryon_server', params), self.env, tmp / 'server.log',

@@ -4,18 +4,22 @@ segmentation_node: agnostic masks for the latest camera frame.
 The subscription callback only stores the newest frame in a one-slot buffer; a worker
 thread runs the mask generator on it (stale frames are dropped, counted in /diagnostics)
 and publishes ``agnostic_mask`` (mono8, the frame's header) and ``mask_overlay`` (rgb8;
-``mask_overlay/compressed`` as lossless PNG while someone subscribes).
+``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
+it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`).
 """
 
 import threading
 import time
 
+import numpy as np
 from sensor_msgs.msg import Image
 
 from vton_ros.nodes import common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
+from vton_ros.nodes.live import LiveTopic
 from vton_ros.pipeline.device import resolve_device
-from vton_ros.pipeline.masks import create_mask_generator, MaskGenerator, overlay_mask
+from vton_ros.pipeline.masks import (create_mask_generator, MaskGenerator, MaskResult,
+                                     overlay_mask)
 
 
 class SegmentationNode(managed.ManagedNode):
@@ -32,6 +36,7 @@ class SegmentationNode(managed.ManagedNode):
         self._generator: MaskGenerator | None = None
         self._generator_threshold = None
         self._worker: threading.Thread | None = None
+        self._live: LiveTopic | None = None
 
     def configure(self) -> None:
         """Build the mask generator, the topics and the worker."""
@@ -48,6 +53,7 @@ class SegmentationNode(managed.ManagedNode):
         self._mask_pub = self.publisher(Image, 'agnostic_mask', qos)
         self._overlay_pub = ImageTopic(self, 'mask_overlay', common.LATCHED_QOS, 'png',
                                        latched=True)
+        self._live = LiveTopic(self, qos)
         self.subscription(Image, 'image_raw', self.image_callback, qos)
         self._running = True
         self._worker = threading.Thread(target=self._work, name='segmentation', daemon=True)
@@ -62,6 +68,8 @@ class SegmentationNode(managed.ManagedNode):
         with self._cond:
             self._active = False
             self._latest = None
+        if self._live is not None:
+            self._live.clear()
 
     def release(self) -> None:
         """Stop the worker and free the mask generator."""
@@ -133,10 +141,19 @@ class SegmentationNode(managed.ManagedNode):
         self._mask_pub.publish(image_conv.from_mono(result.mask, msg.header))
         self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
                                                       msg.header))
+        try:
+            self._live.process(rgb, msg, result, self._mask_again)
+        except Exception as err:  # noqa: B902 - worker boundary: masks go on without live
+            self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
+            self.diag.update('error', 'live follow failed', last_error=repr(err))
         self._rate.tick(time.monotonic() - start)
         self.diag.update('ok' if result.person_found else 'warn', result.status,
                          rate_hz=self._rate.rate(), latency_s=self._rate.latency(),
                          dropped_frames=self._dropped, person_found=result.person_found)
+
+    def _mask_again(self, rgb: np.ndarray) -> MaskResult:
+        """Mask another image (a try-on result whose frame is no longer kept)."""
+        return self._generator(rgb, self.setting('segmentation.cloth_type'))
 
 
 def main(args: list[str] | None = None) -> None:

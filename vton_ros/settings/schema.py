@@ -159,6 +159,30 @@ SCHEMA: tuple[Param, ...] = (
           read_only=True),
     Param('segmentation.max_rate', 5.0, 'Most masks per second (0 = as fast as possible)',
           ('segmentation_node',), min=0.0, max=120.0),
+    # live follow (segmentation_node follows the last try-on, see vton_ros.media.live_warp)
+    Param('live.enabled', False, 'segmentation_node: keep the last try-on on the moving '
+          'shopper (tryon/live, pose backend only); mirror_ui: the Live toggle starts on',
+          ('segmentation_node', 'mirror_ui')),
+    Param('live.rerender', False, 'When the pose moved too far for the warp (or the shopper '
+          'turned away), render the garment again from the current frame instead of '
+          'returning to the plain camera view', ('mirror_ui',)),
+    Param('live.min_visibility', 0.5, 'Landmarks below this visibility are not used; '
+          'shoulders (upper) or hips (lower) below it mean the shopper turned away',
+          ('segmentation_node',), min=0.0, max=1.0),
+    Param('live.max_displacement', 1.2, 'Most a body point may move beyond the global move, '
+          'in shoulder widths, before the warp is not believable', ('segmentation_node',),
+          min=0.05, max=10.0),
+    Param('live.max_scale', 1.4, 'Most the shopper may grow or shrink (either way) since the '
+          'try-on frame', ('segmentation_node',), min=1.0, max=4.0),
+    Param('live.max_rotation', 30.0, 'Most the shopper may lean (degrees) since the try-on '
+          'frame', ('segmentation_node',), min=1.0, max=180.0),
+    Param('live.min_width_ratio', 0.6, 'Shoulder width (scale-corrected) below this share of '
+          "the try-on frame's means the shopper turned sideways", ('segmentation_node',),
+          min=0.0, max=0.99),
+    Param('live.feather', 0.03, 'Outward feather of the composite, in shoulder widths',
+          ('segmentation_node',), min=0.0, max=0.5),
+    Param('live.forget_after', 5.0, 'Seconds without a person after which the followed '
+          'try-on is dropped', ('segmentation_node',), min=0.1, max=3600.0),
     # catvton (tryon_server)
     Param('catvton.base_model', 'booksforcharlie/stable-diffusion-inpainting',
           'SD1.5 inpainting base: hub id or local folder with unet/ and scheduler/', _TRY,

@@ -1,0 +1,135 @@
+"""
+Live follow inside segmentation_node: ``tryon/live`` (+ ``/compressed``) and its status.
+
+The node that owns the pose owns live follow. segmentation_node keeps the landmarks and mask
+of its last frames by stamp; a try-on result (``tryon/result``, latched) carries the stamp of
+the camera frame it was made from, so its pose is looked up, not guessed (a result made from
+another image, e.g. an upload, is masked once itself). Each new frame's mask then comes with
+a composite from :class:`vton_ros.media.live_warp.LiveFollower` on ``tryon/live`` (only
+while the garment is on), and ``tryon/live/status`` (std_msgs/String, latched, on change)
+says 'live', 'no result', 'no person', 'turned away' or 'moved too far', so the page can
+say so. No work in callbacks: the result waits in a slot for the mask worker.
+"""
+
+from collections import OrderedDict
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from vton_ros.media.live_warp import LiveConfig, LiveFollower, STATUS_NO_PERSON
+from vton_ros.nodes import common, image_conv
+from vton_ros.nodes.compressed import ImageTopic
+
+POSES_KEPT = 90  # frames whose pose a result may refer to (6 s at 15 masks per second)
+
+
+def _stamp(header: Any) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class LiveTopic:
+    """tryon/live of a managed node (made in configure; fed from the mask worker)."""
+
+    def __init__(self, node: Any, qos: Any) -> None:
+        """Create the topics and the tryon/result subscription."""
+        self._node = node
+        self._topic = ImageTopic(node, 'tryon/live', qos, 'jpeg')
+        self._status_pub = node.publisher(String, 'tryon/live/status', common.LATCHED_QOS)
+        node.subscription(Image, 'tryon/result', self.result_callback, common.LATCHED_QOS)
+        self._lock = threading.Lock()
+        self._pending: Image | None = None
+        self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._follower = LiveFollower(self._config())
+        self._status = ''
+        self._absent_since: float | None = None
+        self._warned_backend = False
+
+    def _config(self) -> LiveConfig:
+        s = self._node.setting
+        return LiveConfig(min_visibility=s('live.min_visibility'),
+                          max_displacement=s('live.max_displacement'),
+                          max_scale=s('live.max_scale'), max_rotation=s('live.max_rotation'),
+                          min_width_ratio=s('live.min_width_ratio'),
+                          feather=s('live.feather'))
+
+    def result_callback(self, msg: Image) -> None:
+        """Keep the newest try-on result for the worker."""
+        with self._lock:
+            self._pending = msg
+
+    def clear(self) -> None:
+        """Forget the followed try-on and the kept poses (deactivate)."""
+        with self._lock:
+            self._pending = None
+            self._poses.clear()
+        self._follower.clear()
+        self._set_status('no result')
+
+    def process(self, rgb: np.ndarray, msg: Image, result: Any,
+                masker: Callable[[np.ndarray], Any]) -> None:
+        """
+        Follow the try-on onto this frame (mask worker thread).
+
+        rgb: the frame; msg: its Image (header); result: its MaskResult; masker: rgb ->
+        MaskResult, for a try-on whose frame is no longer kept.
+        """
+        if not self._node.setting('live.enabled'):
+            return
+        if result.landmarks is None and result.person_found:
+            if not self._warned_backend:
+                self._warned_backend = True
+                self._node.get_logger().warning('live follow needs segmentation.backend pose '
+                                                '(landmarks); tryon/live stays silent')
+            return
+        with self._lock:
+            if result.landmarks is not None:
+                self._poses[_stamp(msg.header)] = (result.landmarks, result.mask)
+                while len(self._poses) > POSES_KEPT:
+                    self._poses.popitem(last=False)
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._take_result(pending, masker)
+        if self._follower.config != self._config():
+            self._follower.config = self._config()
+        start = time.monotonic()
+        live = self._follower.follow(rgb, result.mask, result.landmarks)
+        if live.status == STATUS_NO_PERSON:
+            self._absent_since = self._absent_since or start
+            if start - self._absent_since > self._node.setting('live.forget_after'):
+                self._follower.clear()
+        else:
+            self._absent_since = None
+        if live.live:
+            self._topic.publish(image_conv.from_rgb(live.image, msg.header))
+            self._node.diag.update(live_composite_s=round(time.monotonic() - start, 4))
+        self._set_status(live.status)
+
+    def _take_result(self, msg: Image, masker: Callable[[np.ndarray], Any]) -> None:
+        try:
+            image = image_conv.to_rgb(msg)
+            with self._lock:
+                pose = self._poses.get(_stamp(msg.header))
+            if pose is None or pose[1].shape != image.shape[:2]:
+                own = masker(image)
+                if own.landmarks is None or not own.mask.any():
+                    self._node.get_logger().warning('live follow: no person in the try-on '
+                                                    'result; not followed')
+                    self._follower.clear()
+                    return
+                pose = (own.landmarks, own.mask)
+            self._follower.set_result(image, pose[1], pose[0],
+                                      self._node.setting('segmentation.cloth_type'))
+        except ValueError as err:  # a result we cannot follow: say so, keep masking
+            self._node.get_logger().warning(f'live follow: result not followed: {err}',
+                                            throttle_duration_sec=5.0)
+            self._follower.clear()
+
+    def _set_status(self, status: str) -> None:
+        if status != self._status:
+            self._status = status
+            self._status_pub.publish(String(data=status))
+            self._node.diag.update(live=status)
