@@ -4,7 +4,9 @@ A TryOn action server made of the action's plain services: a server that misbeha
 Usage: raw_action_server.py MODE. ``slow_accept``: answers a goal only after ACCEPT_DELAY
 seconds (prints ``goal received`` at once) and ends it CANCELED once a cancel for it
 arrives. ``expired``: accepts goals at once and answers their result request with status
-UNKNOWN and an empty result, as rclpy does for a result that expired. Prints ``ready``.
+UNKNOWN and an empty result, as rclpy does for a result that expired. ``lost_reply``: lists
+a goal as executing on the status topic but never answers its request (the reply a client
+lost, as Kilted's rclpy can), then ends it PIPELINE_ERROR. Prints ``ready``.
 """
 
 import sys
@@ -19,6 +21,7 @@ from rclpy.qos import qos_profile_action_status_default
 from vton_interfaces.action import TryOn
 
 ACCEPT_DELAY = 5.0  # seconds between a goal's arrival and its acceptance (slow_accept)
+LOST_REPLY_HOLD = 120.0  # seconds a lost_reply goal request is held unanswered
 
 
 class RawServer:
@@ -36,11 +39,17 @@ class RawServer:
         node.create_service(impl.GetResultService, 'tryon/_action/get_result', self.result,
                             callback_group=group)
         node.create_publisher(impl.FeedbackMessage, 'tryon/_action/feedback', 10)
-        node.create_publisher(GoalStatusArray, 'tryon/_action/status',
-                              qos_profile_action_status_default)
+        self.status = node.create_publisher(GoalStatusArray, 'tryon/_action/status',
+                                            qos_profile_action_status_default)
 
     def goal(self, request, response):
         print(f'goal received {bytes(request.goal_id.uuid).hex()}', flush=True)
+        if self.mode == 'lost_reply':
+            info = GoalInfo(goal_id=request.goal_id)
+            self.status.publish(GoalStatusArray(status_list=[
+                GoalStatus(goal_info=info, status=GoalStatus.STATUS_EXECUTING)]))
+            print('goal listed, its reply withheld', flush=True)
+            self.canceled.wait(LOST_REPLY_HOLD)  # the request is never answered in time
         if self.mode == 'slow_accept':
             time.sleep(ACCEPT_DELAY)
         print('goal accepted', flush=True)
@@ -56,6 +65,11 @@ class RawServer:
     def result(self, request, response):
         if self.mode == 'expired':
             response.status = GoalStatus.STATUS_UNKNOWN
+            return response
+        if self.mode == 'lost_reply':
+            response.status = GoalStatus.STATUS_ABORTED
+            response.result = TryOn.Result(error_code=TryOn.Result.PIPELINE_ERROR,
+                                           message='ended by raw_action_server lost_reply')
             return response
         self.canceled.wait()
         response.status = GoalStatus.STATUS_CANCELED

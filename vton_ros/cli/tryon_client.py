@@ -4,9 +4,11 @@ tryon_client: send one TryOn goal, show progress, save the result and a panel.
 ``--garment`` is an image file or a garment id of the server's catalogue. Without
 ``--person`` the server uses the latest camera frame; the client then takes that frame from
 ``image_raw`` (matched by the result's stamp) for the panel.
-Prints the stage timings, the wait for the first camera frame+mask pair, the client round
-trip and the ROS overhead (round trip minus both). Ctrl-C or SIGTERM cancels the goal,
-waits for its result and exits 0 when it ended CANCELED.
+Inputs are checked before anything waits; every wait is bounded and ends with one line and
+its own exit code (EXIT). Prints the stage timings, the wait for the first camera
+frame+mask pair, the client round trip and the ROS overhead (round trip minus both), and
+says so when the server runs the demo model or random weights (``tryon/model``). Ctrl-C or
+SIGTERM cancels the goal, waits for its result and exits 0 when it ended CANCELED.
 """
 
 import argparse
@@ -17,7 +19,6 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
 
 from action_msgs.msg import GoalStatus
 import numpy as np
@@ -28,21 +29,33 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from tqdm import tqdm
 from vton_interfaces.action import TryOn
 
 from vton_ros.goals import client_files as files
+from vton_ros.goals.model_identity import ModelIdentity, TOPIC as MODEL_TOPIC
 from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, image_conv
+from vton_ros.nodes.common import LATCHED_QOS
+from vton_ros.nodes.goal_request import GoalRequests
 from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
 
-CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C
+CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C / --timeout
+GOAL_ANSWER_WAIT = 30.0  # seconds for the server to accept or reject the goal
+CATALOG_WAIT = 5.0  # seconds for the server's garments.catalog_dir (the panel's garment)
 ERROR_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
                if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
 INPUT_ERRORS = ('INVALID_IMAGE', 'INVALID_ARGUMENT', 'UNKNOWN_GARMENT')  # exit 2 like ours
-EXIT_CODES = ('exit codes: 0 done (or canceled by Ctrl-C), 1 the try-on failed, 2 an input '
-              'error (file not found, not an image, unknown garment, bad value), 3 no action '
-              'server, 4 goal rejected (busy)')
+EXIT = {'done': (0, 'done (or canceled by Ctrl-C)'),
+        'failed': (1, 'the try-on failed on the server'),
+        'input': (2, 'an input error: file not found, not an image, unknown garment, bad value'),
+        'no_server': (3, 'no action server within --server-timeout'),
+        'rejected': (4, 'goal rejected (server busy)'),
+        'timeout': (5, 'no result within --timeout (the goal was canceled)'),
+        'no_answer': (6, 'the server stopped answering: no reply to the goal or the cancel, '
+                         'or it forgot the goal')}
+EXIT_CODES = 'exit codes: ' + '; '.join(f'{code} {text}' for code, text in EXIT.values())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--person', help='person image file (default: latest camera frame)')
     parser.add_argument('--mask', help='agnostic mask image file (default: generated)')
     parser.add_argument('--cloth-type', default='', choices=('', 'upper', 'lower', 'overall'))
-    parser.add_argument('--steps', type=int, default=0, help='denoising steps (0 = server)')
+    parser.add_argument('--steps', type=int, default=0,
+                        help="denoising steps >= 1 (0 = the server's catvton.num_inference_steps)")
     parser.add_argument('--guidance', type=float, default=-1.0, help='CFG scale (<0 = server)')
     parser.add_argument('--seed', type=int, default=-1, help='noise seed (<0 = server)')
     parser.add_argument('--out', default='tryon_result.png', help='result image path')
@@ -64,23 +78,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--namespace', default='', help='namespace of the stack (e.g. '
                         'mirror_a: the action /mirror_a/tryon, frames /mirror_a/image_raw)')
     parser.add_argument('--timeout', type=float, default=600.0, help='seconds to wait for '
-                        'the result')
+                        'the result once the goal is accepted; then it is canceled (exit 5)')
     parser.add_argument('--server-timeout', type=float, default=30.0,
-                        help='seconds to wait for the action server to appear')
+                        help='seconds to wait for the action server to appear (exit 3)')
     parser.add_argument('--json', action='store_true', help='print a JSON summary last')
     return parser
 
 
 class TryOnClient:
-    """Action client with a buffer of recent camera frames for the panel."""
+    """Action client with a buffer of recent camera frames for the panel; the model run."""
 
     def __init__(self, node, action: str) -> None:
         self.node = node
         self.client = ActionClient(node, TryOn, action, **action_qos.client_options())
+        self.requests = GoalRequests(node, self.client, TryOn, action)
+        self.name = node.resolve_topic_name(action)  # the action's full name, for messages
+        self.model: ModelIdentity | None = None  # from tryon/model
         self._frames: OrderedDict[tuple, Image] = OrderedDict()
         self._lock = threading.Lock()
         self.hold = threading.Event()  # set at the first feedback: the server has its frame
         node.create_subscription(Image, 'image_raw', self._frame, qos_profile_sensor_data)
+        node.create_subscription(String, MODEL_TOPIC, self._model, LATCHED_QOS)
+
+    def _model(self, msg: String) -> None:
+        try:
+            self.model = ModelIdentity.from_json(msg.data)
+        except ValueError as err:
+            self.node.get_logger().warning(f'{MODEL_TOPIC}: {err}')
 
     def _frame(self, msg: Image) -> None:
         if self.hold.is_set():  # keep the frames of the goal's start, however long it runs
@@ -134,33 +158,29 @@ def wait_for_server(client: ActionClient, timeout: float, stop: StopRequest) -> 
     return True
 
 
-def server_garment_ids(node, timeout: float) -> list[str] | None:
-    """Return tryon_server's catalogue ids (its garments.catalog_dir), None if unknown."""
+def catalogue_garment(node, garment_id: str) -> np.ndarray | None:
+    """Read a garment of tryon_server's catalogue (its garments.catalog_dir), if readable."""
     client = node.create_client(GetParameters, 'tryon_server/get_parameters')
     try:
-        if not client.wait_for_service(timeout_sec=timeout):
+        if not client.wait_for_service(timeout_sec=CATALOG_WAIT):
             return None
         request = GetParameters.Request(names=['garments.catalog_dir'])
-        response = wait(client.call_async(request), timeout)
-    except TimeoutError:
+        response = wait(client.call_async(request), CATALOG_WAIT)
+        folder = response.values[0].string_value if response.values else ''
+        return GarmentCatalog(folder).load(garment_id)[0] if folder else None
+    except (TimeoutError, KeyError, ValueError, OSError):  # not readable from here
         return None
     finally:
         node.destroy_client(client)
-    folder = response.values[0].string_value if response.values else ''
-    try:
-        return GarmentCatalog(folder).ids() if folder else []
-    except ValueError:  # the server's folder is not readable from here
-        return None
 
 
-def make_goal(args: argparse.Namespace,
-              garment_ids: Callable[[], list[str] | None]) -> tuple[TryOn.Goal, dict]:
+def make_goal(args: argparse.Namespace) -> tuple[TryOn.Goal, dict]:
     """
     Build the goal from the arguments; also return the images read (for the panel).
 
-    Raises files.InputError for an input it cannot use. ``garment_ids`` is asked only when
-    a --garment that looks like a missing file could be a catalogue id.
+    Raises files.InputError for an input or value it cannot use, before anything waits.
     """
+    files.check_values(args.steps, args.timeout, args.server_timeout)
     files.check_output(args.out, '--out')
     if args.panel:
         files.check_output(args.panel, '--panel')
@@ -171,10 +191,7 @@ def make_goal(args: argparse.Namespace,
         images['garment'] = files.read_rgb(args.garment, 'garment image')
         goal.garment_image = image_conv.from_rgb(images['garment'])
     elif files.looks_like_path(args.garment):
-        ids = garment_ids() if files.could_be_id(args.garment) else None
-        if ids is None or args.garment not in ids:
-            raise files.missing_garment(args.garment, ids)
-        goal.garment_id = args.garment
+        raise files.missing_garment(args.garment)
     else:
         goal.garment_id = args.garment
     if args.person:
@@ -192,22 +209,27 @@ class Progress:
 
     def __init__(self) -> None:
         self._bar = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def __call__(self, msg) -> None:
-        """Feedback callback: show the step and the server's ETA."""
+        """Feedback callback: show the step and the server's ETA ('--' while unknown)."""
         fb = msg.feedback
         with self._lock:
+            if self._closed:  # a late feedback after the end: the line stays ended
+                return
             if self._bar is None:
                 self._bar = tqdm(total=fb.total_steps, desc='try-on', file=sys.stderr,
                                  bar_format=self.FORMAT)
             self._bar.n = fb.step
-            self._bar.set_postfix_str(f'eta {fb.eta_sec:.1f}s', refresh=False)
+            eta = f'{fb.eta_sec:.1f}s' if fb.eta_sec >= 0 else '--'  # negative/NaN: unknown
+            self._bar.set_postfix_str(f'eta {eta}', refresh=False)
             self._bar.refresh()
 
     def close(self) -> None:
-        """End the bar (if one was shown)."""
+        """End the bar's line (if one was shown); later feedback is ignored."""
         with self._lock:
+            self._closed = True
             if self._bar is not None:
                 self._bar.close()
 
@@ -235,14 +257,28 @@ def print_timings(timings: dict[str, float], round_trip: float, mask_given: bool
     return overhead
 
 
-def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int:
-    """Send the goal, follow it, save outputs; return the process exit code."""
-    goal, images = make_goal(args, lambda: server_garment_ids(
-        client.node, min(args.server_timeout, 10.0)))
-    if not wait_for_server(client.client, args.server_timeout, stop):
-        print(f'tryon_client: no action server {args.action!r} (is tryon_server running?)',
-              file=sys.stderr)
-        return 3
+def say(text: str) -> None:
+    """Print one ``tryon_client:`` line on stderr."""
+    print(f'tryon_client: {text}', file=sys.stderr, flush=True)
+
+
+def cancel(handle) -> object | None:
+    """Cancel an accepted goal; return its result response, None without an answer."""
+    try:
+        wait(handle.cancel_goal_async(), CANCEL_WAIT)
+        return wait(handle.get_result_async(), CANCEL_WAIT)
+    except TimeoutError:
+        return None
+
+
+def follow(args: argparse.Namespace, client: TryOnClient, stop: StopRequest,
+           goal: TryOn.Goal) -> tuple[object | None, float, str]:
+    """
+    Send the goal and wait for its end: (result response or None, round trip, exit kind).
+
+    Every wait is bounded: the answer to the goal (GOAL_ANSWER_WAIT), the result
+    (--timeout, then the goal is canceled) and the cancel (CANCEL_WAIT).
+    """
     bar = Progress()
 
     def on_feedback(msg) -> None:
@@ -252,60 +288,105 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest) -> int
     start = time.monotonic()
     # A Ctrl-C before the acceptance is kept: the goal is canceled as soon as it is ours
     # (a cancel sent earlier would name a goal the server does not know yet).
-    handle = wait(client.client.send_goal_async(goal, feedback_callback=on_feedback), 30.0)
+    handle = client.requests.send(goal, on_feedback, GOAL_ANSWER_WAIT)
+    if handle is None:
+        say(f'{client.name} did not answer the goal request in {GOAL_ANSWER_WAIT:g} s')
+        return None, 0.0, 'no_answer'
     if not handle.accepted:
-        bar.close()
-        print('tryon_client: goal rejected (server busy, see tryon.busy_policy)',
-              file=sys.stderr)
-        return 4
+        say('goal rejected (server busy, see tryon.busy_policy)')
+        return None, 0.0, 'rejected'
     try:
         if stop.event.is_set():
             raise Interrupted()
         response = wait(handle.get_result_async(), args.timeout, stop)
     except Interrupted:
         bar.close()
-        print('tryon_client: canceling the goal', file=sys.stderr)
-        wait(handle.cancel_goal_async(), CANCEL_WAIT)
-        response = wait(handle.get_result_async(), CANCEL_WAIT)
-    round_trip = time.monotonic() - start
+        say('canceling the goal')
+        response = cancel(handle)
+        if response is None:
+            say(f'no answer to the cancel in {CANCEL_WAIT:g} s')
+            return None, 0.0, 'no_answer'
+    except TimeoutError:
+        bar.close()
+        answered = cancel(handle) is not None
+        say(f'no result within --timeout {args.timeout:g} s: '
+            + ('canceled the goal' if answered else
+               f'asked to cancel the goal, no answer in {CANCEL_WAIT:g} s'))
+        return None, 0.0, 'timeout'
     bar.close()
+    return response, time.monotonic() - start, 'done'
+
+
+def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest, goal: TryOn.Goal,
+        images: dict) -> int:
+    """Wait for the server, send the goal, follow it, save outputs; return the exit code."""
+    say(f'waiting up to {args.server_timeout:g} s for the action server {client.name} '
+        '(tryon_server)')
+    if not wait_for_server(client.client, args.server_timeout, stop):
+        say(f'no action server {client.name} after {args.server_timeout:g} s (is '
+            'tryon_server running? e.g. tryon_bringup --profile demo; see --server-timeout)')
+        return EXIT['no_server'][0]
+    response, round_trip, kind = follow(args, client, stop, goal)
+    if response is None:
+        return EXIT[kind][0]
     if response.status == GoalStatus.STATUS_UNKNOWN:  # its error_code 0 is no success
-        print('tryon_client: failed: the server no longer knows the goal (status UNKNOWN: '
-              'its result expired, see tryon.result_timeout)', file=sys.stderr)
-        return 1
+        say('failed: the server no longer knows the goal (status UNKNOWN: its result '
+            'expired, see tryon.result_timeout)')
+        return EXIT['no_answer'][0]
     result = response.result
     if result.error_code != TryOn.Result.SUCCESS:
         name = ERROR_NAMES.get(result.error_code, str(result.error_code))
         if stop.event.is_set() and result.error_code == TryOn.Result.CANCELED:
-            print(f'tryon_client: {name}: {result.message}', file=sys.stderr)
-            return 0  # stopped as asked
-        print(f'tryon_client: failed: {name}: {result.message}', file=sys.stderr)
-        return 2 if name in INPUT_ERRORS else 1
+            say(f'{name}: {result.message}')
+            return EXIT['done'][0]  # stopped as asked
+        say(f'failed: {name}: {result.message}')
+        return EXIT['input' if name in INPUT_ERRORS else 'failed'][0]
+    save(args, client, goal, images, result, round_trip)
+    return EXIT['done'][0]
+
+
+def save(args: argparse.Namespace, client: TryOnClient, goal: TryOn.Goal, images: dict,
+         result, round_trip: float) -> None:
+    """Write the result and the captioned panel; print the table and the paths."""
     image = image_conv.to_rgb(result.image)
     mask = image_conv.to_mono(result.mask)
     files.save_rgb(args.out, image)
     person = images.get('person')
     if person is None:
         person = client.frame(result.image.header)
+    garment, garment_label = images.get('garment'), ''
+    if garment is None and goal.garment_id:
+        garment = catalogue_garment(client.node, goal.garment_id)
+        garment_label = f'catalogue: {goal.garment_id}' if garment is not None else \
+            f'catalogue id {goal.garment_id}'
+    model = client.model.label() if client.model else \
+        f'model unknown (no {MODEL_TOPIC} message from the server)'
+    caption = f'{model}. {args.caption}' if args.caption else model
     panel_path = args.panel or str(Path(args.out).with_name(Path(args.out).stem + '_panel.png'))
-    files.save_rgb(panel_path, files.panel(person, mask, images.get('garment'), image,
-                                           caption=args.caption))
+    files.save_rgb(panel_path, files.panel(person, mask, garment, image, caption=caption,
+                                           garment_label=garment_label))
     timings = {t.name: t.seconds for t in result.timings}
     overhead = print_timings(dict(timings), round_trip, bool(args.mask))
+    warning = client.model.warning() if client.model else ''
     print(f'note: {result.message}')
-    print(f'result: {Path(args.out).resolve()}')
+    print(f'result: {Path(args.out).resolve()}' + (f' ({warning})' if warning else ''))
     print(f'panel: {Path(panel_path).resolve()}')
     if args.json:
         print(json.dumps({'result': str(Path(args.out).resolve()),
                           'panel': str(Path(panel_path).resolve()), 'timings': timings,
                           'round_trip': round_trip, 'ros_overhead': overhead,
-                          'seed': result.seed, 'message': result.message}))
-    return 0
+                          'seed': result.seed, 'message': result.message,
+                          'model': json.loads(client.model.to_json()) if client.model else None}))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
+    try:  # the inputs first: a wrong path is answered before any ROS start-up
+        goal, images = make_goal(args)
+    except (ValueError, OSError) as err:
+        say(str(err))
+        return EXIT['input'][0]
     # Ctrl-C and SIGTERM cancel the goal and wait for its result: rclpy must not shut down.
     stop = StopRequest()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
@@ -317,13 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     thread = threading.Thread(target=spin_until, args=(executor, done), daemon=True)
     thread.start()
     try:
-        return run(args, client, stop)
+        return run(args, client, stop, goal, images)
     except Interrupted:
-        print('tryon_client: interrupted before a goal was sent', file=sys.stderr)
-        return 0
-    except (ValueError, OSError, TimeoutError) as err:
-        print(f'tryon_client: {err}', file=sys.stderr)
-        return 2
+        say('interrupted before a goal was sent')
+        return EXIT['done'][0]
+    except (ValueError, OSError) as err:
+        say(str(err))
+        return EXIT['input'][0]
     finally:
         done.set()
         thread.join()

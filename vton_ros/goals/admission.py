@@ -182,8 +182,8 @@ def _goal_call(goal: PlainGoal, call: CatVTONCall) -> CatVTONCall:
                        seed=int(seed))
     except ValueError as err:  # the schema's range of the setting it overrides
         raise GoalError('INVALID_ARGUMENT', f"{err} (the goal's num_inference_steps, "
-                        'guidance_scale and seed override those settings; 0 or a negative '
-                        "value keeps the server's)") from None
+                        'guidance_scale and seed override those settings; steps 0, a negative '
+                        "guidance or seed keep the server's)") from None
 
 
 class Admission:

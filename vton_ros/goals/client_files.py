@@ -2,8 +2,8 @@
 The files tryon_client reads and writes, checked before a goal is sent (no ROS here).
 
 Every problem with an input is an :class:`InputError` with a one-line message (the client
-prints it and exits 2): a path that does not exist, a folder, an unreadable file or one
-that is no image. The panel is person | mask overlay | garment | result, each tile labelled.
+prints it and exits 2, before it waits for anything): a path that does not exist, a
+folder, an unreadable file or one that is no image, a value out of range. The panel is person | mask overlay | garment | result, each tile labelled.
 """
 
 import os
@@ -58,23 +58,30 @@ def _read(arg: str, what: str, flags: int) -> np.ndarray:
     return image
 
 
-def missing_garment(arg: str, ids: list[str] | None) -> InputError:
+def missing_garment(arg: str) -> InputError:
     """
-    Return the error for a --garment that is no file and (as far as known) no catalogue id.
+    Return the error for a --garment that looks like a file and is none (before any wait).
 
-    ``ids``: the server's catalogue ids, or None when no server told them.
+    A name such as ``red_tshirt.png`` may have meant the catalogue id ``red_tshirt``: the
+    message says how an id is written (the server checks ids: UNKNOWN_GARMENT lists them).
     """
     text = f'file not found: {arg}'
-    if could_be_id(arg):
-        stem = Path(arg).stem
-        if ids is None:
-            text += ' (and no tryon_server answered to tell its garment ids)'
-        elif stem in ids:
-            text += f'; did you mean the catalogue id {stem}?'
-        else:
-            known = ', '.join(ids[:20]) or '(none: garments.catalog_dir is not set)'
-            text += f'; not a garment id of the server either (known ids: {known})'
+    if could_be_id(arg) and Path(arg).stem:
+        text += f' (a garment id of the server\'s catalogue has no suffix: --garment ' \
+                f'{Path(arg).stem})'
     return InputError(text)
+
+
+def check_values(steps: int, timeout: float, server_timeout: float) -> None:
+    """Check the numbers of the command line; InputError naming the option and the fix."""
+    if steps < 0:
+        raise InputError(f'--steps {steps}: give a number of denoising steps >= 1, or 0 for '
+                         "the server's default (catvton.num_inference_steps)")
+    if not timeout > 0:
+        raise InputError(f'--timeout {timeout:g}: give the seconds to wait for the result, > 0')
+    if not server_timeout >= 0:
+        raise InputError(f'--server-timeout {server_timeout:g}: give the seconds to wait for '
+                         'the server, >= 0')
 
 
 def check_output(arg: str, what: str) -> None:
@@ -99,12 +106,14 @@ def save_rgb(path: str, rgb: np.ndarray) -> None:
 
 
 def panel(person: np.ndarray | None, mask: np.ndarray, garment: np.ndarray | None,
-          result: np.ndarray, height: int = 384, caption: str = '') -> np.ndarray:
+          result: np.ndarray, height: int = 384, caption: str = '',
+          garment_label: str = '') -> np.ndarray:
     """
     Side by side: person | mask overlay | garment | result, each scaled to ``height``.
 
-    Each tile carries its name (top left); a missing person or garment is a blank tile
-    saying so. A non-empty ``caption`` is written in a white band under the images.
+    Each tile carries its name (top left; ``garment_label`` is added to the garment's, e.g.
+    its catalogue id); a missing person or garment is a blank tile saying so. A non-empty
+    ``caption`` is written in a white band under the images.
     """
     from vton_ros.pipeline.masks import overlay_mask
 
@@ -112,8 +121,8 @@ def panel(person: np.ndarray | None, mask: np.ndarray, garment: np.ndarray | Non
     labels = list(PANEL_LABELS)
     if person is None:
         labels[0] += ' (not received)'
-    if garment is None:
-        labels[2] += ' (catalogue id)'
+    if garment_label or garment is None:
+        labels[2] += f' ({garment_label or "not received"})'
     base = person if person is not None else blank
     tiles = [base, overlay_mask(base, mask), garment if garment is not None else blank, result]
     scaled = [cv2.resize(t, (max(1, round(t.shape[1] * height / t.shape[0])), height),

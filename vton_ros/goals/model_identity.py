@@ -48,9 +48,9 @@ class ModelIdentity:
     def label(self) -> str:
         """Name the model for a person: what it is and, unless CatVTON, that it is not."""
         if self.kind == 'demo':
-            return f'DEMO MODEL {self.name} (trained on synthetic data, not CatVTON)'
+            return f'DEMO MODEL {self.name}: trained on synthetic data, not CatVTON'
         if self.kind == 'random':
-            return f'RANDOM TEST WEIGHTS {self.name} (not CatVTON: results are noise)'
+            return f'RANDOM TEST WEIGHTS {self.name}: not CatVTON, results are noise'
         return f'CatVTON {self.name}'
 
     def warning(self) -> str:

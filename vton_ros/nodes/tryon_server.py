@@ -74,7 +74,7 @@ class TryOnServer(managed.ManagedNode):
                                               self.setting('segmentation.cloth_type'))
         seconds = time.monotonic() - start
         self._model = core.model_identity(load, self._pipe)
-        self.get_logger().info(f'model loaded in {seconds:.1f} s: {self._model.label()}: {info}')
+        self.get_logger().info(f'model loaded in {seconds:.1f} s: {self._model.label()}; {info}')
         if self._pipe.random_weights:
             self.get_logger().warning('RANDOM TEST WEIGHTS loaded: results are noise, not '
                                       'try-ons (run fetch_weights for the real model)')
