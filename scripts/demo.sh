@@ -21,8 +21,8 @@ overrides=(--set garments.catalog_dir=package://vton_ros/garments)
 case "$MODE" in
   demo)
     params=(--profile cpu,demo)
-    caption="DEMO MODEL trained on synthetic data (models/demo/MODEL_CARD.md), not CatVTON."
-    caption+=" Real weights: fetch_weights, then make demo WEIGHTS=real"
+    # tryon_client captions the panel with the model itself (tryon/model); this adds how to go on
+    caption="See models/demo/MODEL_CARD.md. Real weights: fetch_weights, then make demo WEIGHTS=real"
     echo "================================================================"
     echo " DEMO MODEL (WEIGHTS=demo): a small CatVTON trained on this kind"
     echo " of CPU on synthetic people and procedural garments (128x96 px)."
@@ -36,7 +36,7 @@ case "$MODE" in
                 --set "catvton.vae=$OUT/random_weights/sd-vae-ft-mse"
                 --set "catvton.attn_ckpt=$OUT/random_weights/CatVTON"
                 --set catvton.height=128 --set catvton.width=96)
-    caption="RANDOM WEIGHTS (make_test_weights): the result is noise by design."
+    caption="Written by make_test_weights: the result is noise by design."
     echo "================================================================"
     echo " RANDOM WEIGHTS (WEIGHTS=random): tiny untrained models; the"
     echo " try-on result is noise. It shows the system working, not CatVTON."

@@ -28,7 +28,7 @@ from vton_ros.goals.model_identity import identify, ModelIdentity
 
 DEMO = ROOT / 'models' / 'demo'
 STEPS = 12
-DEMO_SERVER = {'catvton.base_model': DEMO / 'base', 'catvton.vae': DEMO / 'vae',
+DEMO_SERVER = {'garments.catalog_dir': ROOT / 'garments', 'catvton.base_model': DEMO / 'base', 'catvton.vae': DEMO / 'vae',
                'catvton.attn_ckpt': DEMO / 'catvton', 'catvton.device': 'cpu',
                'catvton.precision': 'fp32', 'catvton.height': 128, 'catvton.width': 96,
                'catvton.num_inference_steps': STEPS, 'catvton.seed': 5,
@@ -141,7 +141,7 @@ def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_serv
     mask = tmp / 'mask.png'
     cv2.imwrite(str(mask), np.frombuffer(goal.mask.data, np.uint8).reshape(120, 96))
     out = tmp / 'result.png'
-    run = subprocess.run([LIB / 'tryon_client', '--garment', 'garments/red_tshirt.png',
+    run = subprocess.run([LIB / 'tryon_client', '--garment', 'red_tshirt',  # a catalogue id
                           '--person', person, '--mask', mask, '--out', out], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -151,6 +151,12 @@ def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_serv
     panel = cv2.imread(str(tmp / 'result_panel.png'))
     band = panel[-30:]  # the caption band under the tiles: white with dark-red text
     assert (band == 255).all(axis=2).mean() > 0.6 and (band[..., 0] < 100).any()
+    catalogue = cv2.imread(str(ROOT / 'garments' / 'red_tshirt.png'))
+    width = round(catalogue.shape[1] * 384 / catalogue.shape[0])
+    left = 2 * round(96 * 384 / 120)  # after the person and mask tiles
+    tile = panel[60:384, left:left + width].astype(float)  # below its label
+    expected = cv2.resize(catalogue, (width, 384), interpolation=cv2.INTER_AREA)[60:]
+    assert np.abs(tile - expected).mean() < 2.0  # the catalogue image, not a blank tile
 
 
 @pytest.mark.stack
