@@ -15,15 +15,18 @@ true) configures and activates the managed nodes; false leaves them unconfigured
 lifecycle manager (ros2 lifecycle, nav2). When a node exits, the launch shuts the others
 down; a node that failed (exit code not 0) makes ros2 launch exit 1 with an error naming
 it and why: the signal that killed it ("killed by SIGKILL"), else its last FATAL/ERROR
-line. respawn:=true instead restarts a node that dies, after respawn_delay seconds
-(default 2), while the others keep running. The nodes do not outlive ros2 launch: each gets
-SIGTERM when it dies, even by SIGTERM or SIGKILL (upstream launch would orphan them). A
-killed node's Fast DDS shared memory is given back, that node's own files and nothing else
+line. lan_interface:=IFACE opens the nodes to that interface's LAN (plus loopback, no
+multicast; lan_peers: addresses to announce to; config/fastdds_lan.xml). respawn:=true
+instead restarts a node that dies, after respawn_delay seconds (default 2), while the
+others keep running. The nodes do not outlive ros2 launch: each gets SIGTERM when it dies,
+even by SIGTERM or SIGKILL (upstream launch would orphan them). A killed node's Fast DDS
+shared memory is given back, that node's own files and nothing else
 (vton_ros.supervision.dds_shm). Where the ros2 CLI is not installed,
 ``tryon_bringup`` starts the same nodes from the same file.
 """
 
 import os
+from pathlib import Path
 import tempfile
 
 from launch import LaunchDescription
@@ -34,6 +37,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from vton_ros.nodes.entry import SUPERVISOR_ENV
+from vton_ros.settings import dds
 from vton_ros.settings import stack as param_stack
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision.exit_reasons import exit_reason, LastError
@@ -83,7 +87,13 @@ def _nodes(context):
                               camera_source=arg('camera_source'), device=arg('device'),
                               autostart=arg('autostart').lower() in ('true', '1'))
     files = [str(path) for path in stack.files]
-    env = param_stack.dds_environment(os.environ)
+    lan = arg('lan_interface')
+    profile = None
+    if lan:  # an explicit operator choice: loopback plus that interface's LAN
+        peers = tuple(p.strip() for p in arg('lan_peers').split(',') if p.strip())
+        folder = Path(tempfile.mkdtemp(prefix='vton_launch_'))
+        profile = str(dds.write_lan_profile(folder, lan, peers))
+    env = param_stack.dds_environment(os.environ, profile)
     records = tempfile.mkdtemp(prefix='vton_launch_shm_')  # the nodes' Fast DDS files
     env = {**env, SUPERVISOR_ENV: str(os.getpid()), dds_shm.RECORDS_ENV: records}
     respawn = LaunchConfiguration('respawn').perform(context).lower() in ('true', '1')
@@ -141,5 +151,13 @@ def generate_launch_description():
                                           'while the others keep running'),
         DeclareLaunchArgument('respawn_delay', default_value='2.0',
                               description='seconds before a dead node is restarted'),
+        DeclareLaunchArgument('lan_interface', default_value='',
+                              description='open the nodes to the LAN of this network '
+                                          'interface, plus loopback (config/fastdds_lan.xml); '
+                                          'empty: this machine only'),
+        DeclareLaunchArgument('lan_peers', default_value='',
+                              description='with lan_interface: comma-separated IPv4 peers to '
+                                          'announce to (peers that announce themselves are '
+                                          'answered without it)'),
         OpaqueFunction(function=_nodes),
     ])

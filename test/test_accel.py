@@ -1,5 +1,7 @@
 """Opt-in accelerations (issue 10) on tiny RANDOM weights: which forwards run, exactness."""
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 from helpers import H, load_catvton as load, run_catvton as catvton_run, W
@@ -9,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vton_ros.bench.compare import NAMED_CONFIGS, run_config
-from vton_ros.bench.plan import RunConfig
+from vton_ros.bench.plan import RUN_FIELDS, RunConfig
 from vton_ros.pipeline import attention, schedulers
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.deepcache import DeepCacheUNet, skip_count
@@ -22,6 +24,7 @@ from vton_ros.pipeline.weights import ModelNotFoundError
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema as params
 from vton_ros.settings.stack import file_stack
+from vton_ros.settings.views import CatVTONCall, CatVTONLoad, CatVTONOptions
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,10 +296,36 @@ def test_bad_settings_are_refused_by_the_schema(name, value, match):
 
 
 @pytest.mark.parametrize('kwargs', [{'decoder': 'small'}, {'preview_decoder': 'vae'},
-                                    {'offload': 'disk'}, {'sdpa_backend': 'fast'}])
+                                    {'offload': 'disk'}, {'sdpa_backend': 'fast'},
+                                    {'attention_slicing': True}])
 def test_bad_pipeline_options_are_refused(kwargs):
-    with pytest.raises(ValueError, match='must be one of'):
+    with pytest.raises(ValueError, match='(not|write) one of'):
         PipelineOptions(**kwargs)
+
+
+def test_options_run_configs_and_keyword_arguments_are_the_views_fields():
+    """One place per option: the pipeline, the bench and the server take the views' fields."""
+    options = CatVTONOptions.names()
+    assert PipelineOptions.names() == options
+    fields = [f.name for f in dataclasses.fields(PipelineOptions)]
+    assert fields == [*options, 'garment_cache_size']
+    assert PipelineOptions() == PipelineOptions(**CatVTONOptions().values(CatVTONOptions))
+    load = CatVTONLoad.defaults()
+    assert load.option_kwargs() == {name: getattr(load, name) for name in options}
+    assert set(options) <= set(RUN_FIELDS)
+    call = CatVTONCall.defaults()
+    server_side = {'scheduler', 'seed', 'mask_blur'}
+    assert set(call.pipeline_kwargs()) == set(CatVTONCall.names()) - server_side
+    run = RunConfig()
+    assert run.options() == PipelineOptions()
+    assert run.call_kwargs() == call.pipeline_kwargs()
+    listed = set(inspect.signature(CatVTONPipeline.from_pretrained).parameters)
+    assert not listed & set(options)  # taken by name into PipelineOptions, not listed
+    slicing = params.param('catvton.attention_slicing')  # one type in every layer
+    assert (slicing.default, slicing.choices) == (PipelineOptions().attention_slicing,
+                                                  ('none', 'auto', 'max'))
+    with pytest.raises(ValueError, match='no setting of a bench run'):
+        run.with_settings((('catvton.seed', 3),))
 
 
 # ---------------------------------------------------------------- shipped profiles
@@ -306,7 +335,9 @@ def test_bad_pipeline_options_are_refused(kwargs):
 def test_fast_profiles_are_the_benchmarked_fast_configuration(name):
     path = ROOT / 'config' / name
     server = param_files.load_files(file_stack(path.stem))['tryon_server']
-    for key, value in NAMED_CONFIGS['fast'].settings:
+    fast = dict(NAMED_CONFIGS['fast'].resolved())  # config/fast.yaml, the bench's 'fast'
+    assert fast['catvton.cache_interval'] == 3 and fast['catvton.decoder'] == 'tiny'
+    for key, value in fast.items():
         assert server[key] == value, key
     assert '/**/tryon_server' in yaml.safe_load(path.read_text())
 

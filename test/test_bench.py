@@ -230,11 +230,13 @@ def test_compare_the_profiles_the_tiny_encoder_and_onnxruntime(tiny, onnx_export
     results = {r['name']: r for r in json.loads((out / 'compare.json').read_text())['results']}
     fast_cpu = results['fast_cpu']
     assert fast_cpu['settings'] == {
-        'catvton.attention_slicing': False, 'catvton.vae_slicing': False,
-        'catvton.vae_tiling': False, 'catvton.channels_last': True, 'catvton.decoder': 'tiny',
-        'catvton.encoder': 'tiny', 'catvton.offload': 'none', 'catvton.sdpa_backend': 'auto',
-        'catvton.guidance_start': 0.0, 'catvton.guidance_end': 0.5,
-        'catvton.cache_interval': 3, 'catvton.cache_branch': 0}  # config/fast_cpu.yaml
+        'catvton.repaint': False, 'catvton.guidance_start': 0.0, 'catvton.guidance_end': 0.5,
+        'catvton.cache_interval': 3, 'catvton.cache_branch': 0,
+        'catvton.attention_slicing': 'none', 'catvton.vae_slicing': False,
+        'catvton.vae_tiling': False, 'catvton.channels_last': True,
+        'catvton.compile_unet': False, 'catvton.decoder': 'tiny',
+        'catvton.preview_decoder': 'tiny', 'catvton.offload': 'none',
+        'catvton.sdpa_backend': 'auto', 'catvton.encoder': 'tiny'}  # config/fast_cpu.yaml
     assert fast_cpu['unet'] == {'forwards': 4, 'full': 2, 'shallow': 2,
                                 'batch_sizes': {'1': 2, '2': 2}}
     assert not fast_cpu['garment_cached'] and not results['tryon']['garment_cached']

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vton_ros.bench.plan import RunConfig
+from vton_ros.bench.plan import PROFILE_FIELDS, RunConfig, setting_name
 from vton_ros.bench.report import fmt_num, fmt_s, RANDOM_BANNER
 from vton_ros.bench.sweeps import BenchRunner, make_inputs, PipelineSource
 from vton_ros.bench.timing import PeakMemory, summarize, synchronize
@@ -34,13 +34,6 @@ REFERENCE = 'paper'
 SEG_FRAME = (480, 640)  # camera frame (height, width) for the segmentation fps
 
 
-# the speed and memory settings a profile's YAML gives the bench (size, precision, steps,
-# scheduler and guidance scale are the bench's own)
-PROFILE_KEYS = ('attention_slicing', 'vae_slicing', 'vae_tiling', 'channels_last', 'decoder',
-                'encoder', 'offload', 'sdpa_backend', 'guidance_start', 'guidance_end',
-                'cache_interval', 'cache_branch')
-
-
 @dataclass(frozen=True)
 class NamedConfig:
     """
@@ -48,7 +41,11 @@ class NamedConfig:
 
     garment_cached: the garment latent is in the pipeline's cache before each timed run
     (a mirror trying a catalogue garment again), so vae_encode encodes only the person.
-    profile: take the settings from config/tryon.yaml with this overlay (PROFILE_KEYS).
+    profile: take the settings from these files of config/, comma-separated, left to right
+    (``fast``: config/fast.yaml alone; ``tryon,fast_cpu``: tryon.yaml, then fast_cpu.yaml),
+    the YAML the nodes read; of their tryon_server settings, those of a bench run's
+    :data:`PROFILE_FIELDS` (size, precision, steps, scheduler and guidance scale are the
+    bench's own).
     """
 
     name: str
@@ -62,26 +59,24 @@ class NamedConfig:
         if self.profile is None:
             return self.settings
         from vton_ros.settings import files as param_files
-        from vton_ros.settings.stack import file_stack
+        from vton_ros.settings import stack
 
-        server = param_files.load_files(file_stack(self.profile))['tryon_server']
-        return tuple((f'catvton.{k}', server[f'catvton.{k}']) for k in PROFILE_KEYS
-                     if f'catvton.{k}' in server)
+        files = [stack.profile_file(name) for name in stack.parse_profiles(self.profile)]
+        server = param_files.load_files(files).get('tryon_server', {})
+        return tuple((setting_name(f), server[setting_name(f)]) for f in PROFILE_FIELDS
+                     if setting_name(f) in server)
 
 
 NAMED_CONFIGS = {c.name: c for c in (
-    NamedConfig('paper', (('catvton.attention_slicing', True), ('catvton.vae_slicing', True)),
+    NamedConfig('paper', (('catvton.attention_slicing', 'auto'), ('catvton.vae_slicing', True)),
                 False, "the paper's Jetson settings: CFG every step, full VAE, attention "
                 'and VAE slicing, both images encoded every time'),
     NamedConfig('exact-fastest', (), True,
                 'only speed-ups that keep the image (max difference <= 1/255): no slicing, '
                 'garment latent from the cache'),
-    NamedConfig('fast', (('catvton.channels_last', True), ('catvton.guidance_start', 0.0),
-                         ('catvton.guidance_end', 0.5), ('catvton.cache_interval', 3),
-                         ('catvton.cache_branch', 0), ('catvton.decoder', 'tiny'),
-                         ('catvton.preview_decoder', 'tiny')), True,
-                'config/fast.yaml: guidance on the first half of the steps, DeepCache every '
-                '3rd step (branch 0), channels_last, tiny decoder, garment cache'),
+    NamedConfig('fast', (), True, 'config/fast.yaml: guidance on the first half of the '
+                'steps, DeepCache every 3rd step (branch 0), channels_last, tiny decoder, '
+                'garment cache', profile='fast'),
     # one lever each on top of exact-fastest, to see what each pays
     NamedConfig('guidance-interval', (('catvton.guidance_end', 0.5),), True,
                 'exact-fastest + guidance on the first half of the steps only'),
@@ -96,16 +91,16 @@ NAMED_CONFIGS = {c.name: c for c in (
     # the shipped profiles, a new garment every run (the server's "another garment" flow
     # without the catalogue cache)
     NamedConfig('tryon', (), False, "config/tryon.yaml's settings, garment encoded every run",
-                profile='none'),
+                profile='tryon'),
     NamedConfig('fast_cpu', (), False, 'config/fast_cpu.yaml over config/tryon.yaml: '
                 'guidance on the first half, DeepCache 3, channels_last, tiny decoder and '
-                'encoder; garment encoded every run', profile='fast_cpu'),
+                'encoder; garment encoded every run', profile='tryon,fast_cpu'),
     NamedConfig('onnxruntime', (('catvton.backend', 'onnxruntime'),), True,
                 'exact-fastest on the onnxruntime backend (the graphs of --onnx-dir)'),
-    NamedConfig('offload-model', (('catvton.attention_slicing', True),
+    NamedConfig('offload-model', (('catvton.attention_slicing', 'auto'),
                                   ('catvton.vae_slicing', True), ('catvton.offload', 'model')),
                 False, 'paper with one model on the GPU at a time (no-op on CPU)'),
-    NamedConfig('offload-sequential', (('catvton.attention_slicing', True),
+    NamedConfig('offload-sequential', (('catvton.attention_slicing', 'auto'),
                                        ('catvton.vae_slicing', True),
                                        ('catvton.offload', 'sequential')),
                 False, 'paper with layer-by-layer weight streaming (on CPU: from a temp file)'),

@@ -71,7 +71,7 @@ def catvton_flops(unet_config: dict[str, Any], vae_config: dict[str, Any], heigh
     the pipeline. cfg: classifier-free guidance on (UNet batch 2).
     """
     unet = meta_model(UNet2DConditionModel, unet_config)
-    attention.install_catvton_processors(unet, None)
+    attention.install_catvton_processors(unet)
     vae = meta_model(AutoencoderKL, vae_config)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if height % factor or width % factor:

@@ -1,17 +1,20 @@
 """
 What the benchmark measures: run configurations, sweeps and their plans (no measuring here).
 
-A :class:`RunConfig` names a run in the schema's words: its fields are ``catvton.*`` settings
-(``steps`` is num_inference_steps, ``memory_fraction`` gpu_memory_fraction, ``attention_slicing``
-a slice size where the schema has on/off), and the pipeline's options and call arguments come
-from the typed views of :mod:`vton_ros.settings.views`, the server's own mapping.
+A :class:`RunConfig` names a run in the schema's words: its fields are made from the typed
+views of :mod:`vton_ros.settings.views` (every ``CatVTONOptions`` field and every argument of
+a pipeline call, by name, with the schema's defaults), plus the bench's precision, memory
+fraction and backend; ``steps`` is num_inference_steps and ``memory_fraction``
+gpu_memory_fraction. The pipeline's options and call arguments come from the same views,
+the server's own mapping, so a new option reaches the bench without an edit here.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any
 
 from vton_ros.pipeline.options import PipelineOptions
-from vton_ros.settings.views import CatVTONCall, CatVTONLoad, SettingsView
+from vton_ros.settings.schema import param
+from vton_ros.settings.views import CatVTONCall, CatVTONOptions, SettingsView
 
 
 SWEEPS = ('stages', 'precision', 'resolution', 'steps', 'memory')
@@ -26,45 +29,23 @@ CPU_FP16_REASON = ('fp16 on CPU: this torch has no fast CPU fp16 kernels (a prob
                    '--cpu-fp16 to measure it anyway')
 # RunConfig fields named otherwise than their catvton.* settings
 _SETTING = {'steps': 'num_inference_steps', 'memory_fraction': 'gpu_memory_fraction'}
+_FIELD = {setting: name for name, setting in _SETTING.items()}
+# the bench's own fields (its command line and what it sweeps), first in a RunConfig; a named
+# configuration or a profile sets the others
+BENCH_OWN = ('height', 'width', 'steps', 'scheduler', 'precision', 'guidance_scale',
+             'memory_fraction', 'backend')
+_BENCH_DEFAULTS = {'precision': 'bf16'}  # where the bench's default is not the schema's
 CPU_FRACTION_REASON = ('N/A on CPU: the memory fraction caps the CUDA caching allocator '
                        '(torch.cuda.set_per_process_memory_fraction); nothing to set on CPU')
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """
-    One measured configuration.
+def setting_name(field_name: str) -> str:
+    """Return the ``catvton.*`` setting of a RunConfig field (``steps``: num_inference_steps)."""
+    return f'catvton.{_SETTING.get(field_name, field_name)}'
 
-    height/width: output pixels (multiples of 8); steps: denoising steps; scheduler: a
-    name from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16; guidance_scale:
-    CFG (UNet batch 2 when > 1); attention_slicing: None | 'auto' | 'max' | heads per
-    slice; vae_slicing/vae_tiling: diffusers VAE options; memory_fraction: CUDA only.
-    channels_last, decoder, encoder, offload, sdpa_backend: :class:`PipelineOptions`;
-    guidance_start/guidance_end/cache_interval/cache_branch: per-call acceleration
-    arguments of CatVTONPipeline (defaults: the paper's exact path). backend: torch or
-    onnxruntime (the graphs of the bench's ``--onnx-dir``).
-    """
 
-    height: int = 512
-    width: int = 384
-    steps: int = 10
-    scheduler: str = 'dpmpp_2m'
-    precision: str = 'bf16'
-    guidance_scale: float = 2.5
-    attention_slicing: int | str | None = None
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    memory_fraction: float = 1.0
-    channels_last: bool = False
-    decoder: str = 'full'
-    encoder: str = 'full'
-    backend: str = 'torch'
-    offload: str = 'none'
-    sdpa_backend: str = 'auto'
-    guidance_start: float = 0.0
-    guidance_end: float = 1.0
-    cache_interval: int = 1
-    cache_branch: int = 0
+class _RunMethods:
+    """What a run configuration does with its fields (its fields: :data:`RunConfig`)."""
 
     @property
     def cfg(self) -> bool:
@@ -74,28 +55,22 @@ class RunConfig:
     def view(self, view: type[SettingsView]) -> Any:
         """Return the typed view of this run's settings (schema defaults for the rest)."""
         own = {_SETTING.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
-        return replace(view.defaults(), **{f.name: own[f.name] for f in fields(view)
-                                           if f.name in own and f.name != 'attention_slicing'})
+        return view(**{name: own[name] for name in view.names() if name in own})
 
     def with_settings(self, settings: tuple[tuple[str, Any], ...]) -> 'RunConfig':
         """Apply ``catvton.*`` settings (checked by the schema) to a copy of this run."""
-        call, load = self.view(CatVTONCall), self.view(CatVTONLoad)
-        fields_ = {}
+        values = {}
         for name, value in settings:
-            field = name.split('.', 1)[1]
-            view = call if hasattr(call, field) else load
-            value = getattr(replace(view, **{field: value}), field)  # the schema's check
-            if field == 'attention_slicing':
-                value = 'auto' if value else None
-            field = {v: k for k, v in _SETTING.items()}.get(field, field)
-            if field in {f.name for f in fields(self)}:
-                fields_[field] = value
-        return replace(self, **fields_)
+            field_name = _FIELD.get(name.split('.', 1)[-1], name.split('.', 1)[-1])
+            if field_name not in RUN_FIELDS:
+                raise ValueError(f'{name} is no setting of a bench run (its settings: '
+                                 f'{", ".join(setting_name(f) for f in RUN_FIELDS)})')
+            values[field_name] = param(name).validate(value)
+        return replace(self, **values)
 
     def options(self) -> PipelineOptions:
         """Pipeline memory options of this configuration (the server's mapping)."""
-        return PipelineOptions(**dict(self.view(CatVTONLoad).option_kwargs(),
-                                      attention_slicing=self.attention_slicing))
+        return PipelineOptions(**{name: getattr(self, name) for name in CatVTONOptions.names()})
 
     def call_kwargs(self) -> dict[str, Any]:
         """Per-call pipeline arguments of this configuration (the server's mapping)."""
@@ -104,7 +79,7 @@ class RunConfig:
     def memory_label(self) -> str:
         """Short description of the memory settings ('default' when none is on)."""
         parts = []
-        if self.attention_slicing not in (None, 'off'):
+        if self.attention_slicing != 'none':
             parts.append(f'attention slicing {self.attention_slicing}')
         if self.vae_slicing:
             parts.append('VAE slicing')
@@ -141,6 +116,37 @@ class RunConfig:
         extra = [part for part in (self.memory_label(), self.speed_label())
                  if part and part != 'default']
         return f'{text} ({"; ".join(extra)})' if extra else text
+
+
+def _run_fields() -> list[tuple[str, type, Any]]:
+    """Return the bench's own fields, then the views' call arguments and options, by name."""
+    call = [_FIELD.get(n, n) for n in CatVTONCall.names()
+            if n not in CatVTONCall.NOT_CALL_ARGUMENTS or n == 'scheduler']
+    names = dict.fromkeys(BENCH_OWN + tuple(call) + CatVTONOptions.names())
+    out = []
+    for name in names:
+        setting = param(setting_name(name))
+        out.append((name, setting.type,
+                    field(default=_BENCH_DEFAULTS.get(name, setting.default))))
+    return out
+
+
+RunConfig = make_dataclass('RunConfig', _run_fields(), bases=(_RunMethods,), frozen=True)
+RunConfig.__module__ = __name__
+RunConfig.__doc__ = """
+One measured configuration: a frozen dataclass made from the settings views.
+
+height/width: output pixels (multiples of 8); steps: denoising steps; scheduler: a name
+from vton_ros.pipeline.schedulers; precision: fp32 | fp16 | bf16 (default bf16);
+guidance_scale: CFG (UNet batch 2 when > 1); memory_fraction: CUDA only; backend: torch
+or onnxruntime (the graphs of the bench's ``--onnx-dir``). The other fields are the
+pipeline call's arguments (guidance interval, DeepCache, repaint, ...) and
+:class:`PipelineOptions` (slicing, decoders, offload, ...), each its ``catvton.*``
+setting with the schema's default (the paper's exact path).
+"""
+RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+# the fields a profile or a named configuration sets (the rest are the bench's own)
+PROFILE_FIELDS = tuple(name for name in RUN_FIELDS if name not in BENCH_OWN)
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,7 @@ def plan_runs(sweeps: tuple[str, ...], base: RunConfig, plan: SweepPlan, device_
         elif sweep == 'memory':
             mh, mw = plan.memory_size
             mem = replace(base, height=mh, width=mw, steps=plan.memory_steps,
-                          attention_slicing=None, vae_slicing=False, vae_tiling=False,
+                          attention_slicing='none', vae_slicing=False, vae_tiling=False,
                           memory_fraction=1.0)
             runs += [PlannedRun(sweep, mem),
                      PlannedRun(sweep, replace(mem, attention_slicing='auto')),

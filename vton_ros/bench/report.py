@@ -245,7 +245,7 @@ def _steps_section(results: list[dict[str, Any]]) -> str:
 
 def _memory_section(results: list[dict[str, Any]]) -> str:
     base = next((r for r in results if r['status'] == 'ok'
-                 and r['config']['attention_slicing'] is None and not r['config']['vae_slicing']
+                 and r['config']['attention_slicing'] == 'none' and not r['config']['vae_slicing']
                  and not r['config']['vae_tiling'] and r['config']['memory_fraction'] >= 1.0),
                 None)
     base_total = _median(base, 'total') if base else None
@@ -256,7 +256,8 @@ def _memory_section(results: list[dict[str, Any]]) -> str:
         if r['status'] == 'ok' and base_total:
             cost = f'{(_median(r, "total") - base_total) / base_total * 100:+.1f}'
         mem = r.get('memory', {})
-        label = (f'attention slicing {c["attention_slicing"] or "off"}, VAE slicing '
+        slicing = 'off' if c['attention_slicing'] == 'none' else c['attention_slicing']
+        label = (f'attention slicing {slicing}, VAE slicing '
                  f'{"on" if c["vae_slicing"] else "off"}, VAE tiling '
                  f'{"on" if c["vae_tiling"] else "off"}, memory fraction '
                  f'{c["memory_fraction"]:g}')

@@ -117,25 +117,17 @@ def renumber_attention_state(state: dict, stride: int = 1) -> dict:
     return out
 
 
-def resolve_slice_size(attention_slicing: int | str | None, heads: int) -> int | None:
+def resolve_slice_size(attention_slicing: str, heads: int) -> int | None:
     """
     Map an attention_slicing option to a slice size for a module with ``heads`` heads.
 
-    None or 'off': no slicing; 'auto': half the heads; 'max': one head at a time;
-    an int: that many heads per slice (>= 1).
+    'none': no slicing (None); 'auto': half the heads; 'max': one head at a time.
     """
-    if attention_slicing in (None, 'off'):
-        return None
-    if attention_slicing == 'auto':
-        return max(1, heads // 2)
-    if attention_slicing == 'max':
-        return 1
-    if isinstance(attention_slicing, int) and not isinstance(attention_slicing, bool):
-        if attention_slicing < 1:
-            raise ValueError(f'attention_slicing must be >= 1, got {attention_slicing}')
-        return attention_slicing
-    raise ValueError(f'unknown attention_slicing {attention_slicing!r}; valid: None, '
-                     "'off', 'auto', 'max' or a positive number of heads per slice")
+    sizes = {'none': None, 'auto': max(1, heads // 2), 'max': 1}
+    if attention_slicing not in sizes:
+        raise ValueError(f'attention_slicing must be one of {", ".join(sizes)}, got '
+                         f'{attention_slicing!r}')
+    return sizes[attention_slicing]
 
 
 def check_sdpa_backend(name: str) -> None:
@@ -163,8 +155,7 @@ def sdpa_context(name: str) -> contextlib.AbstractContextManager:
     return sdpa_kernel([backend])
 
 
-def install_catvton_processors(unet: nn.Module,
-                               attention_slicing: int | str | None = None) -> None:
+def install_catvton_processors(unet: nn.Module, attention_slicing: str = 'none') -> None:
     """
     Install the attn2 skip and the attn1 processor (sliced or diffusers' default).
 

@@ -5,20 +5,18 @@ Shared by :mod:`vton_ros.pipeline.catvton` and its callers; no model code here.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from vton_ros.pipeline import attention
-from vton_ros.pipeline.attention import check_sdpa_backend
-from vton_ros.pipeline.offload import check_offload_mode
 from vton_ros.pipeline.preprocess import CropBox
-from vton_ros.settings.choices import DECODERS, ENCODERS, PREVIEW_DECODERS
+from vton_ros.settings.views import CatVTONOptions, NOT_A_SETTING
 
 TIMING_KEYS = ('preprocess', 'vae_encode', 'denoise', 'vae_decode', 'safety_check', 'total')
 
 StepCallback = Callable[[int, int, float, torch.Tensor], bool | None]
+ONNX_OPTIONS = ('decoder', 'preview_decoder', 'encoder')  # the options onnxruntime runs too
 
 
 class TryOnCancelled(Exception):
@@ -36,38 +34,17 @@ class TryOnCancelled(Exception):
 
 
 @dataclass(frozen=True)
-class PipelineOptions:
+class PipelineOptions(CatVTONOptions):
     """
     Memory and speed options (the paper's Jetson settings), fixed at construction.
 
-    attention_slicing: None/'off', 'auto' (half the heads per slice), 'max' (one head) or
-      heads per slice; keeps CatVTON's cross-attention skip.
-    vae_slicing / vae_tiling: diffusers' VAE slicing and tiling.
-    channels_last: UNet and VAE weights in channels-last memory format.
-    compile_unet: wrap the UNet forward in torch.compile (first call is slow; not used on
-      the shallow/full steps of feature caching, which call the UNet's blocks).
-    garment_cache_size: garment latents kept (LRU); 0 disables the cache.
-    decoder: 'full' (the VAE) or 'tiny' (the TAESD decoder: ~20x fewer FLOPs, approximate).
-    preview_decoder: 'latent' (linear latent colours, latent size) or 'tiny' (TAESD images
-      at twice the latent size).
-    encoder: 'full' (the VAE encoder) or 'tiny' (the TAESD encoder for the person and
-      garment latents: ~10x fewer FLOPs, approximate).
-    offload: 'none' | 'model' | 'sequential' (see vton_ros.pipeline.offload).
-    sdpa_backend: scaled-dot-product attention kernel of the UNet: 'auto' (torch picks),
-      'flash', 'efficient' or 'math' (see vton_ros.pipeline.attention.sdpa_context).
+    The fields, their defaults, meanings and checks are the schema's ``catvton.*`` settings
+    of :class:`vton_ros.settings.views.CatVTONOptions` (descriptions: config/tryon.yaml,
+    ``vton_ros.settings.schema``), plus garment_cache_size: garment latents kept (LRU); 0
+    disables the cache.
     """
 
-    attention_slicing: int | str | None = None
-    vae_slicing: bool = False
-    vae_tiling: bool = False
-    channels_last: bool = False
-    compile_unet: bool = False
-    garment_cache_size: int = 8
-    decoder: str = 'full'
-    preview_decoder: str = 'latent'
-    offload: str = 'none'
-    sdpa_backend: str = 'auto'
-    encoder: str = 'full'
+    garment_cache_size: int = field(default=8, metadata=NOT_A_SETTING)
 
     @property
     def uses_tiny_vae(self) -> bool:
@@ -76,20 +53,12 @@ class PipelineOptions:
 
     def torch_only(self) -> list[str]:
         """Name the options set away from their defaults that only the torch backend runs."""
-        return [name for name in ('attention_slicing', 'vae_slicing', 'vae_tiling',
-                                  'channels_last', 'compile_unet', 'offload', 'sdpa_backend')
-                if getattr(self, name) != getattr(PipelineOptions, name)]
+        return [name for name in self.names() if name not in ONNX_OPTIONS
+                and getattr(self, name) != getattr(PipelineOptions, name)]
 
     def __post_init__(self) -> None:
-        """Validate the option values."""
-        attention.resolve_slice_size(self.attention_slicing, 8)
-        for name, valid in (('decoder', DECODERS), ('preview_decoder', PREVIEW_DECODERS),
-                            ('encoder', ENCODERS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f'{name} must be one of {", ".join(valid)}, got '
-                                 f'{getattr(self, name)!r}')
-        check_offload_mode(self.offload)
-        check_sdpa_backend(self.sdpa_backend)
+        """Validate the option values (the schema's checks, then the cache size)."""
+        super().__post_init__()
         if not isinstance(self.garment_cache_size, int) or self.garment_cache_size < 0:
             raise ValueError('garment_cache_size must be an int >= 0, got '
                              f'{self.garment_cache_size!r}')

@@ -18,6 +18,7 @@ MASK_BACKENDS = ('pose', 'unet')
 BUSY_POLICIES = ('reject', 'queue', 'preempt')
 BACKENDS = ('torch', 'onnxruntime')
 ENCODERS = ('full', 'tiny')
+ATTENTION_SLICINGS = ('none', 'auto', 'max')  # heads per slice: all, half, one
 FRAMINGS = ('person', 'centre')  # the box of the frame the model sees
 # Steps of one try-on: the schema's range of catvton.num_inference_steps and the pipeline's.
 MAX_STEPS = 1000

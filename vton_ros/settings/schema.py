@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import difflib
 from typing import Any, Iterable, Mapping
 
-from vton_ros.settings.choices import (ATTN_VERSIONS, BACKENDS, BUSY_POLICIES, CLOTH_TYPES,
-                                       DECODERS, ENCODERS, MASK_BACKENDS, MAX_STEPS,
-                                       OFFLOAD_MODES, PRECISIONS, PREVIEW_DECODERS, SCHEDULERS,
-                                       SDPA_BACKENDS)
+from vton_ros.settings.choices import (ATTENTION_SLICINGS, ATTN_VERSIONS, BACKENDS,
+                                       BUSY_POLICIES, CLOTH_TYPES, DECODERS, ENCODERS,
+                                       MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES, PRECISIONS,
+                                       PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
@@ -88,6 +88,8 @@ def type_mismatch(param: Param, value: Any) -> str:
         fix = f'; write {float(value)!r}'
     elif kind is int and type(value) is float and value.is_integer():
         fix = f'; write {int(value)}'
+    elif kind is str and param.choices:
+        fix = f'; write one of: {", ".join(param.choices)}'
     elif kind is str and type(value) in (bool, int, float):
         fix = f"; quote it: '{value}'"
     elif kind is bool:
@@ -208,8 +210,9 @@ SCHEMA: tuple[Param, ...] = (
           _TRY, min=1, max=MAX_STEPS),
     Param('catvton.guidance_scale', 2.5, 'Classifier-free guidance (1 = off)', _TRY,
           min=0.0, max=50.0),
-    Param('catvton.attention_slicing', False, 'Compute self-attention in slices (less memory)',
-          _TRY, read_only=True),
+    Param('catvton.attention_slicing', 'none', 'Compute self-attention in slices (less '
+          'memory): none, auto (half the heads per slice, the paper) or max (one head)', _TRY,
+          choices=ATTENTION_SLICINGS, read_only=True),
     Param('catvton.vae_slicing', False, 'Decode/encode the VAE batch one image at a time',
           _TRY, read_only=True),
     Param('catvton.vae_tiling', False, 'Tile the VAE (large images, less memory)', _TRY,

@@ -10,18 +10,33 @@ override is ``dataclasses.replace(call, num_inference_steps=...)`` and is range-
 in that one place. No torch and no ROS import here.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, Field, fields
+import typing
 from typing import Any, ClassVar, Mapping, TypeVar
 
 from vton_ros.settings import schema as params
 V = TypeVar('V', bound='SettingsView')
+NOT_A_SETTING = {'setting': False}  # field metadata of a view subclass' own fields
 
 
 @dataclass(frozen=True)
 class SettingsView:
-    """Base of the typed views: fields named after ``<COMPONENT>.<field>`` settings."""
+    """
+    Base of the typed views: fields named after ``<COMPONENT>.<field>`` settings.
+
+    A field's default is its setting's schema default (filled in when the class is made),
+    so a new setting needs one line here: ``name: type``. A subclass may add fields of its
+    own with ``field(default=..., metadata=NOT_A_SETTING)``.
+    """
 
     COMPONENT: ClassVar[str] = ''
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give each new field without a default its setting's schema default."""
+        super().__init_subclass__(**kwargs)
+        for name, hint in cls.__dict__.get('__annotations__', {}).items():
+            if typing.get_origin(hint) is not ClassVar and name not in cls.__dict__:
+                setattr(cls, name, params.param(cls.key(name)).default)
 
     @classmethod
     def key(cls, field_name: str) -> str:
@@ -29,31 +44,67 @@ class SettingsView:
         return f'{cls.COMPONENT}.{field_name}'
 
     @classmethod
+    def setting_fields(cls) -> tuple[Field, ...]:
+        """Return the fields that are settings (all but a subclass' own)."""
+        return tuple(f for f in fields(cls) if f.metadata.get('setting', True))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Return the field names of the settings, in order."""
+        return tuple(f.name for f in cls.setting_fields())
+
+    @classmethod
     def from_settings(cls: type[V], settings: Mapping[str, Any]) -> V:
         """Build the view from {setting name: value} (extra settings are ignored)."""
-        return cls(**{f.name: settings[cls.key(f.name)] for f in fields(cls)})
+        return cls(**{name: settings[cls.key(name)] for name in cls.names()})
 
     @classmethod
     def defaults(cls: type[V]) -> V:
         """Build the view from the schema's defaults."""
-        return cls(**{f.name: params.param(cls.key(f.name)).default for f in fields(cls)})
+        return cls()
 
     def __post_init__(self) -> None:
         """Check every value against the schema (ValueError naming the setting)."""
-        for f in fields(self):
-            object.__setattr__(self, f.name,
-                               params.param(self.key(f.name)).validate(getattr(self, f.name)))
+        for name in self.names():
+            object.__setattr__(self, name,
+                               params.param(self.key(name)).validate(getattr(self, name)))
 
     def settings(self) -> dict[str, Any]:
         """Return {setting name: value}, e.g. for a parameter file."""
-        return {self.key(f.name): getattr(self, f.name) for f in fields(self)}
+        return {self.key(name): getattr(self, name) for name in self.names()}
+
+    def values(self, view: 'type[SettingsView]') -> dict[str, Any]:
+        """Return {field: value} of the fields of ``view`` (a view these fields include)."""
+        return {name: getattr(self, name) for name in view.names()}
 
 
 @dataclass(frozen=True)
-class CatVTONLoad(SettingsView):
-    """What loading CatVTON needs: the read-only ``catvton.*`` settings (restart to change)."""
+class CatVTONOptions(SettingsView):
+    """
+    The pipeline's memory and speed options (read-only ``catvton.*`` settings).
+
+    ``vton_ros.pipeline.options.PipelineOptions`` is this view (plus the garment cache
+    size), and ``CatVTONPipeline.from_pretrained`` takes these fields by name: a new option
+    is one field here and its setting in the schema.
+    """
 
     COMPONENT: ClassVar[str] = 'catvton'
+
+    attention_slicing: str
+    vae_slicing: bool
+    vae_tiling: bool
+    channels_last: bool
+    compile_unet: bool
+    decoder: str
+    preview_decoder: str
+    offload: str
+    sdpa_backend: str
+    encoder: str
+
+
+@dataclass(frozen=True)
+class CatVTONLoad(CatVTONOptions):
+    """What loading CatVTON needs: the read-only ``catvton.*`` settings (restart to change)."""
 
     base_model: str
     vae: str
@@ -63,31 +114,16 @@ class CatVTONLoad(SettingsView):
     allow_download: bool
     device: str
     precision: str
-    attention_slicing: bool
-    vae_slicing: bool
-    vae_tiling: bool
     gpu_memory_fraction: float
     cudnn_benchmark: bool
-    channels_last: bool
-    compile_unet: bool
     safety_checker: bool
-    decoder: str
-    preview_decoder: str
-    offload: str
-    sdpa_backend: str
-    encoder: str
     backend: str
     onnx_dir: str
     onnx_providers: str
 
     def option_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the pipeline's ``PipelineOptions`` (memory and speed)."""
-        return {'attention_slicing': 'auto' if self.attention_slicing else None,
-                'vae_slicing': self.vae_slicing, 'vae_tiling': self.vae_tiling,
-                'channels_last': self.channels_last, 'compile_unet': self.compile_unet,
-                'decoder': self.decoder, 'preview_decoder': self.preview_decoder,
-                'offload': self.offload, 'sdpa_backend': self.sdpa_backend,
-                'encoder': self.encoder}
+        return self.values(CatVTONOptions)
 
     def onnx_refusals(self) -> list[str]:
         """
@@ -131,6 +167,8 @@ class CatVTONCall(SettingsView):
     """
 
     COMPONENT: ClassVar[str] = 'catvton'
+    # applied by the server, not arguments of CatVTONPipeline.__call__
+    NOT_CALL_ARGUMENTS: ClassVar[tuple[str, ...]] = ('scheduler', 'seed', 'mask_blur')
 
     height: int
     width: int
@@ -147,11 +185,8 @@ class CatVTONCall(SettingsView):
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``CatVTONPipeline.__call__`` (all but images, seed, callback)."""
-        return {'num_inference_steps': self.num_inference_steps,
-                'guidance_scale': self.guidance_scale, 'height': self.height,
-                'width': self.width, 'repaint': self.repaint,
-                'guidance_start': self.guidance_start, 'guidance_end': self.guidance_end,
-                'cache_interval': self.cache_interval, 'cache_branch': self.cache_branch}
+        return {name: getattr(self, name) for name in self.names()
+                if name not in self.NOT_CALL_ARGUMENTS}
 
 
 @dataclass(frozen=True)
