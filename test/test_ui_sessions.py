@@ -324,3 +324,30 @@ def test_a_frame_without_its_mask_is_sent_alone():
     assert camera.shot(10.0)[0].mask is None and camera.seen() == clock.now
     assert person_focus(mask) == pytest.approx(45 / 64)
     assert person_focus(np.zeros((4, 4), np.uint8)) is None
+
+
+def test_a_try_and_cancel_storm_cannot_starve_another_page(catalog_dir):
+    m = Mirror(catalog_dir, rate=1000.0, burst=1000)  # no rate limit: the slot's fairness
+    attacker, shopper = Page(m.sessions), Page(m.sessions)
+    m.frame(100)
+    started = 0
+    for _ in range(8):  # the shopper taps 8 times, each in the middle of a storm
+        attacker.session.try_on('red_shirt')
+        seq = m.port.sent[-1][1]
+        attacker.session.cancel()
+        shopper.session.try_on('blue_shirt')  # "Please wait": the slot is held
+        attacker.session.on_result(seq, 'CANCELED', None, None, 0.0)
+        attacker.session.try_on('red_shirt')  # at once again: the shopper goes first
+        assert m.port.sent[-1][0] is not attacker.session or m.port.sent[-1][1] == seq
+        shopper.session.try_on('blue_shirt')
+        if m.port.sent[-1][0] is shopper.session:
+            started += 1
+            shopper.session.on_result(m.port.sent[-1][1], 'SUCCESS',
+                                      np.zeros((H, W, 3), np.uint8), None, 1.0)
+            shopper.session.go_live()
+        m.clock.now += 0.5
+    assert started == 8
+    m.clock.now += 10  # nobody waits any more: the slot is anyone's
+    m.frame(100)
+    attacker.session.try_on('red_shirt')
+    assert m.port.sent[-1][0] is attacker.session

@@ -99,7 +99,7 @@ class MirrorUi(common.SchemaNode):
         focus = self._sessions.camera.add_mask(_stamp(msg), mask)
         if focus is not None and abs(focus - self._focus) >= FOCUS_STEP:
             self._focus = focus
-            self._hub.send_json({'type': 'focus', 'x': round(focus, 3)})
+            self._hub.set_focus(focus)
         if self._hub.overlay_watched():
             self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
 

@@ -38,6 +38,7 @@ class Hub:
         self._clients: set[Client] = set()
         self._lock = threading.Lock()
         self._model: dict | None = None  # the model message, for pages to come
+        self._focus: dict | None = None  # where the person stands, for pages to come
         self.frames_sent = 0
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -75,6 +76,13 @@ class Hub:
             self._model = message
         self.send_json(message)
 
+    def set_focus(self, x: float) -> None:
+        """Tell every page, now and later, where the person stands (0..1 of the width)."""
+        message = {'type': 'focus', 'x': round(x, 3)}
+        with self._lock:
+            self._focus = message
+        self.send_json(message)
+
     def _call(self, function, *args) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -84,12 +92,12 @@ class Hub:
                 pass
 
     async def join(self, ws: Any) -> Client:
-        """Register a page; tell it the model the server runs, if known."""
+        """Register a page; tell it the model the server runs and where the person stands."""
         client = Client(ws)
         with self._lock:
-            model = self._model
-        if model is not None:
-            await ws.send_str(json.dumps(model))
+            sticky = [m for m in (self._model, self._focus) if m is not None]
+        for message in sticky:
+            await ws.send_str(json.dumps(message))
         self._clients.add(client)
         return client
 

@@ -5,6 +5,10 @@ A new page starts at the live view. A page's uploads, result and frozen frame ar
 the page leaves, they go. When no person has been seen (no mask with pixels, no command of
 any page) for ``idle_reset`` seconds, every page forgets its result, frozen frame, previews
 and uploads and returns to the live view: the next shopper never sees the last one's.
+
+The try-on slot is fair: a page told "Please wait" goes first when the slot comes free
+(for ``GRACE`` seconds), so a page that taps and cancels in a loop cannot keep the others'
+taps from ever starting.
 """
 
 import secrets
@@ -15,6 +19,8 @@ from typing import Callable
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera
 from vton_ros.ui.session import GoalPort, Rules, Session
+
+GRACE = 5.0  # seconds a freed slot is kept for the pages that were told "Please wait"
 
 
 class Sessions:
@@ -32,6 +38,8 @@ class Sessions:
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}  # page id: session
         self._holder: Session | None = None
+        self._waiting: set[str] = set()  # pages told "Please wait" (ids)
+        self._freed = 0.0  # clock time the slot was last freed
         self._server_ready = False
 
     def join(self, publish_state: Callable[[dict], None],
@@ -49,6 +57,7 @@ class Sessions:
         """End a page's session (the page went): cancel its try-on, forget its uploads."""
         with self._lock:
             self._sessions.pop(session.page, None)
+            self._waiting.discard(session.page)
         session.close()
         self._garments.drop_uploads(session.page)
 
@@ -64,18 +73,24 @@ class Sessions:
 
     # ---- Gate: one try-on at a time --------------------------------------------------
     def claim(self, session: Session) -> bool:
-        """Take the try-on slot for ``session``; False while another page holds it."""
+        """Take the try-on slot for ``session``; False while another page holds or awaits it."""
         with self._lock:
-            if self._holder is not None and self._holder is not session:
-                return False
-            self._holder = session
-            return True
+            if self._holder is None and self._clock() - self._freed > GRACE:
+                self._waiting.clear()  # nobody came back for it
+            if self._holder is session or (self._holder is None and (
+                    not self._waiting or session.page in self._waiting)):
+                self._waiting.discard(session.page)
+                self._holder = session
+                return True
+            self._waiting.add(session.page)
+            return False
 
     def release(self, session: Session) -> None:
         """Give the slot back (if ``session`` holds it)."""
         with self._lock:
             if self._holder is session:
                 self._holder = None
+                self._freed = self._clock()
 
     def running(self) -> Session | None:
         """Return the session whose try-on is in flight, or None."""
