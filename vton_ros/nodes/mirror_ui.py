@@ -9,6 +9,7 @@ means a person is there), the model the server runs to every page. Frames are
 JPEG-encoded only while a page is open; no image is written to disk or logged.
 """
 
+import errno
 from functools import partial
 import time
 
@@ -69,8 +70,15 @@ class MirrorUi(common.SchemaNode):
 
     def serve(self) -> None:
         """Bind the web server (main calls it after the node is built)."""
-        host = self.setting('ui.host')
-        port = self._web.start(host, self.setting('ui.port'))
+        host, wanted = self.setting('ui.host'), self.setting('ui.port')
+        try:
+            port = self._web.start(host, wanted)
+        except OSError as err:  # say so before anyone reads a URL: it is another's page
+            if err.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(f'port {wanted} on {host} is already in use (another mirror page or '
+                          f'program): pick another, e.g. PORT={wanted + 1} make mirror or '
+                          f'--set ui.port={wanted + 1} (ui.port 0: a free port)') from None
         shown = f'[{host}]' if ':' in host else host
         hint = ' (open it with ?token=<ui.token>)' if self.setting('ui.token') else ''
         self.get_logger().info(f'mirror page at http://{shown}:{port}/{hint}')
