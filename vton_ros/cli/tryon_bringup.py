@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 
+from vton_ros.cli.start_checks import missing_weights, weights_advice
 from vton_ros.nodes.entry import SUPERVISOR_ENV
 from vton_ros.nodes.runner import ignore_signals
 from vton_ros.settings import files as param_files
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                                   device=args.device or '',
                                   autostart=False if args.no_autostart else None)
         namespace, config = built.namespace, built.settings
+        missing = missing_weights(config['tryon_server']) if 'tryon_server' in nodes else []
+        if missing:  # three lines now instead of a long error once the model fails to load
+            for line in weights_advice(missing):
+                print(f'tryon_bringup: {line}', file=sys.stderr)
+            return 2
     except (OSError, ValueError) as err:
         print(f'tryon_bringup: {err}', file=sys.stderr)
         return 2
@@ -128,8 +134,24 @@ def main(argv: list[str] | None = None) -> int:
                          args.respawn_delay if args.respawn else None)
 
 
+def emit(line: str, stream=None) -> None:
+    """
+    Print one whole line (default stdout) while the nodes' output is being forwarded.
+
+    One write per line, one writer at a time: with several threads forwarding (and an
+    unbuffered stdout, PYTHONUNBUFFERED) print's separate writes of text and newline
+    merged lines of different nodes, most visibly at shutdown.
+    """
+    stream = stream or sys.stdout
+    with Child.OUTPUT:
+        stream.write(line + '\n')
+        stream.flush()
+
+
 class Child:
     """One node process; a thread forwards its output and remembers its last error line."""
+
+    OUTPUT = threading.Lock()  # held while a line is written (see emit)
 
     def __init__(self, name: str, argv: list[str], env: dict, log_dir: str | None) -> None:
         self.name = name
@@ -152,7 +174,7 @@ class Child:
                 log.write(line + '\n')
                 log.flush()
             else:
-                print(f'[{self.name}] {line}', flush=True)
+                emit(f'[{self.name}] {line}')
         if log is not None:
             log.close()
 
@@ -200,7 +222,7 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
 
     def start(name: str) -> Child:
         child = Child(name, executable(name) + ros_args, env, log_dir)
-        print(f'tryon_bringup: started {name} (pid {child.popen.pid})', flush=True)
+        emit(f'tryon_bringup: started {name} (pid {child.popen.pid})')
         return child
 
     children = [start(name) for name in nodes]
@@ -213,8 +235,8 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
         elif dead:
             for child in dead:
                 child.wait(time.monotonic())
-                print(f'tryon_bringup: {child.name} {child.reason()}; stopping the others',
-                      file=sys.stderr, flush=True)
+                emit(f'tryon_bringup: {child.name} {child.reason()}; stopping the others',
+                     sys.stderr)
                 free_shm(records, child)
             code = 1
             break
@@ -225,8 +247,8 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
             break
         if signum != signal.SIGINT:
             code = 1
-            print(f'tryon_bringup: {", ".join(c.name for c in running)} still running: '
-                  f'sending {signal.Signals(signum).name}', file=sys.stderr, flush=True)
+            emit(f'tryon_bringup: {", ".join(c.name for c in running)} still running: '
+                 f'sending {signal.Signals(signum).name}', sys.stderr)
         for child in running:
             child.signal(signum)
         deadline = time.monotonic() + (grace if grace is not None else 60.0)
@@ -238,10 +260,9 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     dds_shm.release_all_dead(records)  # ports that peers still mapped when their owner died
     failed = [c for c in children if c.popen.returncode] if code == 0 else []
     for child in failed:  # after a signal: a node that did not stop cleanly
-        print(f'tryon_bringup: {child.name} stopped: {child.reason()}', file=sys.stderr,
-              flush=True)
+        emit(f'tryon_bringup: {child.name} stopped: {child.reason()}', sys.stderr)
     code = code or int(bool(failed))
-    print('tryon_bringup: all nodes stopped', flush=True)
+    emit('tryon_bringup: all nodes stopped')
     return code
 
 
@@ -249,8 +270,8 @@ def free_shm(records: str, child: Child) -> None:
     """Give back the Fast DDS shared memory an ended node left (a killed one: its segment)."""
     freed = dds_shm.release_dead(records, child.popen.pid)
     if freed >= 2 ** 20:  # a segment: only a killed or crashed process leaves one
-        print(f'tryon_bringup: removed {freed / 2 ** 20:.0f} MB of Fast DDS shared memory '
-              f'left by {child.name} (pid {child.popen.pid}, {child.reason()})', flush=True)
+        emit(f'tryon_bringup: removed {freed / 2 ** 20:.0f} MB of Fast DDS shared memory '
+             f'left by {child.name} (pid {child.popen.pid}, {child.reason()})')
 
 
 def restart_dead(children: list[Child], restarts: dict[int, float], delay: float,
@@ -263,8 +284,8 @@ def restart_dead(children: list[Child], restarts: dict[int, float], delay: float
         if i not in restarts:
             child.wait(now)
             restarts[i] = now + delay
-            print(f'tryon_bringup: {child.name} {child.reason()}; restarting it in {delay:g} s',
-                  file=sys.stderr, flush=True)
+            emit(f'tryon_bringup: {child.name} {child.reason()}; restarting it in {delay:g} s',
+                 sys.stderr)
             free_shm(records, child)
         elif now >= restarts[i]:
             del restarts[i]
