@@ -12,12 +12,21 @@ cd "$ROOT"
 source scripts/env.sh
 PORT=${PORT:-8080}
 CAMERA=${CAMERA:-sample:astronaut}
-URL="http://127.0.0.1:$PORT/"
-[ "$PORT" = 0 ] && URL="the URL that mirror_ui logs below"
+# A port in use is said at once (not after every node has loaded), and no URL is printed
+# before mirror_ui serves it: on a taken port that URL would be someone else's page.
+if [ "$PORT" != 0 ] && ! python -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$PORT" 2>/dev/null; then
+  echo "mirror: port $PORT is already in use (another mirror page or program): pick another," \
+    "e.g. PORT=$((PORT + 1)) make mirror (ui.port; PORT=0: a free port)" >&2
+  exit 2
+fi
 echo "================================================================"
-echo " mirror: open $URL in a browser (full screen:"
-echo " chromium --kiosk URL). DEMO MODEL (128x96,"
-echo " models/demo/MODEL_CARD.md), not CatVTON. Ctrl-C stops everything."
+echo " mirror: open the page that mirror_ui logs below ('mirror page at"
+echo " http://...') in a browser (full screen: chromium --kiosk URL)."
+echo " DEMO MODEL (128x96, models/demo/MODEL_CARD.md), not CatVTON."
+echo " Ctrl-C stops everything."
 echo "================================================================"
 exec tryon_bringup --ui --profile cpu,demo --camera-source "$CAMERA" \
   --set camera.fps=15.0 --set camera.width=640 --set camera.height=480 \

@@ -6,6 +6,7 @@ weights, an explicit CUDA device on a machine without one, a mistyped parameter.
 parameter changes are refused in the schema's words. camera_info carries a pinhole model.
 """
 
+import socket
 import subprocess
 import time
 
@@ -14,7 +15,7 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner, start_fails
+from rosutil import free_domain_id, LIB, node_argv, Proc, ROOT, ros_env, Spinner, start_fails
 from safetensors.torch import save_file
 from sensor_msgs.msg import CameraInfo
 from stack import server_params
@@ -159,3 +160,64 @@ def test_camera_info_carries_a_pinhole_model(tmp_path):
 def test_mirror_ui_refuses_a_network_address_without_a_token():
     out = start_fails(node_argv('mirror_ui', {'ui.host': '0.0.0.0'}), ros_env(free_domain_id()))
     assert 'mirror_ui' in out and 'set ui.token' in out
+
+
+@pytest.mark.stack
+def test_bringup_without_weights_suggests_the_demo_profile_first(tmp_path):
+    env = ros_env(free_domain_id(), HF_HUB_CACHE=str(tmp_path / 'empty_cache'),
+                  HF_HUB_OFFLINE='1')
+    run = subprocess.run([LIB / 'tryon_bringup'], env=env, capture_output=True, text=True,
+                         timeout=HANG_GUARD)
+    lines = (run.stdout + run.stderr).splitlines()
+    assert run.returncode == 2 and 1 <= len(lines) <= 3, lines
+    assert '`tryon_bringup --profile demo`' in lines[0], lines
+    assert 'catvton.base_model=booksforcharlie/stable-diffusion-inpainting' in lines[1], lines
+    assert 'fetch_weights' in lines[2] and not [x for x in lines if 'started' in x], lines
+
+
+@pytest.mark.stack
+def test_bringup_prints_every_line_of_every_node_whole(tmp_path, tiny_weights):
+    env = ros_env(free_domain_id())
+    sets = []
+    for name, value in dict(server_params(tiny_weights), **{
+            'camera.fps': 15.0, 'segmentation.max_rate': 15.0}).items():
+        sets += ['--set', f'{name}={value}']
+    bringup = Proc([LIB / 'tryon_bringup', *sets], env, tmp_path / 'bringup.log')
+    try:
+        bringup.wait_for_log('configured and activated', count=3)
+    finally:
+        code = bringup.stop(timeout=120)
+    out = bringup.log()
+    assert code == 0 and out.rstrip().endswith('tryon_bringup: all nodes stopped'), out
+    prefixes = ('[camera_node] ', '[segmentation_node] ', '[tryon_server] ', 'tryon_bringup: ')
+    for line in out.splitlines():  # no empty line, no line carrying a second node's line
+        assert line.startswith(prefixes), repr(line)
+        assert sum(line.count(p) for p in prefixes[:3]) == 1 or \
+            line.startswith('tryon_bringup: '), repr(line)
+    assert out.count('SIGINT: shutting down') == 3, out  # the shutdown lines, all of them
+
+
+@pytest.fixture()
+def busy_port():
+    """A port of 127.0.0.1 that another program listens on."""
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    sock.listen()
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.mark.stack
+def test_a_port_in_use_is_said_before_any_url(busy_port):
+    env = ros_env(free_domain_id())
+    out = start_fails(node_argv('mirror_ui', {'ui.port': busy_port}), env)
+    assert f'port {busy_port} on 127.0.0.1 is already in use' in out, out
+    assert f'PORT={busy_port + 1} make mirror' in out and f'ui.port={busy_port + 1}' in out, out
+    assert 'http://' not in out, out  # never the address of someone else's page
+    run = subprocess.run(['bash', ROOT / 'scripts' / 'mirror.sh'], env=dict(
+        env, PORT=str(busy_port)), cwd=ROOT, capture_output=True, text=True,
+        timeout=HANG_GUARD)
+    lines = (run.stdout + run.stderr).splitlines()
+    assert run.returncode == 2 and len(lines) == 1, lines  # at once: no node started
+    assert f'port {busy_port} is already in use' in lines[0] and 'ui.port' in lines[0]
+    assert f'PORT={busy_port + 1} make mirror' in lines[0] and 'http://' not in lines[0]
