@@ -84,7 +84,12 @@ class System:
         self.server = Proc(node_argv('tryon_server', params), self.env, tmp / 'server.log',
                            cwd=self.server_cwd)
         self.procs.append(self.server)
-        self.server.wait_for_log('model loaded', timeout=HANG_GUARD)
+        try:
+            self.server.wait_for_log('model loaded', timeout=HANG_GUARD)
+        except AssertionError:
+            for proc in self.procs:  # a stack that cannot start leaves nothing running
+                proc.stop()
+            raise
         self.client = Spinner('test_tryon_client', self.domain)
         node = self.client.node
         self.action = ActionClient(node, TryOn, 'tryon')
