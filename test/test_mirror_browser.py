@@ -471,7 +471,10 @@ def test_a_restarting_mirror_shows_a_banner_and_the_page_reconnects(stack):
 
 
 def test_the_token_is_enforced(stack):
-    proc, url = stack.start_ui('token', **{'ui.token': 'open-sesame'})
+    token_file = stack.tmp / 'mirror_token'
+    token_file.write_text('open-sesame\n')
+    token_file.chmod(0o600)
+    proc, url = stack.start_ui('token', **{'ui.token_file': str(token_file)})
     driver = browser.chrome(1080, 1920)
     try:
         driver.get(url)
@@ -481,6 +484,8 @@ def test_the_token_is_enforced(stack):
         assert not driver.find_elements('css selector', '[data-testid="camera"]')
         driver.get(url + '?token=open-sesame')
         wait_for(driver, 'return window.mirrorStats.frames > 2')  # WebSocket: the cookie
+        assert 'open-sesame' not in driver.current_url  # left the address bar and history
+        assert driver.execute_script('return location.search') == ''
         wait_for(driver, "return document.querySelectorAll('.garment img').length === "
                          f'arguments[0] && {THUMBS_LOADED}', len(SHOP_IDS))
     finally:

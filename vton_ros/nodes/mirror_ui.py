@@ -11,6 +11,7 @@ JPEG-encoded only while a page is open; no image is written to disk or logged.
 
 import errno
 from functools import partial
+import os
 import time
 
 from action_msgs.msg import GoalStatus
@@ -24,7 +25,7 @@ from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
 from vton_ros.ui import hub as kinds, images
-from vton_ros.ui.app import build_app, check_bind, WebServer
+from vton_ros.ui.app import build_app, check_bind, load_token, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera
 from vton_ros.ui.hub import Hub
@@ -44,7 +45,8 @@ class MirrorUi(common.SchemaNode):
 
     def __init__(self) -> None:
         super().__init__('mirror_ui')
-        check_bind(self.setting('ui.host'), self.setting('ui.token'))
+        self._token = load_token(self.setting('ui.token_file'), os.environ)
+        check_bind(self.setting('ui.host'), self._token)
         self._hub = Hub()
         self._garments = Garments(self.setting('garments.catalog_dir'))
         rules = Rules(jpeg_quality=self.setting('ui.jpeg_quality'),
@@ -64,9 +66,11 @@ class MirrorUi(common.SchemaNode):
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self.create_timer(SERVER_POLL, self._watch)
-        app = build_app(self._sessions, self._garments, self._hub, self.setting('ui.token'),
-                        self.setting('ui.max_upload_bytes'))
-        self._web = WebServer(app, self._hub)
+        app = build_app(self._sessions, self._garments, self._hub, self._token,
+                        self.setting('ui.max_upload_bytes'), self.setting('ui.timeout'))
+        self._web = WebServer(app, self._hub, self.setting('ui.timeout'),
+                              self.setting('ui.max_connections'),
+                              self.setting('ui.max_connections_per_address'))
 
     def serve(self) -> None:
         """Bind the web server (main calls it after the node is built)."""
@@ -80,7 +84,7 @@ class MirrorUi(common.SchemaNode):
                           f'program): pick another, e.g. PORT={wanted + 1} make mirror or '
                           f'--set ui.port={wanted + 1} (ui.port 0: a free port)') from None
         shown = f'[{host}]' if ':' in host else host
-        hint = ' (open it with ?token=<ui.token>)' if self.setting('ui.token') else ''
+        hint = ' (open it once with ?token=<the token>)' if self._token else ''
         self.get_logger().info(f'mirror page at http://{shown}:{port}/{hint}')
         self._diag.update('ok', 'serving', port=port)
 

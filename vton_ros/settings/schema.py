@@ -311,12 +311,22 @@ SCHEMA: tuple[Param, ...] = (
           'catalog.yaml mapping id -> cloth_type', _TRY + ('mirror_ui',), read_only=True),
     # mirror_ui (the kiosk page)
     Param('ui.host', '127.0.0.1', 'Address the mirror page is served on (a non-loopback one '
-          'needs ui.token)', ('mirror_ui',), read_only=True),
+          'needs an access token: ui.token_file)', ('mirror_ui',), read_only=True),
     Param('ui.port', 8080, 'TCP port of the mirror page (0 = any free port, logged)',
           ('mirror_ui',), min=0, max=65535, read_only=True),
-    Param('ui.token', '', 'Access token every page request must carry (open the page once with '
-          '?token=...; a cookie keeps it); required when ui.host is not loopback',
+    Param('ui.token_file', '', 'File whose first line is the access token every page request '
+          'must carry (open the page once with ?token=...; a cookie keeps it); empty = the '
+          'VTON_MIRROR_TOKEN environment variable, or no token. Required when ui.host is not '
+          'loopback. The token itself is never a parameter: any DDS peer may read those',
           ('mirror_ui',), read_only=True),
+    Param('ui.timeout', 10.0, 'Seconds a connection of the page may take to send a complete '
+          'request or an upload, or stay idle between two requests, before it is closed',
+          ('mirror_ui',), min=1.0, max=3600.0, read_only=True),
+    Param('ui.max_connections', 64, 'Open connections of the page server at most (more are '
+          'refused with 503)', ('mirror_ui',), min=4, max=4096, read_only=True),
+    Param('ui.max_connections_per_address', 16, 'Open connections from one client address '
+          'at most (a browser opens up to 7 to a page)', ('mirror_ui',), min=2, max=4096,
+          read_only=True),
     Param('ui.jpeg_quality', 80, 'JPEG quality of the live view, previews and results',
           ('mirror_ui',), min=10, max=100),
     Param('ui.max_side', 640, 'Longest side in pixels of the live frames sent to the page '

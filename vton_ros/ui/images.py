@@ -7,6 +7,10 @@ import numpy as np
 from PIL import Image
 
 MIN_SIDE = 32  # pixels: a smaller garment photo carries nothing to try on
+UPLOAD_SIDE = 1024  # longest side an upload is kept at (CatVTON runs at 1024x768 at most)
+MAX_DECODED_BYTES = 64 << 20  # bytes of pixels an upload may decode to (before shrinking)
+FORMATS = ('JPEG', 'PNG', 'WEBP', 'BMP')  # what the page and the README promise
+NOT_AN_IMAGE = 'the upload is not a JPEG, PNG, WebP or BMP image'
 MAX_ASPECT = 8.0  # longest side / shortest side of an uploaded photo
 OVERLAY_RGBA = (0, 200, 255, 110)  # colour and alpha of the masked region in the overlay
 
@@ -42,33 +46,45 @@ def mask_overlay(mask: np.ndarray, max_side: int = 320) -> bytes:
     return buf.tobytes()
 
 
-def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
+                  max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     """
     Decode an uploaded garment photo (JPEG, PNG, WebP, BMP) to HxWx3 uint8 RGB.
 
-    Raises ValueError saying what is wrong: not an image, too small (< MIN_SIDE px a side),
-    too large (> ``max_pixels``) or of an absurd aspect ratio (> MAX_ASPECT).
+    The header is checked before any pixel is decoded: the format, the size (at most
+    ``max_pixels`` pixels, at most ``max_bytes`` bytes of decoded pixels, at least MIN_SIDE
+    a side, at most MAX_ASPECT long), each refusal a ValueError naming its reason. The
+    photo comes back shrunk to ``max_side`` on its longest side (a JPEG is decoded at the
+    smaller scale directly).
     """
-    width, height = _size(data)
-    if width * height > max_pixels:
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ValueError(NOT_AN_IMAGE) from None
+    with image:
+        _check_header(image, max_pixels, max_bytes)
+        try:
+            image.draft('RGB', (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8
+            if image.mode not in ('RGB', 'RGBA', 'L', 'LA'):
+                image = image.convert('RGB')  # palettes, 16-bit, CMYK: before resizing
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            return np.asarray(image.convert('RGB')).copy()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            raise ValueError('the photo is damaged or cut off; send it again') from None
+
+
+def _check_header(image: Image.Image, max_pixels: int, max_bytes: int) -> None:
+    """Raise ValueError if the size the header declares is not one to decode."""
+    width, height = image.size
+    decoded = width * height * len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    if width * height > max_pixels or decoded > max_bytes:
         raise ValueError(f'the photo is too large ({width}x{height}); send at most '
-                         f'{max_pixels} pixels')
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError('the upload is not a JPEG, PNG, WebP or BMP image')
-    height, width = bgr.shape[:2]
+                         f'{max_pixels / 1e6:.1f} megapixels')
     if min(height, width) < MIN_SIDE:
         raise ValueError(f'the photo is too small ({width}x{height}); send at least '
                          f'{MIN_SIDE} px a side')
     if max(height, width) / min(height, width) > MAX_ASPECT:
         raise ValueError(f'the photo is too narrow ({width}x{height})')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _size(data: bytes) -> tuple[int, int]:
-    """Read width and height from the image header, before any pixel is decoded."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise ValueError('the upload is not a JPEG, PNG, WebP or BMP image') from None
+_BAND_BYTES = {'I': 4, 'F': 4, 'I;16': 2, 'I;16L': 2, 'I;16B': 2, 'I;16N': 2}

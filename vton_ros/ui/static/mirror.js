@@ -16,6 +16,12 @@ const MODEL_LABELS = {
 };
 const $ = (id) => document.getElementById(id);
 
+// The access token came in the address (?token=...); the server answered this page with
+// its cookie, so the token leaves the address bar and the history now.
+if (new URLSearchParams(location.search).has('token')) {
+  history.replaceState(null, '', location.pathname);
+}
+
 // Read by the browser tests and the benchmark (performance.now() milliseconds).
 const stats = window.mirrorStats = {
   frames: 0, frameTimes: [], tap: null, firstPreview: null, result: null, messages: 0,
