@@ -118,11 +118,14 @@ def destroy(node: Node) -> None:
     """
     Destroy the node, and with the last one its DDS participant and shared memory.
 
-    rclpy's LifecycleNode.destroy_node() leaves its state machine, which holds the node's
-    handle, so the participant lived on until the interpreter's final collection (skipped
-    here, see gc.freeze below): every clean exit of a managed node left its 64 MB Fast DDS
-    segment in /dev/shm (201 MB for the stack at each start of make mirror).
+    rclpy's Node.destroy_node() leaves action servers and clients, and LifecycleNode's its
+    state machine; each holds the node's handle, so the participant lived on until the
+    interpreter's final collection (skipped here, see gc.freeze below): every clean exit
+    left its 64 MB Fast DDS segment in /dev/shm (201 MB for the stack at each start of
+    make mirror).
     """
+    for waitable in list(node.waitables):  # action servers and clients: not destroy_node's
+        getattr(waitable, 'destroy', lambda: None)()
     state_machine = getattr(node, '_state_machine', None)
     node.destroy_node()
     if state_machine is not None:
