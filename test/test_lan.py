@@ -27,7 +27,7 @@ from stack import server_params
 from vton_ros.settings import dds
 from vton_ros.settings import files as param_files
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.stack, pytest.mark.slow]  # node processes in namespaces
 PROCESSES = ROOT / 'test' / 'processes'
 ROBOT_NET, OTHER_NET = '10.77.1', '10.77.2'
 MIRROR, ROBOT = f'{ROBOT_NET}.1', f'{ROBOT_NET}.2'
