@@ -12,7 +12,7 @@ from torch import nn
 
 from vton_ros.bench.flops import catvton_flops, count_flops, segmentation_flops
 from vton_ros.bench.plan import (CPU_FP16_REASON, CPU_FRACTION_REASON, default_plan,
-                                 plan_runs, RunConfig, SWEEPS)
+                                 plan_runs, PROFILE_FIELDS, RunConfig, setting_name, SWEEPS)
 from vton_ros.bench.timing import PeakMemory, summarize
 from vton_ros.pipeline.options import TIMING_KEYS
 from vton_ros.pipeline.random_weights import sd15_inpaint_unet_config, sd_vae_config
@@ -229,14 +229,16 @@ def test_compare_the_profiles_the_tiny_encoder_and_onnxruntime(tiny, onnx_export
                '--compare', 'paper,tryon,fast_cpu,tiny-encoder,onnxruntime'])
     results = {r['name']: r for r in json.loads((out / 'compare.json').read_text())['results']}
     fast_cpu = results['fast_cpu']
-    assert fast_cpu['settings'] == {
+    settings = fast_cpu['settings']  # config/tryon.yaml, then config/fast_cpu.yaml
+    assert set(settings) == {setting_name(f) for f in PROFILE_FIELDS}  # every option
+    assert settings.items() >= {
         'catvton.repaint': False, 'catvton.guidance_start': 0.0, 'catvton.guidance_end': 0.5,
         'catvton.cache_interval': 3, 'catvton.cache_branch': 0,
         'catvton.attention_slicing': 'none', 'catvton.vae_slicing': False,
         'catvton.vae_tiling': False, 'catvton.channels_last': True,
         'catvton.compile_unet': False, 'catvton.decoder': 'tiny',
         'catvton.preview_decoder': 'tiny', 'catvton.offload': 'none',
-        'catvton.sdpa_backend': 'auto', 'catvton.encoder': 'tiny'}  # config/fast_cpu.yaml
+        'catvton.sdpa_backend': 'auto', 'catvton.encoder': 'tiny'}.items()
     assert fast_cpu['unet'] == {'forwards': 4, 'full': 2, 'shallow': 2,
                                 'batch_sizes': {'1': 2, '2': 2}}
     assert not fast_cpu['garment_cached'] and not results['tryon']['garment_cached']
