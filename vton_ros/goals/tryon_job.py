@@ -18,7 +18,7 @@ import torch
 from vton_ros.goals import eta
 from vton_ros.goals.admission import GoalError, Request
 from vton_ros.goals.model_identity import identify, ModelIdentity
-from vton_ros.pipeline import preprocess
+from vton_ros.pipeline import framing, preprocess
 from vton_ros.pipeline.attention_sets import resolve_attn_version
 from vton_ros.pipeline.catvton import CatVTONPipeline
 from vton_ros.pipeline.device import configure_torch, dtype_name, resolve_device
@@ -159,7 +159,7 @@ class Maskers:
 
     def __call__(self, config: MaskerConfig, person: np.ndarray,
                  cloth_type: str) -> tuple[np.ndarray, float]:
-        """Return the agnostic mask (HxW uint8) of ``person`` and the seconds it took."""
+        """Return the agnostic mask (HxW uint8, the person marked) and the seconds it took."""
         start = time.monotonic()
         try:
             result = self._get(config)(person, cloth_type)
@@ -168,7 +168,7 @@ class Maskers:
         if not result.person_found or not (result.mask >= 128).any():
             raise GoalError('NO_PERSON_DETECTED', f'no {cloth_type} garment region found in '
                             f'the image ({result.status}); send a mask or a photo that shows it')
-        return result.mask, time.monotonic() - start
+        return result.marked_mask(), time.monotonic() - start
 
     def _get(self, config: MaskerConfig) -> MaskGenerator:
         with self._lock:
@@ -206,14 +206,18 @@ def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np
     """
     Run CatVTON with the goal's call config and put the result into the full person image.
 
-    attn_version: the catvton.attn_version setting (auto picks per goal). With repaint,
-    pixels outside the mask are the person's own. Adds the pipeline's stage timings to
-    ``timings``; returns (HxWx3 uint8 try-on, HxW binary mask, result notes).
+    attn_version: the catvton.attn_version setting (auto picks per goal). The mask may mark
+    the person (framing.mark_person: segmentation_node's and Maskers' masks). Framing person:
+    the result goes back into the mask only (framing.paste); centre: into the centre crop,
+    and with repaint pixels outside the mask are the person's own. Adds the pipeline's stage
+    timings to ``timings``; returns (HxWx3 uint8 try-on, HxW binary mask, result notes).
     """
     call = request.call
     version = use_attention(pipe, attn_version, request.cloth_type, call.height, call.width)
+    mask, person_bounds = framing.split_mask(mask)
     if call.mask_blur > 0:
-        box = preprocess.centre_crop_box(mask.shape[0], mask.shape[1], call.height, call.width)
+        box = framing.frame_box(mask.shape[0], mask.shape[1], call.height, call.width,
+                                call.framing, mask, person_bounds)
         mask = preprocess.blur_mask(mask, call.mask_blur * box.height / call.height)
     try:
         pipe.check_speed_options(call.guidance_start, call.guidance_end, call.cache_interval,
@@ -224,16 +228,19 @@ def try_on(pipe: CatVTONPipeline, request: Request, person: np.ndarray, mask: np
     pipe.set_scheduler(call.scheduler)
     try:
         out = pipe(person, request.garment, mask, seed=call.seed, callback=callback,
-                   **call.pipeline_kwargs())
+                   person_bounds=person_bounds, **call.pipeline_kwargs())
     except ValueError as err:  # steps and guidance were checked: the images do not fit
         raise GoalError('INVALID_IMAGE', f'the pipeline cannot use the images: {err}') from None
     for stage in TIMING_KEYS[:-1]:  # all but 'total', which is the goal's own
         timings[stage] += out.timings[stage]
     start = time.monotonic()
-    image = preprocess.uncrop(out.image, out.crop_box, background=person)
     binary = np.where(mask >= 128, 255, 0).astype(np.uint8)
-    if call.repaint:  # the person's own full-resolution pixels outside the mask
-        image[binary == 0] = person[binary == 0]
+    if call.framing == 'person':  # the whole mask repainted; outside it the person's own
+        image = framing.paste(out.image, out.crop_box, person, binary)
+    else:
+        image = preprocess.uncrop(out.image, out.crop_box, background=person)
+        if call.repaint:  # the person's own full-resolution pixels outside the mask
+            image[binary == 0] = person[binary == 0]
     timings['preprocess'] += time.monotonic() - start
     notes = ['ok', f'attention {version}']
     if pipe.random_weights:

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Mapping
 
 from vton_ros.settings.choices import (ATTENTION_SLICINGS, ATTN_VERSIONS, BACKENDS,
                                        BUSY_POLICIES, CLOTH_TYPES, DECODERS, ENCODERS,
-                                       MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES, PRECISIONS,
-                                       PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
+                                       FRAMINGS, MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES,
+                                       PRECISIONS, PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
@@ -236,6 +236,11 @@ SCHEMA: tuple[Param, ...] = (
     Param('catvton.mask_blur', 0.0, 'Gaussian blur (sigma in try-on pixels) of the mask '
           'before it is thresholded: rounder mask edges; 0 = off, the upstream app uses 9 at '
           '1024x768', _TRY, min=0.0, max=64.0),
+    Param('catvton.framing', 'person', 'Box of the person frame the model sees: person (the '
+          "person's box with a margin, at the model's aspect, padded where the frame is too "
+          'small; the result goes back inside the mask, so the whole garment shows wherever '
+          "the person stands) or centre (the paper's centre crop; a mask past it is cut off)",
+          _TRY, choices=FRAMINGS),
     Param('catvton.guidance_start', 0.0, 'Guidance only from this fraction of the steps on '
           '(UNet batch 1 before it; 0 = from the first step, the paper)', _TRY,
           min=0.0, max=1.0),

@@ -182,6 +182,7 @@ class CatVTONCall(SettingsView):
     guidance_end: float
     cache_interval: int
     cache_branch: int
+    framing: str
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``CatVTONPipeline.__call__`` (all but images, seed, callback)."""
