@@ -3,7 +3,8 @@ segmentation_node: agnostic masks for the latest camera frame.
 
 The subscription callback only stores the newest frame in a one-slot buffer; a worker
 thread runs the mask generator on it (stale frames are dropped, counted in /diagnostics)
-and publishes ``agnostic_mask`` (mono8, the frame's header) and ``mask_overlay`` (rgb8;
+and publishes ``agnostic_mask`` (mono8, the frame's header; >= 128 repaint, the rest of the
+person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (rgb8;
 ``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
 it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`).
 """
@@ -138,7 +139,7 @@ class SegmentationNode(managed.ManagedNode):
                                     throttle_duration_sec=5.0)
             self.diag.update('error', 'mask generation failed', last_error=repr(err))
             return
-        self._mask_pub.publish(image_conv.from_mono(result.mask, msg.header))
+        self._mask_pub.publish(image_conv.from_mono(result.marked_mask(), msg.header))
         self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
                                                       msg.header))
         try:
