@@ -18,7 +18,7 @@ import pytest
 from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
 from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, process_udp_addresses, \
-    ros_env, Spinner
+    ros_env, Spinner, wait_until
 from sensor_msgs.msg import CompressedImage, Image
 from stack import (CAMERA_SIZE, person_goal, R, SERVER_PARAMS, server_params, STAGES, System,
                    wait_for_paired_mask)
@@ -87,15 +87,18 @@ def test_segmentation_survives_bad_frames(system):
     for _ in range(100):  # the worker keeps only the newest frame: outnumber the camera
         pub.publish(bad)
         time.sleep(0.02)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def recovered():
         with system._lock:
             errors = [kv.value for st in system.diagnostics if 'segmentation_node' in st.name
                       for kv in st.values if kv.key == 'last_error']
             new_masks = system.masks[count:]
         if errors and any(m.header.frame_id == 'camera' for m in new_masks):
-            break
-        time.sleep(0.2)
+            return errors, new_masks
+        return None
+
+    errors, new_masks = wait_until(recovered, interval=0.2,
+                                   what='a last_error of segmentation_node, then a camera mask')
     assert system.segmentation.popen.poll() is None
     assert any('encoding' in e for e in errors), errors
     assert any(m.header.frame_id == 'camera' for m in new_masks)
@@ -275,15 +278,16 @@ def test_out_of_memory_aborts_goal_and_next_goal_works(system):
 
 
 def test_diagnostics_from_every_node(system):
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def every_node():
         with system._lock:
             by_name = {s.name: {kv.key: kv.value for kv in s.values}
                        for s in system.diagnostics}
         names = ' '.join(by_name)
-        if all(n in names for n in ('camera_node', 'segmentation_node', 'tryon_server')):
-            break
-        time.sleep(0.2)
+        return by_name if all(n in names for n in ('camera_node', 'segmentation_node',
+                                                   'tryon_server')) else None
+
+    by_name = wait_until(every_node, what='diagnostics of every node', interval=0.2)
     server = next(v for k, v in by_name.items() if 'tryon_server' in k)
     camera = next(v for k, v in by_name.items() if 'camera_node' in k)
     segmentation = next(v for k, v in by_name.items() if 'segmentation_node' in k)
@@ -367,16 +371,10 @@ def _collect(system, kind, topic: str, qos) -> tuple:
     return system.client.node.create_subscription(kind, topic, got.append, qos), got
 
 
-def _wait(condition, what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD
-    while not condition():
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        time.sleep(0.05)
-
-
 def test_compressed_images_only_while_watched(system):
     """image_raw/compressed (JPEG) and mask_overlay/compressed (PNG), as image_transport."""
-    _wait(lambda: int(_diag_values(system, 'camera_node').get('frames', 0)) >= 3, 'frames')
+    wait_until(lambda: int(_diag_values(system, 'camera_node').get('frames', 0)) >= 3,
+               what='frames')
     assert 'image_raw/compressed sent' not in _diag_values(system, 'camera_node')
     node = system.client.node
     jpeg_sub, jpegs = _collect(system, CompressedImage, 'image_raw/compressed',
@@ -389,7 +387,7 @@ def test_compressed_images_only_while_watched(system):
                 frames = set(system.frames)
             return ([m for m in jpegs if _stamp(m) in frames],
                     [(m, overlays[_stamp(m)]) for m in pngs if _stamp(m) in overlays])
-        _wait(lambda: all(pairs()), 'compressed frames and overlays')
+        wait_until(lambda: all(pairs()), what='compressed frames and overlays')
         with_frame, with_overlay = pairs()
         jpeg, (png, overlay) = with_frame[0], with_overlay[0]
     finally:
@@ -402,8 +400,9 @@ def test_compressed_images_only_while_watched(system):
     assert jpeg.header.frame_id == 'camera' and len(jpeg.data) < raw.nbytes / 3
     _, pixels = image_codec.decode(png.format, bytes(png.data))
     assert np.array_equal(pixels, image_conv.to_rgb(overlay))  # lossless
-    _wait(lambda: int(_diag_values(system, 'camera_node').get('image_raw/compressed sent', 0)),
-          'the count of compressed frames on /diagnostics')
+    wait_until(lambda: int(_diag_values(system, 'camera_node').get('image_raw/compressed sent',
+                                                                   0)),
+               what='the count of compressed frames on /diagnostics')
 
 
 def test_compressed_result_is_latched(system):
@@ -412,7 +411,7 @@ def test_compressed_result_is_latched(system):
     assert out.result.error_code == R.SUCCESS, out.result.message
     sub, got = _collect(system, CompressedImage, 'tryon/result/compressed', LATCHED)
     try:
-        _wait(lambda: got, 'the latched compressed result')
+        wait_until(lambda: got, what='the latched compressed result')
     finally:
         system.client.node.destroy_subscription(sub)
     encoding, pixels = image_codec.decode(got[-1].format, bytes(got[-1].data))
@@ -442,9 +441,8 @@ def test_bringup_starts_and_stops_every_node(tmp_path):
     bringup.wait_for_log('started segmentation_node', timeout=HANG_GUARD)
     pids = [int(p) for p in re.findall(r'pid (\d+)', bringup.log())]
     logs = tmp_path / 'logs'
-    deadline = time.monotonic() + 60
-    while 'open' not in _read(logs / 'camera_node.log') and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: 'open' in _read(logs / 'camera_node.log'), what='camera_node opening',
+               interval=0.2)
     assert 'camera source' in _read(logs / 'camera_node.log')
     assert bringup.stop() == 0, bringup.log()
     assert 'all nodes stopped' in bringup.log()
