@@ -7,7 +7,6 @@ lifecycle_msgs ChangeState/GetState, watches /diagnostics and the topics, and se
 
 from pathlib import Path
 import re
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
@@ -17,7 +16,7 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, Spinner
+from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, Spinner, wait_until
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
@@ -75,10 +74,7 @@ class Lifecycle:
 
     def wait_for(self, condition, what: str, timeout: float = HANG_GUARD) -> None:
         """Wait until ``condition()`` holds (a guard against hangs only)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f'timed out waiting for {what}'
-            time.sleep(0.05)
+        wait_until(condition, timeout, what)
 
     def goal(self, goal: TryOn.Goal, on_feedback=None):
         """Send a goal; return its handle (None if rejected)."""
@@ -202,12 +198,13 @@ def test_bringup_without_autostart_leaves_every_node_unconfigured(tmp_path,
         for node in nodes:
             assert lc.change(node, 'configure') and lc.change(node, 'activate'), node
         lc.wait_for(lambda: lc.frames > 0, 'frames')
-        deadline = time.monotonic() + HANG_GUARD
-        while True:  # the server needs a frame+mask pair: the first goals may wait for one
+
+        def paired():  # the server needs a frame+mask pair: the first goals may wait for one
             result = lc.result(lc.goal(TryOn.Goal(garment_image=person_goal().garment_image,
                                                   cloth_type='upper')))
-            if result.error_code != R.NO_PERSON_FRAME or time.monotonic() > deadline:
-                break
+            return result if result.error_code != R.NO_PERSON_FRAME else None
+
+        result = wait_until(paired, what='a goal that found a camera pair', interval=0)
         assert result.error_code == R.SUCCESS, result.message
     finally:
         lc.spinner.close()

@@ -8,14 +8,14 @@ parameter changes are refused in the schema's words. camera_info carries a pinho
 
 import socket
 import subprocess
-import time
 
 from helpers import OST_YAML
 import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, LIB, node_argv, Proc, ROOT, ros_env, Spinner, start_fails
+from rosutil import free_domain_id, LIB, node_argv, Proc, ROOT, ros_env, Spinner, start_fails, \
+    wait_until
 from safetensors.torch import save_file
 from sensor_msgs.msg import CameraInfo
 from stack import server_params
@@ -140,9 +140,7 @@ def test_camera_info_carries_a_pinhole_model(tmp_path):
             client.node.create_subscription(CameraInfo, f'/{ns}/camera_info',
                                             lambda m, ns=ns: infos.setdefault(ns, m),
                                             qos_profile_sensor_data)
-        deadline = time.monotonic() + HANG_GUARD
-        while len(infos) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: len(infos) == 2, HANG_GUARD, 'camera_info of both cameras')
         hfov, calibrated = infos['hfov'], infos['calibrated']
         assert (hfov.width, hfov.height) == (320, 240) and hfov.header.frame_id == 'camera'
         assert list(hfov.k) == pytest.approx([160.0, 0, 159.5, 0, 160.0, 119.5, 0, 0, 1])
@@ -199,7 +197,7 @@ def test_bringup_prints_every_line_of_every_node_whole(tmp_path, tiny_weights):
 
 @pytest.fixture()
 def busy_port():
-    """A port of 127.0.0.1 that another program listens on."""
+    """Yield a port of 127.0.0.1 that another program listens on."""
     sock = socket.socket()
     sock.bind(('127.0.0.1', 0))
     sock.listen()
