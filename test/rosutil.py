@@ -213,15 +213,16 @@ class Spinner:
                 if "'_lock'" not in str(err):
                     raise
 
-    def wait(self, future, timeout: float = HANG_GUARD):
-        """Wait for an rclpy future completed by the spinning thread."""
-        wait_until(future.done, timeout, 'an rclpy future', interval=0.01)
+    def wait(self, future, timeout: float = HANG_GUARD, what: str = 'an rclpy future'):
+        """Wait for an rclpy future completed by the spinning thread (bounded, names ``what``)."""
+        wait_until(future.done, timeout, what, interval=0.01)
         return future.result()
 
     def close(self) -> None:
-        """Shut down the executor, node and context."""
+        """Shut down the executor, node (its action clients too) and context."""
         import rclpy
+        from vton_ros.nodes.runner import destroy
         self.executor.shutdown()
-        self.node.destroy_node()
+        destroy(self.node)  # else an action client keeps the DDS participant (and its shm)
         rclpy.try_shutdown(context=self.context)
         self._thread.join(5)
