@@ -11,7 +11,7 @@ import time
 
 import pytest
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, LIB, Proc, ros_env, Spinner
+from rosutil import free_domain_id, HANG_GUARD, LIB, Proc, ros_env, Spinner, wait_until
 from sensor_msgs.msg import Image
 
 pytestmark = pytest.mark.stack  # node processes: not in make check
@@ -33,21 +33,21 @@ def test_killed_camera_comes_back_and_the_others_keep_running(tmp_path):
     client.node.create_subscription(Image, 'image_raw', lambda m: stamps.append(
         m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), qos_profile_sensor_data)
     try:
-        deadline = time.monotonic() + HANG_GUARD
-        while len(stamps) < 3:
-            assert time.monotonic() < deadline and bringup.popen.poll() is None, bringup.log()
-            time.sleep(0.1)
+
+        def until(condition, what: str) -> None:
+            def check():
+                assert bringup.popen.poll() is None, bringup.log()
+                return condition()
+            wait_until(check, what=lambda: f'{what}:\n{bringup.log()}', interval=0.1)
+
+        until(lambda: len(stamps) >= 3, 'camera frames')
         camera, = _pids(bringup.log(), 'camera_node')
         segmentation, = _pids(bringup.log(), 'segmentation_node')
         os.kill(camera, signal.SIGKILL)
         killed = time.time()
         bringup.wait_for_log('restarting it in 0.5 s', timeout=HANG_GUARD)
-        while len(_pids(bringup.log(), 'camera_node')) < 2:
-            assert time.monotonic() < deadline and bringup.popen.poll() is None, bringup.log()
-            time.sleep(0.1)
-        while not stamps or stamps[-1] <= killed:  # frames of the new camera process
-            assert time.monotonic() < deadline, bringup.log()
-            time.sleep(0.1)
+        until(lambda: len(_pids(bringup.log(), 'camera_node')) >= 2, 'a new camera_node')
+        until(lambda: stamps and stamps[-1] > killed, 'frames of the new camera process')
         assert 'camera_node killed by SIGKILL' in bringup.log()
         assert _pids(bringup.log(), 'segmentation_node') == [segmentation]
         assert os.path.exists(f'/proc/{segmentation}') and bringup.popen.poll() is None

@@ -14,7 +14,7 @@ import time
 
 import cv2
 import pytest
-from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env
+from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, wait_until
 from stack import server_params
 from vton_ros.media import samples
 
@@ -73,9 +73,8 @@ def test_ctrl_c_during_start_up_is_quiet(tmp_path, tiny_weights, moment):  # noq
                   ros_env(free_domain_id()), tmp_path / 'server.log')
     if moment == 'importing torch':
         maps = Path(f'/proc/{server.pid}/maps')
-        deadline = time.monotonic() + HANG_GUARD
-        while 'libtorch' not in maps.read_text() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: 'libtorch' in maps.read_text(), HANG_GUARD, 'torch loading',
+                   interval=0.01)
     else:
         server.wait_for_log('RANDOM TEST WEIGHTS', timeout=HANG_GUARD)  # load() runs
     code, seconds = interrupt(server, signal.SIGINT)
