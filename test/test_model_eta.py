@@ -24,7 +24,7 @@ from stack import person_goal, server_params
 from std_msgs.msg import String
 from vton_interfaces.action import TryOn
 from vton_ros.goals.eta import RunTimes, StepTimes, UNKNOWN
-from vton_ros.goals.model_identity import identify, ModelIdentity
+from vton_ros.goals.model_identity import identify, ModelIdentity, package_name
 
 DEMO = ROOT / 'models' / 'demo'
 STEPS = 12
@@ -40,7 +40,9 @@ ETA_TOLERANCE = 0.30  # issue 25: within 30 % of the real remaining time
 
 def test_identity_from_the_folders(tmp_path):
     assert identify(str(DEMO / 'base'), str(DEMO / 'vae'), str(DEMO / 'catvton')) == \
-        ModelIdentity('demo', str(DEMO))
+        ModelIdentity('demo', package_name(str(DEMO)))
+    assert identify('package://vton_ros/models/demo/base', 'a/b', 'c/d').name == \
+        'package://vton_ros/models/demo'  # the bundled one, wherever it is installed
     assert identify('package://vton_ros/models/demo/base', 'stabilityai/sd-vae-ft-mse',
                     'zhengchong/CatVTON').kind == 'demo'
     real = identify('booksforcharlie/stable-diffusion-inpainting', 'stabilityai/sd-vae-ft-mse',
@@ -131,9 +133,10 @@ def demo_server(tmp_path):
 def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_server):
     server, spinner, env, tmp = demo_server
     line = next(x for x in server.log().splitlines() if 'model loaded' in x)
-    assert f'DEMO MODEL {DEMO}: trained on synthetic data, not CatVTON;' in line, line
+    name = package_name(str(DEMO))
+    assert f'DEMO MODEL {name}: trained on synthetic data, not CatVTON;' in line, line
     assert 'CatVTON in' not in line and 'loaded CatVTON' not in line, line
-    assert ModelWatch(spinner).identity() == ModelIdentity('demo', str(DEMO))
+    assert ModelWatch(spinner).identity() == ModelIdentity('demo', name)
     person = tmp / 'person.png'
     goal = person_goal()
     rgb = np.frombuffer(goal.person_image.data, np.uint8).reshape(120, 96, 3)
@@ -146,7 +149,7 @@ def test_demo_model_is_named_on_the_topic_in_the_log_and_by_the_client(demo_serv
                          cwd=ROOT, capture_output=True, text=True, timeout=HANG_GUARD)
     assert run.returncode == 0, run.stdout + run.stderr
     result_line = next(x for x in run.stdout.splitlines() if x.startswith('result: '))
-    assert result_line == f'result: {out} (DEMO MODEL {DEMO}: trained on synthetic data, ' \
+    assert result_line == f'result: {out} (DEMO MODEL {name}: trained on synthetic data, ' \
                           'not CatVTON)', run.stdout
     panel = cv2.imread(str(tmp / 'result_panel.png'))
     band = panel[-30:]  # the caption band under the tiles: white with dark-red text

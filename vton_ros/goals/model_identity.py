@@ -80,7 +80,8 @@ def identify(base_model: str, vae: str, attn_ckpt: str,
 
     random_weights: what the loader found (the pipeline's flag), besides the folders' own
     markers. Random wins over demo, demo over real; the name is the folder of the demo
-    model, the base folder of random weights, else CatVTON's attention weights.
+    model (``package://vton_ros/models/demo`` when it is the bundled one), the folder of
+    random weights, else CatVTON's attention weights.
     """
     sources = (base_model, vae, attn_ckpt)
     if random_weights or any(is_random(s) for s in sources):
@@ -89,8 +90,20 @@ def identify(base_model: str, vae: str, attn_ckpt: str,
     for source in sources:
         folder = demo_folder(source)
         if folder is not None:
-            return ModelIdentity('demo', os.path.normpath(folder))
+            return ModelIdentity('demo', package_name(os.path.normpath(folder)))
     return ModelIdentity('real', package_paths.resolve(attn_ckpt))
+
+
+def package_name(folder: str) -> str:
+    """Name a folder of vton_ros' share as ``package://vton_ros/...``, others unchanged."""
+    try:
+        share = package_paths.package_share().resolve()
+        inside = os.path.relpath(os.path.realpath(folder), share)
+    except ValueError:  # no share folder, another drive
+        return folder
+    if inside.startswith('..'):
+        return folder
+    return f'{package_paths.SCHEME}{package_paths.PACKAGE}/{inside}'
 
 
 def _starts_with(path: str, words: str) -> bool:
