@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner, \
+    wait_until
 from vton_ros.media import garments
 from vton_ros.media import samples
 from vton_ros.media.camera_source import fit
@@ -157,13 +158,8 @@ def stack(tmp_path_factory):
 
 def wait_for(driver, script: str, *args, timeout: float = HANG_GUARD):
     """Poll a JS expression until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script, *args)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f'not true in {timeout} s: {script}')
+    return wait_until(lambda: driver.execute_script(script, *args), timeout, script,
+                      interval=0.1)
 
 
 def state(driver) -> str:
@@ -198,13 +194,17 @@ def tap(driver, garment: str) -> int:
 def run_to_end(driver, ends: int) -> list:
     """Wait for try-on number ``ends`` + 1 to end; return the (now, max) progress seen."""
     seen = []
-    deadline = time.monotonic() + HANG_GUARD
-    while driver.execute_script('return window.mirrorStats.ends') <= ends and \
-            time.monotonic() < deadline:
+
+    def ended() -> bool:
+        if driver.execute_script('return window.mirrorStats.ends') > ends:
+            return True
         bar = by_testid(driver, 'progress')
         seen.append((int(bar.get_attribute('aria-valuenow')),
                      int(bar.get_attribute('aria-valuemax'))))
-        time.sleep(0.05)
+        return False
+
+    wait_until(ended, what=lambda: f'try-on {ends + 1} to end; the page says {status(driver)!r}',
+               interval=0.05)
     return seen
 
 
@@ -413,6 +413,7 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
         # A tap on the other mirror page meets the server's busy policy (reject).
         other.get(url_b)
         wait_for(other, 'return document.getElementById("app").dataset.state === "idle"')
+        wait_for(other, 'return window.mirrorStats.frames > 0')  # page b's node sees the camera
         run_to_end(other, tap(other, 'yellow_tshirt'))
         assert status(other) == sentences.error_sentence('REJECTED')
         assert ui_b.stop() == 0
@@ -426,9 +427,8 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
                               '.click(); document.getElementById("cancel").click();')
         run_to_end(driver, ends)
         assert 'cancel' in status(driver).lower()
-        deadline = time.monotonic() + HANG_GUARD
-        while stack.server.log().count('ended CANCELED') < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: stack.server.log().count('ended CANCELED') >= 2,
+                   what='the second CANCELED goal in the log')
         assert stack.server.log().count('ended CANCELED') == 2
     finally:
         other.quit()
@@ -499,14 +499,14 @@ def test_mirror_ui_uses_its_namespace(stack):
     wanted = {'/mirror_b/image_raw', '/mirror_b/agnostic_mask',
               '/mirror_b/tryon/_action/feedback', '/mirror_b/tryon/_action/status'}
     node = stack.client.node
-    deadline = time.monotonic() + HANG_GUARD
-    topics = set()
-    while topics != wanted and time.monotonic() < deadline:
-        time.sleep(0.2)
-        topics = {t for t in wanted if any(
+
+    def subscribed() -> set:
+        return {t for t in wanted if any(
             (e.node_name, e.node_namespace) == ('mirror_ns', '/mirror_b')
             for e in node.get_subscriptions_info_by_topic(t))}
-    assert topics == wanted, topics
+
+    wait_until(lambda: subscribed() == wanted, what=lambda: f'{wanted}; seen {subscribed()}',
+               interval=0.2)
     assert proc.stop() == 0
     stack.procs.remove(proc)
 
