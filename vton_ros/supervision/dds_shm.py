@@ -148,15 +148,26 @@ def release_all_dead(folder: str | Path, shm_dir: Path = SHM_DIR) -> int:
     return freed
 
 
-def recorded_bytes(folder: str | Path, shm_dir: Path = SHM_DIR) -> int:
-    """Return the memory that the files written down in ``folder`` take (allocated)."""
+def is_segment(name: str) -> bool:
+    """Whether ``name`` is a participant's segment (else a port file, a shared mailbox)."""
+    return not name.startswith('fastdds_port')
+
+
+def recorded_bytes(folder: str | Path, shm_dir: Path = SHM_DIR,
+                   segments: bool = True) -> int:
+    """
+    Return the memory that the files written down in ``folder`` take (allocated).
+
+    ``segments``: the participants' segments (MBs each); False: the port files (KBs; a
+    port number is shared by every domain on the machine, so another process may hold it).
+    """
     total = 0
     for path in Path(folder).glob('[0-9]*'):
         try:
             names = path.read_text().split()
         except OSError:  # released meanwhile
             continue
-        total += sum(files_bytes([f for n in names for f in _files(shm_dir, n)]))
+        total += names_bytes([n for n in names if is_segment(n) == segments], shm_dir)
     return total
 
 
