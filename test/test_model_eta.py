@@ -73,6 +73,12 @@ def test_step_times_estimate_from_the_last_run():
     # another step count of the same kind: its mean step and tail
     assert times.remaining(kind, 9, 1, []) == pytest.approx(8 * 1.5 + 0.5)
     assert times.remaining(('other',), 5, 1, []) == UNKNOWN
+    times.record(kind, 7, RunTimes((3.0,) * 6, 1.0))
+    times.record(kind, 5, RunTimes((1.0,) * 4, 0.5))  # again: now the newest of its kind
+    assert times.remaining(kind, 9, 1, []) == pytest.approx(8 * 1.0 + 0.5)
+    for i in range(40):
+        times.record(('size', i), 5, RunTimes((1.0,) * 4, 0.5))
+    assert times.remaining(kind, 5, 1, []) == UNKNOWN  # the oldest kinds are forgotten
 
 
 class ModelWatch:

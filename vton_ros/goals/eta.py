@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import threading
 
 UNKNOWN = -1.0  # eta_sec when there is no measurement to go by yet
+KEPT_RUNS = 32  # kinds of run remembered (goal images of many sizes make many kinds)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ class StepTimes:
     def record(self, kind: tuple, total: int, run: RunTimes) -> None:
         """Remember a finished run of ``total`` steps (``kind`` from :func:`run_kind`)."""
         with self._lock:
+            self._runs.pop((kind, total), None)  # the newest last
             self._runs[(kind, total)] = run
+            while len(self._runs) > KEPT_RUNS:
+                del self._runs[next(iter(self._runs))]
 
     def remaining(self, kind: tuple, total: int, step: int, steps: list[float]) -> float:
         """
