@@ -311,6 +311,17 @@ def test_no_fresh_camera_frame_and_the_server_away(catalog_dir):
     assert a.last['state'] == 'offline' and m.sessions.running() is None
 
 
+def test_new_settings_apply_to_every_page(catalog_dir):
+    m = Mirror(catalog_dir, max_age=10.0)
+    a = Page(m.sessions)
+    m.frame(100)
+    m.clock.now += 3
+    m.sessions.set_rules(Rules(max_age=2.0))  # ros2 param set tryon.pair_max_age 2.0
+    a.session.try_on('red_shirt')
+    assert m.port.sent == [] and a.last['code'] == 'NO_PERSON_FRAME'
+    assert Page(m.sessions).session.rules.max_age == 2.0  # and pages to come
+
+
 def test_a_frame_without_its_mask_is_sent_alone():
     clock = Clock()
     camera = Camera(size=3, clock=clock)

@@ -49,11 +49,8 @@ class MirrorUi(common.SchemaNode):
         check_bind(self.setting('ui.host'), self._token)
         self._hub = Hub()
         self._garments = Garments(self.setting('garments.catalog_dir'))
-        rules = Rules(jpeg_quality=self.setting('ui.jpeg_quality'),
-                      max_age=self.setting('tryon.pair_max_age'),
-                      answer_timeout=self.setting('ui.answer_timeout'),
-                      live_cloth_type=self.setting('segmentation.cloth_type'))
-        self._sessions = Sessions(self, self._garments, Camera(), rules,
+        self._rules = self._read_rules()
+        self._sessions = Sessions(self, self._garments, Camera(), self._rules,
                                   self.setting('ui.idle_reset'))
         self._focus = 0.5
         group = ReentrantCallbackGroup()
@@ -123,7 +120,17 @@ class MirrorUi(common.SchemaNode):
             return
         self._hub.set_model(model.kind, model.name[:80])
 
+    def _read_rules(self) -> Rules:
+        return Rules(jpeg_quality=self.setting('ui.jpeg_quality'),
+                     max_age=self.setting('tryon.pair_max_age'),
+                     answer_timeout=self.setting('ui.answer_timeout'),
+                     live_cloth_type=self.setting('segmentation.cloth_type'))
+
     def _watch(self) -> None:
+        rules = self._read_rules()
+        if rules != self._rules:  # a setting changed (ros2 param set)
+            self._rules = rules
+            self._sessions.set_rules(rules)
         self._sessions.server_ready(self._client.server_is_ready())
         reset = self._sessions.tick()
         if reset:

@@ -339,7 +339,7 @@ SCHEMA: tuple[Param, ...] = (
     Param('ui.idle_reset', 20.0, 'Seconds without a person in view (no mask pixels) and '
           'without a tap after which every page forgets its result, frozen frame and '
           'uploads and shows the live view', ('mirror_ui',), min=1.0, max=86400.0),
-    Param('ui.answer_timeout', 30.0, 'Seconds a page waits for the try-on server (the '
+    Param('ui.answer_timeout', 60.0, 'Seconds a page waits for the try-on server (the '
           "goal's acceptance, then each feedback or the result) before it ends the try-on "
           'with a message', ('mirror_ui',), min=1.0, max=3600.0),
     Param('ui.max_upload_bytes', 8 * 1024 * 1024, 'Largest garment photo a shopper may upload '

@@ -52,7 +52,7 @@ class Rules:
 
     jpeg_quality: int = 85
     max_age: float = 10.0  # seconds: the oldest camera frame a tap dresses
-    answer_timeout: float = 30.0  # seconds without any answer of the server
+    answer_timeout: float = 60.0  # seconds without any answer of the server
     live_cloth_type: str = 'upper'  # the cloth type of the camera's masks
     rate: float = 1.0  # taps (and cancels) per second, sustained
     burst: int = 4  # taps (and cancels) at once
@@ -110,7 +110,7 @@ class Session:
         self._gate = gate
         self._publish_state = publish_state
         self._publish_image = publish_image
-        self._rules = rules
+        self.rules = rules  # replaced when the node's settings change
         self._clock = clock
         self._taps = Bucket(rules.rate, rules.burst, clock)
         self._cancels = Bucket(rules.rate, rules.burst, clock)
@@ -166,20 +166,20 @@ class Session:
             shot = frozen.shot
             mask = shot.mask if frozen.cloth_type == cloth_type else None
         else:
-            shot, code = self._camera.shot(self._rules.max_age)
+            shot, code = self._camera.shot(self.rules.max_age)
             if shot is None:
                 self._gate.release(self)
                 self._error(code)
                 return
-            mask = shot.mask if cloth_type == self._rules.live_cloth_type else None
+            mask = shot.mask if cloth_type == self.rules.live_cloth_type else None
         self._seq += 1
         self._handle = None
         self._cancel_pending = False
         self._shot = shot
         self._cloth_type = cloth_type
         self._tap = self._deadline = self._clock()
-        self._deadline += self._rules.answer_timeout
-        self._publish_image(kinds.BEFORE, images.jpeg(shot.person, self._rules.jpeg_quality))
+        self._deadline += self.rules.answer_timeout
+        self._publish_image(kinds.BEFORE, images.jpeg(shot.person, self.rules.jpeg_quality))
         self._set('sending', garment=garment.gid, focus=shot.focus)
         spec = GoalSpec(garment.gid if garment.image is None else '', garment.image,
                         garment.cloth_type, shot.person, mask)
@@ -266,7 +266,7 @@ class Session:
             if seq != self._seq:
                 return
             self._handle = handle
-            self._deadline = self._clock() + self._rules.answer_timeout
+            self._deadline = self._clock() + self.rules.answer_timeout
             if self._cancel_pending:
                 self._port.cancel(handle)
             else:
@@ -285,10 +285,10 @@ class Session:
         with self._lock:
             if seq != self._seq or self.state not in ('running', 'canceling'):
                 return
-            self._deadline = self._clock() + self._rules.answer_timeout
+            self._deadline = self._clock() + self.rules.answer_timeout
             if preview is not None:
                 self._publish_image(kinds.PREVIEW,
-                                    images.jpeg(preview, self._rules.jpeg_quality))
+                                    images.jpeg(preview, self.rules.jpeg_quality))
             self._state.update(step=int(step), total=int(total), eta=round(float(eta), 1))
             self._publish_state(self._state)
 
@@ -310,7 +310,7 @@ class Session:
                 mask = None
             self._frozen = Frozen(Shot(shot.person, mask, shot.stamp, shot.focus),
                                   self._cloth_type)
-            self._publish_image(kinds.RESULT, images.jpeg(image, self._rules.jpeg_quality))
+            self._publish_image(kinds.RESULT, images.jpeg(image, self.rules.jpeg_quality))
             total = self._state.get('total', 0)
             self._set('result', code=code, step=total, total=total, focus=shot.focus,
                       server_total=round(server_total, 3),

@@ -61,6 +61,13 @@ class Sessions:
         session.close()
         self._garments.drop_uploads(session.page)
 
+    def set_rules(self, rules: Rules) -> None:
+        """Use new limits (the node's settings changed) in every page, now and to come."""
+        with self._lock:
+            self._rules = rules
+            for session in self._sessions.values():
+                session.rules = rules
+
     def pages(self) -> list[Session]:
         """Return the open pages' sessions."""
         with self._lock:

@@ -87,6 +87,12 @@ function place(img, focus) {
 }
 
 function placeAll() {
+  // The view is never wider than the camera's picture at its height: no bars beside it.
+  const camera = $('camera');
+  if (camera.naturalWidth) {
+    const aspect = camera.naturalWidth / camera.naturalHeight;
+    $('view').style.maxWidth = `${Math.ceil($('view').clientHeight * aspect)}px`;
+  }
   for (const id of ['camera', 'overlay']) {
     place($(id), liveFocus);
   }
