@@ -55,13 +55,14 @@ EXIT = {'done': (0, 'done (or canceled by Ctrl-C)'),
         'timeout': (5, 'no result within --timeout (the goal was canceled)'),
         'no_answer': (6, 'the server stopped answering: no reply to the goal or the cancel, '
                          'or it forgot the goal')}
-EXIT_CODES = 'exit codes: ' + '; '.join(f'{code} {text}' for code, text in EXIT.values())
+EXIT_CODES = 'exit codes:\n' + '\n'.join(f'  {code}  {text}' for code, text in EXIT.values())
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
-                                     epilog=EXIT_CODES)
+                                     epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--garment', required=True, help='garment image file or catalogue id '
                         "(an id of tryon_server's garments.catalog_dir, e.g. red_tshirt)")
     parser.add_argument('--person', help='person image file (default: latest camera frame)')
