@@ -7,8 +7,9 @@ carried to each new frame by geometry alone:
 1. The BlazePose landmarks (the pose masker's, :class:`vton_ros.pipeline.masks.MaskResult`)
    of the try-on frame and the new frame are matched on the body points that are visible in
    both (shoulders, elbows, wrists, hips, knees, ankles, nose).
-2. A similarity (``cv2.estimateAffinePartial2D``) gives the global move; anchors around the
-   new frame moved by it close the mesh, so the background-free parts move rigidly.
+2. A similarity (``cv2.estimateAffinePartial2D``, least median of squares) gives the global
+   move; anchors around the new frame moved by it close the mesh, so the parts away from
+   the body move rigidly.
 3. A piecewise-affine map from new-frame to try-on-frame points on the Delaunay mesh of the
    landmarks, points beside the limbs and the anchors: scipy's ``LinearNDInterpolator``
    (the same map as scikit-image's ``PiecewiseAffineTransform``, which the tests compare
@@ -35,7 +36,10 @@ from scipy.spatial import Delaunay
 
 # BlazePose indices (the same as vton_ros.pipeline.masks, which needs torch to import)
 NOSE, L_SHOULDER, R_SHOULDER, L_HIP, R_HIP = 0, 11, 12, 23, 24
-WARP_POINTS = (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+# body points the mesh uses per cloth type (legs move a top only through the hips)
+WARP_POINTS = {'upper': (0, 11, 12, 13, 14, 15, 16, 23, 24),
+               'lower': (11, 12, 23, 24, 25, 26, 27, 28),
+               'overall': (0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)}
 KEY_POINTS = {'upper': (11, 12), 'lower': (23, 24), 'overall': (11, 12, 23, 24)}
 NUM_LANDMARKS = 33
 LIMBS = ((11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28))
@@ -166,8 +170,10 @@ def match_points(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_
     old, new = check_landmarks(old), check_landmarks(new)
     if any(new[i, 2] < config.min_visibility for i in KEY_POINTS[cloth_type]):
         return None, STATUS_TURNED
-    both = [i for i in WARP_POINTS
-            if min(old[i, 2], new[i, 2]) >= config.min_visibility]
+    h, w = size
+    both = [i for i in WARP_POINTS[cloth_type]  # seen in both frames, inside this one
+            if min(old[i, 2], new[i, 2]) >= config.min_visibility
+            and 0 <= new[i, 0] < w and 0 <= new[i, 1] < h]
     if len(both) < 3:
         return None, STATUS_TURNED
     src, dst = _mesh_points(new, both), _mesh_points(old, both)
@@ -181,14 +187,14 @@ def match_points(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_
         return None, STATUS_TOO_FAR
     s_old = body_scale(old)
     moved = src @ sim[:, :2].T + sim[:, 2]
-    if np.max(np.linalg.norm(moved - dst, axis=1)) > config.max_displacement * s_old:
+    residual = np.linalg.norm(moved - dst, axis=1)
+    if np.max(residual) > config.max_displacement * s_old:
         return None, STATUS_TOO_FAR
     if KEY_POINTS[cloth_type][0] == L_SHOULDER:
         width_new = np.linalg.norm(new[L_SHOULDER, :2] - new[R_SHOULDER, :2]) * scale
         width_old = np.linalg.norm(old[L_SHOULDER, :2] - old[R_SHOULDER, :2])
         if width_new < config.min_width_ratio * width_old:
             return None, STATUS_TURNED
-    h, w = size
     anchors = _anchors(w, h)
     src_all = np.vstack([src, anchors])
     dst_all = np.vstack([dst, anchors @ sim[:, :2].T + sim[:, 2]])
