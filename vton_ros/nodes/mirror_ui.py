@@ -1,12 +1,13 @@
 """
 mirror_ui: the mirror's kiosk page, served over HTTP with live data over a WebSocket.
 
-A client of the ``tryon`` action and a subscriber of ``image_raw``, ``agnostic_mask`` and
-``tryon/model`` (relative names: it works in the stack's namespace). The page, its server
-and the shoppers' sessions (one per open page) are ROS-free (:mod:`vton_ros.ui`); this
-node only wires them to ROS: frames and masks go to the camera memory (a mask with pixels
-means a person is there), the model the server runs to every page. Frames are
-JPEG-encoded only while a page is open; no image is written to disk or logged.
+A client of the ``tryon`` action and a subscriber of ``image_raw``, ``agnostic_mask``,
+``tryon/model`` and ``tryon/live`` with its status (relative names: it works in the stack's
+namespace). The page, its server and the shoppers' sessions (one per open page) are
+ROS-free (:mod:`vton_ros.ui`); this node only wires them to ROS: frames and masks go to the
+camera memory (a mask with pixels means a person is there), the model the server runs and
+the live composite to every page. Frames are JPEG-encoded only while a page is open; no
+image is written to disk or logged.
 """
 
 import errno
@@ -60,6 +61,12 @@ class MirrorUi(common.SchemaNode):
         self.create_subscription(Image, 'image_raw', self._frame, qos)
         self.create_subscription(Image, 'agnostic_mask', self._mask, qos)
         self.create_subscription(String, 'tryon/model', self._model, common.LATCHED_QOS)
+        self.create_subscription(Image, 'tryon/live', self._live, qos)
+        self.create_subscription(String, 'tryon/live/status', self._live_status,
+                                 common.LATCHED_QOS)
+        self._live_state = {'on': self.setting('live.enabled'), 'status': 'no result',
+                            'rerender': self.setting('live.rerender')}
+        self._hub.set_live(self._live_state)
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
         self.create_timer(SERVER_POLL, self._watch)
@@ -111,6 +118,22 @@ class MirrorUi(common.SchemaNode):
             self._hub.set_focus(focus)
         if self._hub.overlay_watched():
             self._hub.send_frame(kinds.OVERLAY, images.mask_overlay(mask))
+
+    def _live(self, msg: Image) -> None:
+        """Pass the live composite (tryon/live) to the pages."""
+        if not self._hub.pages():
+            return
+        try:
+            rgb = image_conv.to_rgb(msg)
+        except ValueError as err:
+            self.get_logger().warning(f'unusable live frame: {err}', throttle_duration_sec=5.0)
+            return
+        data = images.jpeg(rgb, self.setting('ui.jpeg_quality'), self.setting('ui.max_side'))
+        self._hub.send_frame(kinds.LIVE, data)
+
+    def _live_status(self, msg: String) -> None:
+        self._live_state = dict(self._live_state, status=msg.data[:40])
+        self._hub.set_live(self._live_state)
 
     def _model(self, msg: String) -> None:
         try:

@@ -14,10 +14,11 @@ import threading
 from typing import Any
 
 # Binary message kinds (first byte of a binary WebSocket message).
-FRAME, OVERLAY, PREVIEW, RESULT, BEFORE = 1, 2, 3, 4, 5
+FRAME, OVERLAY, PREVIEW, RESULT, BEFORE, LIVE = 1, 2, 3, 4, 5, 6
 KINDS = {FRAME: 'camera frame (JPEG)', OVERLAY: 'mask overlay (PNG, RGBA)',
          PREVIEW: 'try-on preview (JPEG)', RESULT: 'try-on result (JPEG)',
-         BEFORE: 'the frozen frame the result was made from (JPEG)'}
+         BEFORE: 'the frozen frame the result was made from (JPEG)',
+         LIVE: 'live composite: the last try-on on the moving shopper (JPEG)'}
 
 
 class Client:
@@ -38,6 +39,7 @@ class Hub:
         self._clients: set[Client] = set()
         self._lock = threading.Lock()
         self._model: dict | None = None  # the model message, for pages to come
+        self._live: dict | None = None  # the live-follow message, for pages to come
         self._focus: dict | None = None  # where the person stands, for pages to come
         self.frames_sent = 0
 
@@ -83,6 +85,13 @@ class Hub:
             self._focus = message
         self.send_json(message)
 
+    def set_live(self, message: dict) -> None:
+        """Tell every page, now and later, the live-follow settings and status."""
+        message = dict(message, type='live')
+        with self._lock:
+            self._live = message
+        self.send_json(message)
+
     def _call(self, function, *args) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -95,7 +104,7 @@ class Hub:
         """Register a page; tell it the model the server runs and where the person stands."""
         client = Client(ws)
         with self._lock:
-            sticky = [m for m in (self._model, self._focus) if m is not None]
+            sticky = [m for m in (self._model, self._live, self._focus) if m is not None]
         for message in sticky:
             await ws.send_str(json.dumps(message))
         self._clients.add(client)

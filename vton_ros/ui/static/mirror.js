@@ -5,7 +5,14 @@
 // with this page's upload and list requests), and its results and uploads are this page's.
 'use strict';
 
-const KIND = {FRAME: 1, OVERLAY: 2, PREVIEW: 3, RESULT: 4, BEFORE: 5};
+const KIND = {FRAME: 1, OVERLAY: 2, PREVIEW: 3, RESULT: 4, BEFORE: 5, LIVE: 6};
+// Live follow: why the garment cannot follow the shopper now (tryon/live/status).
+const LIVE_LOST = {
+  'no person': 'Step back in front of the mirror to see the garment on you.',
+  'turned away': 'Turn towards the mirror to see the garment on you.',
+  'moved too far': 'You moved too far for the live view: tap the garment to try it on again.',
+};
+const RERENDER_FOR = ['turned away', 'moved too far'];
 const BUSY = ['sending', 'running', 'canceling'];
 // Cloth types (the server's names) as a shopper reads them.
 const TYPE_NAMES = {upper: 'Top', lower: 'Bottom', overall: 'Full outfit'};
@@ -29,6 +36,7 @@ const stats = window.mirrorStats = {
   resets: 0,  // idle resets (nobody in front of the mirror)
   state: null,  // the last state message
   model: null,  // the last model message
+  live: 0, liveTimes: [],  // live composites shown (tryon/live)
 };
 
 let ws = null;
@@ -40,6 +48,10 @@ let note = '';  // what the page itself has to say (an upload), until the state 
 let reveal = null;  // id of the garment just uploaded: scrolled into view
 let liveFocus = 0.5;  // where the person stands in the live view (0..1 of its width)
 let overlayOn = false;
+let liveOn = false;  // show the garment following the shopper instead of the still result
+let liveChosen = false;  // the shopper pressed the Live toggle: the default no longer applies
+let liveInfo = {status: 'no result', rerender: false};  // the mirror's last live message
+let lastGarment = '';  // the garment of the last try-on (Live renders it again if asked to)
 const urls = {};  // element id -> its current blob URL
 
 function show(id, visible) {
@@ -93,7 +105,7 @@ function placeAll() {
     const aspect = camera.naturalWidth / camera.naturalHeight;
     $('view').style.maxWidth = `${Math.ceil($('view').clientHeight * aspect)}px`;
   }
-  for (const id of ['camera', 'overlay']) {
+  for (const id of ['camera', 'overlay', 'livecomp']) {
     place($(id), liveFocus);
   }
   const focus = typeof state.focus === 'number' ? state.focus : 0.5;
@@ -128,6 +140,13 @@ function onBinary(data) {
     }
   } else if (kind === KIND.BEFORE) {
     setImage('before', blob);
+  } else if (kind === KIND.LIVE) {
+    setImage('livecomp', blob);
+    stats.live += 1;
+    stats.liveTimes.push(now);
+    if (stats.liveTimes.length > 600) {
+      stats.liveTimes.shift();
+    }
   }
   render();
 }
@@ -144,7 +163,21 @@ function onMessage(message) {
     placeAll();
   } else if (message.type === 'state') {
     onState(message);
+  } else if (message.type === 'live') {
+    onLive(message);
   }
+}
+
+function onLive(message) {
+  if (!liveChosen) {
+    liveOn = Boolean(message.on);
+  }
+  const lost = message.status !== liveInfo.status && RERENDER_FOR.includes(message.status);
+  liveInfo = message;
+  if (lost && message.rerender && liveOn && state.state === 'result' && lastGarment) {
+    tryOn(lastGarment);  // render again from the current frame
+  }
+  render();
 }
 
 function onState(message) {
@@ -157,6 +190,7 @@ function onState(message) {
   if (message.state === 'sending') {
     dropImage('preview');
     dropImage('result');
+    dropImage('livecomp');  // the last try-on's composite is not this one's
   }
   if (['result', 'error'].includes(message.state) && BUSY.includes(state.state)) {
     stats.ends += 1;
@@ -187,14 +221,20 @@ function render() {
   const busy = BUSY.includes(name);
   const result = name === 'result' && !browsing;
   const frozen = state.frozen && !result;
+  // Live on: the garment follows the shopper, or the plain camera view says why not.
+  const following = liveOn && result && liveInfo.status === 'live' && Boolean(urls.livecomp);
+  const lost = liveOn && result && LIVE_LOST[liveInfo.status] ? LIVE_LOST[liveInfo.status] : '';
+  const still = result && !following && !lost;
   $('app').dataset.state = name;
-  $('status').textContent = note || (browsing && name === 'result' ?
+  $('app').dataset.live = following ? 'following' : (lost ? 'lost' : 'off');
+  $('status').textContent = note || lost || (browsing && name === 'result' ?
     'Pick another garment to try on the same photo.' : (state.status || ''));
-  const photo = (busy || frozen || result) && Boolean(urls.before);  // the frame dressed
-  show('camera', !photo);
+  const photo = (busy || frozen || still) && Boolean(urls.before);  // the frame dressed
+  show('camera', !photo && !following);
+  show('livecomp', following);
   show('before', photo);
-  show('result', result && Boolean(urls.result));
-  show('compare-label', result);
+  show('result', still && Boolean(urls.result));
+  show('compare-label', still);
   const live = !photo;
   show('overlay', overlayOn && live && !busy);
   show('overlay-toggle', live && !busy);  // the mask is drawn over the live view only
@@ -203,6 +243,8 @@ function render() {
   show('cancel', busy);
   $('cancel').disabled = name === 'canceling';
   show('again', result);
+  $('live-toggle').setAttribute('aria-pressed', String(liveOn));
+  $('live-toggle').textContent = liveOn ? 'Live: on' : 'Live: off';
   show('live', (result || frozen) && !busy);
   const label = stats.model && MODEL_LABELS[stats.model.kind];
   $('model-label').textContent = label || '';
@@ -251,6 +293,7 @@ function tryOn(id) {
     stats.tap = performance.now();
     stats.firstPreview = null;
     stats.result = null;
+    lastGarment = id;
   }
   send({type: 'try', garment: id});  // while busy, the mirror answers "Please wait"
 }
@@ -376,6 +419,11 @@ function init() {
     send({type: 'overlay', on: overlayOn});
     render();
   });
+  $('live-toggle').addEventListener('click', () => {
+    liveOn = !liveOn;
+    liveChosen = true;
+    render();
+  });
   $('compare').addEventListener('input', compare);
   $('upload').addEventListener('change', (event) => {
     if (event.target.files.length) {
@@ -383,7 +431,7 @@ function init() {
     }
   });
   $('upload-form').addEventListener('submit', (event) => event.preventDefault());
-  for (const id of ['camera', 'overlay', 'before', 'result']) {
+  for (const id of ['camera', 'overlay', 'before', 'result', 'livecomp']) {
     $(id).addEventListener('load', placeAll);
   }
   window.addEventListener('resize', placeAll);
