@@ -14,10 +14,10 @@ import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.srv import SetParameters
-from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, wait_until
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, \
+    wait_until
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_ros.media import samples

@@ -16,9 +16,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, node_argv, Proc, ROOT, ros_env, Spinner
+from rosutil import ActionClient, free_domain_id, node_argv, Proc, ROOT, ros_env, Spinner
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_ros.nodes import image_conv

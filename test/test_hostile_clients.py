@@ -20,9 +20,8 @@ from aiohttp import ClientSession, WSMsgType
 import cv2
 import numpy as np
 import pytest
-from rclpy.action import ActionClient
-from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ROOT, ros_env, \
-    script_argv, Spinner
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ROOT, \
+    ros_env, script_argv, Spinner
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn

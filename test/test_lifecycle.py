@@ -13,10 +13,10 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 from rcl_interfaces.srv import SetParameters
-from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, Spinner, wait_until
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, \
+    Spinner, wait_until
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn

@@ -17,9 +17,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from rclpy.action import ActionClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ROOT, ros_env, Spinner
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ROOT, \
+    ros_env, Spinner
 from stack import person_goal, server_params
 from std_msgs.msg import String
 from vton_interfaces.action import TryOn

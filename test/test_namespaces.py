@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from rcl_interfaces.srv import GetParameters
-from rclpy.action import ActionClient
 from rclpy.parameter import parameter_value_to_python
-from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
+from rosutil import ActionClient, free_domain_id, LIB, node_argv, Proc, ros_env, Spinner
 from stack import server_params
 from vton_interfaces.action import TryOn
 from vton_ros.cli.tryon_bringup import STACK

@@ -15,10 +15,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, process_udp_addresses, \
-    ros_env, Spinner, wait_until
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, LIB, node_argv, Proc, \
+    process_udp_addresses, ros_env, Spinner, wait_until
 from sensor_msgs.msg import CompressedImage, Image
 from stack import (CAMERA_SIZE, person_goal, R, SERVER_PARAMS, server_params, STAGES, System,
                    wait_for_paired_mask)

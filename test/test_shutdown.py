@@ -19,9 +19,9 @@ import time
 
 import cv2
 import pytest
-from rclpy.action import ActionClient
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, LIB, node_argv, Proc, ros_env, Spinner, wait_until
+from rosutil import ActionClient, free_domain_id, LIB, node_argv, Proc, ros_env, Spinner, \
+    wait_until
 from sensor_msgs.msg import Image
 from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
