@@ -6,8 +6,9 @@ under its lock right after sending, then again with a new Future after the lock 
 A reply handled by a spinning thread between the two completes the first future, whose
 done callback unregisters the sequence number; the second (the one returned) then never
 completes. :func:`send_goal` asks for the goal from the executor's own thread (a task of a
-SingleThreadedExecutor), so no reply can be handled in between; :func:`wait_future` bounds
-every wait and says what did not come.
+SingleThreadedExecutor), so no reply can be handled in between; :class:`SafeActionClient`
+registers it once under the client's lock (any executor); :func:`wait_future` bounds every
+wait and says what did not come.
 """
 
 import time
@@ -40,6 +41,33 @@ def wait_future(future: Future, timeout: float, what: str,
             raise WaitTimeout(f'{what}: no answer after {timeout:g} s')
         time.sleep(POLL)
     return future.result()
+
+
+class SafeActionClient(ActionClient):
+    """
+    rclpy's ActionClient whose send_goal_async registers the request once, under its lock.
+
+    Then no reply can be taken before its future is registered, whatever the executor
+    (multi-threaded too). The feedback callback is registered before the goal is sent.
+    Relies on the ActionClient internals of rclpy (Kilted and Humble name them alike).
+    """
+
+    def send_goal_async(self, goal: Any, feedback_callback: Callable[[Any], None] | None = None,
+                        goal_uuid: Any = None) -> Future:
+        """Send a goal; return the future of its goal handle (completed by the executor)."""
+        request = self._action_type.Impl.SendGoalService.Request()
+        request.goal_id = goal_uuid if goal_uuid is not None else self._generate_random_uuid()
+        request.goal = goal
+        future = Future()
+        with self._lock:
+            if feedback_callback is not None:
+                self._feedback_callbacks[bytes(request.goal_id.uuid)] = feedback_callback
+            sequence = self._client_handle.send_goal_request(request)
+            self._pending_goal_requests[sequence] = future
+            self._goal_sequence_number_to_goal_id[sequence] = request.goal_id
+            future.add_done_callback(self._remove_pending_goal_request)
+            self.add_future(future)
+        return future
 
 
 def send_goal(executor: Executor, client: ActionClient, goal: Any,
