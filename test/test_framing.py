@@ -266,3 +266,48 @@ def test_pose_masker_marks_the_person_for_the_framing():
     repaint = bounds_of(result.mask >= 128)
     assert bounds[0] < repaint[0]  # the head is above the garment region
     assert bounds[0] <= repaint[0] and bounds[2] >= repaint[2]
+
+
+@pytest.mark.usefixtures('one_thread')
+@pytest.mark.parametrize('repaint', [False, True])
+def test_try_on_centre_is_todays_path_and_person_repaints_the_marked_mask(tiny_pipe, repaint):
+    import dataclasses
+
+    from vton_ros.goals import tryon_job
+    from vton_ros.goals.admission import Request
+    from vton_ros.media import samples
+    from vton_ros.pipeline import preprocess
+    from vton_ros.settings.views import CatVTONCall
+
+    frame, person, mask = draw_person(480, 640, 470, 40, 420, arm_span=1.4)
+    garment = samples.garment('tshirt', (30, 90, 200), 128, 96)
+    marked = mark_person(mask, person)
+
+    def run(framing_mode):
+        call = dataclasses.replace(CatVTONCall.defaults(), height=64, width=48, seed=2,
+                                   num_inference_steps=2, repaint=repaint,
+                                   framing=framing_mode)
+        request = Request(garment, 'image', 'upper', frame, marked, call)
+        timings = dict.fromkeys(tryon_job.STAGES, 0.0)
+        return tryon_job.try_on(tiny_pipe, request, frame, marked, timings, None)
+
+    # centre: the pipeline's centre crop, uncrop and repaint exactly as before framing
+    image, binary, _ = run('centre')
+    out = tiny_pipe(frame, garment, mask, height=64, width=48, num_inference_steps=2, seed=2,
+                    repaint=repaint)
+    want = preprocess.uncrop(out.image, out.crop_box, background=frame)
+    if repaint:
+        want[mask < 128] = frame[mask < 128]
+    assert np.array_equal(image, want) and np.array_equal(binary, mask)
+    cut = mask.copy()
+    box = out.crop_box
+    cut[:, box.left:box.left + box.width] = 0  # mask pixels past the centre crop: the seam
+    assert cut.any() and unrepainted(frame, cut, image) == np.count_nonzero(cut)
+
+    # person (the default): the whole mask repainted, the rest the person's own
+    assert CatVTONCall.defaults().framing == 'person'
+    image, binary, _ = run('person')
+    assert image.shape == frame.shape and np.array_equal(binary, mask)
+    assert np.array_equal(image[mask < 128], frame[mask < 128])
+    changed = (image != frame).any(axis=2)
+    assert changed[mask >= 128].mean() > 0.97 and changed[cut >= 128].mean() > 0.97
