@@ -49,6 +49,7 @@ def catalog(tmp_path_factory):
     return GarmentCatalog(str(folder))
 
 
+@pytest.mark.slow
 def test_no_ros_import():  # the node decodes the messages (nodes/tryon_goal)
     code = 'import sys, vton_ros.compat; vton_ros.compat.ensure_torchvision(); ' \
            'import vton_ros.goals.admission, vton_ros.goals.tryon_job; ' \

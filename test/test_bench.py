@@ -205,6 +205,7 @@ def test_compare_paper_exact_fast_on_tiny_test_weights(tmp_path, tiny):
     assert (out / 'compare.png').read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available() or Path('/proc/driver/nvidia/version').exists(),
                     reason='a CUDA machine: scripts/gpu_check.sh runs its checks there')
 def test_gpu_check_without_cuda_says_so_in_one_line_and_exits_0(tmp_path):

@@ -125,6 +125,7 @@ def client(argv: list, env: dict, timeout: float = HANG_GUARD) -> subprocess.Com
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize('namespace,name', [('', '/tryon'), ('mirror_a', '/mirror_a/tryon')])
 def test_without_a_server_it_says_at_once_what_it_waits_for(namespace, name):
     run = client(['--garment', 'red_tshirt', '--server-timeout', '2', '--namespace', namespace],
@@ -159,6 +160,7 @@ def write_inputs(folder):
     return person, mask
 
 
+@pytest.mark.stack
 def test_timeout_cancels_the_goal_and_ends_the_progress_line(tmp_path, tiny_weights):
     env = ros_env(free_domain_id())
     params = dict(server_params(tiny_weights), **{'catvton.height': 256, 'catvton.width': 192,
@@ -181,6 +183,7 @@ def test_timeout_cancels_the_goal_and_ends_the_progress_line(tmp_path, tiny_weig
         assert server.stop() == 0, server.log()
 
 
+@pytest.mark.stack
 def test_a_lost_goal_reply_is_found_on_the_status_topic(tmp_path):
     env = ros_env(free_domain_id())
     raw = Proc(script_argv(ROOT / 'test' / 'processes' / 'raw_action_server.py', 'lost_reply'),

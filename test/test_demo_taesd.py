@@ -34,6 +34,7 @@ MAX_LATENT_MSE = 0.05
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
+@pytest.mark.slow
 def test_distillation_writes_a_taesd_the_pipeline_runs(tiny, inputs, tmp_path, capsys):
     data = tmp_path / 'data'
     tryon_data.make_tryon_dataset(str(data), 4, 2, 64, 48, seed=3, people=drawn_people())
@@ -97,6 +98,7 @@ def figures(student: AutoencoderTiny, teacher: AutoencoderKL,
     return quality, (student.encode(x).latents - latents).pow(2).mean().item()
 
 
+@pytest.mark.slow
 def test_shipped_taesd_matches_the_demo_vae():
     teacher = AutoencoderKL.from_pretrained(DEMO / 'vae').eval()
     shipped = AutoencoderTiny.from_pretrained(DEMO / 'taesd').eval()

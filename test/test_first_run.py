@@ -15,6 +15,7 @@ def run_tool(module: str, *args: str, env: dict | None = None) -> subprocess.Com
                           env=env if env is not None else os.environ)
 
 
+@pytest.mark.slow
 def test_missing_weights_name_cache_setting_and_fetch(tmp_path):
     cache = tmp_path / 'hub'
     env = {k: v for k, v in os.environ.items()
@@ -128,6 +129,7 @@ def test_demo_profile_names_package_paths_and_runs_on_the_cpu():
 NATIVE_LINES = ('W0000', 'TensorFlow Lite', 'absl::InitializeLog')
 
 
+@pytest.mark.slow
 def test_native_logging_of_the_pose_masker_is_off_unless_asked():
     code = ('from vton_ros.media import samples\n'
             'from vton_ros.pipeline.masks import create_mask_generator\n'
@@ -200,6 +202,7 @@ def test_no_colcon_prefix_warning_for_the_venv(tmp_path):
     assert "doesn't contain any 'local_setup" in build(empty)  # the warning it avoids
 
 
+@pytest.mark.slow
 def test_each_weights_mode_has_its_own_folder_and_real_says_what_to_do(tmp_path):
     for name in ('scripts', 'config', 'garments', 'models', 'install', '.venv'):
         (tmp_path / name).symlink_to(ROOT / name)  # a checkout of links: outputs stay here

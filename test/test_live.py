@@ -20,6 +20,8 @@ from vton_ros.media import samples
 from vton_ros.nodes import image_conv
 from vton_ros.nodes.common import LATCHED_QOS
 
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
 SIZE = (320, 240)
 SHIFTS = (0, 12, 24, 36, 24, 12)  # px to the right, one frame each, then an empty room
 

@@ -238,6 +238,7 @@ def _run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, env=env, timeout=600)  # hang guard only
 
 
+@pytest.mark.slow
 def test_make_masks_cli_pose(tmp_path):
     src = tmp_path / 'in'
     src.mkdir()
@@ -258,6 +259,7 @@ def test_make_masks_cli_pose(tmp_path):
     assert (out / 'shirt_overlay.png').is_file()
 
 
+@pytest.mark.slow
 def test_make_masks_cli_unet_errors(tmp_path):
     img = tmp_path / 'a.png'
     cv2.imwrite(str(img), np.zeros((10, 10, 3), np.uint8))

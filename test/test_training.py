@@ -118,6 +118,7 @@ def test_losses():
         dice_loss(perfect, target[:1])
 
 
+@pytest.mark.slow
 def test_training_improves_iou_and_best_is_kept(run):
     ious = [r['val_iou'] for r in run.history]
     assert [r['epoch'] for r in run.history] == list(range(1, EPOCHS + 1))
@@ -137,6 +138,7 @@ def test_training_improves_iou_and_best_is_kept(run):
     assert last.metadata['epoch'] == EPOCHS and last.training['epoch'] == EPOCHS
 
 
+@pytest.mark.slow
 def test_best_checkpoint_restores_its_iou(run, data):
     seg = Segmenter.from_pretrained(run.best_path, device='cpu', precision='fp32')
     val = AgnosticMaskDataset(data[0], 'test', TINY.height, TINY.width)
@@ -153,6 +155,7 @@ def test_best_checkpoint_restores_its_iou(run, data):
     assert (pred & truth).sum() / (pred | truth).sum() > 0.4
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted_run(run, data, tmp_path):
     out = str(tmp_path / 'seg')
     first = train(_config(data[0], out, backgrounds=data[1], epochs=2))
@@ -220,6 +223,7 @@ def _run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=ROOT, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_train_resume_then_make_masks(data, tmp_path):
     root, bgs = data
     out = str(tmp_path / 'cli')
@@ -246,6 +250,7 @@ def test_cli_train_resume_then_make_masks(data, tmp_path):
     assert (tmp_path / 'masks' / 'odd_overlay.png').is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec('segment_anything') is not None,
                     reason='checks the fallback when segment_anything is not installed')
 def test_cli_compose(data, tmp_path):

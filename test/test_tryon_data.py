@@ -167,6 +167,7 @@ def test_blur_mask_rounds_corners_and_zero_is_off():
         blur_mask(mask, -1)
 
 
+@pytest.mark.slow
 def test_demo_trainer_resumes_exactly_and_exports_the_published_layouts(tmp_path):
     import torch
     from vton_ros.pipeline.catvton import CatVTONPipeline
@@ -208,6 +209,7 @@ def test_demo_trainer_resumes_exactly_and_exports_the_published_layouts(tmp_path
     assert out.image.shape == (64, 48, 3)
 
 
+@pytest.mark.slow
 def test_try_on_blurs_the_mask_picks_attention_and_keeps_the_person(tmp_path):
     from vton_ros.goals import tryon_job as tryon_core
     from vton_ros.goals.admission import GoalError, Request
