@@ -39,7 +39,9 @@ def params_file(path, weights) -> str:
     server.update({'catvton.device': 'cpu', 'catvton.precision': 'fp32',
                    'catvton.height': 64, 'catvton.width': 48, 'segmentation.device': 'cpu',
                    'catvton.num_inference_steps': STEPS, 'tryon.pair_wait': HANG_GUARD,
-                   'tryon.pair_max_age': HANG_GUARD})
+                   'tryon.pair_max_age': HANG_GUARD,
+                   # the strips outside the centre crop are each camera's own: whose frame
+                   'catvton.framing': 'centre'})
     text = param_files.dump_yaml({
         'camera_node': {'camera.fps': 4.0, 'camera.width': SIZE[0], 'camera.height': SIZE[1]},
         'segmentation_node': {'segmentation.device': 'cpu', 'segmentation.max_rate': 4.0},
