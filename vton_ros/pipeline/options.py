@@ -70,7 +70,8 @@ class TryOnResult:
     Output of one try-on.
 
     image: (height, width, 3) uint8 RGB. mask: (height, width) uint8, 255 = repainted.
-    crop_box: the crop of the person frame that ``image`` covers (for preprocess.uncrop).
+    crop_box: the box of the person frame that ``image`` covers (centre framing: back with
+    preprocess.uncrop; person framing, which may pad past the frame: framing.paste).
     timings: seconds per stage, keys :data:`TIMING_KEYS`.
     seed: the seed of the noise (None when the caller passed a generator).
     nan_recovered: the low-precision VAE decode produced NaN/Inf and was redone in fp32.
