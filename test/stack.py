@@ -93,7 +93,7 @@ class System:
         self.client = Spinner('test_tryon_client', self.domain)
         node = self.client.node
         self.action = ActionClient(node, TryOn, 'tryon')
-        assert self.action.wait_for_server(timeout_sec=30.0)
+        assert self.action.wait_for_server(timeout_sec=HANG_GUARD)
         self.params = node.create_client(SetParameters, '/tryon_server/set_parameters')
         self._lock = threading.Lock()
         self.frames: dict = {}

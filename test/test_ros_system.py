@@ -475,7 +475,7 @@ def test_goal_without_a_camera_frame_is_aborted(tiny_weights, tmp_path):
         server.wait_for_log('model loaded', timeout=HANG_GUARD)
         client = Spinner('lonely_client', int(env['ROS_DOMAIN_ID']))
         action = ActionClient(client.node, TryOn, 'tryon')
-        assert action.wait_for_server(timeout_sec=30.0)
+        assert action.wait_for_server(timeout_sec=HANG_GUARD)
         handle = client.wait(action.send_goal_async(person_goal(person_image=Image())),
                              HANG_GUARD)
         result = client.wait(handle.get_result_async(), HANG_GUARD).result
