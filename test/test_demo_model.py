@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import ActionClient, free_domain_id, node_argv, Proc, ROOT, ros_env, Spinner
+from rosutil import ActionClient, free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, \
+    Spinner
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 from vton_ros.nodes import image_conv
@@ -62,10 +63,10 @@ class DemoSystem:
                  env, tmp / 'segmentation.log'),
             Proc(node_argv('tryon_server', dict(SERVER, **weights)), env, tmp / 'server.log'),
         ]
-        self.procs[2].wait_for_log('model loaded', timeout=180)
+        self.procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
         self.client = Spinner(name, int(env['ROS_DOMAIN_ID']))
         self.action = ActionClient(self.client.node, TryOn, 'tryon')
-        assert self.action.wait_for_server(timeout_sec=30.0)
+        assert self.action.wait_for_server(timeout_sec=HANG_GUARD)
         self._lock = threading.Lock()
         self.frames: dict = {}
         self.client.node.create_subscription(Image, 'image_raw', self._on_frame,
