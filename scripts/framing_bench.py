@@ -28,6 +28,7 @@ FRAME = (720, 1280)
 MODEL = (512, 384)
 PLACES = {'left': 0.22, 'centre': 0.5, 'right': 0.8}  # silhouette centre / frame width
 COLOURS = {'centre': (230, 40, 40), 'person': (40, 200, 60)}
+TILE = 240  # panel rows' height in pixels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,12 +101,14 @@ def panel(rows: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
         for mode, colour in COLOURS.items():
             top, left, h, w = res[mode]['box']
             cv2.rectangle(view, (left, top), (left + w - 1, top + h - 1), colour, 6)
-        scale = MODEL[0] / FRAME[0]
-        view = cv2.resize(view, (round(FRAME[1] * scale), MODEL[0]), interpolation=cv2.INTER_AREA)
-        cells = [_label(view, f'{place}: 1280x720 frame, boxes: centre (red), person (green)')]
+        view = cv2.resize(view, (round(FRAME[1] * TILE / FRAME[0]), TILE),
+                          interpolation=cv2.INTER_AREA)
+        cells = [_label(view, f'{place}: centre box red, person box green')]
         for mode in ('centre', 'person'):
             share = res[mode]['input_on_person']
-            cells.append(_label(res[mode]['input'], f'{mode}: {100 * share:.0f}% on person'))
+            small = cv2.resize(res[mode]['input'], (TILE * MODEL[1] // MODEL[0], TILE),
+                               interpolation=cv2.INTER_AREA)
+            cells.append(_label(small, f'{mode}: {100 * share:.0f}% person'))
         tiles.append(np.hstack([np.pad(c, ((4, 4), (4, 4), (0, 0)), constant_values=255)
                                 for c in cells]))
     image = np.vstack(tiles)
@@ -114,8 +117,8 @@ def panel(rows: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
     out = image.copy()
-    cv2.rectangle(out, (0, 0), (min(out.shape[1], 12 + 9 * len(text)), 26), (255, 255, 255), -1)
-    cv2.putText(out, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(out, (0, 0), (min(out.shape[1], 8 + 7 * len(text)), 18), (255, 255, 255), -1)
+    cv2.putText(out, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

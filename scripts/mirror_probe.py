@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-from aiohttp import ClientSession, WSMsgType
+from aiohttp import ClientError, ClientSession, TCPConnector, WSMsgType
 import numpy as np
 from PIL import Image
 
@@ -72,7 +72,7 @@ class Stack:
         env = dict(os.environ, PORT='0', ROS_DOMAIN_ID=str(random.SystemRandom().randint(1, 200)))
         extra = []
         if 'ui.token_file' in {p.name for p in schema.SCHEMA}:
-            token_file = out / 'token'
+            token_file = out.resolve() / 'token'
             token_file.write_text(TOKEN + '\n')
             token_file.chmod(0o600)
             extra = ['--set', f'ui.token_file={token_file}']
@@ -88,11 +88,15 @@ class Stack:
              '--set', 'ui.port=0', '--set', f'catvton.num_inference_steps={STEPS}', *extra,
              *(a for pair in sets for a in ('--set', pair))],
             env=env, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True)
-        text = self.wait_for(r'mirror page at (http://\S+/)')
-        self.url = re.search(r'mirror page at (http://\S+/)', text).group(1).rstrip('/')
-        self.port = int(self.url.rsplit(':', 1)[1])
-        self.ui_pid = int(re.search(r'started mirror_ui \(pid (\d+)\)', text).group(1))
-        self.wait_for('loaded CatVTON')
+        try:
+            text = self.wait_for(r'mirror page at (http://\S+/)')
+            self.url = re.search(r'mirror page at (http://\S+/)', text).group(1).rstrip('/')
+            self.port = int(self.url.rsplit(':', 1)[1])
+            self.ui_pid = int(re.search(r'started mirror_ui \(pid (\d+)\)', text).group(1))
+            self.wait_for(r'loaded CatVTON|model loaded')
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_for(self, pattern: str, timeout: float = 600.0) -> str:
         """Wait until the log matches ``pattern``; return the log."""
@@ -305,10 +309,31 @@ def encoded(fmt: str) -> bytes:
     return buf.getvalue()
 
 
-async def upload(http: ClientSession, url: str, data: bytes,
+async def open_page(http: ClientSession, url: str) -> tuple:
+    """Open a page's WebSocket, read in the background; return it, its id ('' = none)."""
+    ws = await http.ws_connect(url + '/ws')
+    page, end = '', time.monotonic() + 3.0
+    while not page and time.monotonic() < end:
+        try:
+            msg = await ws.receive(timeout=max(0.01, end - time.monotonic()))
+        except asyncio.TimeoutError:
+            break
+        if msg.type == WSMsgType.TEXT and json.loads(msg.data).get('type') == 'page':
+            page = json.loads(msg.data)['id']
+    return ws, page, asyncio.ensure_future(drain(ws))
+
+
+async def drain(ws) -> None:
+    """Read a WebSocket until it closes (pings answered, as a page does)."""
+    while (await ws.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED,
+                                            WSMsgType.ERROR):
+        pass
+
+
+async def upload(http: ClientSession, url: str, data: bytes, page: str,
                  headers: dict | None = None) -> tuple[int, str]:
-    """POST an upload; return the status and the error text (if any)."""
-    async with http.post(url + '/api/upload?cloth_type=upper', data=data,
+    """POST an upload of page ``page``; return the status and the error text (if any)."""
+    async with http.post(f'{url}/api/upload?cloth_type=upper&page={page}', data=data,
                          headers=headers or {}) as r:
         body = await r.text()
         try:
@@ -322,11 +347,15 @@ async def upload_burst(stack: Stack, count: int) -> dict:
     data = bomb_png()
     rss0, peak = stack.rss_mib(), 0.0
     async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
-        tasks = [asyncio.ensure_future(upload(http, stack.url, data)) for _ in range(count)]
+        ws, page, reading = await open_page(http, stack.url)
+        tasks = [asyncio.ensure_future(upload(http, stack.url, data, page))
+                 for _ in range(count)]
         while not all(t.done() for t in tasks):
             peak = max(peak, stack.rss_mib())
             await asyncio.sleep(0.05)
         codes = [t.result()[0] for t in tasks]
+        reading.cancel()
+        await ws.close()
     await asyncio.sleep(5.0)
     return {'png_bytes': len(data), 'declared': '4096x4096', 'uploads': count,
             'accepted': codes.count(200), 'rss_before_mib': round(rss0),
@@ -337,13 +366,17 @@ async def small_checks(stack: Stack) -> dict:
     """Check formats, messages, the origin scheme, HTTP/1.0 without Host."""
     results = {}
     async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
+        ws, page, reading = await open_page(http, stack.url)
         for fmt in ('TIFF', 'GIF'):
-            results[f'{fmt.lower()}_upload'] = (await upload(http, stack.url, encoded(fmt)))[0]
+            results[f'{fmt.lower()}_upload'] = (await upload(http, stack.url, encoded(fmt),
+                                                             page))[0]
         big = bomb_png(8192)
-        results['too_large_message'] = (await upload(http, stack.url, big))[1]
+        results['too_large_message'] = (await upload(http, stack.url, big, page))[1]
         origin = 'https' + stack.url[4:]
         results['other_scheme_origin_upload'] = (await upload(
-            http, stack.url, encoded('PNG'), {'Origin': origin}))[0]
+            http, stack.url, encoded('PNG'), page, {'Origin': origin}))[0]
+        reading.cancel()
+        await ws.close()
     reply = raw_request(stack.port, b'GET /api/garments HTTP/1.0\r\nX-Mirror-Token: ' +
                         TOKEN.encode() + b'\r\n\r\n')
     results['http10_without_host'] = status_of(reply)
@@ -353,10 +386,17 @@ async def small_checks(stack: Stack) -> dict:
     return results
 
 
-async def frames(url: str, seconds: float, compress: int = 0) -> tuple[int, bool]:
-    """Count live frames an honest page gets in ``seconds``; and whether deflate was agreed."""
+def attacker(index: int) -> str:
+    """Return the loopback source address of attacking client ``index`` (8 per address)."""
+    return f'127.0.0.{2 + index // 8}'
+
+
+async def frames(url: str, seconds: float, compress: int = 0,
+                 source: str = HOST) -> tuple[int, bool]:
+    """Count live frames a page gets in ``seconds``; and whether deflate was agreed."""
     count = 0
-    async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
+    async with ClientSession(headers={'X-Mirror-Token': TOKEN},
+                             connector=TCPConnector(local_addr=(source, 0))) as http:
         async with http.ws_connect(url + '/ws', compress=compress) as ws:
             agreed = bool(ws.compress)
             end = time.monotonic() + seconds
@@ -376,48 +416,64 @@ async def deflate_load(stack: Stack, clients: int, seconds: float = 15.0) -> dic
     """Honest fps alone, then with ``clients`` deflate clients reading frames."""
     alone, _ = await frames(stack.url, seconds)
     cpu0, t0 = stack.cpu_seconds(), time.monotonic()
-    tasks = [asyncio.ensure_future(frames(stack.url, seconds + 5, compress=15))
-             for _ in range(clients)]
+    tasks = [asyncio.ensure_future(frames(stack.url, seconds + 5, 15, attacker(i)))
+             for i in range(clients)]
     await asyncio.sleep(2.0)
     honest, _ = await frames(stack.url, seconds)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     agreed = sum(1 for r in results if isinstance(r, tuple) and r[1])
+    refused = sum(1 for r in results if isinstance(r, ClientError))
     return {'honest_fps_alone': round(alone / seconds, 1), 'deflate_clients': clients,
-            'deflate_agreed': agreed, 'honest_fps_with_deflate': round(honest / seconds, 1),
+            'deflate_agreed': agreed, 'deflate_refused': refused,
+            'honest_fps_with_deflate': round(honest / seconds, 1),
             'mirror_ui_cpu_percent': round(100 * (stack.cpu_seconds() - cpu0) /
                                            (time.monotonic() - t0))}
 
 
 async def slow_readers(stack: Stack, count: int, tryons: int = 3) -> dict:
     """``count`` pages that never read, while an honest page runs try-ons."""
-    rss0, peak, queue = stack.rss_mib(), 0.0, 0
+    rss0 = stack.rss_mib()
     socks = []
-    for _ in range(count):  # raw WebSocket handshakes, then never a read
+    for index in range(count):  # raw WebSocket handshakes, then never a read
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.bind((attacker(index), 0))
         sock.connect((HOST, stack.port))
         sock.sendall(f'GET /ws HTTP/1.1\r\nHost: {HOST}:{stack.port}\r\nUpgrade: websocket\r\n'
                      'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
                      f'Sec-WebSocket-Version: 13\r\nX-Mirror-Token: {TOKEN}\r\n\r\n'.encode())
         socks.append(sock)
-    done = 0
+    done, closed = 0, False
+    peaks = {'rss': 0.0, 'queue': 0}
+
+    async def sample():
+        while True:
+            peaks['rss'] = max(peaks['rss'], stack.rss_mib())
+            peaks['queue'] = max(peaks['queue'], stack.send_queue_bytes())
+            await asyncio.sleep(0.25)
+
+    sampling = asyncio.ensure_future(sample())
     async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
         async with http.ws_connect(stack.url + '/ws') as ws:
             end = time.monotonic() + 300
             garments = ('red_striped_shirt', 'green_dotted_shirt', 'blue_checked_shirt')
-            while done < tryons and time.monotonic() < end:
+            while done < tryons and time.monotonic() < end and not closed:
                 await ws.send_str(json.dumps({'type': 'try', 'garment': garments[done % 3]}))
                 while time.monotonic() < end:
                     msg = await ws.receive(timeout=300)
-                    peak = max(peak, stack.rss_mib())
-                    queue = max(queue, stack.send_queue_bytes())
+                    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR):
+                        closed = True
+                        break
                     if msg.type != WSMsgType.TEXT:
                         continue
                     state = json.loads(msg.data)
                     if state.get('state') in ('result', 'error'):
                         done += 1
                         break
-                await ws.send_str(json.dumps({'type': 'live'}))
+                if not closed:
+                    await ws.send_str(json.dumps({'type': 'live'}))
+    sampling.cancel()
+    peak, queue = peaks['rss'], peaks['queue']
     dropped = 0
     for sock in socks:
         sock.setblocking(False)
@@ -434,7 +490,8 @@ async def slow_readers(stack: Stack, count: int, tryons: int = 3) -> dict:
     for sock in socks:
         sock.close()
     await asyncio.sleep(3.0)
-    return {'slow_pages': count, 'tryons': done, 'rss_before_mib': round(rss0),
+    return {'slow_pages': count, 'tryons': done, 'honest_page_closed': closed,
+            'rss_before_mib': round(rss0),
             'rss_peak_mib': round(peak), 'rss_while_held_mib': round(rss_with),
             'send_queue_peak_mib': round(queue / 2 ** 20, 1), 'dropped_by_server': dropped,
             'rss_after_leave_mib': round(stack.rss_mib())}
@@ -464,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, probe in probes:
             try:
                 results[name] = probe()
-            except (OSError, RuntimeError, ValueError, asyncio.TimeoutError) as err:
+            except (OSError, RuntimeError, ValueError, ClientError,
+                    asyncio.TimeoutError) as err:
                 results[name] = {'failed': f'{type(err).__name__}: {err}'}
         results['rss_end_mib'] = round(stack.rss_mib())
     finally:

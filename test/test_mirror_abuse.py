@@ -296,14 +296,18 @@ def upload_reply(served, data: bytes) -> tuple[int, dict]:
 
 
 def test_uploads_are_bounded_shrunk_and_of_the_named_formats(served):
-    code, item = upload_reply(served, png(4096, 4096))  # 4096x4096 declared, a few KB sent
+    code, item = upload_reply(served, png(4096, 4096, fmt='JPEG'))  # decoded at 1/4
     assert code == 200
     kept = served.garments.get(item['id'], served.page)
     assert max(kept.image.shape[:2]) == images.UPLOAD_SIDE and kept.image.dtype == np.uint8
     code, item = upload_reply(served, png(5000, 4000))  # 20 MP: past max_pixels
     assert code == 400 and 'too large' in item['error'] and '5000x4000' in item['error']
-    code, item = upload_reply(served, png(4096, 4096, 'I;16'))  # 2 bytes a pixel, one band
+    code, item = upload_reply(served, png(4096, 4096))  # 48 MB of RGB: past the decoded bytes
+    assert code == 400 and 'too large (4096x4096 decoded)' in item['error']
+    code, item = upload_reply(served, png(2048, 2048, 'I;16'))  # 16-bit grey, made RGB
     assert code == 200
+    code, item = upload_reply(served, png(4096, 4096, 'P'))  # 1 byte a pixel, 3 once RGB
+    assert code == 400 and 'too large' in item['error']
     for fmt in ('TIFF', 'GIF'):
         code, item = upload_reply(served, png(64, 48, 'RGB' if fmt == 'TIFF' else 'P', fmt))
         assert code == 400 and 'not a JPEG, PNG, WebP or BMP' in item['error'], fmt
@@ -425,3 +429,77 @@ def test_log_throttle_counts_what_it_does_not_write():
             throttle.note('dropped things')
     assert records == ['dropped things', 'dropped things (1000 times in 10 s)',
                        'dropped things (1000 times in 10 s)']
+
+
+# ---- the node: its token is no ROS parameter, and it stays small -----------------------
+
+def rss_mib(pid: int) -> float:
+    """Return a process's resident memory in MiB (VmRSS: its own, files and shared)."""
+    for line in open(f'/proc/{pid}/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f'no VmRSS for {pid}')
+
+
+async def drain(ws) -> None:
+    """Read a WebSocket until it closes (what a page does; pings are answered)."""
+    while (await ws.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSED,
+                                            WSMsgType.ERROR):
+        pass
+
+
+def test_the_node_keeps_its_token_out_of_ros_and_stays_small(tmp_path):
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner
+
+    token = 'tok-' + os.urandom(12).hex()
+    domain = free_domain_id()
+    proc = Proc(node_argv('mirror_ui', {'ui.port': 0}),
+                ros_env(domain, **{TOKEN_ENV: token}), tmp_path / 'mirror_ui.log')
+    client = None
+    try:
+        url = re.search(r'mirror page at (http://127\.0\.0\.1:\d+)/',
+                        proc.wait_for_log('mirror page at')).group(1)
+        assert token not in proc.log()
+        client = Spinner('mirror_abuse_reader', domain)
+        node = client.node
+        lister = node.create_client(ListParameters, '/mirror_ui/list_parameters')
+        getter = node.create_client(GetParameters, '/mirror_ui/get_parameters')
+        assert lister.wait_for_service(timeout_sec=HANG_GUARD)
+        assert getter.wait_for_service(timeout_sec=HANG_GUARD)
+        names = client.wait(lister.call_async(ListParameters.Request())).result.names
+        assert 'ui.token_file' in names and 'ui.token' not in names
+        values = client.wait(getter.call_async(GetParameters.Request(names=names))).values
+        assert len(values) == len(names)
+        assert not [v for v in values if token in v.string_value]
+
+        async def serve_a_page():
+            async with ClientSession(headers={'X-Mirror-Token': token}) as http:
+                async with ClientSession() as stranger:
+                    async with stranger.get(url + '/api/garments') as r:
+                        assert r.status == 401
+                async with http.ws_connect(url + '/ws') as ws:
+                    page = ''
+                    while not page:
+                        message = json.loads((await ws.receive(timeout=HANG_GUARD)).data)
+                        page = message['id'] if message['type'] == 'page' else ''
+                    reading = asyncio.ensure_future(drain(ws))  # a page answers pings
+                    photo = png(3000, 3000)  # 27 MB decoded, a few KB sent
+                    codes = []
+                    for _ in range(6):  # bursts of 4 at once: 2 are read, 2 asked to wait
+                        posts = [http.post(f'{url}/api/upload?cloth_type=upper&page={page}',
+                                           data=photo) for _ in range(4)]
+                        for response in await asyncio.gather(*posts):
+                            codes.append((response.status, await response.text()))
+                    reading.cancel()
+                    return codes
+
+        answers = asyncio.run(serve_a_page())
+        codes = [code for code, _ in answers]
+        assert set(codes) <= {200, 429} and codes.count(200) >= 6, answers
+        assert rss_mib(proc.pid) <= 250.0
+        assert 'Traceback' not in proc.log()
+    finally:
+        if client is not None:
+            client.close()
+        assert proc.stop() == 0, proc.log()

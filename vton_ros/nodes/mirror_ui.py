@@ -25,7 +25,7 @@ from vton_interfaces.action import TryOn
 from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
-from vton_ros.ui import hub as kinds, images
+from vton_ros.ui import hub as kinds, images, limits
 from vton_ros.ui.app import build_app, check_bind, load_token, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera
@@ -247,6 +247,7 @@ def _stamp(msg: Image) -> tuple[int, int]:
 
 def main(args: list[str] | None = None) -> None:
     """Run mirror_ui."""
+    limits.return_freed_memory()  # decoded uploads go back to the system once dropped
     common.run(MirrorUi, args, start=MirrorUi.serve)
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 MIN_SIDE = 32  # pixels: a smaller garment photo carries nothing to try on
 UPLOAD_SIDE = 1024  # longest side an upload is kept at (CatVTON runs at 1024x768 at most)
-MAX_DECODED_BYTES = 64 << 20  # bytes of pixels an upload may decode to (before shrinking)
+MAX_DECODED_BYTES = 40 << 20  # decoded bytes at most: 12 MP of RGB, not 4096x4096 (48 MB)
 FORMATS = ('JPEG', 'PNG', 'WEBP', 'BMP')  # what the page and the README promise
 NOT_AN_IMAGE = 'the upload is not a JPEG, PNG, WebP or BMP image'
 MAX_ASPECT = 8.0  # longest side / shortest side of an uploaded photo
@@ -62,10 +62,11 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise ValueError(NOT_AN_IMAGE) from None
     with image:
-        _check_header(image, max_pixels, max_bytes)
+        _check_header(image, max_pixels)
+        image.draft('RGB', (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8
+        _check_decoded(image, max_pixels, max_bytes)  # the size it will decode to
         try:
-            image.draft('RGB', (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8
-            if image.mode not in ('RGB', 'RGBA', 'L', 'LA'):
+            if image.mode not in _RESIZED_AS_IS:
                 image = image.convert('RGB')  # palettes, 16-bit, CMYK: before resizing
             image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return np.asarray(image.convert('RGB')).copy()
@@ -73,11 +74,10 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
             raise ValueError('the photo is damaged or cut off; send it again') from None
 
 
-def _check_header(image: Image.Image, max_pixels: int, max_bytes: int) -> None:
+def _check_header(image: Image.Image, max_pixels: int) -> None:
     """Raise ValueError if the size the header declares is not one to decode."""
     width, height = image.size
-    decoded = width * height * len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
-    if width * height > max_pixels or decoded > max_bytes:
+    if width * height > max_pixels:
         raise ValueError(f'the photo is too large ({width}x{height}); send at most '
                          f'{max_pixels / 1e6:.1f} megapixels')
     if min(height, width) < MIN_SIDE:
@@ -87,4 +87,17 @@ def _check_header(image: Image.Image, max_pixels: int, max_bytes: int) -> None:
         raise ValueError(f'the photo is too narrow ({width}x{height})')
 
 
+def _check_decoded(image: Image.Image, max_pixels: int, max_bytes: int) -> None:
+    """Raise ValueError if the pixels the image decodes to would take over ``max_bytes``."""
+    pixel = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
+    if image.mode not in _RESIZED_AS_IS:
+        pixel += 3  # converted to RGB before it is shrunk
+    width, height = image.size  # after draft: a JPEG's reduced size
+    if width * height * pixel > max_bytes:
+        most = min(max_pixels, max_bytes // pixel)
+        raise ValueError(f'the photo is too large ({width}x{height} decoded); send at most '
+                         f'{most / 1e6:.1f} megapixels')
+
+
+_RESIZED_AS_IS = ('RGB', 'RGBA', 'L', 'LA')
 _BAND_BYTES = {'I': 4, 'F': 4, 'I;16': 2, 'I;16L': 2, 'I;16B': 2, 'I;16N': 2}
