@@ -5,16 +5,21 @@ camera_node replays a folder of portraits, segmentation_node makes pose masks, t
 runs the demo model (models/demo) at 128x96, mirror_ui serves the page; selenium drives
 Debian's chromium + chromium-driver. Without them the tests skip, saying how to install
 them; with ``CI`` set they fail instead. ``VTON_UPDATE_SCREENSHOTS=1`` also writes the
-portrait and landscape screenshots to docs/.
+portrait and landscape screenshots to docs/. The camera is landscape (320x240) with the
+person off-centre, as most webcams see a shopper.
 """
 
+import asyncio
 import base64
 import json
 import os
 from pathlib import Path
 import re
+import subprocess
+import sys
 import time
 
+from aiohttp import ClientSession, WSMsgType
 import cv2
 import numpy as np
 import pytest
@@ -60,8 +65,28 @@ e.getBoundingClientRect()]).filter(([, r]) => r.width < 48 || r.height < 48)
 # Parts of the page that stick out past the screen's right edge (a long carousel must scroll).
 OFF_SCREEN = """return ['stage', 'shelf', 'garments'].filter((id) =>
 document.getElementById(id).getBoundingClientRect().right > window.innerWidth + 1);"""
+# Visible controls that the banner (or the model label) covers.
+COVERED = """const over = document.getElementById(arguments[0]).getBoundingClientRect();
+return Array.from(document.querySelectorAll('button, .button, select, input[type=range]'))
+.filter((e) => e.offsetParent !== null).filter((e) => { const r = e.getBoundingClientRect();
+return r.left < over.right && over.left < r.right && r.top < over.bottom && over.top < r.bottom;
+}).map((e) => e.id || e.className);"""
+# The area (CSS px) of the picture an image element shows, after object-fit.
+SHOWN_AREA = """const img = document.getElementById(arguments[0]);
+const box = img.getBoundingClientRect(); const fit = getComputedStyle(img).objectFit;
+const scale = (fit === 'cover' ? Math.max : Math.min)(box.width / img.naturalWidth,
+box.height / img.naturalHeight);
+return Math.min(box.width, img.naturalWidth * scale) * Math.min(box.height,
+img.naturalHeight * scale);"""
+# Shelf cards partly in view: a swipe must leave whole cards only.
+CUT_CARDS = """(() => { const shelf = document.getElementById('garments').getBoundingClientRect();
+return Array.from(document.querySelectorAll('#garments li')).map((li) =>
+li.getBoundingClientRect()).filter((r) => r.right > shelf.left + 1 && r.left < shelf.right - 1
+&& (r.left < shelf.left - 1 || r.right > shelf.right + 1)).length; })()"""
 TOUCH = 48  # CSS pixels: the smallest touch target
-CAMERA_SIZE = (240, 320)  # camera.width, camera.height of the test stack
+CAMERA_SIZE = (320, 240)  # camera.width, camera.height of the test stack: a landscape webcam
+BACKGROUND = (200, 200, 200)  # the camera frames' backdrop around the person
+PERSON_AT = (20, 200)  # columns of the person's picture in the (unmirrored) camera frame
 
 
 def browser_or_skip() -> None:
@@ -74,15 +99,19 @@ def browser_or_skip() -> None:
 
 
 def write_frames(tmp: Path) -> Path:
-    """Write a camera folder of two portraits (so frames differ)."""
+    """Write a camera folder of two landscape frames, a person off-centre in each."""
     frames = tmp / 'frames'
     frames.mkdir()
+    width, height = CAMERA_SIZE
     for i, name in enumerate(samples.PORTRAITS):
         rgb = samples.portrait(name)
-        width = rgb.shape[0] * 3 // 4  # a mirror's portrait frame: 3:4
-        left = (rgb.shape[1] - width) // 2
-        cv2.imwrite(str(frames / f'{i}.png'),
-                    cv2.cvtColor(rgb[:, left:left + width], cv2.COLOR_RGB2BGR))
+        side = rgb.shape[0] * 3 // 4  # the person's picture: 3:4
+        left = (rgb.shape[1] - side) // 2
+        person = cv2.resize(rgb[:, left:left + side], (PERSON_AT[1] - PERSON_AT[0], height),
+                            interpolation=cv2.INTER_AREA)
+        frame = np.full((height, width, 3), BACKGROUND, np.uint8)
+        frame[:, PERSON_AT[0]:PERSON_AT[1]] = person
+        cv2.imwrite(str(frames / f'{i}.png'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return frames
 
 
@@ -101,6 +130,7 @@ class Stack:
             tmp / 'segmentation.log')]
         self.server = self.start_server('server')
         self.ui, self.url = self.start_ui('ui')
+        self.ui_node = 'mirror_ui'
         self.server.wait_for_log('model loaded', timeout=HANG_GUARD)
         self.client = Spinner('mirror_test_client', int(self.env['ROS_DOMAIN_ID']))
         self.driver = browser.chrome(1080, 1920)
@@ -117,7 +147,8 @@ class Stack:
 
         Its working, home and temporary folder is ``ui_home`` (no image may land there).
         """
-        params = dict({'ui.port': 0, 'garments.catalog_dir': str(SHOP)}, **settings)
+        params = dict({'ui.port': 0, 'garments.catalog_dir': str(SHOP),
+                       'ui.answer_timeout': HANG_GUARD}, **settings)  # a loaded CI is slow
         home = self.tmp / 'ui_home'
         home.mkdir(exist_ok=True)
         proc = Proc(node_argv('mirror_ui', params,
@@ -127,12 +158,12 @@ class Stack:
         self.procs.append(proc)
         return proc, URL.search(proc.wait_for_log('mirror page at', HANG_GUARD)).group(1)
 
-    def set_server(self, name: str, value) -> None:
-        """Set a tryon_server parameter (what `ros2 param set` does)."""
+    def set_server(self, name: str, value, node: str = 'tryon_server') -> None:
+        """Set a parameter of tryon_server or another node (what `ros2 param set` does)."""
         kind = ParameterType.PARAMETER_INTEGER if isinstance(value, int) else \
             ParameterType.PARAMETER_DOUBLE
         field = 'integer_value' if isinstance(value, int) else 'double_value'
-        service = self.client.node.create_client(SetParameters, 'tryon_server/set_parameters')
+        service = self.client.node.create_client(SetParameters, f'{node}/set_parameters')
         assert service.wait_for_service(timeout_sec=HANG_GUARD)
         request = SetParameters.Request(parameters=[Parameter(
             name=name, value=ParameterValue(type=kind, **{field: value}))])
@@ -187,7 +218,11 @@ def tap(driver, garment: str) -> int:
     selector = f'[data-garment-id="{garment}"]'
     wait_for(driver, 'return document.querySelector(arguments[0])', selector)  # shelf loaded
     ends = driver.execute_script('return window.mirrorStats.ends')
-    driver.find_element('css selector', selector).click()
+    button = driver.find_element('css selector', selector)
+    driver.execute_script('arguments[0].scrollIntoView({block: "nearest", inline: "start"})',
+                          button)  # a shopper swipes the shelf to the card
+    wait_for(driver, f'return {CUT_CARDS} === 0')  # the swipe snapped
+    button.click()
     return ends
 
 
@@ -240,6 +275,29 @@ def watch_status(driver) -> None:
         '.observe(s, {childList: true, characterData: true, subtree: true});')
 
 
+def person_columns(shot: np.ndarray) -> tuple[int, int]:
+    """Return the first and last column (of a view screenshot) off the camera's backdrop."""
+    off = (np.abs(shot[..., ::-1] - np.array(BACKGROUND, np.float32)).max(axis=2) > 30)
+    columns = np.flatnonzero(off.mean(axis=0) > 0.5)
+    return int(columns[0]), int(columns[-1])
+
+
+def assert_fills_view_around_the_person(driver) -> None:
+    """Check that the live view has no black bars and that the person stands in its middle."""
+    shot = view_shot(driver)
+    edges = np.concatenate([shot[:, :4], shot[:, -4:]], axis=1)
+    assert edges.mean() > 60, 'black bars beside the camera picture'
+    first, last = person_columns(shot)
+    width = shot.shape[1]
+    assert abs((first + last) / 2 - width / 2) < 0.08 * width, (first, last, width)
+
+
+def busy_loops(count: int = 2, seconds: float = 600.0) -> list:
+    """Start ``count`` CPU-bound processes that end by themselves after ``seconds``."""
+    code = f'import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n pass'
+    return [subprocess.Popen([sys.executable, '-c', code]) for _ in range(count)]
+
+
 def screenshot(driver, tmp: Path, name: str) -> None:
     """Save a half-size screenshot in tmp; also in docs/ with VTON_UPDATE_SCREENSHOTS=1."""
     path = tmp / f'{name}.png'
@@ -268,7 +326,34 @@ def test_the_page_loads_without_errors_and_the_live_view_moves(stack):
     away = {mirror: min(np.abs(shown - fit(rgb, *CAMERA_SIZE, mirror)).mean() for rgb in sources)
             for mirror in (True, False)}
     assert away[True] < 8 and away[False] > 3 * away[True], away  # a mirror's view
+    # The server runs the demo model: the page says so over the live view.
+    wait_for(driver, 'return window.mirrorStats.model !== null')
+    label = by_testid(driver, 'model-label')
+    assert label.is_displayed() and 'Demo model' in label.text
+    assert float(label.value_of_css_property('font-size')[:-2]) >= 24  # legible at a mirror
+    # A landscape camera on a portrait screen: cropped around the person, no black bars.
+    wait_for(driver, 'return document.getElementById("camera").style.objectFit === "cover"')
+    assert_fills_view_around_the_person(driver)
     assert errors(driver) == []
+
+
+def test_the_shelf_swipes_whole_cards(stack):
+    driver = stack.driver
+    wait_for(driver, 'return document.querySelectorAll("#garments li").length === arguments[0]',
+             len(SHOP_IDS))
+    shelf = by_testid(driver, 'garments')
+    assert shelf.value_of_css_property('scrollbar-width') == 'none'
+    assert shelf.value_of_css_property('scroll-snap-type') == 'x mandatory'
+    assert driver.execute_script('return arguments[0].scrollWidth > arguments[0].clientWidth',
+                                 shelf)  # five cards: more than one screen
+    assert driver.execute_script(f'return {CUT_CARDS}') == 0
+    card = driver.execute_script('return document.querySelector("#garments li")'
+                                 '.getBoundingClientRect().width')
+    driver.execute_script('arguments[0].scrollBy({left: arguments[1], behavior: "instant"})',
+                          shelf, card * 0.6)  # a short swipe: it ends on a whole card
+    wait_for(driver, 'return arguments[0].scrollLeft > 0', shelf)
+    wait_for(driver, f'return {CUT_CARDS} === 0')
+    driver.execute_script('arguments[0].scrollTo({left: 0, behavior: "instant"})', shelf)
 
 
 def test_the_catalogue_is_listed(stack):
@@ -322,8 +407,18 @@ def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
     result = by_testid(driver, 'result')
     assert result.is_displayed() and result.size['height'] > 800
     assert driver.execute_script('return [arguments[0].naturalWidth, '
-                                 'arguments[0].naturalHeight]', result) == [240, 320]
+                                 'arguments[0].naturalHeight]', result) == list(CAMERA_SIZE)
     assert by_testid(driver, 'before').is_displayed()  # before/after compare
+    assert by_testid(driver, 'model-label').is_displayed()  # the demo model, on the result
+    assert driver.execute_script(COVERED, 'model-label') == []
+    wait_for(driver, 'return document.getElementById("result").style.objectFit === "cover"')
+    assert driver.execute_script(SHOWN_AREA, 'result') >= 0.99 * driver.execute_script(
+        'return document.getElementById("view").getBoundingClientRect().width * '
+        'document.getElementById("view").getBoundingClientRect().height')  # fills the view
+    # The result was made from the before: they differ on the garment only.
+    before, after = page_image(driver, 'before'), page_image(driver, 'result')
+    change = np.abs(before.astype(np.float32) - after).max(axis=2)
+    assert change.mean() > 1.0 and np.median(change) < 12, (change.mean(), np.median(change))
     assert not by_testid(driver, 'overlay-toggle').is_displayed()  # live view only
     assert driver.execute_script(SMALL_TARGETS) == []
     assert driver.execute_script(OFF_SCREEN) == []
@@ -338,6 +433,11 @@ def test_a_tap_runs_a_try_on_and_shows_its_result(stack):
     assert result.is_displayed() and by_testid(driver, 'garment').is_displayed()
     assert driver.execute_script(SMALL_TARGETS) == []
     assert driver.execute_script(OFF_SCREEN) == []
+    assert driver.execute_script(SHOWN_AREA, 'result') >= \
+        0.99 * driver.execute_script(SHOWN_AREA, 'before')  # as large as the photo
+    assert driver.execute_script(SHOWN_AREA, 'result') >= 0.97 * driver.execute_script(
+        'const r = document.getElementById("view").getBoundingClientRect();'
+        'return r.width * r.height')  # the view hugs the picture: no bars
     screenshot(driver, stack.tmp, 'mirror_landscape')
     browser.resize(driver, 1080, 1920)
     assert errors(driver) == []
@@ -380,6 +480,112 @@ def test_an_uploaded_garment_is_tried_on(stack):
     assert stack.server.log().count('ended SUCCESS') == 3
 
 
+def test_a_second_page_is_a_session_of_its_own(stack):
+    driver = stack.driver  # shows the upload's result; the upload is on its shelf
+    assert state(driver) == 'result'
+    mine = driver.find_elements('css selector', '[data-garment-id^="upload-"]')
+    upload_id = mine[-1].get_attribute('data-garment-id')
+    before = driver.execute_script(f'return {PIXELS}(arguments[0])', 'before')
+    other = browser.chrome(1080, 1920)  # the next shopper opens the page
+    try:
+        other.get(stack.url)
+        wait_for(other, 'return window.mirrorStats.frames > 0')
+        wait_for(other, 'return document.querySelectorAll(\'[data-testid="garment"]\').length'
+                        ' === arguments[0]', len(SHOP_IDS))  # the catalogue, no upload
+        assert state(other) == 'idle' and by_testid(other, 'camera').is_displayed()
+        for name in ('before', 'result', 'preview'):
+            assert not by_testid(other, name).is_displayed()
+            assert other.execute_script('return !document.getElementById(arguments[0])'
+                                        '.getAttribute("src")', name), name
+        status_code = other.execute_async_script(
+            'fetch(`api/garments/${arguments[0]}.jpg`).then((r) => arguments[1](r.status))',
+            upload_id)
+        assert status_code == 404  # another page's upload is not shown to it
+        # Its "New photo" and cancels, and a try-on of its own, leave the first page alone.
+        watch_status(driver)
+        watch_status(other)
+        other.execute_script('document.getElementById("live").click();'
+                             'document.getElementById("cancel").click();')
+        ends = tap(other, 'red_tshirt')
+        wait_for(other, 'return ["sending", "running"].includes('
+                        'document.getElementById("app").dataset.state)')
+        tap(driver, 'yellow_tshirt')  # while the other page's try-on runs
+        wait_for(driver, 'return window.statusSeen.includes(arguments[0])',
+                 sentences.state_sentence('busy'))
+        run_to_end(other, ends)
+        assert state(other) == 'result', status(other)
+        assert sentences.state_sentence('busy') not in other.execute_script(
+            'return window.statusSeen')
+        assert state(driver) == 'result'
+        assert driver.execute_script(f'return {PIXELS}(arguments[0])', 'before') == before
+        assert driver.find_elements('css selector', f'[data-garment-id="{upload_id}"]')
+        assert [e for e in errors(other) if upload_id not in e['message']] == []
+    finally:
+        other.quit()
+
+
+def test_before_and_after_are_right_beside_busy_loops(stack):
+    driver = stack.driver
+    loops = busy_loops(2)
+    try:
+        by_testid(driver, 'live').click()
+        wait_for(driver, 'return document.getElementById("app").dataset.state === "idle"')
+        run_to_end(driver, tap(driver, 'red_striped_shirt'))
+        assert state(driver) == 'result', status(driver)
+        before, after = page_image(driver, 'before'), page_image(driver, 'result')
+        sources = [fit(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), *CAMERA_SIZE, True)
+                   for f in sorted(stack.frames.iterdir())]
+        away = [np.abs(before.astype(np.float32) - rgb).mean() for rgb in sources]
+        assert min(away) < 8, away  # before: a camera frame, never the result
+        change = np.abs(before.astype(np.float32) - after).max(axis=2)
+        assert change.mean() > 1.0 and np.median(change) < 12  # the result of that frame
+        # "Try another" dresses the same frame.
+        by_testid(driver, 'again').click()
+        assert 'same photo' in status(driver)
+        run_to_end(driver, tap(driver, 'green_dotted_shirt'))
+        assert state(driver) == 'result', status(driver)
+        again, second = page_image(driver, 'before'), page_image(driver, 'result')
+        assert np.array_equal(again, before)
+        change = np.abs(again.astype(np.float32) - second).max(axis=2)
+        assert np.median(change) < 12 and np.abs(second.astype(np.float32) - after).mean() > 1
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    assert errors(driver) == []
+
+
+def test_nobody_in_view_resets_the_page(stack):
+    # A mirror_ui whose masks never show anyone (its mask topic has no publisher): after
+    # ui.idle_reset seconds without a person or a tap, its page forgets everything.
+    proc, url = stack.start_ui('idle', extra=('-r', 'agnostic_mask:=nobody_here'),
+                               **{'ui.idle_reset': 8.0})
+    other = browser.chrome(1080, 1920)
+    try:
+        other.get(url)
+        wait_for(other, 'return window.mirrorStats.frames > 0')
+        wait_for(other, 'return document.querySelectorAll(\'[data-testid="garment"]\').length')
+        photo = stack.tmp / 'idle_shirt.png'
+        cv2.imwrite(str(photo), cv2.cvtColor(samples.garment('tshirt', (30, 140, 60)),
+                                             cv2.COLOR_RGB2BGR))
+        by_testid(other, 'upload').send_keys(str(photo))
+        wait_for(other, 'return document.querySelector(\'[data-garment-id^="upload-"]\')')
+        tap(other, 'red_tshirt')  # the frame alone: the server makes its mask
+        wait_for(other, 'return window.mirrorStats.result !== null')  # the result came
+        wait_for(other, 'return window.mirrorStats.resets > 0')
+        assert state(other) == 'idle' and by_testid(other, 'camera').is_displayed()
+        for name in ('before', 'result', 'preview'):
+            assert not by_testid(other, name).is_displayed()
+        wait_for(other, 'return !document.querySelector(\'[data-garment-id^="upload-"]\')')
+        assert 'back to the live view' in proc.log()
+    finally:
+        other.quit()
+    assert proc.stop() == 0
+    stack.procs.remove(proc)
+    # The shopper in front of the main mirror was seen all along: its page never reset.
+    assert stack.driver.execute_script('return window.mirrorStats.resets') == 0
+
+
 def test_a_long_try_on_is_canceled_from_the_page(stack):
     driver = stack.driver
     stack.set_server('catvton.num_inference_steps', 1000)
@@ -395,21 +601,31 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
         started = ('return Number(document.querySelector(\'[data-testid="progress"]\')'
                    '.getAttribute("aria-valuenow")) >= 1')
         wait_for(driver, started)
-        # The frame is frozen while the try-on runs (the camera goes on sending).
-        assert driver.find_element('id', 'frozen').is_displayed()
+        # The frame dressed is shown while the try-on runs (the camera goes on sending).
+        assert by_testid(driver, 'before').is_displayed()
         assert not by_testid(driver, 'camera').is_displayed()
-        frozen = driver.execute_script(f'return {PIXELS}(arguments[0])', 'frozen')
+        frozen = driver.execute_script(f'return {PIXELS}(arguments[0])', 'before')
         frames = driver.execute_script('return window.mirrorStats.frames')
         wait_for(driver, 'return window.mirrorStats.frames > arguments[0] + 3', frames)
-        assert driver.execute_script(f'return {PIXELS}(arguments[0])', 'frozen') == frozen
-        eta = by_testid(driver, 'progress').text
+        assert driver.execute_script(f'return {PIXELS}(arguments[0])', 'before') == frozen
+        eta = wait_for(driver, 'return document.getElementById("eta").textContent')
         assert re.fullmatch(r'about \d+ s left|step \d+ of 1000', eta), eta
-        # The other page watches the same try-on; its tap is answered, not sent.
-        wait_for(other, started)
+        # The other page of the same mirror keeps its live view; its tap is answered
+        # "Please wait" (on that page only), and its cancels cannot end this try-on.
+        watch_status(driver)
         watch_status(other)
+        assert state(other) == 'idle'
         tap(other, 'yellow_tshirt')
         wait_for(other, 'return window.statusSeen.includes(arguments[0])',
                  sentences.state_sentence('busy'))
+        other.execute_script('for (let i = 0; i < 30; i += 1) {'
+                             ' document.getElementById("cancel").click(); }')
+        step = int(by_testid(driver, 'progress').get_attribute('aria-valuenow'))
+        wait_for(driver, 'return Number(document.querySelector(\'[data-testid="progress"]\')'
+                         '.getAttribute("aria-valuenow")) >= arguments[0] + 2', step)
+        assert state(driver) == 'running' and 'ended CANCELED' not in stack.server.log()
+        assert sentences.state_sentence('busy') not in driver.execute_script(
+            'return window.statusSeen')
         # A tap on the other mirror page meets the server's busy policy (reject).
         other.get(url_b)
         wait_for(other, 'return document.getElementById("app").dataset.state === "idle"')
@@ -439,6 +655,60 @@ def test_a_long_try_on_is_canceled_from_the_page(stack):
     assert errors(driver) == []
 
 
+def test_a_try_and_cancel_storm_cannot_starve_another_page(stack):
+    # No browser needed: two pages over real WebSockets. One taps and cancels in a loop, as
+    # a hostile page may; the other is a shopper who taps again when told "Please wait".
+    busy = sentences.state_sentence('busy')
+    successes = stack.server.log().count('ended SUCCESS')
+
+    async def read(ws, states: list) -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT and json.loads(msg.data)['type'] == 'state':
+                states.append(json.loads(msg.data))
+
+    def ends_of(states: list) -> list:
+        ends, flying = [], False
+        for message in states:
+            if message['state'] == 'sending':
+                flying = True
+            elif flying and message['state'] in ('result', 'error'):
+                ends.append(message['state'])
+                flying = False
+        return ends
+
+    async def storm() -> tuple[int, int, list]:
+        async with ClientSession() as http:
+            attacker = await http.ws_connect(stack.url + 'ws')
+            shopper = await http.ws_connect(stack.url + 'ws')
+            mine, theirs = [], []
+            readers = [asyncio.ensure_future(read(attacker, theirs)),
+                       asyncio.ensure_future(read(shopper, mine))]
+            commands = taps = 0
+            last_tap = 0.0
+            deadline = time.monotonic() + HANG_GUARD
+            while len(ends_of(mine)) < 2 and time.monotonic() < deadline:
+                for kind in ('try', 'cancel'):  # the storm: 40 commands a second
+                    await attacker.send_str(json.dumps({'type': kind, 'garment': 'red_tshirt'}))
+                    commands += 1
+                idle = mine and mine[-1]['state'] not in ('sending', 'running', 'canceling')
+                if idle and time.monotonic() - last_tap > 1.0:
+                    await shopper.send_str(json.dumps({'type': 'try',
+                                                       'garment': 'yellow_tshirt'}))
+                    taps, last_tap = taps + 1, time.monotonic()
+                await asyncio.sleep(0.05)
+            await attacker.close()
+            await shopper.close()
+            for reader in readers:
+                reader.cancel()
+            told_to_wait = sum(m['status'] == busy for m in mine)
+            return commands, taps - told_to_wait, ends_of(mine)
+
+    commands, started, ends = asyncio.run(storm())
+    assert ends == ['result', 'result'], ends  # both of the shopper's try-ons ran
+    assert started == 2 and commands > 40  # "Please wait" only for the shopper's own taps
+    assert stack.server.log().count('ended SUCCESS') == successes + 2
+
+
 def test_every_request_stays_on_the_pages_origin(stack):
     origin = stack.url.rstrip('/')
     urls = []
@@ -461,7 +731,9 @@ def test_a_restarting_mirror_shows_a_banner_and_the_page_reconnects(stack):
     assert stack.ui.stop() == 0
     wait_for(driver, 'return !document.querySelector(\'[data-testid="banner"]\').hidden')
     assert 'connect' in by_testid(driver, 'banner').text.lower()
+    assert driver.execute_script(COVERED, 'banner') == []  # the banner covers no control
     stack.ui, url = stack.start_ui('ui2', **{'ui.port': port})
+    stack.ui_node = 'mirror_ui2'
     assert url == stack.url
     wait_for(driver, 'return document.querySelector(\'[data-testid="banner"]\').hidden')
     frames = driver.execute_script('return window.mirrorStats.frames')
@@ -527,6 +799,7 @@ def test_a_try_on_server_that_restarts_shows_a_banner(stack):
 def test_no_camera_frame_shows_its_sentence(stack):
     driver = stack.driver
     stack.set_server('tryon.pair_max_age', 1.0)
+    stack.set_server('tryon.pair_max_age', 1.0, stack.ui_node)  # the oldest frame a tap sends
     assert stack.camera.stop() == 0
     stack.procs.remove(stack.camera)
     time.sleep(1.5)  # the newest frame+mask pair is now older than tryon.pair_max_age

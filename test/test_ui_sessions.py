@@ -157,7 +157,7 @@ def test_one_pages_actions_never_change_another(catalog_dir):
     assert m.port.canceled == [] and a.last['state'] == 'running'
     b.session.try_on('blue_shirt')  # B taps: "Please wait" goes to B only
     assert len(m.port.sent) == 1
-    assert b.last['status'] == sentences.state_sentence('busy')
+    assert b.last['status'] == sentences.state_sentence('busy') and b.last['busy']
     assert all(s['status'] != sentences.state_sentence('busy') for s in a.states)
     a.session.cancel()
     assert m.port.canceled == ['goal-a']

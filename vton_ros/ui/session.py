@@ -152,7 +152,7 @@ class Session:
             self.touched = self._clock()
             if self.state in IN_FLIGHT or (self._server_ready and
                                            not self._gate.claim(self)):
-                self._publish_state(dict(self._state, status=state_sentence('busy')))
+                self._publish_state(dict(self._state, status=state_sentence('busy'), busy=True))
                 return
             if not self._server_ready:
                 self._set('offline')

@@ -48,6 +48,7 @@ let note = '';  // what the page itself has to say (an upload), until the state 
 let reveal = null;  // id of the garment just uploaded: scrolled into view
 let liveFocus = 0.5;  // where the person stands in the live view (0..1 of its width)
 let overlayOn = false;
+let tapped = false;  // a tap was sent; the mirror has not answered it yet
 let liveOn = false;  // show the garment following the shopper instead of the still result
 let liveChosen = false;  // the shopper pressed the Live toggle: the default no longer applies
 let liveInfo = {status: 'no result', rerender: false};  // the mirror's last live message
@@ -192,10 +193,13 @@ function onState(message) {
     dropImage('result');
     dropImage('livecomp');  // the last try-on's composite is not this one's
   }
-  if (['result', 'error'].includes(message.state) && BUSY.includes(state.state)) {
+  // A try-on ended, or a tap was refused at once (no camera frame, nobody in view).
+  if (['result', 'error'].includes(message.state) && !message.busy &&
+      (BUSY.includes(state.state) || tapped)) {
     stats.ends += 1;
     $('compare').value = '0';  // a new result is shown whole
   }
+  tapped = false;
   if (message.reset) {
     forget();
   }
@@ -294,6 +298,7 @@ function tryOn(id) {
     stats.firstPreview = null;
     stats.result = null;
     lastGarment = id;
+    tapped = true;
   }
   send({type: 'try', garment: id});  // while busy, the mirror answers "Please wait"
 }
