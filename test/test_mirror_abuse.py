@@ -448,6 +448,7 @@ async def drain(ws) -> None:
         pass
 
 
+@pytest.mark.stack
 def test_the_node_keeps_its_token_out_of_ros_and_stays_small(tmp_path):
     from rcl_interfaces.srv import GetParameters, ListParameters
     from rosutil import free_domain_id, node_argv, Proc, ros_env, Spinner
