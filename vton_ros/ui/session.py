@@ -213,11 +213,12 @@ class Session:
         self.touched = self._clock()
 
     def forget(self) -> bool:
-        """Forget the result and frozen frame (nobody in front of the mirror); False if busy."""
+        """Forget the result, frozen frame and uploads (nobody is there); False if busy."""
         with self._lock:
             if self.state in IN_FLIGHT:
                 return False
             self._frozen = None
+            self._garments.drop_uploads(self.page)  # before the page reloads its shelf
             self._set('idle' if self._server_ready else 'offline', reset=True)
             return True
 

@@ -124,6 +124,5 @@ class Sessions:
         for session in pages:
             if (session.holds_anything() or self._garments.has_uploads(session.page)) \
                     and session.forget():
-                self._garments.drop_uploads(session.page)
                 reset += 1
         return reset
