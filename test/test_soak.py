@@ -2,8 +2,10 @@
 vton_soak: its figures (no ROS) and a short real run with faults over loopback DDS.
 
 The short run starts the whole stack under tryon_bringup --respawn with tiny random
-weights, sends 50 goals from 3 clients, SIGKILLs camera, segmentation and server nodes,
-and must find every accepted goal answered and no crash.
+weights, sends 30 goals from 3 clients, SIGKILLs camera, segmentation and server nodes,
+and must find every accepted goal answered, every goal request responded to, each
+client's first goal after the server's kill a success, no crash, and none of the stack's
+Fast DDS shared memory left after the stop.
 """
 
 import json
@@ -44,6 +46,22 @@ def test_answered_by_the_result_or_by_the_server_log_lost_only_to_a_server_kill(
                                                     'UNANSWERED': 1},
                                          'vanish': {'SUCCESS': 1}}
     assert summary['crashes'] == []
+
+
+def test_no_response_is_a_failure_unless_the_server_was_down():
+    down = dict(_goal(0, accepted=False, t=(20.0, 21.0)), note='goal response: given up')
+    silent = dict(_goal(1, accepted=False, t=(40.0, 100.0)), note='goal response: no answer')
+    check = _goal(2, cause='after_server_kill', t=(30.0, 31.0))
+    refused = dict(_goal(3, accepted=False, cause='after_server_kill'), note='no action server')
+    record = dict(_record([down, silent, check, refused],
+                          kills=[{'t': 19.0, 'node': 'tryon_server', 'pid': 7}]),
+                  server_restarts=[{'t': 19.0, 'up': 29.0}])
+    assert [soak_report.outcome(record, g) for g in record['goals']] == [
+        'LOST', 'NO_RESPONSE', 'SUCCESS', 'NO_RESPONSE']  # never REJECTED
+    summary = soak_report.summarize(record, NODES)
+    assert summary['no_response'] == [1, 3]
+    assert summary['after_server_kill'] == {'goals': 2, 'failed': [
+        {'index': 3, 'outcome': 'NO_RESPONSE', 'note': 'no action server'}]}
 
 
 def test_exits_not_caused_by_a_kill_are_crashes():
@@ -87,11 +105,16 @@ def test_short_soak_with_kills(tmp_path):
     saved = json.loads((out / 'soak.json').read_text())
     summary = saved['summary']
     assert summary['goals'] == 30 and summary['unanswered'] == [] and not summary['crashes']
+    assert summary['no_response'] == []  # every goal request was answered
+    # the restarted server is reached by every client: each one's next goal succeeded
+    assert summary['after_server_kill'] == {'goals': 3, 'failed': []}, saved['goals']
+    assert saved['server_restarts'][0]['up'] > saved['server_restarts'][0]['t']
     assert summary['kills'] == {'camera_node': 1, 'segmentation_node': 1, 'tryon_server': 1}
     # the supervisor reported each kill as that node's exit (and nothing else exited)
     assert sorted(e['node'] for e in saved['exits']) == sorted(k['node'] for k in saved['kills'])
     assert all(e['code'] == soak_report.KILLED for e in saved['exits'])
-    assert summary['dds_shm_mb']['max'] > 0  # sampled (bringup frees what kills leave)
+    assert summary['dds_shm_mb']['max'] > 0  # the stack's own segments, sampled
+    assert summary['dds_shm_after_stop_mb'] == 0  # bringup gave back the killed' segments
     assert summary['accepted'] == summary['answered'] + summary['lost_to_server_kills']
     assert summary['codes_by_cause']['normal'].get('SUCCESS', 0) > 0
     # every killed node came back: a new process was sampled after the kill

@@ -6,10 +6,14 @@ Starts camera_node, segmentation_node and tryon_server under ``tryon_bringup --r
 random garments (images and catalogue ids), person from the goal or the camera, steps,
 cancels, invalid values; some clients vanish mid-goal; the busy policy changes; camera
 and segmentation (and with ``--kill-server`` the server) get SIGKILL at random goals and
-come back. Every goal's outcome and each node's RSS, open fds and threads over time go to
+come back. After each kill of the server, every client's next goal must succeed once the
+restarted server is up (a busy rejection is retried). Every goal's outcome, each node's
+RSS, open fds and threads, and the stack's Fast DDS shared memory over time go to
 OUT/soak.json and OUT/soak.png. Exit 0 when every accepted goal was answered (by its
-result, or by the server's log for a vanished client) and no node crashed (a node that
-needed SIGTERM to stop at the end is noted, with the supervisor's exit code).
+result, or by the server's log for a vanished client), every goal request got a response
+(none NO_RESPONSE), every after-kill goal succeeded and no node crashed (a node that
+needed SIGTERM to stop at the end is noted, with the supervisor's exit code). Every wait
+is bounded and says what it waited for.
 """
 
 import argparse
@@ -19,8 +23,6 @@ import os
 from pathlib import Path
 import random
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,10 +40,13 @@ from vton_ros.cli.tryon_bringup import loopback_env
 from vton_ros.media import samples
 from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.runner import destroy
+from vton_ros.nodes.waits import send_goal, wait_future, WaitTimeout
 from vton_ros.settings import files as param_files
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision import procstat
 from vton_ros.supervision import soak_report
+from vton_ros.supervision.soak_stack import Stack
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
 CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
@@ -49,10 +54,10 @@ CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
 # what a goal does: (cause, weight)
 PLANS = (('normal', 60), ('camera', 15), ('cancel', 10), ('vanish', 5), ('invalid', 5),
          ('unknown_garment', 5))
-STARTED = re.compile(r'started (\w+) \(pid (\d+)\)')
-EXITED = re.compile(r'tryon_bringup: (\w+) (?:killed by (SIG\w+)|exited with code (-?\d+))')
 ENDED = re.compile(r'goal ([0-9a-f]{8}) ended ([A-Z_]+) in')
 RESPONSE_WAIT = 60.0  # seconds for the accept/reject answer (a goal sent to a dead server)
+FEEDBACK_TOPIC = 'tryon/_action/feedback'  # its publishers tell the server processes apart
+BUSY_PAUSE = 1.0  # seconds before an after-kill goal rejected as busy is sent again
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,61 +124,6 @@ def catalogue_ids(params_file: Path) -> list[str]:
     return GarmentCatalog(folder).ids() if folder else []
 
 
-class Stack:
-    """tryon_bringup --respawn in the background: current pids, exits, kills."""
-
-    def __init__(self, params_file: Path, out: Path, env: dict) -> None:
-        argv = [sys.executable, '-m', 'vton_ros.cli.tryon_bringup', '--params-file',
-                str(params_file), '--respawn', '--respawn-delay', '1.0',
-                '--log-dir', str(out / 'logs')]
-        self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        self.pids: dict[str, int] = {}
-        self.exits: list[dict] = []
-        self.kills: list[dict] = []
-        self.stop_notes: list[str] = []  # nodes that needed SIGTERM/SIGKILL to stop
-        self._lock = threading.Lock()
-        self._log = open(out / 'bringup.log', 'w', encoding='utf-8')
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for raw in self.popen.stdout:
-            line = raw.decode('utf-8', errors='replace')
-            self._log.write(line)
-            self._log.flush()
-            with self._lock:
-                if (m := STARTED.search(line)):
-                    self.pids[m[1]] = int(m[2])
-                elif (m := EXITED.search(line)):
-                    code = -signal.Signals[m[2]] if m[2] else int(m[3])
-                    self.exits.append({'t': time.time(), 'node': m[1], 'code': code})
-                elif 'still running' in line or 'stopped with' in line:
-                    self.stop_notes.append(line.strip())
-
-    def current(self) -> dict[str, int]:
-        """Return {node: pid} of the processes started last."""
-        with self._lock:
-            return dict(self.pids)
-
-    def kill(self, node: str) -> None:
-        """SIGKILL a node's current process (bringup restarts it)."""
-        pid = self.current().get(node)
-        if pid is None or procstat.stats(pid) is None:
-            return
-        with self._lock:
-            self.kills.append({'t': time.time(), 'node': node, 'pid': pid})
-        os.kill(pid, signal.SIGKILL)
-
-    def stop(self) -> int:
-        """SIGINT the supervisor (it stops every node); return its exit code."""
-        self.popen.send_signal(signal.SIGINT)
-        try:
-            return self.popen.wait(120.0)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            return self.popen.wait()
-
-
 class Client:
     """One client: its own rclpy context (a DDS participant that can vanish)."""
 
@@ -194,22 +144,29 @@ class Client:
         except ExternalShutdownException:
             pass
 
+    def send(self, goal: TryOn.Goal, feedback) -> object:
+        """Return the future of the goal's handle (asked on the executor's thread)."""
+        return send_goal(self._executor, self.action, goal, feedback, RESPONSE_WAIT)
+
+    def server_gids(self) -> set[bytes]:
+        """Return the endpoint ids of the action server processes this client sees now."""
+        return {bytes(info.endpoint_gid) for info in
+                self.node.get_publishers_info_by_topic(f'/{FEEDBACK_TOPIC}')}
+
     def close(self) -> None:
         """Vanish: the node and its participant go away (goals are left to the server)."""
         self._executor.shutdown()
-        self.node.destroy_node()
+        destroy(self.node)  # its action client too: else the participant stays
         rclpy.try_shutdown(context=self.context)
         self._thread.join(5.0)
 
 
-def wait(future, timeout: float, give_up=lambda: False):
+def wait(future, timeout: float, what: str, give_up=lambda: False):
     """Return the future's result, or None after ``timeout`` s or once ``give_up()``."""
-    deadline = time.monotonic() + timeout
-    while not future.done():
-        if time.monotonic() > deadline or give_up():
-            return None
-        time.sleep(0.02)
-    return future.result()
+    try:
+        return wait_future(future, timeout, what, give_up)
+    except WaitTimeout:
+        return None
 
 
 class Soak:
@@ -236,6 +193,7 @@ class Soak:
             self.faults.setdefault(self.rng.randrange(args.goals), ('policy', self.rng.choice(
                 ('queue', 'queue', 'preempt', 'reject'))))
         self.operator = Client('soak_operator', domain)
+        self.after_kill: list[dict] = []  # per server kill: old server ids, clients to check
 
     def take(self) -> int | None:
         """Return the next goal index (running its fault first), or None when done."""
@@ -244,12 +202,19 @@ class Soak:
         if index >= self.args.goals or time.monotonic() > self._deadline:
             return None
         kind, what = self.faults.get(index, (None, None))
-        if kind == 'kill':
+        if kind == 'kill' and what == 'tryon_server':
+            old = self.operator.server_gids()
+            if self.stack.kill(what):
+                with self._lock:
+                    self.after_kill.append({'t': time.time(), 'old': old,
+                                            'clients': set(range(self.args.clients))})
+        elif kind == 'kill':
             self.stack.kill(what)
         elif kind == 'policy':
             request = SetParameters.Request(parameters=[
                 Parameter('tryon.busy_policy', value=what).to_parameter_msg()])
-            wait(self.operator.params.call_async(request), 30.0)  # refused while it restarts
+            wait(self.operator.params.call_async(request), 30.0,  # none while it restarts
+                 'setting the busy policy')
         return index
 
     def client_loop(self, number: int) -> None:
@@ -258,13 +223,56 @@ class Soak:
         client = Client(f'soak_client_{number}', self.domain)
         while (index := self.take()) is not None:
             cause = rng.choices([p[0] for p in PLANS], [p[1] for p in PLANS])[0]
-            record = self.run_goal(client, index, cause, rng)
+            check = self._after_kill_due(number)
+            if check is not None:
+                record = self.run_after_kill(client, index, rng, check)
+            else:
+                record = self.run_goal(client, index, cause, rng)
             with self._lock:
                 self.goals.append(record)
             if cause == 'vanish' and record['accepted']:
                 client.close()
                 client = Client(f'soak_client_{number}_{index}', self.domain)
         client.close()
+
+    def _after_kill_due(self, number: int) -> dict | None:
+        """Return the server kill whose check this client still owes, if any."""
+        with self._lock:
+            for kill in self.after_kill:
+                if number in kill['clients']:
+                    kill['clients'].discard(number)
+                    return kill
+        return None
+
+    def run_after_kill(self, client: Client, index: int, rng: random.Random,
+                       kill: dict) -> dict:
+        """Send the first goal after a server kill once the new server is seen: it must succeed."""
+        deadline = time.monotonic() + self.args.goal_timeout
+        while True:  # the killed process leaves the graph (lease) and a new one joins
+            gids = client.server_gids()
+            if gids and not gids & kill['old']:
+                with self._lock:
+                    kill.setdefault('up', time.time())  # the server is back from here on
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        attempt = 0
+        while True:
+            attempt += 1
+            record = self.run_goal(client, index, 'after_server_kill', rng)
+            record.update(server_kill_t=kill['t'], attempts=attempt)
+            if record.get('note') and self._killed_since(kill['t']):
+                record['cause'] = 'normal'  # a newer kill's check replaces this one
+                return record
+            if record['accepted'] or record.get('note') or time.monotonic() > deadline:
+                return record  # answered, or no answer at all, or out of time
+            time.sleep(BUSY_PAUSE)  # rejected as busy (the others' goals fill the queue)
+
+    def _killed_since(self, t: float) -> bool:
+        """Whether the server was killed again after time ``t``."""
+        with self._lock:
+            return any(k['t'] > t for k in self.after_kill)
 
     def make_goal(self, cause: str, rng: random.Random) -> TryOn.Goal:
         """Return a random goal for ``cause``."""
@@ -291,13 +299,15 @@ class Soak:
                   'accepted': False, 'id': '', 'code': None, 't_start': time.time()}
         feedback = threading.Event()
         if not client.action.wait_for_server(timeout_sec=self.args.goal_timeout):
-            record.update(t_end=time.time(), note='no action server')
+            record.update(t_end=time.time(), note='no action server after '
+                          f'{self.args.goal_timeout:g} s')
             return record
         killed = self._server_gone(record['t_start'])
-        handle = wait(client.action.send_goal_async(goal, lambda _: feedback.set()),
-                      RESPONSE_WAIT, killed)
-        if handle is None:
-            record.update(t_end=time.time(), note='goal response lost')
+        try:
+            handle = wait_future(client.send(goal, lambda _: feedback.set()), RESPONSE_WAIT,
+                                 'goal response', killed)
+        except WaitTimeout as err:
+            record.update(t_end=time.time(), note=str(err))
             return record
         record.update(accepted=handle.accepted, id=bytes(handle.goal_id.uuid).hex())
         if handle.accepted and cause in ('cancel', 'vanish'):
@@ -305,9 +315,9 @@ class Soak:
             if cause == 'vanish':  # its end is the server's (log), or lost with it
                 record['t_vanish'] = time.time()
                 return record
-            wait(handle.cancel_goal_async(), self.args.goal_timeout, killed)
+            wait(handle.cancel_goal_async(), self.args.goal_timeout, 'cancel response', killed)
         if handle.accepted:
-            response = wait(handle.get_result_async(), self.args.goal_timeout, killed)
+            response = wait(handle.get_result_async(), self.args.goal_timeout, 'result', killed)
             if response is not None:
                 record['code'] = CODE_NAMES.get(response.result.error_code, 'UNKNOWN')
         record['t_end'] = time.time()
@@ -325,7 +335,7 @@ class Soak:
         while not stop.wait(self.args.sample_period):
             with self._lock:
                 done = len(self.goals)
-            shm_mb = dds_shm.used_bytes() / 2 ** 20
+            shm_mb = dds_shm.recorded_bytes(self.stack.records) / 2 ** 20
             self.shm.append({'t': time.time(), 'goals_done': done, 'mb': round(shm_mb, 1)})
             if done >= reported + 100:
                 reported = done - done % 100
@@ -355,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     domain = int(os.environ.get('ROS_DOMAIN_ID') or random.SystemRandom().randint(1, 200))
     env = dict(loopback_env(), ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
+    env[dds_shm.RECORDS_ENV] = str(out / 'shm_records')
     os.environ.update({k: env[k] for k in ('FASTDDS_DEFAULT_PROFILES_FILE',
                                            'ROS_AUTOMATIC_DISCOVERY_RANGE') if k in env})
     stack = Stack(params_file, out, env)
@@ -375,12 +386,18 @@ def main(argv: list[str] | None = None) -> int:
               'samples': soak.samples, 'kills': stack.kills,
               'supervisor_exit_code': stack.stop(), 'exits': stack.exits,
               'stop_notes': stack.stop_notes, 'dds_shm': soak.shm,
+              'dds_shm_after_stop_mb': dds_shm.recorded_bytes(stack.records) / 2 ** 20,
+              'dds_ports_after_stop_kb': dds_shm.recorded_bytes(stack.records,
+                                                                segments=False) / 2 ** 10,
+              'server_restarts': [{'t': k['t'], 'up': k.get('up')} for k in soak.after_kill],
               'server_ends': server_ends(out / 'logs')}
     summary = soak_report.summarize(record, NODES)
     (out / 'soak.json').write_text(json.dumps({'summary': summary, **record}, indent=1))
     soak_report.plot(record, NODES, str(out / 'soak.png'))
     print(json.dumps(summary, indent=1))
-    return 0 if not summary['unanswered'] and not summary['crashes'] else 1
+    failed = (summary['unanswered'] or summary['crashes'] or summary['no_response']
+              or summary['after_server_kill']['failed'])
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':

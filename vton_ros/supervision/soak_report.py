@@ -6,6 +6,9 @@ sent: ``id``, ``cause``, ``accepted``, ``code``, ``t_start``, ``t_end``), ``serv
 (goal id prefix -> code name, from the server's own log), ``kills`` (``t``, ``node``,
 ``pid``), ``exits`` (``node``, ``code`` of every node exit the supervisor saw) and
 ``samples`` (``t``, ``node``, ``pid``, ``rss_mb``, ``fds``, ``threads``, ``goals_done``).
+A goal request that got no response at all carries a ``note`` saying why; ``server_restarts``
+(``t`` of each server kill, ``up`` when the clients saw the new server) tells a request
+sent while the server was down (LOST) from one a live server never answered (NO_RESPONSE).
 """
 
 from collections import Counter, defaultdict
@@ -40,10 +43,27 @@ def _server_killed_during(record: dict[str, Any], goal: dict[str, Any]) -> bool:
                for k in record['kills'])
 
 
+def _server_down_during(record: dict[str, Any], goal: dict[str, Any]) -> bool:
+    """Whether the server was killed, or not yet back from a kill, while the goal waited."""
+    end = goal.get('t_end') or float('inf')
+    for restart in record.get('server_restarts', []):
+        up = restart.get('up') or float('inf')  # never seen back (the run ended)
+        if restart['t'] <= end and goal['t_start'] <= up:
+            return True
+    return _server_killed_during(record, goal)
+
+
 def outcome(record: dict[str, Any], goal: dict[str, Any]) -> str:
-    """One word for a goal's fate: its code name, REJECTED, LOST or UNANSWERED."""
+    """
+    One word for a goal's fate: its code name, REJECTED, NO_RESPONSE, LOST or UNANSWERED.
+
+    A goal request without any response (its ``note`` says so) is NO_RESPONSE, never
+    REJECTED; LOST if the server was killed while it waited.
+    """
     if not goal['accepted']:
-        return 'REJECTED'
+        if not goal.get('note'):
+            return 'REJECTED'
+        return 'LOST' if _server_down_during(record, goal) else 'NO_RESPONSE'
     if goal.get('code'):
         return goal['code']
     if goal['id'][:8] in record['server_ends']:
@@ -117,6 +137,15 @@ def shm_figures(samples: list[dict[str, Any]]) -> dict[str, float] | None:
             'max': max(s['mb'] for s in samples)}
 
 
+def after_kill_figures(record: dict[str, Any]) -> dict[str, Any]:
+    """Each client's first goal after a server kill: how many, and those not SUCCESS."""
+    checks = [g for g in record['goals'] if g['cause'] == 'after_server_kill']
+    return {'goals': len(checks),
+            'failed': [{'index': g['index'], 'outcome': outcome(record, g),
+                        'note': g.get('note', '')}
+                       for g in checks if outcome(record, g) != 'SUCCESS']}
+
+
 def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
     """Return the figures a soak reports (goals by cause and code, leaks, crashes)."""
     by_cause: dict[str, Counter] = defaultdict(Counter)
@@ -130,12 +159,17 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
         'answered': sum(outcome(record, g) not in ('LOST', 'UNANSWERED') for g in accepted),
         'lost_to_server_kills': sum(outcome(record, g) == 'LOST' for g in accepted),
         'unanswered': [g['id'] for g in missing],
+        'no_response': [g['index'] for g in record['goals']
+                        if outcome(record, g) == 'NO_RESPONSE'],
+        'after_server_kill': after_kill_figures(record),
         'codes_by_cause': {cause: dict(sorted(c.items())) for cause, c in
                            sorted(by_cause.items())},
         'kills': dict(Counter(k['node'] for k in record['kills'])),
         'crashes': crashes(record),
         'nodes': {node: node_figures(record, node) for node in nodes},
         'dds_shm_mb': shm_figures(record.get('dds_shm', [])),
+        'dds_shm_after_stop_mb': record.get('dds_shm_after_stop_mb'),
+        'dds_ports_after_stop_kb': record.get('dds_ports_after_stop_kb'),
         'supervisor_exit_code': record.get('supervisor_exit_code'),
         'stop_notes': record.get('stop_notes', []),
     }
