@@ -1,0 +1,306 @@
+"""
+Benchmark of live follow (not a test): the garment on a moving shopper, with ground truth.
+
+1. Accuracy (no ROS): the bundled portraits at 640x480 moved by known transforms (shift up to
+   15 % of the width, scale 0.85-1.15, rotation up to 10 degrees) and a drawn figure raising
+   an arm. The pose masker (mediapipe) finds landmarks and masks in every frame; the try-on
+   is a striped garment laid into the first frame's mask (a stand-in that is easy to check);
+   the truth is the same transform applied to that try-on. Reports the IoU of the garment
+   region and the mean absolute error inside the moved mask (0-255), plus the CPU time per
+   640x480 frame of the pose mask and of the warp (CPU seconds: less skewed by a loaded
+   machine than wall time).
+2. The live topic (ROS): tryon_bringup --profile cpu,demo (the demo model) with a camera
+   replay of the astronaut walking sideways at 640x480 and 15 fps, segmentation.max_rate 0.
+   After one try-on it counts tryon/live messages with the try-on server idle and while
+   try-ons run back to back, and the latency from the camera frame's stamp to the composite's
+   arrival. Keeps a strip of live frames (raw camera above, live composite below).
+
+    source scripts/env.sh && python scripts/live_bench.py --strip docs/live_strip.png
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (640, 480)
+RIGID = [('shift +15%', 0.15, 1.0, 0.0), ('shift -15%', -0.15, 1.0, 0.0),
+         ('scale 0.85', 0.0, 0.85, 0.0), ('scale 1.15', 0.0, 1.15, 0.0),
+         ('rotate +10', 0.0, 1.0, 10.0), ('rotate -10', 0.0, 1.0, -10.0),
+         ('shift 8% scale 1.1 rot 6', 0.08, 1.1, 6.0)]
+WALK = [0, 24, 48, 72, 96, 72, 48, 24]  # px: the replay's sideways walk
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip())
+    parser.add_argument('--out', default='out/live_bench', help='folder for the results')
+    parser.add_argument('--strip', default='', help='also write the strip PNG here')
+    parser.add_argument('--seconds', type=float, default=15.0, help='seconds per rate window')
+    parser.add_argument('--steps', type=int, default=10, help='steps per try-on while busy')
+    parser.add_argument('--no-ros', action='store_true', help='accuracy part only')
+    return parser
+
+
+def portrait_frame(name: str) -> np.ndarray:
+    """Return a bundled portrait centred on a 640x480 frame (its edge colours around it)."""
+    from vton_ros.media import samples
+    rgb = samples.portrait(name)
+    h = SIZE[1]
+    w = round(rgb.shape[1] * h / rgb.shape[0])
+    person = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    left = (SIZE[0] - w) // 2
+    return cv2.copyMakeBorder(person, 0, 0, left, SIZE[0] - w - left, cv2.BORDER_REPLICATE)
+
+
+def striped_try_on(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Return the stand-in try-on: a striped red garment inside the mask."""
+    yy, xx = np.mgrid[0:frame.shape[0], 0:frame.shape[1]]
+    cloth = np.stack([170 + 50 * np.sin(yy / 7.0), 40 + 30 * np.sin(xx / 11.0),
+                      60 + 25 * np.cos((xx - yy) / 9.0)], -1).clip(0, 255).astype(np.uint8)
+    out = frame.copy()
+    out[mask > 127] = cloth[mask > 127]
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a & b)) / max(1, np.count_nonzero(a | b))
+
+
+def accuracy() -> dict:
+    """Part 1: IoU and MAE per portrait and transform; the warp's time per frame."""
+    from vton_ros.media.live_warp import LiveFollower
+    from vton_ros.pipeline.masks import create_mask_generator
+    rows, times, cpu_mask, cpu_warp = [], [], [], []
+    with create_mask_generator('pose') as masker:
+        for name in ('astronaut', 'grace_hopper'):
+            frame = portrait_frame(name)
+            first = masker(frame)
+            result = striped_try_on(frame, first.mask)
+            follower = LiveFollower()
+            follower.set_result(result, first.mask, first.landmarks, 'upper')
+            centre = tuple(float(v) for v in first.landmarks[[11, 12], :2].mean(0))
+            for label, dx, scale, angle in RIGID:
+                matrix = cv2.getRotationMatrix2D(centre, angle, scale)
+                matrix[0, 2] += dx * SIZE[0]
+                move = (lambda im, m=matrix: cv2.warpAffine(  # noqa: E731
+                    im, m, SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+                new = move(frame)
+                cpu = time.process_time()  # CPU seconds of every thread (mediapipe's too)
+                seen = masker(new)
+                cpu_mask.append(time.process_time() - cpu)
+                start, cpu = time.perf_counter(), time.process_time()
+                live = follower.follow(new, seen.mask, seen.landmarks)
+                times.append(time.perf_counter() - start)
+                cpu_warp.append(time.process_time() - cpu)
+                truth, truth_mask = move(result), move(first.mask) > 127
+                row = {'portrait': name, 'motion': label, 'status': live.status}
+                if live.live:  # where it breaks down: the masker's mask or the warp
+                    err = np.abs(live.image.astype(float) - truth.astype(float)).mean(-1)
+                    shown = truth_mask & live.region
+                    row.update(iou=round(iou(live.garment, truth_mask), 3),
+                               mae=round(float(err[truth_mask].mean()), 2),
+                               iou_new_mask=round(iou(live.region, truth_mask), 3),
+                               iou_warped_mask=round(iou(live.warped_mask > 127, truth_mask), 3),
+                               mae_where_shown=round(float(err[shown].mean()), 2))
+                rows.append(row)
+    rows.append(raised_arm())
+    return {'rows': rows, 'warp_ms_median': round(1000 * float(np.median(times)), 1),
+            'cpu_ms_per_frame': {'pose_mask': round(1000 * float(np.median(cpu_mask)), 1),
+                                 'warp_composite': round(1000 * float(np.median(cpu_warp)), 1)}}
+
+
+def raised_arm() -> dict:
+    """Raise the left arm of the unit tests' drawn figure by 50 degrees (its landmarks)."""
+    sys.path.insert(0, str(ROOT / 'test'))
+    import test_live_warp as drawn
+    from vton_ros.media.live_warp import LiveFollower
+    lms = drawn.figure_landmarks()
+    frame, mask = drawn.scene(lms), drawn.upper_mask(lms)
+    new = lms.copy()
+    turn = cv2.getRotationMatrix2D(tuple(float(v) for v in lms[11, :2]), 50.0, 1.0)
+    for i in (13, 15, 17, 19, 21):
+        new[i, :2] = turn[:, :2] @ lms[i, :2] + turn[:, 2]
+    follower = LiveFollower()
+    follower.set_result(drawn.tried_on(frame, mask), mask, lms, 'upper')
+    live = follower.follow(drawn.scene(new), drawn.upper_mask(new), new)
+    truth = drawn.upper_mask(new) > 127
+    return {'portrait': 'drawn figure', 'motion': 'raise left arm 50 deg',
+            'status': live.status, 'iou': round(iou(live.garment, truth), 3),
+            'iou_warped_mask': round(iou(live.warped_mask > 127, truth), 3)}
+
+
+def walk_folder(folder: Path) -> list[np.ndarray]:
+    """Write the camera replay: the astronaut walking sideways (unmirrored frames)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = portrait_frame('astronaut')
+    frames = []
+    for i, dx in enumerate(WALK):
+        frame = cv2.warpAffine(base, np.float32([[1, 0, dx - 48], [0, 1, 0]]), SIZE,
+                               borderMode=cv2.BORDER_REPLICATE)
+        cv2.imwrite(str(folder / f'{i:02d}.png'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        frames.append(frame)
+    return frames
+
+
+class Watch:
+    """The bench's ROS node: tryon/live arrivals, latencies and a few frames."""
+
+    def __init__(self, node) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+        from vton_ros.nodes.common import LATCHED_QOS
+        self.lock = threading.Lock()
+        self.arrivals, self.latencies, self.kept, self.status = [], [], {}, []
+        node.create_subscription(Image, 'tryon/live', self._live, qos_profile_sensor_data)
+        node.create_subscription(String, 'tryon/live/status',
+                                 lambda m: self.status.append(m.data), LATCHED_QOS)
+
+    def _live(self, msg) -> None:
+        now = time.time()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+            self.latencies.append(now - stamp)
+            if len(self.kept) < 40:
+                self.kept[len(self.kept)] = msg
+
+    def window(self, seconds: float) -> dict:
+        """Count arrivals for ``seconds``: fps and median/p90 latency in ms."""
+        with self.lock:
+            n0 = len(self.arrivals)
+        time.sleep(seconds)
+        with self.lock:
+            lat = self.latencies[n0:]
+            n = len(self.arrivals) - n0
+        return {'fps': round(n / seconds, 2),
+                'latency_ms_median': round(1000 * float(np.median(lat)), 1) if lat else None,
+                'latency_ms_p90': round(1000 * float(np.percentile(lat, 90)), 1) if lat else None}
+
+
+def topic(args: argparse.Namespace, out: Path) -> tuple[dict, list]:
+    """Part 2: the live topic of the demo stack at 640x480."""
+    import rclpy
+    from rclpy.action import ActionClient
+    from vton_interfaces.action import TryOn
+    frames = walk_folder(out / 'walk')
+    domain = random.SystemRandom().randint(1, 200)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
+    os.environ['ROS_DOMAIN_ID'] = str(domain)
+    log = open(out / 'stack.log', 'w')
+    stack = subprocess.Popen(
+        ['tryon_bringup', '--profile', 'cpu,demo', '--camera-source', str(out / 'walk'),
+         '--set', 'camera.fps=15.0', '--set', f'camera.width={SIZE[0]}',
+         '--set', f'camera.height={SIZE[1]}', '--set', 'segmentation.max_rate=0.0',
+         '--set', f'catvton.num_inference_steps={args.steps}'],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rclpy.init()
+    node = rclpy.create_node('live_bench')
+    watch = Watch(node)
+    spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
+    spin.start()
+    try:
+        client = ActionClient(node, TryOn, 'tryon')
+        if not client.wait_for_server(timeout_sec=600.0):
+            raise RuntimeError('tryon_server did not come up; see stack.log')
+        first = _try_on(client, TryOn, 2)  # a quick one to follow
+        deadline = time.monotonic() + 120.0
+        while 'live' not in watch.status and time.monotonic() < deadline:
+            time.sleep(0.2)
+        figures = {'first_try_on': first, 'idle': watch.window(args.seconds)}
+        stop, runs = threading.Event(), []
+
+        def busy() -> None:  # try-ons back to back for the whole window
+            while not stop.is_set():
+                runs.append(_try_on(client, TryOn, args.steps))
+        worker = threading.Thread(target=busy, daemon=True)
+        worker.start()
+        time.sleep(1.0)  # the first goal is running
+        figures['during_try_on'] = watch.window(args.seconds)
+        stop.set()
+        worker.join(600.0)
+        figures['try_ons_during_window'] = runs
+        figures['statuses_seen'] = sorted(set(watch.status))
+        strip = _strip(watch, frames)
+    finally:
+        os.killpg(stack.pid, signal.SIGINT)
+        figures_code = stack.wait(120)
+        node.destroy_node()
+        rclpy.shutdown()
+        log.close()
+    figures['stack_exit_code'] = figures_code
+    return figures, strip
+
+
+def _try_on(client, action, steps: int) -> str:
+    goal = action.Goal(garment_id='', num_inference_steps=steps)
+    ids = sorted(p.stem for p in (ROOT / 'garments').glob('*.png'))
+    goal.garment_id = ids[0]
+    handle = _wait(client.send_goal_async(goal))
+    if not handle.accepted:
+        return 'rejected'
+    result = _wait(handle.get_result_async()).result
+    return 'ok' if result.error_code == 0 else result.message
+
+
+def _wait(future, timeout: float = 600.0):
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return future.result()
+
+
+def _strip(watch: Watch, frames: list[np.ndarray]) -> list:
+    """Pick live frames at distinct walk positions: (raw frame, composite) pairs."""
+    from vton_ros.nodes import image_conv
+    mirrored = [f[:, ::-1] for f in frames]  # the demo profile's camera mirrors
+    pairs = {}
+    with watch.lock:
+        kept = list(watch.kept.values())
+    for msg in kept:
+        live = image_conv.to_rgb(msg)
+        errs = [np.median(np.abs(live.astype(int) - f).max(-1)) for f in mirrored]
+        index = int(np.argmin(errs))
+        pairs.setdefault(WALK[index], (mirrored[index], live))
+    return [pairs[k] for k in sorted(pairs)][:5]
+
+
+def write_strip(pairs: list, path: Path) -> None:
+    """Write raw camera frames above, live composites below, at 256x192."""
+    tile = (256, 192)
+    cols = [np.vstack([cv2.resize(a, tile, interpolation=cv2.INTER_AREA),
+                       cv2.resize(b, tile, interpolation=cv2.INTER_AREA)]) for a, b in pairs]
+    cv2.imwrite(str(path), cv2.cvtColor(np.hstack(cols), cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {'accuracy': accuracy()}
+    if not args.no_ros:
+        results['live_topic'], pairs = topic(args, out)
+        if pairs:
+            write_strip(pairs, out / 'live_strip.png')
+            if args.strip:
+                write_strip(pairs, Path(args.strip))
+    results['load_average_1_5_15'] = os.getloadavg()
+    (out / 'bench.json').write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
