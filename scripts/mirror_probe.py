@@ -342,9 +342,9 @@ async def upload(http: ClientSession, url: str, data: bytes, page: str,
             return r.status, body[:80]
 
 
-async def upload_burst(stack: Stack, count: int) -> dict:
-    """``count`` small uploads declaring 4096x4096 at once; RSS peak and after."""
-    data = bomb_png()
+async def upload_burst(stack: Stack, count: int, side: int = 4096) -> dict:
+    """Send ``count`` small uploads declaring side x side at once; RSS peak and after."""
+    data = bomb_png(side)
     rss0, peak = stack.rss_mib(), 0.0
     async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
         ws, page, reading = await open_page(http, stack.url)
@@ -357,7 +357,7 @@ async def upload_burst(stack: Stack, count: int) -> dict:
         reading.cancel()
         await ws.close()
     await asyncio.sleep(5.0)
-    return {'png_bytes': len(data), 'declared': '4096x4096', 'uploads': count,
+    return {'png_bytes': len(data), 'declared': f'{side}x{side}', 'uploads': count,
             'accepted': codes.count(200), 'rss_before_mib': round(rss0),
             'rss_peak_mib': round(peak), 'rss_after_mib': round(stack.rss_mib())}
 
@@ -515,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                   ('deep_json', lambda: asyncio.run(deep_json(stack))),
                   ('aborted_uploads', lambda: aborted_uploads(stack)),
                   ('upload_burst', lambda: asyncio.run(upload_burst(stack, args.uploads))),
+                  ('upload_burst_3000', lambda: asyncio.run(upload_burst(stack, args.uploads,
+                                                                         3000))),
                   ('small_checks', lambda: asyncio.run(small_checks(stack))),
                   ('deflate', lambda: asyncio.run(deflate_load(stack, args.deflate))),
                   ('slow_readers', lambda: asyncio.run(slow_readers(stack, args.slow))))
