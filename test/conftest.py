@@ -87,5 +87,8 @@ def pytest_sessionfinish(session, exitstatus):
     from vton_ros.supervision import dds_shm
 
     dds_shm.release_all_dead(SHM_RECORDS)
+    for record in SHM_RECORDS.iterdir():  # a port file another process still holds stays
+        if not Path(f'/proc/{record.name}').exists():
+            record.unlink()
     if not any(SHM_RECORDS.iterdir()):  # else a node of ours still runs: keep its record
         shutil.rmtree(SHM_RECORDS, ignore_errors=True)
