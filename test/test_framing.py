@@ -89,11 +89,18 @@ def test_off_centre_person_is_framed_whole_and_every_mask_pixel_repainted(size, 
     box = frame_box(frame_h, frame_w, H, W, 'person', clean, bounds)
     assert abs(box.height * W - box.width * H) <= max(H, W)  # the model's aspect
     top, left, bottom, right = bounds
-    assert box.top <= top and box.left <= left  # the whole person is in the box
-    assert box.top + box.height >= bottom and box.left + box.width >= right
+    m_top, m_left, m_bottom, m_right = bounds_of(mask >= 128)
+    assert box.top <= m_top and box.left <= m_left  # the whole mask is in the box
+    assert box.top + box.height >= m_bottom and box.left + box.width >= m_right
+    assert box.top <= top  # and the person's head
     inside_frame = (box.top >= 0 and box.left >= 0 and box.top + box.height <= frame_h
                     and box.left + box.width <= frame_w)
-    assert inside_frame or box.width > frame_w or box.height > frame_h
+    assert inside_frame
+    whole = box.left <= left and box.top + box.height >= bottom and box.left + box.width >= right
+    largest = centre_crop_box(frame_h, frame_w, H, W)
+    # the whole person, or (the frame too small at 3:4) the largest box it holds
+    assert whole or (box.height, box.width) == (largest.height, largest.width)
+    assert whole == (size != (1920, 1080))  # a tall person in a portrait frame: legs cut
 
     out = model_round_trip(frame, mask, box)
     assert out.shape == frame.shape
@@ -143,6 +150,19 @@ def test_a_frame_too_small_at_the_aspect_is_padded_never_stretched():
     assert (first == first[:1]).all()
     mask_in = crop(mask, box, H, W, nearest=True)
     assert not mask_in[:max(1, pad_rows - 2)].any()  # nothing to repaint in the padding
+    assert unrepainted(frame, mask, model_round_trip(frame, mask, box)) == 0
+
+
+def test_a_person_wider_than_the_frame_holds_keeps_the_mask_whole_without_padding():
+    """A square portrait (shoulders past its sides): the largest 3:4 box holding the mask."""
+    person = np.zeros((512, 512), bool)
+    person[40:, :] = True  # head and shoulders fill the frame's width
+    mask = np.zeros((512, 512), np.uint8)
+    mask[200:500, 170:470] = 255  # off-centre: past the centre crop (64..448)
+    box = frame_box(512, 512, H, W, 'person', mask, bounds_of(person))
+    assert (box.top, box.height, box.width) == (0, 512, 384)  # no padding, no stretch
+    assert box.left <= 170 and box.left + box.width >= 470
+    frame = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     assert unrepainted(frame, mask, model_round_trip(frame, mask, box)) == 0
 
 

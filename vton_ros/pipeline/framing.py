@@ -9,9 +9,11 @@ Two framings (``catvton.framing``):
 - ``person``: the box of the person (their silhouette, or the repaint mask's box grown
   by the body around it when nothing else is known), plus a margin, grown to the model's
   aspect (height:width) around its centre and moved inside the frame. Where the frame is
-  too small for it at that aspect, the box reaches past the frame and the missing part is
-  padded with the frame's edge pixels: never stretched. The person fills the model's input
-  from head to hem, as in the paper's training photos; nothing zooms in on the torso.
+  too small for it at that aspect, the largest box the frame holds is used if the mask fits
+  in it (the person's head kept, the person cut elsewhere); else the box reaches past the
+  frame and the missing part is padded with the frame's edge pixels: never stretched. The
+  person fills the model's input from head to hem, as in the paper's training photos;
+  nothing zooms in on the torso.
 
 The box always holds the whole repaint mask, so :func:`paste` repaints every mask pixel of
 the frame: the result, resized to the box, replaces the mask region with a feathered edge
@@ -117,8 +119,10 @@ def frame_box(src_height: int, src_width: int, height: int, width: int, framing:
     (``person``, or else those of the mask's repaint region (>= 128) grown by
     :func:`grow_mask_bounds`), unioned with the repaint region, plus ``margin`` times their
     height on each side where the frame has room, grown to height:width and moved inside the
-    frame; a box larger than the frame covers it whole and is padded. An empty mask and no
-    person: the centre crop.
+    frame. Where the frame cannot hold that box, the largest box at the aspect that it can
+    hold is used if the repaint region (plus margin) fits in it: kept whole, with the
+    person's top (the head) where possible, the person cut elsewhere; otherwise the box
+    covers the frame and is padded. An empty mask and no person: the centre crop.
     """
     check_choice('framing', framing, FRAMINGS)
     if framing == 'centre':
@@ -129,18 +133,35 @@ def frame_box(src_height: int, src_width: int, height: int, width: int, framing:
     bounds = union(person, repaint)
     if bounds is None:
         return centre_crop_box(src_height, src_width, height, width)
-    top, left, bottom, right = bounds
-    pad = margin * (bottom - top)
-    top, left = max(0, math.floor(top - pad)), max(0, math.floor(left - pad))
-    bottom = min(src_height, math.ceil(bottom + pad))
-    right = min(src_width, math.ceil(right + pad))
+    top, left, bottom, right = _grow(bounds, margin, src_height, src_width)
     box_h, box_w = bottom - top, right - left
     scale = max(box_h / height, box_w / width)
     out_h = max(box_h, round(scale * height))
     out_w = max(box_w, round(scale * width))
+    if repaint is not None and (out_h > src_height or out_w > src_width):
+        fit = centre_crop_box(src_height, src_width, height, width)
+        need = _grow(repaint, margin, src_height, src_width)
+        if need[2] - need[0] <= fit.height and need[3] - need[1] <= fit.width:
+            out_top = _contain(top, need[0], need[2], fit.height, src_height)
+            out_left = _contain(left - (fit.width - box_w) // 2, need[1], need[3], fit.width,
+                                src_width)
+            return CropBox(out_top, out_left, fit.height, fit.width, src_height, src_width)
     out_top = _place(top - (out_h - box_h) // 2, out_h, src_height)
     out_left = _place(left - (out_w - box_w) // 2, out_w, src_width)
     return CropBox(out_top, out_left, out_h, out_w, src_height, src_width)
+
+
+def _grow(bounds: Bounds, margin: float, src_height: int, src_width: int) -> Bounds:
+    """Return bounds plus ``margin`` times their height on each side, clipped to the frame."""
+    top, left, bottom, right = bounds
+    pad = margin * (bottom - top)
+    return (max(0, math.floor(top - pad)), max(0, math.floor(left - pad)),
+            min(src_height, math.ceil(bottom + pad)), min(src_width, math.ceil(right + pad)))
+
+
+def _contain(start: int, low: int, high: int, size: int, extent: int) -> int:
+    """Return ``start`` moved so [start, start + size) holds [low, high) inside [0, extent)."""
+    return min(max(start, high - size, 0), low, extent - size)
 
 
 def _place(start: int, size: int, extent: int) -> int:
