@@ -119,7 +119,7 @@ class Served:
         self.server = WebServer(app, self.hub)
         self.url = f'http://127.0.0.1:{self.server.start("127.0.0.1", 0)}'
 
-    def join(self, publish_state, _publish_image):
+    def join(self, publish_state, _publish_image, _page=''):
         session = Recorded(self.commands)
         self.pages[session.page] = session
         publish_state({'state': 'idle'})

@@ -218,8 +218,46 @@ def test_uploads_belong_to_the_page_that_sent_them(catalog_dir):
     assert m.port.sent[-1][2].garment_image.shape == (64, 48, 3)
     with pytest.raises(ValueError, match='page'):
         m.garments.add_upload(png(np.full((64, 48, 3), 90, np.uint8)), 'upper', '')
-    m.sessions.leave(a.session)  # the page went: its upload goes
-    assert not m.garments.has_uploads(a.session.page)
+    m.sessions.leave(a.session)  # the page went: its upload goes once it stays away
+    m.clock.now += 29
+    m.sessions.tick()
+    assert m.garments.has_uploads(a.session.page)
+    m.clock.now += 2
+    m.frame(100)
+    m.sessions.tick()
+    assert not m.garments.has_uploads(a.session.page) and a.session not in m.sessions.pages()
+
+
+def test_a_page_that_reconnects_gets_its_session_back(catalog_dir):
+    m = Mirror(catalog_dir)
+    a = Page(m.sessions)
+    m.frame(100)
+    a.session.try_on('red_shirt')
+    seq = m.port.sent[-1][1]
+    a.session.on_accepted(seq, 'h')
+    m.sessions.leave(a.session)  # the WebSocket dropped (a missed heartbeat)
+    m.clock.now += 5
+    m.sessions.tick()
+    assert m.port.canceled == []  # the try-on goes on for the page to come back
+    assert Page(m.sessions).session is not a.session  # no id: a new page
+    back = Page.__new__(Page)
+    back.states, back.images = [], []
+    back.session = m.sessions.join(back.states.append, back._image, a.session.page)
+    assert back.session is a.session and back.states[-1]['state'] == 'running'
+    assert [k for k, _ in back.images] == [kinds.BEFORE]  # the frame being dressed
+    a.session.on_result(seq, 'SUCCESS', np.full((H, W, 3), 200, np.uint8), None, 1.0)
+    assert back.states[-1]['state'] == 'result' and back.images[-1][0] == kinds.RESULT
+    thief = Page.__new__(Page)  # the id of a page still connected is no way in
+    thief.states, thief.images = [], []
+    assert m.sessions.join(thief.states.append, thief._image, a.session.page) is not a.session
+    m.frame(100)
+    a.session.try_on('blue_shirt')
+    a.session.on_accepted(m.port.sent[-1][1], 'h3')
+    m.sessions.leave(a.session)  # gone for good: its try-on is cancelled
+    m.clock.now += 31
+    m.frame(100)
+    m.sessions.tick()
+    assert m.port.canceled == ['h3'] and a.session not in m.sessions.pages()
 
 
 def test_nobody_in_view_resets_every_page(catalog_dir):

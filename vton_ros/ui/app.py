@@ -54,11 +54,14 @@ class Controller(Protocol):
     """What the pages drive: one try-on session per page (:mod:`vton_ros.ui.sessions`)."""
 
     def join(self, publish_state: Callable[[dict], None],
-             publish_image: Callable[[int, bytes], None]) -> Any:
-        """Start a new page's session (``page`` id, ``try_on``, ``cancel``, ``go_live``)."""
+             publish_image: Callable[[int, bytes], None], page: str = '') -> Any:
+        """Start a new page's session (``page`` id, ``try_on``, ``cancel``, ``go_live``).
+
+        ``page``: the id of the page's earlier session, when it reconnects (``/ws?page=``).
+        """
 
     def leave(self, session: Any) -> None:
-        """End a page's session (the page went)."""
+        """Note that a page's WebSocket closed (its session may resume)."""
 
     def find(self, page: str) -> Any:
         """Return the session (it has ``touch``) of an open page's id, or None."""
@@ -254,7 +257,8 @@ class Page:
         client = await self._hub.join(limits.BoundedSocket(ws, request.transport,
                                                            WS_SEND_BOUND, self._throttle))
         client.session = self._controller.join(partial(self._hub.send_state, client),
-                                               partial(self._hub.send_image, client))
+                                               partial(self._hub.send_image, client),
+                                               request.query.get('page', ''))
         try:
             await ws.send_str(json.dumps({'type': 'page', 'id': client.session.page}))
             async for msg in ws:

@@ -110,6 +110,7 @@ class Session:
         self._gate = gate
         self._publish_state = publish_state
         self._publish_image = publish_image
+        self._pictures: dict[int, bytes] = {}  # the before and result, for a page that resumes
         self.rules = rules  # replaced when the node's settings change
         self._clock = clock
         self._taps = Bucket(rules.rate, rules.burst, clock)
@@ -179,7 +180,8 @@ class Session:
         self._cloth_type = cloth_type
         self._tap = self._deadline = self._clock()
         self._deadline += self.rules.answer_timeout
-        self._publish_image(kinds.BEFORE, images.jpeg(shot.person, self.rules.jpeg_quality))
+        self._pictures.clear()
+        self._picture(kinds.BEFORE, images.jpeg(shot.person, self.rules.jpeg_quality))
         self._set('sending', garment=garment.gid, focus=shot.focus)
         spec = GoalSpec(garment.gid if garment.image is None else '', garment.image,
                         garment.cloth_type, shot.person, mask)
@@ -206,6 +208,7 @@ class Session:
             self.touched = self._clock()
             if self.state not in IN_FLIGHT:
                 self._frozen = None
+                self._pictures.clear()
                 self._set('idle' if self._server_ready else 'offline')
 
     def touch(self) -> None:
@@ -218,6 +221,7 @@ class Session:
             if self.state in IN_FLIGHT:
                 return False
             self._frozen = None
+            self._pictures.clear()
             self._garments.drop_uploads(self.page)  # before the page reloads its shelf
             self._set('idle' if self._server_ready else 'offline', reset=True)
             return True
@@ -226,6 +230,20 @@ class Session:
         """Tell whether the page shows something of a shopper (a result, a frozen frame)."""
         with self._lock:
             return self._frozen is not None or self.state in ('result', 'error')
+
+    def attach(self, publish_state: Callable[[dict], None],
+               publish_image: Callable[[int, bytes], None]) -> None:
+        """Send to a page that came back (a new WebSocket): its pictures, then its state."""
+        with self._lock:
+            self._publish_state = publish_state
+            self._publish_image = publish_image
+            for kind, data in self._pictures.items():
+                publish_image(kind, data)
+            publish_state(self._state)
+
+    def _picture(self, kind: int, data: bytes) -> None:
+        self._pictures[kind] = data
+        self._publish_image(kind, data)
 
     def close(self) -> None:
         """End the page's try-on: the page went (the server must not work for nobody)."""
@@ -311,7 +329,7 @@ class Session:
                 mask = None
             self._frozen = Frozen(Shot(shot.person, mask, shot.stamp, shot.focus),
                                   self._cloth_type)
-            self._publish_image(kinds.RESULT, images.jpeg(image, self.rules.jpeg_quality))
+            self._picture(kinds.RESULT, images.jpeg(image, self.rules.jpeg_quality))
             total = self._state.get('total', 0)
             self._set('result', code=code, step=total, total=total, focus=shot.focus,
                       server_total=round(server_total, 3),

@@ -2,7 +2,9 @@
 The pages of the mirror, without ROS: one :class:`Session` per open page, one try-on at a time.
 
 A new page starts at the live view. A page's uploads, result and frozen frame are its own;
-the page leaves, they go. When no person has been seen (no mask with pixels, no command of
+when the page leaves (its WebSocket stays closed for RESUME seconds), they go. A page that
+reconnects sooner (a dropped connection, a missed heartbeat on a loaded machine) gets its
+session back. When no person has been seen (no mask with pixels, no command of
 any page) for ``idle_reset`` seconds, every page forgets its result, frozen frame, previews
 and uploads and returns to the live view: the next shopper never sees the last one's.
 
@@ -21,6 +23,7 @@ from vton_ros.ui.frames import Camera
 from vton_ros.ui.session import GoalPort, Rules, Session
 
 GRACE = 5.0  # seconds a freed slot is kept for the pages that were told "Please wait"
+RESUME = 30.0  # seconds a page's session waits for its page to reconnect
 
 
 class Sessions:
@@ -39,12 +42,23 @@ class Sessions:
         self._sessions: dict[str, Session] = {}  # page id: session
         self._holder: Session | None = None
         self._waiting: set[str] = set()  # pages told "Please wait" (ids)
+        self._away: dict[str, float] = {}  # pages whose WebSocket closed: id, when
         self._freed = 0.0  # clock time the slot was last freed
         self._server_ready = False
 
     def join(self, publish_state: Callable[[dict], None],
-             publish_image: Callable[[int, bytes], None]) -> Session:
-        """Start the session of a new page (it shows the live view)."""
+             publish_image: Callable[[int, bytes], None], page: str = '') -> Session:
+        """
+        Start the session of a new page (it shows the live view), or resume one.
+
+        ``page``: the id of a page whose WebSocket closed less than RESUME seconds ago
+        (a reconnect: its try-on, result and uploads are still its own).
+        """
+        with self._lock:
+            session = self._sessions.get(page) if self._away.pop(page, None) else None
+        if session is not None:
+            session.attach(publish_state, publish_image)
+            return session
         session = Session(secrets.token_urlsafe(16), self._port, self._garments, self.camera,
                           self, publish_state, publish_image, self._rules, self._clock)
         with self._lock:
@@ -54,12 +68,23 @@ class Sessions:
         return session
 
     def leave(self, session: Session) -> None:
-        """End a page's session (the page went): cancel its try-on, forget its uploads."""
+        """Note that a page's WebSocket closed: its session ends unless it comes back."""
         with self._lock:
-            self._sessions.pop(session.page, None)
-            self._waiting.discard(session.page)
-        session.close()
-        self._garments.drop_uploads(session.page)
+            if session.page in self._sessions:
+                self._away[session.page] = self._clock()
+
+    def _end_away(self) -> None:
+        """End the sessions of pages gone for RESUME seconds: cancel, forget uploads."""
+        now = self._clock()
+        with self._lock:
+            gone = [self._sessions.pop(p) for p, t in list(self._away.items())
+                    if now - t > RESUME]
+            for session in gone:
+                del self._away[session.page]
+                self._waiting.discard(session.page)
+        for session in gone:
+            session.close()
+            self._garments.drop_uploads(session.page)
 
     def set_rules(self, rules: Rules) -> None:
         """Use new limits (the node's settings changed) in every page, now and to come."""
@@ -114,6 +139,7 @@ class Sessions:
 
     def tick(self) -> int:
         """Bound every page's wait for the server; do the idle reset. Return pages reset."""
+        self._end_away()
         pages = self.pages()
         for session in pages:
             session.check()

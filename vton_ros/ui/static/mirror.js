@@ -154,6 +154,12 @@ function onBinary(data) {
 
 function onMessage(message) {
   if (message.type === 'page') {
+    if (page && message.id !== page) {  // the mirror did not know this page: a new session
+      browsing = false;
+      for (const id of ['preview', 'result', 'before']) {
+        dropImage(id);
+      }
+    }
     page = message.id;
     loadGarments();
   } else if (message.type === 'model') {
@@ -377,7 +383,9 @@ async function upload(file) {
 
 function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  // A page that reconnects names its session: the mirror gives it back (its try-on goes on).
+  const resume = page ? `?page=${encodeURIComponent(page)}` : '';
+  ws = new WebSocket(`${scheme}://${location.host}/ws${resume}`);
   ws.binaryType = 'arraybuffer';
   ws.onopen = () => {
     retry = 500;
@@ -394,12 +402,7 @@ function connect() {
   };
   ws.onclose = () => {
     ws = null;
-    page = '';  // a new connection is a new session: nothing of this one is kept
     state = {state: 'offline'};
-    browsing = false;
-    for (const id of ['preview', 'result', 'before']) {
-      dropImage(id);
-    }
     $('banner').textContent = 'Reconnecting to the mirror…';
     render();
     setTimeout(connect, retry);
