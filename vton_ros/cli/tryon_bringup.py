@@ -258,8 +258,11 @@ def supervise(nodes: list[str], ros_args: list[str], env: dict, log_dir: str | N
     for child in children:
         free_shm(records, child)
     dds_shm.release_all_dead(records)  # ports that peers still mapped when their owner died
-    failed = [c for c in children if c.popen.returncode] if code == 0 else []
-    for child in failed:  # after a signal: a node that did not stop cleanly
+    # after a signal: a node that did not stop cleanly (one still starting when our SIGINT
+    # came, before its handler existed, ends by SIGINT itself: stopped, not failed)
+    failed = [c for c in children if c.popen.returncode not in (0, -signal.SIGINT)] \
+        if code == 0 else []
+    for child in failed:
         emit(f'tryon_bringup: {child.name} stopped: {child.reason()}', sys.stderr)
     code = code or int(bool(failed))
     emit('tryon_bringup: all nodes stopped')
