@@ -11,6 +11,7 @@ from pathlib import Path
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import termios
@@ -216,6 +217,8 @@ def test_the_nodes_end_with_bringup_and_their_goals_with_shutting_down(tmp_path,
                lambda: f'tryon_server to start:\n{output()}')
     server = int(re.search(r'started tryon_server \(pid (\d+)\)', output())[1])
     names = [n for n in dds_shm.own_files(server) if dds_shm.is_segment(n)]
+    argv = Path(f'/proc/{server}/cmdline').read_text().split('\0')
+    folder = Path(argv[argv.index('--params-file') + 1]).parent  # bringup's temp folder
     client = Spinner('supervisor_death_client', int(env['ROS_DOMAIN_ID']))
     try:
         action = ActionClient(client.node, TryOn, 'tryon')
@@ -246,6 +249,7 @@ def test_the_nodes_end_with_bringup_and_their_goals_with_shutting_down(tmp_path,
             os.killpg(bringup.popen.pid, signal.SIGKILL)
         if Path(f'/proc/{server}').exists():
             os.kill(server, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)  # a SIGKILLed bringup cannot remove it
 
 
 def test_a_node_started_by_hand_outlives_the_shell_that_started_it(tmp_path):
