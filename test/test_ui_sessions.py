@@ -396,6 +396,15 @@ def test_a_try_and_cancel_storm_cannot_starve_another_page(catalog_dir):
             shopper.session.go_live()
         m.clock.now += 0.5
     assert started == 8
+    waiting = Page(m.sessions)
+    m.sessions.claim(attacker.session)
+    waiting.session.try_on('red_shirt')  # refused: it waits for the slot
+    m.sessions.release(attacker.session)
+    m.sessions.leave(waiting.session)  # the waiting page went: it holds nothing up
+    shopper.session.try_on('blue_shirt')
+    assert m.port.sent[-1][0] is shopper.session
+    shopper.session.on_result(m.port.sent[-1][1], 'SUCCESS', np.zeros((H, W, 3), np.uint8),
+                              None, 1.0)
     m.clock.now += 10  # nobody waits any more: the slot is anyone's
     m.frame(100)
     attacker.session.try_on('red_shirt')

@@ -72,6 +72,7 @@ class Sessions:
         with self._lock:
             if session.page in self._sessions:
                 self._away[session.page] = self._clock()
+                self._waiting.discard(session.page)  # a page away is not waiting to tap
 
     def _end_away(self) -> None:
         """End the sessions of pages gone for RESUME seconds: cancel, forget uploads."""
