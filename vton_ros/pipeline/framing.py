@@ -120,7 +120,7 @@ def frame_box(src_height: int, src_width: int, height: int, width: int, framing:
     :func:`grow_mask_bounds`), unioned with the repaint region, plus ``margin`` times their
     height on each side where the frame has room, grown to height:width and moved inside the
     frame. Where the frame cannot hold that box, the largest box at the aspect that it can
-    hold is used if the repaint region (plus margin) fits in it: kept whole, with the
+    hold is used if the repaint region (plus margin, or else alone) fits in it: whole, with the
     person's top (the head) where possible, the person cut elsewhere; otherwise the box
     covers the frame and is padded. An empty mask and no person: the centre crop.
     """
@@ -141,6 +141,8 @@ def frame_box(src_height: int, src_width: int, height: int, width: int, framing:
     if repaint is not None and (out_h > src_height or out_w > src_width):
         fit = centre_crop_box(src_height, src_width, height, width)
         need = _grow(repaint, margin, src_height, src_width)
+        if need[2] - need[0] > fit.height or need[3] - need[1] > fit.width:
+            need = repaint  # the mask alone, without the margin
         if need[2] - need[0] <= fit.height and need[3] - need[1] <= fit.width:
             out_top = _contain(top, need[0], need[2], fit.height, src_height)
             out_left = _contain(left - (fit.width - box_w) // 2, need[1], need[3], fit.width,
