@@ -68,7 +68,7 @@ class Served:
         self.page = self.join(lambda _state: None, None).page  # a page that uploads
         self.upload_path = f'/api/upload?cloth_type=upper&page={self.page}'
 
-    def join(self, publish_state, _publish_image):
+    def join(self, publish_state, _publish_image, _page=''):
         page = Page(self.commands, os.urandom(8).hex())
         self.pages[page.page] = page
         publish_state({'state': 'idle'})
