@@ -148,7 +148,9 @@ class Stack:
         Its working, home and temporary folder is ``ui_home`` (no image may land there).
         """
         params = dict({'ui.port': 0, 'garments.catalog_dir': str(SHOP),
-                       'ui.answer_timeout': HANG_GUARD}, **settings)  # a loaded CI is slow
+                       'ui.answer_timeout': HANG_GUARD,  # a loaded CI is slow
+                       'ui.max_connections_per_address': 64},  # all browsers: 127.0.0.1
+                      **settings)
         home = self.tmp / 'ui_home'
         home.mkdir(exist_ok=True)
         proc = Proc(node_argv('mirror_ui', params,
