@@ -262,20 +262,25 @@ async def drive_page(url: str, photo: bytes) -> tuple[tuple, dict]:
     once the try-on ended).
     """
     async with ClientSession() as http:
-        async with http.post(url + 'api/upload', params={'cloth_type': FORGED},
-                             data=photo) as response:
-            upload = (response.status, await response.text())
         ws = await http.ws_connect(url + 'ws')
+        page = ''
 
         async def state(wanted: tuple) -> dict:
+            nonlocal page
             while True:
                 msg = await ws.receive(timeout=HANG_GUARD)
                 assert msg.type in (WSMsgType.TEXT, WSMsgType.BINARY), msg
                 data = json.loads(msg.data) if msg.type == WSMsgType.TEXT else {}
+                page = data['id'] if data.get('type') == 'page' else page
                 if data.get('type') == 'state' and data['state'] in wanted:
                     return data
 
         await state(('idle',))  # the action server is there
+        async with http.post(url + 'api/upload', params={'cloth_type': FORGED, 'page': page},
+                             data=photo) as response:  # an upload of this page's
+            upload = (response.status, await response.text())
+        while (await ws.receive(timeout=HANG_GUARD)).type != WSMsgType.BINARY:
+            pass  # a camera frame: the mirror has a picture to send
         for command in ({'type': 'try', 'garment': FORGED}, {'type': FORGED}, FORGED + '{'):
             await ws.send_str(command if isinstance(command, str) else json.dumps(command))
         await ws.send_str(json.dumps({'type': 'try', 'garment': 'red_shirt'}))
@@ -289,6 +294,10 @@ def test_our_clients_report_an_expired_result_as_an_error(tmp_path, client_files
     write_shop(tmp_path / 'shop')
     page = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(
         tmp_path / 'shop')}), env, tmp_path / 'mirror_ui.log')
+    (tmp_path / 'frames').mkdir()
+    (tmp_path / 'frames' / 'person.png').write_bytes(Path(client_files[1]).read_bytes())
+    camera = Proc(node_argv('camera_node', {'camera.source': str(tmp_path / 'frames'),
+                                            'camera.fps': 5.0}), env, tmp_path / 'camera.log')
     try:
         run = subprocess.run([LIB / 'tryon_client', *client_files], env=env,
                              capture_output=True, text=True, timeout=HANG_GUARD)
@@ -298,6 +307,7 @@ def test_our_clients_report_an_expired_result_as_an_error(tmp_path, client_files
         upload, ended = asyncio.run(drive_page(url, photo))
     finally:
         assert page.stop() == 0, page.log()
+        camera.stop()
         server.stop()
     assert run.returncode == 6, run.stdout + run.stderr  # the server forgot the goal
     assert 'status UNKNOWN' in run.stderr and 'tryon.result_timeout' in run.stderr
