@@ -168,7 +168,7 @@ def process_udp_addresses(pid: int) -> set:
         if target.startswith('socket:['):
             inodes.add(target[8:-1])
     addresses = set()
-    for table, width in (('/proc/net/udp', 8), ('/proc/net/udp6', 32)):
+    for table, width in ((f'/proc/{pid}/net/udp', 8), (f'/proc/{pid}/net/udp6', 32)):
         if not os.path.exists(table):
             continue
         for line in Path(table).read_text().splitlines()[1:]:

@@ -29,6 +29,7 @@ import time
 from vton_ros.cli.start_checks import missing_weights, weights_advice
 from vton_ros.nodes.entry import SUPERVISOR_ENV
 from vton_ros.nodes.runner import ignore_signals
+from vton_ros.settings import dds
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema
 from vton_ros.settings import stack as param_stack
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                              'others keep running; default: one dies, all stop, exit 1')
     parser.add_argument('--respawn-delay', type=float, default=2.0, metavar='SECONDS',
                         help='seconds before a dead node is restarted (default 2)')
+    parser.add_argument('--lan', metavar='IFACE',
+                        help='open the nodes to the LAN of network interface IFACE (plus '
+                             'loopback; config/fastdds_lan.xml; images cross unencrypted); '
+                             'default: this machine only')
+    parser.add_argument('--lan-peer', action='append', default=[], metavar='IP',
+                        help='with --lan: a peer to announce to (repeatable); peers that '
+                             'announce themselves are answered without it')
     parser.add_argument('--log-dir', help="write each node's output to LOG_DIR/<node>.log "
                         '(default: prefixed with [node] on this output)')
     param_files.add_override_argument(parser)
@@ -114,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             for line in weights_advice(missing):
                 print(f'tryon_bringup: {line}', file=sys.stderr)
             return 2
+        if args.lan:
+            dds.interface_address(args.lan)
+        elif args.lan_peer:
+            raise ValueError('--lan-peer needs --lan IFACE')
     except (OSError, ValueError) as err:
         print(f'tryon_bringup: {err}', file=sys.stderr)
         return 2
@@ -124,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         if namespace != '/':
             ros_args += ['-r', f'__ns:={namespace}']
         env = loopback_env()
+        if args.lan:
+            profile = dds.write_lan_profile(Path(tmp), args.lan, tuple(args.lan_peer))
+            env.update(param_stack.dds_environment(env, str(profile)))
+            print(f'tryon_bringup: DDS open to the LAN of {args.lan} ({profile.name})',
+                  file=sys.stderr)
         env[SUPERVISOR_ENV] = str(os.getpid())  # the nodes end when this process does
         if not env.get(dds_shm.RECORDS_ENV):  # where the nodes write their DDS files down
             env[dds_shm.RECORDS_ENV] = str(Path(tmp) / 'shm')
