@@ -135,7 +135,7 @@ def test_without_a_server_it_says_at_once_what_it_waits_for(namespace, name):
     assert lines[0] == f'tryon_client: waiting up to 2 s for the action server {name} ' \
                        '(tryon_server)', run.stderr  # the first thing it prints
     assert lines[1].startswith(f'tryon_client: no action server {name} after 2 s (is '
-                               'tryon_server running? e.g. tryon_bringup --profile demo')
+                               'tryon_server running? e.g. tryon_bringup --profile cpu,demo')
     assert len(lines) == 2 and not run.stdout, run.stderr
 
 

@@ -96,8 +96,14 @@ def test_ctrl_c_during_start_up_is_quiet(tmp_path, tiny_weights, moment):  # noq
 
 def test_a_node_that_cannot_start_stops_bringup_naming_it(tmp_path):
     env = ros_env(free_domain_id())
+    weights = []
+    for name in ('no_weights', 'vae', 'attention'):  # folders there, models not: the
+        (tmp_path / name).mkdir()  # server itself fails (bringup checks presence only)
+        weights.append(tmp_path / name)
     bringup = Proc([LIB / 'tryon_bringup', '--namespace', 'mirror_x',
-                    '--set', f'catvton.base_model={tmp_path / "no_weights"}',
+                    '--set', f'catvton.base_model={weights[0]}',
+                    '--set', f'catvton.vae={weights[1]}',
+                    '--set', f'catvton.attn_ckpt={weights[2]}',
                     '--set', 'segmentation.device=cpu', '--set', 'catvton.device=cpu'],
                    env, tmp_path / 'bringup.log')
     code = bringup.popen.wait(HANG_GUARD)

@@ -168,7 +168,7 @@ def test_bringup_without_weights_suggests_the_demo_profile_first(tmp_path):
                          timeout=HANG_GUARD)
     lines = (run.stdout + run.stderr).splitlines()
     assert run.returncode == 2 and 1 <= len(lines) <= 3, lines
-    assert '`tryon_bringup --profile demo`' in lines[0], lines
+    assert '`tryon_bringup --profile cpu,demo`' in lines[0], lines
     assert 'catvton.base_model=booksforcharlie/stable-diffusion-inpainting' in lines[1], lines
     assert 'fetch_weights' in lines[2] and not [x for x in lines if 'started' in x], lines
 

@@ -55,7 +55,7 @@ def missing_weights(settings: Mapping[str, Any]) -> list[str]:
 def weights_advice(missing: list[str]) -> list[str]:
     """Return the three lines tryon_bringup prints for missing weights."""
     return ['the CatVTON weights are not on this machine: try the bundled demo model with '
-            '`tryon_bringup --profile demo`',
+            '`tryon_bringup --profile cpu,demo`',
             f'missing: {", ".join(missing)} (hub cache {hub_cache()})',
-            'real weights: run `fetch_weights` on a machine with internet (README, "Model weights"), '
-            'or --set catvton.base_model=FOLDER ...']
+            'real weights: run `fetch_weights` on a machine with internet (README, '
+            '"Model weights"), or --set catvton.base_model=FOLDER ...']

@@ -40,6 +40,7 @@ from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.common import LATCHED_QOS
 from vton_ros.nodes.goal_request import GoalRequests
 from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
+from vton_ros.nodes.waits import SafeActionClient
 
 CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C / --timeout
 GOAL_ANSWER_WAIT = 30.0  # seconds for the server to accept or reject the goal
@@ -91,7 +92,7 @@ class TryOnClient:
 
     def __init__(self, node, action: str) -> None:
         self.node = node
-        self.client = ActionClient(node, TryOn, action, **action_qos.client_options())
+        self.client = SafeActionClient(node, TryOn, action, **action_qos.client_options())
         self.requests = GoalRequests(node, self.client, TryOn, action)
         self.name = node.resolve_topic_name(action)  # the action's full name, for messages
         self.model: ModelIdentity | None = None  # from tryon/model
@@ -325,7 +326,7 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest, goal: 
         '(tryon_server)')
     if not wait_for_server(client.client, args.server_timeout, stop):
         say(f'no action server {client.name} after {args.server_timeout:g} s (is '
-            'tryon_server running? e.g. tryon_bringup --profile demo; see --server-timeout)')
+            'tryon_server running? e.g. tryon_bringup --profile cpu,demo; see --server-timeout)')
         return EXIT['no_server'][0]
     response, round_trip, kind = follow(args, client, stop, goal)
     if response is None:
