@@ -4,9 +4,11 @@ Send an action goal and get the server's answer within a bound, whatever rclpy d
 Kilted's rclpy (9.x) ``ActionClient.send_goal_async`` registers a future for the request,
 then a second one under the same sequence number. A goal response handled between the
 two completes the first future, and the returned one stays pending for ever: the client
-waits on a goal the server has accepted. Humble's rclpy registers one future. So the
-answer is also read from the action's status topic: a goal listed there was accepted, and
-a handle for it is made from its id (the result and cancel requests need only that).
+waits on a goal the server has accepted. Humble's rclpy registers one future. Our clients
+use :class:`vton_ros.nodes.waits.SafeActionClient`, which registers once; a reply can still
+be lost on the way (a LAN), so the answer is also read from the action's status topic: a
+goal listed there was accepted, and a handle for it is made from its id (the result and
+cancel requests need only that).
 """
 
 import threading

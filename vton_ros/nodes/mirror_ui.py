@@ -16,7 +16,6 @@ import os
 import time
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -25,6 +24,7 @@ from vton_interfaces.action import TryOn
 from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
+from vton_ros.nodes.waits import SafeActionClient
 from vton_ros.ui import hub as kinds, images, limits
 from vton_ros.ui.app import build_app, check_bind, load_token, WebServer
 from vton_ros.ui.catalog import Garments
@@ -55,8 +55,8 @@ class MirrorUi(common.SchemaNode):
                                   self.setting('ui.idle_reset'))
         self._focus = 0.5
         group = ReentrantCallbackGroup()
-        self._client = ActionClient(self, TryOn, 'tryon', callback_group=group,
-                                    **client_options())
+        self._client = SafeActionClient(self, TryOn, 'tryon', callback_group=group,
+                                        **client_options())
         qos = self.image_qos()
         self.create_subscription(Image, 'image_raw', self._frame, qos)
         self.create_subscription(Image, 'agnostic_mask', self._mask, qos)
