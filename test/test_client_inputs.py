@@ -1,6 +1,8 @@
 """
-tryon_client on the command line: input errors (one line, exit 2, before any wait), its
-bounded waits (no server, --timeout, a lost goal reply), exit codes and its labelled panel.
+tryon_client on the command line.
+
+Input errors (one line, exit 2, before any wait), its bounded waits (no server, --timeout,
+a lost goal reply), exit codes and its labelled panel.
 """
 
 import os

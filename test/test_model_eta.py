@@ -28,7 +28,8 @@ from vton_ros.goals.model_identity import identify, ModelIdentity, package_name
 
 DEMO = ROOT / 'models' / 'demo'
 STEPS = 12
-DEMO_SERVER = {'garments.catalog_dir': ROOT / 'garments', 'catvton.base_model': DEMO / 'base', 'catvton.vae': DEMO / 'vae',
+DEMO_SERVER = {'garments.catalog_dir': ROOT / 'garments', 'catvton.base_model': DEMO / 'base',
+               'catvton.vae': DEMO / 'vae',
                'catvton.attn_ckpt': DEMO / 'catvton', 'catvton.device': 'cpu',
                'catvton.precision': 'fp32', 'catvton.height': 128, 'catvton.width': 96,
                'catvton.num_inference_steps': STEPS, 'catvton.seed': 5,
@@ -120,7 +121,7 @@ def test_random_weights_are_named_on_the_topic_and_in_the_log(tmp_path, tiny_wei
 
 @pytest.fixture()
 def demo_server(tmp_path):
-    """A fresh tryon_server with the demo model (no camera: goals bring their person)."""
+    """Start a fresh tryon_server with the demo model (no camera: goals bring their person)."""
     tmp = tmp_path
     env = ros_env(free_domain_id(), OMP_NUM_THREADS='1')  # steadier steps on a busy CPU
     server = Proc(node_argv('tryon_server', DEMO_SERVER), env, tmp / 'server.log')

@@ -3,7 +3,8 @@ The files tryon_client reads and writes, checked before a goal is sent (no ROS h
 
 Every problem with an input is an :class:`InputError` with a one-line message (the client
 prints it and exits 2, before it waits for anything): a path that does not exist, a
-folder, an unreadable file or one that is no image, a value out of range. The panel is person | mask overlay | garment | result, each tile labelled.
+folder, an unreadable file or one that is no image, a value out of range. The panel is
+person | mask overlay | garment | result, each tile labelled.
 """
 
 import os
@@ -67,8 +68,8 @@ def missing_garment(arg: str) -> InputError:
     """
     text = f'file not found: {arg}'
     if could_be_id(arg) and Path(arg).stem:
-        text += f' (a garment id of the server\'s catalogue has no suffix: --garment ' \
-                f'{Path(arg).stem})'
+        text += (" (a garment id of the server's catalogue has no suffix: --garment "
+                 f'{Path(arg).stem})')
     return InputError(text)
 
 

@@ -55,7 +55,8 @@ class Controller(Protocol):
 
     def join(self, publish_state: Callable[[dict], None],
              publish_image: Callable[[int, bytes], None], page: str = '') -> Any:
-        """Start a new page's session (``page`` id, ``try_on``, ``cancel``, ``go_live``).
+        """
+        Start a new page's session (``page`` id, ``try_on``, ``cancel``, ``go_live``).
 
         ``page``: the id of the page's earlier session, when it reconnects (``/ws?page=``).
         """
