@@ -21,12 +21,12 @@ from aiohttp import ClientSession, WSMsgType
 import numpy as np
 from PIL import Image
 import pytest
+from rosutil import HANG_GUARD, wait_until
 from vton_ros.ui import app as app_module, images, limits
 from vton_ros.ui.app import build_app, check_bind, load_token, TOKEN_ENV, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
 
-HANG_GUARD = 60.0  # seconds: a hang guard, never a speed limit
 HOST = '127.0.0.1'
 PER_ADDRESS = 4
 TOTAL = 10
@@ -139,14 +139,6 @@ def status(reply: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
-def wait_until(condition, what: str):
-    """Poll ``condition`` until true (a hang guard of HANG_GUARD seconds)."""
-    deadline = time.monotonic() + HANG_GUARD
-    while not condition():
-        assert time.monotonic() < deadline, f'{what} did not happen in {HANG_GUARD} s'
-        time.sleep(0.02)
-
-
 def png(width: int, height: int, mode: str = 'RGB', fmt: str = 'PNG') -> bytes:
     """Encode a one-colour image (a few KB, whatever its declared size)."""
     buf = io.BytesIO()
@@ -194,21 +186,22 @@ def test_a_body_that_does_not_arrive_gets_a_408(quick, caplog):
 def test_connections_past_the_limits_get_a_503_and_few_log_lines(served, caplog):
     caplog.set_level(logging.WARNING)
     held = [connect(served.port, '127.0.0.2') for _ in range(PER_ADDRESS)]
-    wait_until(lambda: served.server.gate.open == PER_ADDRESS, 'counting the connections')
+    wait_until(lambda: served.server.gate.open == PER_ADDRESS, HANG_GUARD,
+               'counting the connections')
     for _ in range(40):
         reply = exchange(served.port, request('/api/garments', served.port), '127.0.0.2')
         assert status(reply) == 503 and b'too many connections' in reply
     assert status(exchange(served.port, request('/api/garments', served.port))) == 200
     held += [connect(served.port, '127.0.0.3') for _ in range(PER_ADDRESS)]
     held += [connect(served.port, '127.0.0.4') for _ in range(TOTAL - 2 * PER_ADDRESS)]
-    wait_until(lambda: served.server.gate.open == TOTAL, 'counting the connections')
+    wait_until(lambda: served.server.gate.open == TOTAL, HANG_GUARD, 'counting the connections')
     assert status(exchange(served.port, request('/', served.port), '127.0.0.5')) == 503
     refused = lines(caplog, 'refused connections')
     assert 2 <= len(refused) <= 6, refused  # 41 refusals, one line per kind per 10 s
     assert any('ui.max_connections)' in line for line in refused)
     for sock in held:
         sock.close()
-    wait_until(lambda: served.server.gate.open == 0, 'closed connections forgotten')
+    wait_until(lambda: served.server.gate.open == 0, HANG_GUARD, 'closed connections forgotten')
     assert status(exchange(served.port, request('/api/garments', served.port),
                            '127.0.0.2')) == 200
     no_tracebacks(caplog)
@@ -273,15 +266,19 @@ def test_bad_page_commands_are_dropped_with_few_log_lines(served, caplog):
 
 def test_aborted_uploads_leave_no_traceback(served, caplog):
     caplog.set_level(logging.DEBUG)
-    for _ in range(5):
-        sock = connect(served.port)
+    for _ in range(5):  # from an address of their own: the next request's limit is not theirs
+        sock = connect(served.port, '127.0.0.6')
         sock.sendall(request(served.upload_path, served.port,
                              b'Content-Length: 500000', method=b'POST') + b'\x89PNG' * 1000)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
         sock.close()  # a reset mid-body
-    wait_until(lambda: served.server.gate.open == 0, 'the aborted uploads ending')
-    reply = exchange(served.port, request(served.upload_path, served.port,
-                                          method=b'POST', body=png(64, 48)))
+    honest = request(served.upload_path, served.port, method=b'POST', body=png(64, 48))
+
+    def answered() -> bytes | None:  # 429 while the server has not yet seen all 5 go
+        reply = exchange(served.port, honest)
+        return None if status(reply) == 429 else reply
+
+    reply = wait_until(answered, HANG_GUARD, 'an upload slot after the aborted uploads')
     assert status(reply) == 200
     no_tracebacks(caplog)
 
@@ -333,7 +330,8 @@ def test_a_third_upload_at_once_is_asked_to_wait(served):
         sock.sendall(request(served.upload_path, served.port,
                              b'Content-Length: 100000', method=b'POST') + b'\x89PNG')
         slow.append(sock)
-    wait_until(lambda: served.server.gate.open == len(slow), 'the slow uploads arriving')
+    wait_until(lambda: served.server.gate.open == len(slow), HANG_GUARD,
+               'the slow uploads arriving')
     deadline = time.monotonic() + HANG_GUARD
     code = 200
     while code != 429 and time.monotonic() < deadline:  # until both slow ones are read
@@ -378,7 +376,7 @@ def test_a_page_that_never_reads_is_dropped(served, caplog):
     reader = threading.Thread(target=lambda: asyncio.run(honest(ready)))
     reader.start()
     assert ready.wait(HANG_GUARD)
-    wait_until(lambda: served.hub.pages() == 2, 'both pages joining')
+    wait_until(lambda: served.hub.pages() == 2, HANG_GUARD, 'both pages joining')
     for _ in range(40):  # 4 MB to every page: the slow one cannot take it
         served.hub.send_json({'type': 'pad', 'pad': 'x' * 100_000})
         time.sleep(0.01)
@@ -386,7 +384,7 @@ def test_a_page_that_never_reads_is_dropped(served, caplog):
     assert len(received) == 40  # the honest page got everything
     until_closed(slow)  # what the server had sent, then its end (a hang guard, not a wait)
     assert lines(caplog, 'read too slowly')
-    wait_until(lambda: served.hub.pages() == 0, 'both pages gone')
+    wait_until(lambda: served.hub.pages() == 0, HANG_GUARD, 'both pages gone')
 
 
 # ---- the token -------------------------------------------------------------------------
