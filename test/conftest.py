@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+from helpers import png
 import numpy as np
 import pytest
 import torch
 
 from vton_ros.media import samples
 from vton_ros.tools.make_test_weights import write_test_weights
+from vton_ros.training.tryon_data import draw_pattern, flat_lay
 
 
 @pytest.fixture(scope='module')
@@ -92,3 +94,14 @@ def pytest_sessionfinish(session, exitstatus):
             record.unlink()
     if not any(SHM_RECORDS.iterdir()):  # else a node of ours still runs: keep its record
         shutil.rmtree(SHM_RECORDS, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def catalog_dir(tmp_path_factory):
+    """Return a garment catalogue folder: two drawn shirts, red_shirt upper, blue_shirt lower."""
+    folder = tmp_path_factory.mktemp('garments')
+    for name, colour in (('red_shirt', (200, 30, 40)), ('blue_shirt', (40, 70, 190))):
+        rgb = flat_lay(draw_pattern('stripes', 128, 96, (colour, (245, 245, 245)), 24))
+        (folder / f'{name}.png').write_bytes(png(rgb))
+    (folder / 'catalog.yaml').write_text('red_shirt: upper\nblue_shirt: lower\n')
+    return folder

@@ -3,6 +3,7 @@
 Test modules import these, never each other.
 """
 
+import cv2
 import numpy as np
 
 H, W = 64, 48  # the tiny pipeline tests' output size; latents (1, 4, 16, 6)
@@ -59,3 +60,8 @@ def drawn_people() -> list:
         rgb, mask = draw_person(160, 120, np.random.default_rng(seed))
         out.append(tryon_data.Person(rgb, mask, studio_matte(rgb)))
     return out
+
+
+def png(rgb: np.ndarray) -> bytes:
+    """Encode an RGB image as PNG bytes (an upload)."""
+    return cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()

@@ -5,31 +5,16 @@ import json
 
 from aiohttp import ClientSession, CookieJar, WSServerHandshakeError
 import cv2
+from helpers import png
 import numpy as np
 import pytest
 from vton_interfaces.action import TryOn
-from vton_ros.training.tryon_data import draw_pattern, flat_lay
 from vton_ros.ui import hub as kinds, images, sentences
 from vton_ros.ui.app import build_app, check_bind, CSP, is_loopback, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
 
 CODES = [n for n in dir(TryOn.Result) if n.isupper() and isinstance(getattr(TryOn.Result, n), int)]
-
-
-def png(rgb: np.ndarray) -> bytes:
-    """Encode an RGB image as PNG bytes (an upload)."""
-    return cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-@pytest.fixture(scope='module')
-def catalog_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('garments')
-    for name, colour in (('red_shirt', (200, 30, 40)), ('blue_shirt', (40, 70, 190))):
-        rgb = flat_lay(draw_pattern('stripes', 128, 96, (colour, (245, 245, 245)), 24))
-        (folder / f'{name}.png').write_bytes(png(rgb))
-    (folder / 'catalog.yaml').write_text('red_shirt: upper\n')
-    return folder
 
 
 def test_every_error_code_has_a_shoppers_sentence():

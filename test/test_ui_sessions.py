@@ -1,9 +1,9 @@
 """The mirror page's sessions without ROS: one per page, the shared slot, idle reset, waits."""
 
 import cv2
+from helpers import png
 import numpy as np
 import pytest
-from vton_ros.training.tryon_data import draw_pattern, flat_lay
 from vton_ros.ui import hub as kinds, sentences
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.frames import Camera, person_focus
@@ -11,21 +11,6 @@ from vton_ros.ui.session import NO_ANSWER, Rules
 from vton_ros.ui.sessions import Sessions
 
 H, W = 48, 64
-
-
-def png(rgb: np.ndarray) -> bytes:
-    """Encode an RGB image as PNG bytes (an upload)."""
-    return cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-@pytest.fixture(scope='module')
-def catalog_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('garments')
-    for name, colour in (('red_shirt', (200, 30, 40)), ('blue_shirt', (40, 70, 190))):
-        rgb = flat_lay(draw_pattern('stripes', 128, 96, (colour, (245, 245, 245)), 24))
-        (folder / f'{name}.png').write_bytes(png(rgb))
-    (folder / 'catalog.yaml').write_text('red_shirt: upper\nblue_shirt: lower\n')
-    return folder
 
 
 class Clock:
