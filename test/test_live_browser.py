@@ -10,10 +10,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pages import browser_or_skip, by_testid, errors, page_image, run_to_end, SERVER, SHOP, \
+    SHOP_IDS, tap, URL, wait_for
 import pytest
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env
-from test_mirror_browser import (browser_or_skip, by_testid, errors, page_image, run_to_end,
-                                 SERVER, SHOP, SHOP_IDS, tap, URL, wait_for)
 from vton_ros.media import samples
 from vton_ros.ui import browser
 

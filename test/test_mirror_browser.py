@@ -10,7 +10,6 @@ person off-centre, as most webcams see a shopper.
 """
 
 import asyncio
-import base64
 import json
 import os
 from pathlib import Path
@@ -22,41 +21,27 @@ import time
 from aiohttp import ClientSession, WSMsgType
 import cv2
 import numpy as np
+from pages import browser_or_skip, by_testid, CUT_CARDS, errors, page_image, run_to_end, \
+    SERVER, SHOP, SHOP_IDS, state, status, STEPS, tap, URL, wait_for
 import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner, \
     wait_until
-from vton_ros.media import garments
 from vton_ros.media import samples
 from vton_ros.media.camera_source import fit
 from vton_ros.ui import browser, sentences
 
 pytestmark = pytest.mark.stack  # node processes: not in make check
 
-DEMO = ROOT / 'models' / 'demo'
-SHOP = ROOT / 'garments'  # the bundled catalogue (make_garments), read only
-SHOP_IDS = sorted(garments.GarmentCatalog(str(SHOP)).ids())
-STEPS = 4
-SERVER = {'catvton.base_model': str(DEMO / 'base'), 'catvton.vae': str(DEMO / 'vae'),
-          'catvton.attn_ckpt': str(DEMO / 'catvton'), 'catvton.device': 'cpu',
-          'catvton.precision': 'fp32', 'catvton.height': 128, 'catvton.width': 96,
-          'catvton.num_inference_steps': STEPS, 'catvton.repaint': True,
-          'segmentation.device': 'cpu', 'tryon.pair_max_age': 30.0}
 THUMBS_LOADED = ("Array.from(document.querySelectorAll('.garment img'))"
                  '.every((i) => i.naturalWidth > 0)')
-URL = re.compile(r'mirror page at (http://127\.0\.0\.1:\d+/)')
 # Sum of a 16x12 copy of an image element's pixels (tells frames apart).
 PIXELS = """((id) => { const img = document.getElementById(id);
 if (!img.naturalWidth) { return null; }
 const canvas = document.createElement('canvas'); canvas.width = 16; canvas.height = 12;
 const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0, 16, 12);
 return Array.from(ctx.getImageData(0, 0, 16, 12).data).join(','); })"""
-# An image element's pixels as a PNG data URL (what the page shows, at its own size).
-PNG_OF = """const img = document.getElementById(arguments[0]);
-const canvas = document.createElement('canvas');
-canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-canvas.getContext('2d').drawImage(img, 0, 0); return canvas.toDataURL('image/png');"""
 # Visible controls a finger cannot hit: smaller than 48x48 CSS pixels.
 SMALL_TARGETS = """return Array.from(document.querySelectorAll('button, .button, select, input'))
 .filter((e) => e.offsetParent !== null && e.type !== 'file').map((e) => [e.id || e.className,
@@ -78,24 +63,10 @@ const scale = (fit === 'cover' ? Math.max : Math.min)(box.width / img.naturalWid
 box.height / img.naturalHeight);
 return Math.min(box.width, img.naturalWidth * scale) * Math.min(box.height,
 img.naturalHeight * scale);"""
-# Shelf cards partly in view: a swipe must leave whole cards only.
-CUT_CARDS = """(() => { const shelf = document.getElementById('garments').getBoundingClientRect();
-return Array.from(document.querySelectorAll('#garments li')).map((li) =>
-li.getBoundingClientRect()).filter((r) => r.right > shelf.left + 1 && r.left < shelf.right - 1
-&& (r.left < shelf.left - 1 || r.right > shelf.right + 1)).length; })()"""
 TOUCH = 48  # CSS pixels: the smallest touch target
 CAMERA_SIZE = (320, 240)  # camera.width, camera.height of the test stack: a landscape webcam
 BACKGROUND = (200, 200, 200)  # the camera frames' backdrop around the person
 PERSON_AT = (20, 200)  # columns of the person's picture in the (unmirrored) camera frame
-
-
-def browser_or_skip() -> None:
-    """Fail under CI, skip elsewhere, when Chromium, chromedriver or selenium is missing."""
-    reason = browser.missing()
-    if reason and os.environ.get('CI'):
-        pytest.fail(f'CI must run the browser tests: {reason}')
-    if reason:
-        pytest.skip(reason)
 
 
 def write_frames(tmp: Path) -> Path:
@@ -187,69 +158,6 @@ def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp('mirror'))
     yield stack
     stack.close()
-
-
-def wait_for(driver, script: str, *args, timeout: float = HANG_GUARD):
-    """Poll a JS expression until it returns something truthy; return that."""
-    return wait_until(lambda: driver.execute_script(script, *args), timeout, script,
-                      interval=0.1)
-
-
-def state(driver) -> str:
-    """Return the page's state: data-state of #app."""
-    return driver.execute_script('return document.getElementById("app").dataset.state')
-
-
-def by_testid(driver, name: str):
-    """Return the element with this data-testid."""
-    return driver.find_element('css selector', f'[data-testid="{name}"]')
-
-
-def status(driver) -> str:
-    """Return the status line's text."""
-    return by_testid(driver, 'status').text
-
-
-def errors(driver) -> list:
-    """Return the console errors since the last call."""
-    return [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
-
-
-def tap(driver, garment: str) -> int:
-    """Tap a garment of the shelf; return how many try-ons had ended before."""
-    selector = f'[data-garment-id="{garment}"]'
-    wait_for(driver, 'return document.querySelector(arguments[0])', selector)  # shelf loaded
-    ends = driver.execute_script('return window.mirrorStats.ends')
-    button = driver.find_element('css selector', selector)
-    driver.execute_script('arguments[0].scrollIntoView({block: "nearest", inline: "start"})',
-                          button)  # a shopper swipes the shelf to the card
-    wait_for(driver, f'return {CUT_CARDS} === 0')  # the swipe snapped
-    button.click()
-    return ends
-
-
-def run_to_end(driver, ends: int) -> list:
-    """Wait for try-on number ``ends`` + 1 to end; return the (now, max) progress seen."""
-    seen = []
-
-    def ended() -> bool:
-        if driver.execute_script('return window.mirrorStats.ends') > ends:
-            return True
-        bar = by_testid(driver, 'progress')
-        seen.append((int(bar.get_attribute('aria-valuenow')),
-                     int(bar.get_attribute('aria-valuemax'))))
-        return False
-
-    wait_until(ended, what=lambda: f'try-on {ends + 1} to end; the page says {status(driver)!r}',
-               interval=0.05)
-    return seen
-
-
-def page_image(driver, element_id: str) -> np.ndarray:
-    """Return the pixels an image element of the page holds (HxWx3 RGB)."""
-    url = driver.execute_script(PNG_OF, element_id)
-    data = np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8)
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def view_shot(driver) -> np.ndarray:

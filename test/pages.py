@@ -1,0 +1,111 @@
+"""
+The mirror page in headless Chromium: the demo stack's settings and the page's test hooks.
+
+Shared by the browser test modules (data-testid markers, window.mirrorStats); the driver
+comes from vton_ros.ui.browser.
+"""
+
+import base64
+import os
+import re
+
+import cv2
+import numpy as np
+import pytest
+from rosutil import HANG_GUARD, ROOT, wait_until
+
+from vton_ros.media import garments
+from vton_ros.ui import browser
+
+DEMO = ROOT / 'models' / 'demo'
+SHOP = ROOT / 'garments'  # the bundled catalogue (make_garments), read only
+SHOP_IDS = sorted(garments.GarmentCatalog(str(SHOP)).ids())
+STEPS = 4
+SERVER = {'catvton.base_model': str(DEMO / 'base'), 'catvton.vae': str(DEMO / 'vae'),
+          'catvton.attn_ckpt': str(DEMO / 'catvton'), 'catvton.device': 'cpu',
+          'catvton.precision': 'fp32', 'catvton.height': 128, 'catvton.width': 96,
+          'catvton.num_inference_steps': STEPS, 'catvton.repaint': True,
+          'segmentation.device': 'cpu', 'tryon.pair_max_age': 30.0}
+URL = re.compile(r'mirror page at (http://127\.0\.0\.1:\d+/)')
+# An image element's pixels as a PNG data URL (what the page shows, at its own size).
+PNG_OF = """const img = document.getElementById(arguments[0]);
+const canvas = document.createElement('canvas');
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+canvas.getContext('2d').drawImage(img, 0, 0); return canvas.toDataURL('image/png');"""
+# Shelf cards partly in view: a swipe must leave whole cards only.
+CUT_CARDS = """(() => { const shelf = document.getElementById('garments').getBoundingClientRect();
+return Array.from(document.querySelectorAll('#garments li')).map((li) =>
+li.getBoundingClientRect()).filter((r) => r.right > shelf.left + 1 && r.left < shelf.right - 1
+&& (r.left < shelf.left - 1 || r.right > shelf.right + 1)).length; })()"""
+
+
+def browser_or_skip() -> None:
+    """Fail under CI, skip elsewhere, when Chromium, chromedriver or selenium is missing."""
+    reason = browser.missing()
+    if reason and os.environ.get('CI'):
+        pytest.fail(f'CI must run the browser tests: {reason}')
+    if reason:
+        pytest.skip(reason)
+
+
+def wait_for(driver, script: str, *args, timeout: float = HANG_GUARD):
+    """Poll a JS expression until it returns something truthy; return that."""
+    return wait_until(lambda: driver.execute_script(script, *args), timeout, script,
+                      interval=0.1)
+
+
+def state(driver) -> str:
+    """Return the page's state: data-state of #app."""
+    return driver.execute_script('return document.getElementById("app").dataset.state')
+
+
+def by_testid(driver, name: str):
+    """Return the element with this data-testid."""
+    return driver.find_element('css selector', f'[data-testid="{name}"]')
+
+
+def status(driver) -> str:
+    """Return the status line's text."""
+    return by_testid(driver, 'status').text
+
+
+def errors(driver) -> list:
+    """Return the console errors since the last call."""
+    return [e for e in driver.get_log('browser') if e['level'] == 'SEVERE']
+
+
+def tap(driver, garment: str) -> int:
+    """Tap a garment of the shelf; return how many try-ons had ended before."""
+    selector = f'[data-garment-id="{garment}"]'
+    wait_for(driver, 'return document.querySelector(arguments[0])', selector)  # shelf loaded
+    ends = driver.execute_script('return window.mirrorStats.ends')
+    button = driver.find_element('css selector', selector)
+    driver.execute_script('arguments[0].scrollIntoView({block: "nearest", inline: "start"})',
+                          button)  # a shopper swipes the shelf to the card
+    wait_for(driver, f'return {CUT_CARDS} === 0')  # the swipe snapped
+    button.click()
+    return ends
+
+
+def run_to_end(driver, ends: int) -> list:
+    """Wait for try-on number ``ends`` + 1 to end; return the (now, max) progress seen."""
+    seen = []
+
+    def ended() -> bool:
+        if driver.execute_script('return window.mirrorStats.ends') > ends:
+            return True
+        bar = by_testid(driver, 'progress')
+        seen.append((int(bar.get_attribute('aria-valuenow')),
+                     int(bar.get_attribute('aria-valuemax'))))
+        return False
+
+    wait_until(ended, what=lambda: f'try-on {ends + 1} to end; the page says {status(driver)!r}',
+               interval=0.05)
+    return seen
+
+
+def page_image(driver, element_id: str) -> np.ndarray:
+    """Return the pixels an image element of the page holds (HxWx3 RGB)."""
+    url = driver.execute_script(PNG_OF, element_id)
+    data = np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8)
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
