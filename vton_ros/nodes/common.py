@@ -22,6 +22,7 @@ from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
 
 from vton_ros.nodes.runner import run  # noqa: F401 (every node's main calls common.run)
 from vton_ros.settings import schema
+from vton_ros.settings.param import type_mismatch
 from vton_ros.settings.views import SettingsView
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
@@ -130,7 +131,7 @@ class SchemaNode(Node):
         if name in self.settings:
             if parameter.value is None:
                 return ''  # rclpy refuses to undeclare it
-            return schema.type_mismatch(schema.param(name), parameter.value)
+            return type_mismatch(schema.param(name), parameter.value)
         if name and self.has_parameter(name):
             return ''  # rclpy's own, e.g. use_sim_time
         try:
