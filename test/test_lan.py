@@ -105,7 +105,11 @@ def test_a_robot_on_the_lan_drives_the_mirror_and_nothing_else_sees_it(
         tmp_path, 'other', f'{OTHER_NET}.2', (f'{OTHER_NET}.1',)))
     probe = Proc(hosts.argv('other', [sys.executable, PROCESSES / 'graph_probe.py']),
                  other_env, tmp_path / 'probe.log')
-    bringup = start_mirror(hosts, tmp_path, tiny_weights, env)
+    try:
+        bringup = start_mirror(hosts, tmp_path, tiny_weights, env)
+    except BaseException:
+        probe.stop()
+        raise
     try:
         probe.wait_for_log('ready', timeout=HANG_GUARD)
         # goals, feedback and a camera-sized (MB) result cross the link

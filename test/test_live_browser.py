@@ -114,7 +114,10 @@ def test_live_on_the_garment_follows_the_moving_shopper(stack):
         assert 0.03 < changed.mean() < 0.5, (step, changed.mean())
         cols = np.nonzero(changed.any(0))[0]
         first, last = SIZE[0] - (LEFT + step + WIDTH), SIZE[0] - (LEFT + step)
-        assert first - 6 <= cols.min() and cols.max() <= last + 6, (step, cols.min(), cols.max())
+        # margin: the segmenter's mask edge, the outward feather and the 5x5 blur of the
+        # comparison (9 px seen once at the right edge); her picture is 180 px wide
+        assert first - 12 <= cols.min() and cols.max() <= last + 12, (step, cols.min(),
+                                                                      cols.max())
         centres[step] = np.nonzero(changed)[1].mean()
     # the garment moved with her: its centre shifts by her step (mirrored: to the left)
     steps = sorted(centres)
