@@ -76,8 +76,8 @@ def test_a_fast_reply_leaves_the_returned_future_pending(sides):
     action._feedback_callbacks = SlowTable()  # the wheel writes it between its registrations
     source = inspect.getsource(ActionClient.send_goal_async)
     if source.count('_pending_goal_requests[sequence_number] = future') < 2:
-        pytest.skip('this rclpy registers the goal future once: no bug to reproduce (run it '
-                    'with the Kilted wheels that make setup installs)')
+        pytest.skip('install the Kilted rclpy wheels (make setup) to run it: this rclpy '
+                    'registers the goal future once, so there is no bug to reproduce')
     future = action.send_goal_async(TryOn.Goal(), feedback_callback=lambda _f: None)
     with pytest.raises(WaitTimeout, match='goal response: no answer after 5 s'):
         wait_future(future, 5.0, 'goal response')  # the reply came and went
