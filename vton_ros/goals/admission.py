@@ -335,6 +335,11 @@ class Admission:
             if self._closed != 'shutting_down':
                 self._closed = None
 
+    def load(self) -> dict[str, int]:
+        """Return the goals running (``busy``: 0 or 1) and waiting (``queue_depth``) now."""
+        with self._cond:
+            return {'busy': int(self._active is not None), 'queue_depth': len(self._queue)}
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until no accepted goal is left (True) or ``timeout`` seconds pass (False)."""
         with self._cond:

@@ -191,7 +191,7 @@ class Diagnostics:
         self._lock = threading.Lock()
         self._level = 'ok'
         self._message = 'starting'
-        self._values: dict[str, str] = {}
+        self._values: dict[str, str] = {'pid': str(os.getpid())}  # new pid: restarted
         self._hardware_id = hardware_id or os.uname().nodename
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._timer = node.create_timer(node.setting('diagnostics.period'), self.publish)

@@ -24,13 +24,13 @@ from vton_ros.goals import tryon_job as core
 from vton_ros.goals.admission import Admission, describe, GoalError, PlainGoal, Request, validate
 from vton_ros.goals.eta import StepTimes
 from vton_ros.goals.model_identity import TOPIC as MODEL_TOPIC
-from vton_ros.goals.result_files import save_result
 from vton_ros.media.garments import GarmentCatalog
-from vton_ros.nodes import action_qos, common, image_conv, managed
+from vton_ros.nodes import action_qos, common, image_conv, managed, outcome
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.goal_handles import end_goal, GoalClients
+from vton_ros.nodes.shelf import Shelf
 from vton_ros.nodes.tryon_goal import camera_images, failure as _failure, goal_key as _key, \
-    NO_PAIR, plain_goal
+    plain_goal, save_goal_result, wait_pair
 from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.settings.views import CatVTONCall, CatVTONLoad, MaskerConfig
 
@@ -53,9 +53,11 @@ class TryOnServer(managed.ManagedNode):
         self._catalog = self._pipe = self._model = None
         self._maskers = core.Maskers()
         self._admission = Admission(closed='inactive')  # goals get in once active
+        self._shelf = Shelf(self, self._maskers, self._admission)  # tryon.prerender
         self._tickets: dict = {}  # id(goal) -> (goal, plain, checked), goal id -> (plain, checked)
         self._stats, self._times = {'succeeded': 0, 'failed': 0}, StepTimes()  # times: ETA
         self._goal_clients = GoalClients(self, 'tryon', self._client_gone)
+        self._outcome = outcome.OutcomeTopic(self, self._admission)  # tryon/outcome
         self._server = ActionServer(
             self, TryOn, 'tryon', execute_callback=self.execute_callback,
             goal_callback=self.goal_callback, cancel_callback=self.cancel_callback,
@@ -87,14 +89,17 @@ class TryOnServer(managed.ManagedNode):
                                       latched=True)
         self._preview_pub = self.publisher(Image, 'tryon/preview', 1)
         self._model_pub = self.publisher(String, MODEL_TOPIC, common.LATCHED_QOS)
+        self._shelf.configure(self._pipe, self._catalog, self._pairs)
 
     def activate(self) -> None:
         """Say which model runs (tryon/model, latched), accept goals."""
         self._model_pub.publish(String(data=self._model.to_json()))
         self._admission.reopen()
+        self._shelf.start()
 
     def deactivate(self, final: bool = False) -> None:
         """Refuse new goals; end running and queued ones (SHUTTING_DOWN), wait (bounded)."""
+        self._shelf.stop()  # the background render ends within a step
         waiting, busy = self._admission.shutdown('shutting_down' if final else 'deactivated')
         for handle in waiting:
             handle.execute()
@@ -105,6 +110,7 @@ class TryOnServer(managed.ManagedNode):
 
     def release(self) -> None:
         """Free the models, the mask generator and the last camera pair."""
+        self._shelf.stop()
         self._pipe = self._catalog = None
         self._maskers.close()
         self._pairs = core.FramePairs()
@@ -130,6 +136,7 @@ class TryOnServer(managed.ManagedNode):
             self.get_logger().warning(f'goal rejected: {refusal}')
             return GoalResponse.REJECT
         self._tickets[id(goal)] = (goal, plain, checked)  # an invalid goal is aborted at once
+        self._shelf.goal_arrived()
         return GoalResponse.ACCEPT
 
     def _validate(self, goal: TryOn.Goal) -> tuple[PlainGoal, Request | GoalError]:
@@ -181,7 +188,8 @@ class TryOnServer(managed.ManagedNode):
                 raise checked
             self._admission.started(_key(goal_handle), start, self.setting('tryon.goal_timeout'))
             self._check_stop(goal_handle)
-            result = self._run(goal_handle, checked, start)
+            with self._shelf.claim():  # a background render stops at its next step
+                result = self._run(goal_handle, checked, start)
         except TryOnCancelled:
             result = _failure(self._stop_error(goal_handle))
         except Exception as err:  # noqa: B902 - the goal boundary: never kill the server
@@ -215,15 +223,11 @@ class TryOnServer(managed.ManagedNode):
         """Publish a successful result on tryon/result; save it when tryon.save_dir is set."""
         self._result_pub.publish(result.image)
         if self.setting('tryon.save_dir'):
-            try:
-                save_result(self.setting('tryon.save_dir'), _key(goal_handle).hex()[:12],
-                            image_conv.to_rgb(result.image), image_conv.to_mono(result.mask),
-                            {'seed': result.seed,
-                             'timings': {t.name: t.seconds for t in result.timings}})
-            except OSError as err:  # the try-on itself succeeded
-                self.get_logger().warning(f'could not save the result: {err}')
+            save_goal_result(self.setting('tryon.save_dir'), _key(goal_handle), result,
+                             self.get_logger())
 
     def _log_end(self, goal_handle, summary: str, result: TryOn.Result, seconds: float) -> None:
+        self._outcome.publish(result)
         code = CODE_NAMES[result.error_code]
         self.get_logger().info(
             f'goal {_key(goal_handle).hex()[:8]} ended {code} in {seconds:.2f} s: {summary}: '
@@ -242,6 +246,8 @@ class TryOnServer(managed.ManagedNode):
         person, mask, person_msg, waited = request.person, request.mask, None, 0.0
         if person is None:
             person_msg, person, mask, waited = self._camera(goal_handle, request)
+        if (ready := self._shelf.result(request, person, person_msg, start)) is not None:
+            return ready  # rendered in the background before the tap (tryon.prerender)
         if mask is None:
             mask, timings['segmentation'] = self._maskers(self.config(MaskerConfig), person,
                                                           request.cloth_type)
@@ -265,12 +271,8 @@ class TryOnServer(managed.ManagedNode):
     def _camera(self, goal_handle, request: Request) -> tuple:
         """Wait for a fresh camera pair: (frame msg, person, mask or None, seconds waited)."""
         start = time.monotonic()
-        while (pair := self._pairs.latest()) is None and \
-                time.monotonic() - start < self.setting('tryon.pair_wait'):
-            self._check_stop(goal_handle)
-            time.sleep(0.05)
-        if pair is None:
-            raise GoalError('NO_PERSON_FRAME', NO_PAIR)
+        pair = wait_pair(self._pairs, self.setting('tryon.pair_wait'),
+                         partial(self._check_stop, goal_handle))
         core.check_pair_age(self._pairs.age(self.get_clock().now().nanoseconds),
                             self.setting('tryon.pair_max_age'))
         person, mask = camera_images(pair, request, self.setting('tryon.max_image_pixels'),
