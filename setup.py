@@ -6,7 +6,7 @@ import os
 from setuptools import find_packages, setup
 
 PACKAGE = 'vton_ros'
-NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
+NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui', 'metrics_exporter')
 CLI = ('tryon_bringup', 'tryon_client', 'vton_soak')  # torch-free: they start at once
 TOOLS = ('train_segmentation', 'compose_backgrounds', 'make_masks', 'vton_bench',
          'fetch_weights', 'make_test_weights', 'make_tryon_data', 'train_demo_model',

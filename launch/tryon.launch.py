@@ -15,14 +15,15 @@ true) configures and activates the managed nodes; false leaves them unconfigured
 lifecycle manager (ros2 lifecycle, nav2). When a node exits, the launch shuts the others
 down; a node that failed (exit code not 0) makes ros2 launch exit 1 with an error naming
 it and why: the signal that killed it ("killed by SIGKILL"), else its last FATAL/ERROR
-line. lan_interface:=IFACE opens the nodes to that interface's LAN (plus loopback, no
-multicast; lan_peers: addresses to announce to; config/fastdds_lan.xml). respawn:=true
-instead restarts a node that dies, after respawn_delay seconds (default 2), while the
-others keep running. The nodes do not outlive ros2 launch: each gets SIGTERM when it dies,
-even by SIGTERM or SIGKILL (upstream launch would orphan them). A killed node's Fast DDS
-shared memory is given back, that node's own files and nothing else
-(vton_ros.supervision.dds_shm). Where the ros2 CLI is not installed,
-``tryon_bringup`` starts the same nodes from the same file.
+line. metrics_port:=N also starts metrics_exporter (Prometheus metrics at
+http://127.0.0.1:N/metrics; empty: none). lan_interface:=IFACE opens the nodes to that
+interface's LAN (plus loopback, no multicast; lan_peers: addresses to announce to;
+config/fastdds_lan.xml). respawn:=true instead restarts a node that dies, after
+respawn_delay seconds (default 2), while the others keep running. The nodes do not
+outlive ros2 launch: each gets SIGTERM when it dies, even by SIGTERM or SIGKILL (upstream
+launch would orphan them). A killed node's Fast DDS shared memory is given back, that
+node's own files and nothing else (vton_ros.supervision.dds_shm). Where the ros2 CLI is
+not installed, ``tryon_bringup`` starts the same nodes from the same file.
 """
 
 import os
@@ -83,9 +84,11 @@ def _nodes(context):
     params_file = arg('params_file')
     namespace = arg('namespace')
     ui = arg('ui').lower() in ('true', '1')
+    metrics_port = int(arg('metrics_port')) if arg('metrics_port') else None
     stack = param_stack.build(arg('profile'), [params_file] if params_file else [], namespace,
                               camera_source=arg('camera_source'), device=arg('device'),
-                              autostart=arg('autostart').lower() in ('true', '1'))
+                              autostart=arg('autostart').lower() in ('true', '1'),
+                              metrics_port=metrics_port)
     files = [str(path) for path in stack.files]
     lan = arg('lan_interface')
     profile = None
@@ -95,7 +98,8 @@ def _nodes(context):
         profile = str(dds.write_lan_profile(folder, lan, peers))
     env = param_stack.dds_environment(os.environ, profile)
     records = tempfile.mkdtemp(prefix='vton_launch_shm_')  # the nodes' Fast DDS files
-    env = {**env, SUPERVISOR_ENV: str(os.getpid()), dds_shm.RECORDS_ENV: records}
+    env = {**env, SUPERVISOR_ENV: str(os.getpid()), dds_shm.RECORDS_ENV: records,
+           **param_stack.profile_environment(arg('profile'))}
     respawn = LaunchConfiguration('respawn').perform(context).lower() in ('true', '1')
     delay = float(LaunchConfiguration('respawn_delay').perform(context))
 
@@ -105,7 +109,8 @@ def _nodes(context):
     overrides = {name: {key: text(value) if isinstance(value, str) else value
                         for key, value in stack.node_overrides(name).items()}
                  for name in ('camera_node', 'segmentation_node', 'tryon_server')
-                 + (('mirror_ui',) if ui else ())}
+                 + (('mirror_ui',) if ui else ())
+                 + (('metrics_exporter',) if metrics_port is not None else ())}
     actions = []
     for name, extra in overrides.items():
         node = Node(package='vton_ros', executable=name, name=name, namespace=namespace,
@@ -143,6 +148,10 @@ def generate_launch_description():
         DeclareLaunchArgument('ui', default_value='false',
                               description='true: also start mirror_ui, the kiosk page '
                                           '(http://127.0.0.1:8080/ by default; ui.* settings)'),
+        DeclareLaunchArgument('metrics_port', default_value='',
+                              description='also start metrics_exporter: Prometheus metrics '
+                                          'at http://127.0.0.1:N/metrics (0: a free port); '
+                                          'empty: none (the page serves /metrics itself)'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate every node at start; false '
                                           'leaves them unconfigured for a lifecycle manager'),

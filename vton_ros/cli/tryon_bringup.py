@@ -36,7 +36,8 @@ from vton_ros.settings import stack as param_stack
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision.exit_reasons import exit_reason, LastError
 
-STACK = tuple(n for n in schema.NODES if n != 'mirror_ui')  # started by default
+OPTIONAL = ('mirror_ui', 'metrics_exporter')  # started by --ui, --metrics-port
+STACK = tuple(n for n in schema.NODES if n not in OPTIONAL)  # started by default
 SIGINT_GRACE = 10.0  # seconds after SIGINT before SIGTERM (a goal ends within one step)
 SIGTERM_GRACE = 5.0  # seconds after SIGTERM before SIGKILL (launch's sigkill_timeout)
 
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='comma-separated nodes to start (default: %(default)s)')
     parser.add_argument('--ui', action='store_true',
                         help='also start mirror_ui, the kiosk page (settings ui.*)')
+    parser.add_argument('--metrics-port', type=int, metavar='N',
+                        help='also start metrics_exporter: Prometheus metrics at '
+                             'http://127.0.0.1:N/metrics (0: a free port, logged; '
+                             'metrics.host for another address)')
     parser.add_argument('--camera-source', help='shortcut for --set camera.source=...')
     parser.add_argument('--device', help='shortcut for catvton.device and segmentation.device')
     parser.add_argument('--native-logs', action='store_true',
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     nodes = [n.strip() for n in args.nodes.split(',') if n.strip()]
     if args.ui and 'mirror_ui' not in nodes:
         nodes.append('mirror_ui')
+    if args.metrics_port is not None and 'metrics_exporter' not in nodes:
+        nodes.append('metrics_exporter')
     try:
         unknown = set(nodes) - set(schema.NODES)
         if unknown:
@@ -115,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         built = param_stack.build(args.profile, args.params_file, args.namespace,
                                   args.overrides, camera_source=args.camera_source or '',
                                   device=args.device or '',
-                                  autostart=False if args.no_autostart else None)
+                                  autostart=False if args.no_autostart else None,
+                                  metrics_port=args.metrics_port)
         namespace, config = built.namespace, built.settings
         missing = missing_weights(config['tryon_server']) if 'tryon_server' in nodes else []
         if missing:  # three lines now instead of a long error once the model fails to load
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         ros_args = ['--ros-args', '--params-file', str(merged)]
         if namespace != '/':
             ros_args += ['-r', f'__ns:={namespace}']
-        env = loopback_env()
+        env = dict(loopback_env(), **param_stack.profile_environment(args.profile))
         if args.lan:
             profile = dds.write_lan_profile(Path(tmp), args.lan, tuple(args.lan_peer))
             env.update(param_stack.dds_environment(env, str(profile)))

@@ -83,3 +83,8 @@ def tryon_server() -> None:
 def mirror_ui() -> None:
     """Run mirror_ui."""
     _main('mirror_ui')
+
+
+def metrics_exporter() -> None:
+    """Run metrics_exporter."""
+    _main('metrics_exporter')

@@ -7,7 +7,8 @@ namespace). The page, its server and the shoppers' sessions (one per open page) 
 ROS-free (:mod:`vton_ros.ui`); this node only wires them to ROS: frames and masks go to the
 camera memory (a mask with pixels means a person is there), the model the server runs and
 the live composite to every page. Frames are JPEG-encoded only while a page is open; no
-image is written to disk or logged.
+image is written to disk or logged. Its server also serves the mirror's Prometheus metrics
+at ``/metrics`` (:mod:`vton_ros.nodes.metrics_feed`), under the page's access rules.
 """
 
 import errno
@@ -24,6 +25,7 @@ from vton_interfaces.action import TryOn
 from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
+from vton_ros.nodes.metrics_feed import MetricsFeed
 from vton_ros.nodes.waits import SafeActionClient
 from vton_ros.ui import hub as kinds, images, limits
 from vton_ros.ui.app import build_app, check_bind, load_token, WebServer
@@ -69,9 +71,11 @@ class MirrorUi(common.SchemaNode):
         self._hub.set_live(self._live_state)
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
+        self._metrics = MetricsFeed(self, live=False)  # _live counts the live view's frames
         self.create_timer(SERVER_POLL, self._watch)
         app = build_app(self._sessions, self._garments, self._hub, self._token,
-                        self.setting('ui.max_upload_bytes'), self.setting('ui.timeout'))
+                        self.setting('ui.max_upload_bytes'), self.setting('ui.timeout'),
+                        metrics=self._metrics.metrics.render)
         self._web = WebServer(app, self._hub, self.setting('ui.timeout'),
                               self.setting('ui.max_connections'),
                               self.setting('ui.max_connections_per_address'))
@@ -121,6 +125,7 @@ class MirrorUi(common.SchemaNode):
 
     def _live(self, msg: Image) -> None:
         """Pass the live composite (tryon/live) to the pages."""
+        self._metrics.live_frame()
         if not self._hub.pages():
             return
         try:

@@ -17,7 +17,7 @@ from vton_ros.settings.choices import (ATTENTION_SLICINGS, ATTN_VERSIONS, BACKEN
                                        PRECISIONS, PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
 from vton_ros.settings.param import Param
 
-NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui')
+NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui', 'metrics_exporter')
 SEGMENTATION_CONSUMERS = ('segmentation_node', 'tryon_server')
 
 
@@ -260,6 +260,13 @@ SCHEMA: tuple[Param, ...] = (
           'tryon/result/compressed', _MANAGED, min=1, max=100),
     Param('compressed.png_level', 3, 'PNG compression level (0-9) of mask_overlay/compressed',
           _MANAGED, min=0, max=9),
+    # metrics_exporter (tryon_bringup --metrics-port, launch metrics_port:=; the page serves
+    # /metrics itself)
+    Param('metrics.host', '127.0.0.1', 'Address the Prometheus /metrics endpoint is served on '
+          '(loopback: a scraper on this machine; another address opens it to that network)',
+          ('metrics_exporter',), read_only=True),
+    Param('metrics.port', 9477, 'TCP port of /metrics (0 = any free port, logged)',
+          ('metrics_exporter',), min=0, max=65535, read_only=True),
     # every node
     Param('qos.depth', 2, 'Image topic queue depth', _ALL, min=1, max=100, read_only=True),
     Param('qos.reliability', 'best_effort', 'Image topic reliability (sensor-data QoS is '

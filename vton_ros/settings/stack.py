@@ -25,6 +25,7 @@ BASE_FILE = 'tryon.yaml'  # the full reference: every setting of every node
 DEFAULT_PROFILE = 'cpu'
 NO_PROFILE = ('', 'none')
 LOOPBACK_DDS = 'fastdds_loopback.xml'  # config/: Fast DDS on this machine only
+PROFILE_ENV = 'VTON_PROFILE'  # the nodes' environment: the profile, for the metrics
 
 
 def parse_profiles(text: str) -> tuple[str, ...]:
@@ -61,18 +62,20 @@ def file_stack(profile: str = DEFAULT_PROFILE, params_files: Sequence[str] = ())
 
 
 def overrides(sets: Sequence[str] = (), *, camera_source: str = '', device: str = '',
-              autostart: bool | None = None) -> dict[str, Any]:
+              autostart: bool | None = None, metrics_port: int | None = None
+              ) -> dict[str, Any]:
     """
     Return the validated {setting: value} overrides of the command line or launch arguments.
 
     sets: ``NAME=VALUE`` strings (``--set``); camera_source: ``camera.source``; device:
     ``catvton.device`` and ``segmentation.device``; autostart: ``lifecycle.autostart``
     (None: the files' value). Empty strings leave the files' values; the shortcuts win
-    over ``sets``.
+    over ``sets``. metrics_port: ``metrics.port`` (None: the files' value).
     """
     out = param_files.parse_overrides(sets)
     shortcuts = {'camera.source': camera_source, 'catvton.device': device,
-                 'segmentation.device': device, 'lifecycle.autostart': autostart}
+                 'segmentation.device': device, 'lifecycle.autostart': autostart,
+                 'metrics.port': metrics_port}
     for name, value in shortcuts.items():
         if value not in ('', None):
             out[name] = param(name).validate(value)
@@ -102,7 +105,8 @@ class Stack:
 
 def build(profile: str = DEFAULT_PROFILE, params_files: Sequence[str] = (),
           namespace: str = '', sets: Sequence[str] = (), *, camera_source: str = '',
-          device: str = '', autostart: bool | None = None) -> Stack:
+          device: str = '', autostart: bool | None = None,
+          metrics_port: int | None = None) -> Stack:
     """
     Build and check the stack of a bringup (ValueError or OSError saying what is wrong).
 
@@ -111,7 +115,8 @@ def build(profile: str = DEFAULT_PROFILE, params_files: Sequence[str] = (),
     """
     namespace = param_files.normalize_namespace(namespace)
     files = tuple(file_stack(profile, params_files))
-    extra = overrides(sets, camera_source=camera_source, device=device, autostart=autostart)
+    extra = overrides(sets, camera_source=camera_source, device=device, autostart=autostart,
+                      metrics_port=metrics_port)
     settings = param_files.merge(param_files.load_files(files, namespace), extra)
     return Stack(files, extra, namespace, settings)
 
@@ -132,3 +137,8 @@ def dds_environment(env: Mapping[str, str], profile: str | None = None) -> dict[
         raise ValueError(f'no Fast DDS profile file {profile}')
     return {'FASTDDS_DEFAULT_PROFILES_FILE': profile,
             'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SYSTEM_DEFAULT'}
+
+
+def profile_environment(profile: str) -> dict[str, str]:
+    """Return ``{VTON_PROFILE: 'cpu,demo'}`` (none: no profile) for the nodes' metrics."""
+    return {PROFILE_ENV: ','.join(parse_profiles(profile)) or 'none'}

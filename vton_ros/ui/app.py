@@ -8,6 +8,7 @@ sends binary messages (one kind byte, then a JPEG or PNG: see :data:`KINDS`) and
 messages (``page``: the page's secret id, which its upload and list requests carry as
 ``?page=``; ``state``; ``model``; ``focus``); the page sends JSON commands (``try``,
 ``cancel``, ``live``, ``overlay``). Each WebSocket is one page with its own session.
+``/metrics``: the mirror's Prometheus metrics (text format), under the same access rules.
 
 Access: with a token every request must carry it (``?token=`` once, then an HttpOnly
 cookie, or an ``X-Mirror-Token`` header); without one, only loopback host names are
@@ -46,6 +47,7 @@ MAX_COMMAND_BYTES = 4096  # a page command is a few dozen bytes of JSON
 TOKEN_ENV = 'VTON_MIRROR_TOKEN'  # the token's environment variable (ui.token_file first)
 WS_SEND_BOUND = 1 << 20  # unsent bytes past which a page that does not read is dropped
 WS_SEND_BUFFER = 256 << 10  # kernel send buffer of a WebSocket (bytes)
+METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'  # Prometheus' text format
 UPLOADS_AT_ONCE = 2  # uploads received at once (each up to max_upload_bytes in memory)
 _LOG = logging.getLogger(__name__)
 
@@ -114,12 +116,14 @@ def load_token(token_file: str, environ: Mapping[str, str]) -> str:
 
 
 def build_app(controller: Controller, garments: Garments, hub: Hub, token: str = '',
-              max_upload_bytes: int = 8 << 20, timeout: float = 10.0) -> web.Application:
+              max_upload_bytes: int = 8 << 20, timeout: float = 10.0,
+              metrics: Callable[[], bytes] | None = None) -> web.Application:
     """
     Return the aiohttp application of the mirror page.
 
     ``timeout``: seconds an upload's body may take to arrive (the wait for headers and
-    idle connections is :class:`WebServer`'s).
+    idle connections is :class:`WebServer`'s). ``metrics``: returns the Prometheus text
+    served at ``/metrics`` (None: no such route).
     """
     throttle = limits.LogThrottle(_LOG)
     app = web.Application(middlewares=[_no_traceback(throttle), _guard(token)],
@@ -132,7 +136,14 @@ def build_app(controller: Controller, garments: Garments, hub: Hub, token: str =
     app.router.add_get('/api/garments/{gid}.jpg', page.thumbnail)
     app.router.add_post('/api/upload', page.upload)
     app.router.add_get('/ws', page.websocket)
+    if metrics is not None:
+        app.router.add_get('/metrics', partial(_metrics, metrics))
     return app
+
+
+async def _metrics(render: Callable[[], bytes], _request: web.Request) -> web.Response:
+    """Serve the Prometheus text format (version 0.0.4)."""
+    return web.Response(body=render(), headers={'Content-Type': METRICS_TYPE})
 
 
 def _no_traceback(throttle: limits.LogThrottle):
