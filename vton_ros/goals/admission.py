@@ -57,6 +57,7 @@ class Request:
     person: np.ndarray | None  # None: use the latest camera frame
     mask: np.ndarray | None  # None: the camera's mask or a generated one
     call: CatVTONCall  # the server's, with the goal's steps, guidance and a resolved seed
+    random_seed: bool = False  # neither the goal nor the server fixed the seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +107,7 @@ def validate(goal: PlainGoal, call: CatVTONCall, catalog: GarmentCatalog | None,
             raise GoalError('INVALID_IMAGE', 'mask is empty: nothing to repaint')
     return Request(garment=garment, garment_name=_garment_name(goal),
                    cloth_type=cloth_type, person=person, mask=mask,
-                   call=_goal_call(goal, call))
+                   call=_goal_call(goal, call), random_seed=goal.seed < 0 and call.seed < 0)
 
 
 def describe(goal: PlainGoal, checked: 'Request | GoalError') -> str:
@@ -334,6 +335,11 @@ class Admission:
         with self._cond:
             if self._closed != 'shutting_down':
                 self._closed = None
+
+    def idle(self) -> bool:
+        """Tell whether no goal is accepted, offered, waiting or running."""
+        with self._cond:
+            return not self._live and not self._pending and self._active is None
 
     def load(self) -> dict[str, int]:
         """Return the goals running (``busy``: 0 or 1) and waiting (``queue_depth``) now."""

@@ -124,6 +124,11 @@ class FramePairs:
         with self._lock:
             return self._pair
 
+    def recent(self) -> list[Any]:
+        """Return the kept frames, newest first."""
+        with self._lock:
+            return list(reversed(self._frames.values()))
+
     def age(self, now_ns: int) -> float | None:
         """Seconds from the newest pair's stamp to ``now_ns``, or None before the first."""
         pair = self.latest()
@@ -169,6 +174,11 @@ class Maskers:
             raise GoalError('NO_PERSON_DETECTED', f'no {cloth_type} garment region found in '
                             f'the image ({result.status}); send a mask or a photo that shows it')
         return result.marked_mask(), time.monotonic() - start
+
+    def landmarks(self, config: MaskerConfig, person: np.ndarray) -> np.ndarray | None:
+        """Return the (33, 3) pose of a frame (pose backend), or None (no person, unet)."""
+        masker = self._get(config)
+        return masker.detect(person)[0] if hasattr(masker, 'detect') else None
 
     def _get(self, config: MaskerConfig) -> MaskGenerator:
         with self._lock:

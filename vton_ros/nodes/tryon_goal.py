@@ -9,13 +9,15 @@ image, so a goal with several faults is told the same first one as ever. A goal 
 person image takes the camera's newest frame and mask: :func:`camera_images`.
 """
 
-from typing import Callable
+import time
+from typing import Any, Callable
 
 import numpy as np
 from sensor_msgs.msg import Image
 from vton_interfaces.action import TryOn
 
 from vton_ros.goals.admission import check_mask, check_size, GoalError, PlainGoal, Request
+from vton_ros.goals.result_files import save_result
 from vton_ros.nodes import image_conv
 
 NO_PAIR = ('no person_image in the goal and no camera frame with a matching agnostic_mask '
@@ -76,9 +78,30 @@ def camera_images(pair: tuple[Image, Image], request: Request, max_pixels: int,
     return person, mask
 
 
+def wait_pair(pairs: Any, wait: float, check_stop: Callable[[], None]) -> tuple[Image, Image]:
+    """Wait up to ``wait`` s for a camera (frame, mask) pair (check_stop raises to stop)."""
+    start = time.monotonic()
+    while (pair := pairs.latest()) is None and time.monotonic() - start < wait:
+        check_stop()
+        time.sleep(0.05)
+    if pair is None:
+        raise GoalError('NO_PERSON_FRAME', NO_PAIR)
+    return pair
+
+
 def failure(err: GoalError) -> TryOn.Result:
     """Return the result of a goal that ended with ``err`` (its code and message)."""
     return TryOn.Result(error_code=getattr(TryOn.Result, err.code), message=str(err))
+
+
+def save_goal_result(save_dir: str, key: bytes, result: TryOn.Result, logger: Any) -> None:
+    """Save a successful result in tryon.save_dir; a failure is logged (the try-on worked)."""
+    try:
+        save_result(save_dir, key.hex()[:12], image_conv.to_rgb(result.image),
+                    image_conv.to_mono(result.mask),
+                    {'seed': result.seed, 'timings': {t.name: t.seconds for t in result.timings}})
+    except OSError as err:
+        logger.warning(f'could not save the result: {err}')
 
 
 def goal_key(goal_handle) -> bytes:

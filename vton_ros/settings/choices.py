@@ -20,6 +20,7 @@ BACKENDS = ('torch', 'onnxruntime')
 ENCODERS = ('full', 'tiny')
 ATTENTION_SLICINGS = ('none', 'auto', 'max')  # heads per slice: all, half, one
 FRAMINGS = ('person', 'centre')  # the box of the frame the model sees
+PRERENDER_MODES = ('off', 'shelf', 'catalogue')  # what tryon_server renders before a tap
 # Steps of one try-on: the schema's range of catvton.num_inference_steps and the pipeline's.
 MAX_STEPS = 1000
 

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping
 from vton_ros.settings.choices import (ATTENTION_SLICINGS, ATTN_VERSIONS, BACKENDS,
                                        BUSY_POLICIES, CLOTH_TYPES, DECODERS, ENCODERS,
                                        FRAMINGS, MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES,
-                                       PRECISIONS, PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
+                                       PRECISIONS, PRERENDER_MODES, PREVIEW_DECODERS, SCHEDULERS,
+                                       SDPA_BACKENDS)
 from vton_ros.settings.param import Param
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui', 'metrics_exporter')
@@ -26,6 +27,7 @@ _SEG = SEGMENTATION_CONSUMERS
 _TRY = ('tryon_server',)
 _ALL = NODES
 _MANAGED = ('camera_node', 'segmentation_node', 'tryon_server')  # lifecycle nodes
+_LIVE = ('segmentation_node', 'tryon_server')  # live follow's limits (and prerender's)
 
 SCHEMA: tuple[Param, ...] = (
     # camera_node
@@ -77,21 +79,21 @@ SCHEMA: tuple[Param, ...] = (
           'returning to the plain camera view', ('mirror_ui',)),
     Param('live.min_visibility', 0.5, 'Landmarks below this visibility are not used; '
           'shoulders (upper) or hips (lower) below it mean the shopper turned away',
-          ('segmentation_node',), min=0.0, max=1.0),
+          _LIVE, min=0.0, max=1.0),
     Param('live.max_displacement', 1.2, 'Most a body point may move beyond the global move, '
-          'in shoulder widths, before the warp is not believable', ('segmentation_node',),
+          'in shoulder widths, before the warp is not believable', _LIVE,
           min=0.05, max=10.0),
     Param('live.max_scale', 1.4, 'Most the shopper may grow or shrink (either way) since the '
-          'try-on frame', ('segmentation_node',), min=1.0, max=4.0),
+          'try-on frame', _LIVE, min=1.0, max=4.0),
     Param('live.max_rotation', 30.0, 'Most the shopper may lean (degrees) since the try-on '
-          'frame', ('segmentation_node',), min=1.0, max=180.0),
+          'frame', _LIVE, min=1.0, max=180.0),
     Param('live.min_width_ratio', 0.6, 'Shoulder width (scale-corrected) below this share of '
-          "the try-on frame's means the shopper turned sideways", ('segmentation_node',),
+          "the try-on frame's means the shopper turned sideways", _LIVE,
           min=0.0, max=0.99),
     Param('live.feather', 0.03, 'Outward feather of the composite, in shoulder widths',
           ('segmentation_node',), min=0.0, max=0.5),
     Param('live.forget_after', 5.0, 'Seconds without a person after which the followed '
-          'try-on is dropped', ('segmentation_node',), min=0.1, max=3600.0),
+          'try-on is dropped', _LIVE, min=0.1, max=3600.0),
     # catvton (tryon_server)
     Param('catvton.base_model', 'booksforcharlie/stable-diffusion-inpainting',
           'SD1.5 inpainting base: hub id or local folder with unet/ and scheduler/', _TRY,
@@ -217,6 +219,13 @@ SCHEMA: tuple[Param, ...] = (
           'short side (INVALID_IMAGE beyond)', _TRY, min=1.0, max=1000.0),
     Param('tryon.save_dir', '', 'Private folder (0700, files 0600) to save results in (empty '
           '= never write images)', _TRY, read_only=True),
+    Param('tryon.prerender', 'off', 'While a person stands in view and no goal runs, render '
+          'garments for the current frame in the background (preempted by any goal within '
+          'a denoising step; a tap on a ready garment is answered at once): off, shelf (the '
+          'first tryon.prerender_shelf garments) or catalogue (all, at most 64)', _TRY,
+          choices=PRERENDER_MODES),
+    Param('tryon.prerender_shelf', 6, 'Garments (the first ones in the catalogue order, as the '
+          'page lists them) that tryon.prerender shelf renders', _TRY, min=1, max=500),
     Param('tryon.max_image_pixels', 4096 * 4096, 'Largest goal image accepted (pixels)', _TRY,
           min=1, max=2 ** 31 - 1),
     Param('garments.catalog_dir', '', 'Folder of garment images (id = file stem), optional '
