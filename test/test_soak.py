@@ -64,6 +64,18 @@ def test_no_response_is_a_failure_unless_the_server_was_down():
         {'index': 3, 'outcome': 'NO_RESPONSE', 'note': 'no action server'}]}
 
 
+def test_a_live_client_without_its_result_is_no_response_even_if_the_server_ended_it():
+    silent = dict(_goal(0, code=None, t=(40.0, 340.0)), note='result: no answer after 300 s')
+    down = dict(_goal(1, code=None, t=(20.0, 25.0)), note='result: no answer after 300 s')
+    record = dict(_record([silent, down], kills=[{'t': 22.0, 'node': 'tryon_server', 'pid': 7}],
+                          ends={silent['id'][:8]: 'PREEMPTED'}),
+                  server_restarts=[{'t': 22.0, 'up': 30.0}])
+    assert [soak_report.outcome(record, g) for g in record['goals']] == ['NO_RESPONSE', 'LOST']
+    summary = soak_report.summarize(record, NODES)
+    assert summary['no_response'] == [0] and summary['answered'] == 0
+    assert summary['lost_to_server_kills'] == 1
+
+
 def test_exits_not_caused_by_a_kill_are_crashes():
     record = _record([], kills=[{'t': 1.0, 'node': 'camera_node', 'pid': 5}],
                      exits=[{'node': 'camera_node', 'code': -9},
@@ -90,6 +102,14 @@ def test_rss_slope_per_100_goals_after_warm_up_and_per_process():
     assert figures['start'] == {'rss_mb': pytest.approx(541.6), 'fds': 40, 'threads': 12}
     assert figures['end'] == {'rss_mb': pytest.approx(578.4), 'fds': 40, 'threads': 12}
     assert soak_report.slope_per_100([(0, 1.0), (1, 2.0)]) is None  # too few to say
+    assert figures['steady_s'] == pytest.approx(184.0) and figures['steady_from_goal'] == 208
+    # the server keeps finished goals for tryon.result_timeout s: warm-up lasts that long
+    held = soak_report.node_figures(_record([], samples=samples), 'tryon_server', hold_s=250.0)
+    assert held['steady_from_goal'] == 272 and held['steady_goals'] == 120
+    assert held['rss_mb_per_100_goals'] == pytest.approx(20.0)
+    # too short a steady window to judge: no slope at all
+    short = soak_report.node_figures(_record([], samples=samples), 'tryon_server', hold_s=340.0)
+    assert short['steady_goals'] == 32 and short['rss_mb_per_100_goals'] is None
     shm = [{'t': 0.0, 'goals_done': 0, 'mb': 10.0}, {'t': 1.0, 'goals_done': 5, 'mb': 80.0},
            {'t': 2.0, 'goals_done': 9, 'mb': 12.0}]
     assert soak_report.shm_figures(shm) == {'start': 10.0, 'end': 12.0, 'max': 80.0}

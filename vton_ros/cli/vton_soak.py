@@ -32,6 +32,7 @@ from rcl_interfaces.srv import SetParameters
 import rclpy
 from rclpy.action import ActionClient
 from rclpy.context import Context
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from vton_interfaces.action import TryOn
@@ -43,6 +44,7 @@ from vton_ros.nodes import image_conv
 from vton_ros.nodes.runner import destroy
 from vton_ros.nodes.waits import send_goal, wait_future, WaitTimeout
 from vton_ros.settings import files as param_files
+from vton_ros.settings import schema
 from vton_ros.supervision import dds_shm
 from vton_ros.supervision import procstat
 from vton_ros.supervision import soak_report
@@ -58,6 +60,9 @@ ENDED = re.compile(r'goal ([0-9a-f]{8}) ended ([A-Z_]+) in')
 RESPONSE_WAIT = 60.0  # seconds for the accept/reject answer (a goal sent to a dead server)
 FEEDBACK_TOPIC = 'tryon/_action/feedback'  # its publishers tell the server processes apart
 BUSY_PAUSE = 1.0  # seconds before an after-kill goal rejected as busy is sent again
+# seconds the server keeps each finished goal (request and result) for a late result
+# request; its memory grows that long after it starts (the default 900 s outlasts a soak)
+RESULT_TIMEOUT = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +115,18 @@ def tiny_config(out: Path) -> Path:
             'catvton.precision': 'fp32', 'catvton.height': 64, 'catvton.width': 48,
             'catvton.num_inference_steps': 4, 'segmentation.device': 'cpu',
             'tryon.busy_policy': 'queue', 'tryon.queue_size': 2, 'tryon.pair_max_age': 30.0,
-            'tryon.pair_wait': 5.0, 'garments.catalog_dir': str(catalog)},
+            'tryon.pair_wait': 5.0, 'garments.catalog_dir': str(catalog),
+            'tryon.result_timeout': RESULT_TIMEOUT},
     }
     path = out / 'soak.yaml'
     path.write_text(param_files.dump_yaml(config))
     return path
+
+
+def result_timeout(params_file: Path) -> float:
+    """Seconds the configured server keeps finished goals (its warm-up lasts that long)."""
+    server = param_files.load_yaml(str(params_file)).get('tryon_server', {})
+    return float(server.get('tryon.result_timeout', schema.param('tryon.result_timeout').default))
 
 
 def catalogue_ids(params_file: Path) -> list[str]:
@@ -137,11 +149,12 @@ class Client:
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+        self.shm_files = dds_shm.own_files()  # this process's Fast DDS files (ours included)
 
     def _spin(self) -> None:
         try:
             self._executor.spin()
-        except ExternalShutdownException:
+        except (ExternalShutdownException, InvalidHandle):  # closed while a callback ran
             pass
 
     def send(self, goal: TryOn.Goal, feedback) -> object:
@@ -192,8 +205,16 @@ class Soak:
         for _ in range(max(1, args.goals // 50)):  # short spells of each busy policy
             self.faults.setdefault(self.rng.randrange(args.goals), ('policy', self.rng.choice(
                 ('queue', 'queue', 'preempt', 'reject'))))
-        self.operator = Client('soak_operator', domain)
+        self.own_shm: set[str] = set()  # Fast DDS files of the soak's own participants
+        self.operator = self.new_client('soak_operator')
         self.after_kill: list[dict] = []  # per server kill: old server ids, clients to check
+
+    def new_client(self, name: str) -> Client:
+        """Return a new client; write down its Fast DDS files (removed after the run)."""
+        client = Client(name, self.domain)
+        with self._lock:
+            self.own_shm.update(client.shm_files)
+        return client
 
     def take(self) -> int | None:
         """Return the next goal index (running its fault first), or None when done."""
@@ -220,7 +241,7 @@ class Soak:
     def client_loop(self, number: int) -> None:
         """Send goals until none is left; a vanished client is replaced by a new one."""
         rng = random.Random(self.args.seed * 1000 + number)
-        client = Client(f'soak_client_{number}', self.domain)
+        client = self.new_client(f'soak_client_{number}')
         while (index := self.take()) is not None:
             cause = rng.choices([p[0] for p in PLANS], [p[1] for p in PLANS])[0]
             check = self._after_kill_due(number)
@@ -232,7 +253,7 @@ class Soak:
                 self.goals.append(record)
             if cause == 'vanish' and record['accepted']:
                 client.close()
-                client = Client(f'soak_client_{number}_{index}', self.domain)
+                client = self.new_client(f'soak_client_{number}_{index}')
         client.close()
 
     def _after_kill_due(self, number: int) -> dict | None:
@@ -320,6 +341,8 @@ class Soak:
             response = wait(handle.get_result_async(), self.args.goal_timeout, 'result', killed)
             if response is not None:
                 record['code'] = CODE_NAMES.get(response.result.error_code, 'UNKNOWN')
+            elif not killed():  # a live client asked for the result and got none
+                record['note'] = f'result: no answer after {self.args.goal_timeout:g} s'
         record['t_end'] = time.time()
         return record
 
@@ -382,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     stop.set()
     sampler.join()
     soak.operator.close()
-    record = {'args': vars(args), 'goals': sorted(soak.goals, key=lambda g: g['index']),
+    record = {'args': vars(args), 'warm_up_s': result_timeout(params_file),
+              'goals': sorted(soak.goals, key=lambda g: g['index']),
               'samples': soak.samples, 'kills': stack.kills,
               'supervisor_exit_code': stack.stop(), 'exits': stack.exits,
               'stop_notes': stack.stop_notes, 'dds_shm': soak.shm,
@@ -390,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
               'dds_ports_after_stop_kb': dds_shm.recorded_bytes(stack.records,
                                                                 segments=False) / 2 ** 10,
               'server_restarts': [{'t': k['t'], 'up': k.get('up')} for k in soak.after_kill],
+              # its own participants are closed: Fast DDS leaves their port files behind
+              'own_dds_released_kb': dds_shm.release(sorted(soak.own_shm)) / 2 ** 10,
               'server_ends': server_ends(out / 'logs')}
     summary = soak_report.summarize(record, NODES)
     (out / 'soak.json').write_text(json.dumps({'summary': summary, **record}, indent=1))

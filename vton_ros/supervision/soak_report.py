@@ -18,6 +18,8 @@ import numpy as np
 
 KILLED = -9  # exit code of a SIGKILLed process
 WARM_UP = 0.5  # share of a process's goals before its leak figures start
+MIN_STEADY_GOALS = 100  # a shorter steady window gives no slope (None: too short to judge)
+MIN_STEADY_S = 60.0
 
 
 def unanswered(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,7 +60,8 @@ def outcome(record: dict[str, Any], goal: dict[str, Any]) -> str:
     One word for a goal's fate: its code name, REJECTED, NO_RESPONSE, LOST or UNANSWERED.
 
     A goal request without any response (its ``note`` says so) is NO_RESPONSE, never
-    REJECTED; LOST if the server was killed while it waited.
+    REJECTED; so is an accepted goal whose live client got no result (even if the server's
+    log ended it); LOST if the server was killed while it waited.
     """
     if not goal['accepted']:
         if not goal.get('note'):
@@ -66,6 +69,8 @@ def outcome(record: dict[str, Any], goal: dict[str, Any]) -> str:
         return 'LOST' if _server_down_during(record, goal) else 'NO_RESPONSE'
     if goal.get('code'):
         return goal['code']
+    if goal.get('note'):  # its client waited for the result in vain (the server may have ended it)
+        return 'LOST' if _server_down_during(record, goal) else 'NO_RESPONSE'
     if goal['id'][:8] in record['server_ends']:
         return record['server_ends'][goal['id'][:8]]
     return 'LOST' if _server_killed_during(record, goal) else 'UNANSWERED'
@@ -79,15 +84,20 @@ def slope_per_100(points: list[tuple[float, float]]) -> float | None:
     return float(np.polyfit(xs, np.array([p[1] for p in points], float), 1)[0] * 100)
 
 
-def node_figures(record: dict[str, Any], node: str) -> dict[str, Any]:
+def node_figures(record: dict[str, Any], node: str, hold_s: float = 0.0) -> dict[str, Any]:
     """
     Per node: processes seen, and the leak figures of its longest-lived process.
 
-    For the process that lived through the most goals: its RSS, fds and threads after
-    warm-up and at its end, and their slopes per 100 goals. Start-up (imports, model
-    loading) lasts until the process has its most open fds (its DDS participant and node
-    are up); then the first WARM_UP of its goals (allocator, garment caches) warms up.
-    Neither is a leak. Samples of an exiting process (no RSS) are left out.
+    For the process that lived through the most goals (goals sent by all clients,
+    rejected ones included): its RSS, fds and threads after warm-up and at its end, and
+    their least-squares slopes per 100 goals over that steady window. Start-up (imports,
+    model loading) lasts until the process has its most open fds (its DDS participant and
+    node are up); warm-up then lasts for the first WARM_UP of its goals (allocator, caches)
+    and at least ``hold_s`` seconds (tryon_server keeps every finished goal, its request
+    and result images, for ``tryon.result_timeout`` s: its memory grows that long by
+    design). Neither is a leak. A window shorter than MIN_STEADY_GOALS goals or
+    MIN_STEADY_S seconds gives no slopes (None). Samples of an exiting process (no RSS)
+    are left out.
     """
     samples = [s for s in record['samples'] if s['node'] == node and s['rss_mb'] > 0]
     if not samples:
@@ -104,16 +114,24 @@ def node_figures(record: dict[str, Any], node: str) -> dict[str, Any]:
                   key=lambda ss: ss[-1]['goals_done'] - ss[0]['goals_done'])
     done = [s['goals_done'] for s in longest]
     warm = done[0] + (done[-1] - done[0]) * WARM_UP
-    steady = [s for s in longest if s['goals_done'] >= warm]
+    steady = [s for s in longest if s['goals_done'] >= warm and
+              s['t'] >= longest[0]['t'] + hold_s] or longest[-1:]
     keys = ('rss_mb', 'fds', 'threads')
+    goals = steady[-1]['goals_done'] - steady[0]['goals_done']
+    seconds = steady[-1]['t'] - steady[0]['t']
+    judged = goals >= MIN_STEADY_GOALS and seconds >= MIN_STEADY_S
     return {
         'processes': len(by_pid),
         'start': {k: steady[0][k] for k in keys},
         'end': {k: steady[-1][k] for k in keys},
         'longest_process_goals': done[-1] - done[0],
-        'steady_goals': steady[-1]['goals_done'] - steady[0]['goals_done'],
+        'longest_process_s': round(longest[-1]['t'] - longest[0]['t'], 1),
+        'steady_goals': goals,
+        'steady_s': round(seconds, 1),
+        'steady_from_goal': steady[0]['goals_done'],
         **{f'{k.removesuffix("_mb")}{"_mb" if k == "rss_mb" else ""}_per_100_goals':
-           slope_per_100([(s['goals_done'], s[k]) for s in steady]) for k in keys},
+           slope_per_100([(s['goals_done'], s[k]) for s in steady]) if judged else None
+           for k in keys},
     }
 
 
@@ -156,7 +174,8 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
     return {
         'goals': len(record['goals']),
         'accepted': len(accepted),
-        'answered': sum(outcome(record, g) not in ('LOST', 'UNANSWERED') for g in accepted),
+        'answered': sum(outcome(record, g) not in ('LOST', 'UNANSWERED', 'NO_RESPONSE')
+                        for g in accepted),
         'lost_to_server_kills': sum(outcome(record, g) == 'LOST' for g in accepted),
         'unanswered': [g['id'] for g in missing],
         'no_response': [g['index'] for g in record['goals']
@@ -166,7 +185,9 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
                            sorted(by_cause.items())},
         'kills': dict(Counter(k['node'] for k in record['kills'])),
         'crashes': crashes(record),
-        'nodes': {node: node_figures(record, node) for node in nodes},
+        'warm_up_s': record.get('warm_up_s', 0.0),
+        'nodes': {node: node_figures(record, node, record.get('warm_up_s', 0.0))
+                  for node in nodes},
         'dds_shm_mb': shm_figures(record.get('dds_shm', [])),
         'dds_shm_after_stop_mb': record.get('dds_shm_after_stop_mb'),
         'dds_ports_after_stop_kb': record.get('dds_ports_after_stop_kb'),
