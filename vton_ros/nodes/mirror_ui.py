@@ -14,6 +14,7 @@ at ``/metrics`` (:mod:`vton_ros.nodes.metrics_feed`), under the page's access ru
 import errno
 from functools import partial
 import os
+from pathlib import Path
 import time
 
 from action_msgs.msg import GoalStatus
@@ -27,6 +28,7 @@ from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
 from vton_ros.nodes.metrics_feed import MetricsFeed
 from vton_ros.nodes.waits import SafeActionClient
+from vton_ros.settings import dds
 from vton_ros.ui import hub as kinds, images, limits
 from vton_ros.ui.app import build_app, check_bind, load_token, WebServer
 from vton_ros.ui.catalog import Garments
@@ -41,6 +43,9 @@ SERVER_POLL = 0.5  # seconds between checks of the action server, the waits and 
 CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
 FOCUS_STEP = 0.02  # a move of the person (fraction of the width) the pages are told of
 MODEL_MESSAGE_CHARS = 1024  # a tryon/model message is a few dozen characters
+# Its own Fast DDS shared-memory segment (resident as a whole): its largest message is a
+# goal, ~3.6 MB from a 640x480 camera with an upload, ~11 MB from a 1080p camera.
+SEGMENT_BYTES = 16 << 20
 
 
 class MirrorUi(common.SchemaNode):
@@ -253,7 +258,18 @@ def _stamp(msg: Image) -> tuple[int, int]:
 def main(args: list[str] | None = None) -> None:
     """Run mirror_ui."""
     limits.return_freed_memory()  # decoded uploads go back to the system once dropped
-    common.run(MirrorUi, args, start=MirrorUi.serve)
+    profile = dds.write_sized_profile(os.environ, SEGMENT_BYTES)
+    if profile is not None:  # the profile in force, with a 16 MiB segment, not 64 MiB
+        os.environ[dds.PROFILE_ENV] = str(profile)
+    try:
+        common.run(MirrorUi, args, start=partial(_serve, profile))
+    finally:
+        dds.remove_profile(profile)
+
+
+def _serve(profile: Path | None, node: MirrorUi) -> None:
+    dds.remove_profile(profile)  # read: the participant exists
+    node.serve()
 
 
 if __name__ == '__main__':

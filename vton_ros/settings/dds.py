@@ -4,20 +4,27 @@ The LAN mode's Fast DDS profile: loopback plus one network interface, an operato
 The default stays the loopback-only profile (:func:`vton_ros.settings.stack.dds_environment`).
 The LAN profile is the template ``config/fastdds_lan.xml``: :func:`lan_profile` fills in the
 interface's IPv4 address and the initial peers, :func:`write_lan_profile` writes the result
-for the node processes. No ROS here.
+for the node processes. :func:`write_sized_profile` gives one process (mirror_ui) the
+profile in force with a smaller shared-memory segment of its own. No ROS here.
 """
 
 import fcntl
 import ipaddress
 from pathlib import Path
+import re
+import shutil
 import socket
 import struct
+import tempfile
+from typing import Mapping
 
 from vton_ros.settings.package_paths import package_share
 
 LAN_TEMPLATE = 'fastdds_lan.xml'
 _PEERS_MARK = '<!-- PEERS: one <locator><udpv4><address>IP</address></udpv4></locator> each -->'
 _SIOCGIFADDR = 0x8915  # Linux ioctl: the IPv4 address of an interface
+PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+_SEGMENT = re.compile(r'(<segment_size>\s*)(\d+)(\s*</segment_size>)')
 
 
 class LanError(ValueError):
@@ -73,3 +80,37 @@ def write_lan_profile(out_dir: Path, interface: str, peers: tuple[str, ...] = ()
     path = out_dir / f'fastdds_lan_{interface}.xml'
     path.write_text(text)
     return path
+
+
+def sized_profile(text: str, size: int) -> str:
+    """Return the Fast DDS profile ``text`` with every shared-memory segment_size <= ``size``."""
+    return _SEGMENT.sub(lambda m: f'{m[1]}{min(int(m[2]), size)}{m[3]}', text)
+
+
+def write_sized_profile(env: Mapping[str, str], size: int) -> Path | None:
+    """
+    Write the profile ``env`` names, its segments at most ``size`` bytes, to a private folder.
+
+    Fast DDS maps and touches a participant's whole segment when it creates it, so the
+    segment size is resident memory of the process. Only the sizes change: the transports,
+    the addresses and discovery stay those of the profile in force (loopback-only by
+    default). Return the new file, or None where ``env`` names no readable profile or none
+    of its segments is larger. The caller points PROFILE_ENV at it before rclpy.init and
+    removes it (:func:`remove_profile`) once its participant exists.
+    """
+    try:
+        text = Path(env.get(PROFILE_ENV) or '').read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    sized = sized_profile(text, size)
+    if sized == text:
+        return None
+    path = Path(tempfile.mkdtemp(prefix='vton_dds_')) / 'profile.xml'
+    path.write_text(sized)
+    return path
+
+
+def remove_profile(path: Path | None) -> None:
+    """Remove a profile that :func:`write_sized_profile` wrote (None: nothing)."""
+    if path is not None:
+        shutil.rmtree(path.parent, ignore_errors=True)

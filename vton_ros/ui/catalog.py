@@ -42,14 +42,20 @@ class Garment:
 
 
 class Garments:
-    """Catalogue items (read once) and up to ``max_uploads`` photos a page (newest kept)."""
+    """
+    Catalogue items (read once) and shoppers' photos, the newest kept.
+
+    ``max_uploads`` a page and ``max_kept`` in all (the oldest of any page goes first: each
+    is up to 2.4 MB in memory).
+    """
 
     def __init__(self, folder: str = '', max_pixels: int = 4096 * 4096, thumb_side: int = 256,
-                 max_uploads: int = 8) -> None:
+                 max_uploads: int = 8, max_kept: int = 8) -> None:
         self._lock = threading.Lock()
         self._max_pixels = max_pixels
         self._thumb_side = thumb_side
         self._max_uploads = max_uploads
+        self._max_kept = max(1, max_kept)
         self._uploads: OrderedDict[str, tuple[str, Garment]] = OrderedDict()  # id: owner, it
         self._serial = itertools.count(1)
         self._catalog: dict[str, Garment] = {}
@@ -108,6 +114,8 @@ class Garments:
             mine = [g.gid for g in self._own(owner)]
             for old in mine[:-self._max_uploads]:
                 del self._uploads[old]
+            while len(self._uploads) > self._max_kept:
+                self._uploads.popitem(last=False)
             return self._uploads[gid][1].item()
 
     def has_uploads(self, owner: str) -> bool:

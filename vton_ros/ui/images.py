@@ -8,7 +8,7 @@ from PIL import Image
 
 MIN_SIDE = 32  # pixels: a smaller garment photo carries nothing to try on
 UPLOAD_SIDE = 1024  # longest side an upload is kept at (CatVTON runs at 1024x768 at most)
-MAX_DECODED_BYTES = 40 << 20  # decoded bytes at most: 12 MP of RGB, not 4096x4096 (48 MB)
+MAX_DECODE_BYTES = 24 << 20  # memory one decode may take at its peak (decode_cost)
 FORMATS = ('JPEG', 'PNG', 'WEBP', 'BMP')  # what the page and the README promise
 NOT_AN_IMAGE = 'the upload is not a JPEG, PNG, WebP or BMP image'
 MAX_ASPECT = 8.0  # longest side / shortest side of an uploaded photo
@@ -47,15 +47,15 @@ def mask_overlay(mask: np.ndarray, max_side: int = 320) -> bytes:
 
 
 def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
-                  max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+                  max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
     """
     Decode an uploaded garment photo (JPEG, PNG, WebP, BMP) to HxWx3 uint8 RGB.
 
     The header is checked before any pixel is decoded: the format, the size (at most
-    ``max_pixels`` pixels, at most ``max_bytes`` bytes of decoded pixels, at least MIN_SIDE
-    a side, at most MAX_ASPECT long), each refusal a ValueError naming its reason. The
-    photo comes back shrunk to ``max_side`` on its longest side (a JPEG is decoded at the
-    smaller scale directly).
+    ``max_pixels`` pixels, at least MIN_SIDE a side, at most MAX_ASPECT long) and the memory
+    its decoding would take at its peak (at most ``max_bytes``: see :func:`decode_cost`),
+    each refusal a ValueError naming its reason. The photo comes back shrunk to ``max_side``
+    on its longest side (a JPEG is decoded at the smaller scale directly).
     """
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
@@ -63,8 +63,11 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
         raise ValueError(NOT_AN_IMAGE) from None
     with image:
         _check_header(image, max_pixels)
-        image.draft('RGB', (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8
-        _check_decoded(image, max_pixels, max_bytes)  # the size it will decode to
+        scale = max_side / max(image.size)
+        if scale < 1:  # JPEG: decode at 1/2, 1/4 or 1/8, still at least the size kept
+            image.draft('RGB', (max(1, int(image.width * scale)),
+                                max(1, int(image.height * scale))))
+        _check_cost(image, max_pixels, max_bytes, max_side)  # at its decoded size
         try:
             if image.mode not in _RESIZED_AS_IS:
                 image = image.convert('RGB')  # palettes, 16-bit, CMYK: before resizing
@@ -72,6 +75,20 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
             return np.asarray(image.convert('RGB')).copy()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             raise ValueError('the photo is damaged or cut off; send it again') from None
+
+
+def decode_cost(image: Image.Image, max_side: int = UPLOAD_SIDE) -> int:
+    """
+    Return the bytes decoding ``image`` and shrinking it to ``max_side`` take at the peak.
+
+    Measured with Pillow 13, per pixel of the decoded size: 2 for grey, 6 for RGB (Pillow
+    keeps 4 bytes a pixel, plus the resize's passes), 10 for the modes converted to RGB or
+    resized with alpha (RGBA, LA, P, 1, I;16, CMYK), 17 for any WebP (two RGBA canvases
+    and a copy of the frame); plus 6 per pixel of the photo kept.
+    """
+    per_pixel = 17 if image.format == 'WEBP' else _PEAK_BYTES.get(image.mode, 10)
+    kept = min(1.0, max_side / max(image.size)) ** 2  # share of the pixels kept
+    return int(image.width * image.height * (per_pixel + 6 * kept))
 
 
 def _check_header(image: Image.Image, max_pixels: int) -> None:
@@ -87,17 +104,15 @@ def _check_header(image: Image.Image, max_pixels: int) -> None:
         raise ValueError(f'the photo is too narrow ({width}x{height})')
 
 
-def _check_decoded(image: Image.Image, max_pixels: int, max_bytes: int) -> None:
-    """Raise ValueError if the pixels the image decodes to would take over ``max_bytes``."""
-    pixel = len(image.getbands()) * _BAND_BYTES.get(image.mode, 1)
-    if image.mode not in _RESIZED_AS_IS:
-        pixel += 3  # converted to RGB before it is shrunk
-    width, height = image.size  # after draft: a JPEG's reduced size
-    if width * height * pixel > max_bytes:
-        most = min(max_pixels, max_bytes // pixel)
+def _check_cost(image: Image.Image, max_pixels: int, max_bytes: int, max_side: int) -> None:
+    """Raise ValueError if decoding ``image`` would take over ``max_bytes`` at its peak."""
+    cost = decode_cost(image, max_side)
+    if cost > max_bytes:
+        width, height = image.size  # after draft: a JPEG's reduced size
+        most = min(max_pixels, max_bytes * width * height // cost)  # of this kind
         raise ValueError(f'the photo is too large ({width}x{height} decoded); send at most '
                          f'{most / 1e6:.1f} megapixels')
 
 
 _RESIZED_AS_IS = ('RGB', 'RGBA', 'L', 'LA')
-_BAND_BYTES = {'I': 4, 'F': 4, 'I;16': 2, 'I;16L': 2, 'I;16B': 2, 'I;16N': 2}
+_PEAK_BYTES = {'L': 2, 'RGB': 6}  # per decoded pixel; the other modes 10 (decode_cost)
