@@ -74,6 +74,10 @@ def test_a_live_client_without_its_result_is_no_response_even_if_the_server_ende
     summary = soak_report.summarize(record, NODES)
     assert summary['no_response'] == [0] and summary['answered'] == 0
     assert summary['lost_to_server_kills'] == 1
+    # the first goals of clients made after one vanished (new participants) are counted
+    silent.update(client='soak_client_1_5', client_goal=0)
+    down.update(client='soak_client_2', client_goal=0)
+    assert soak_report.first_goal_figures(record) == {'sent': 1, 'no_response': 1}
 
 
 def test_exits_not_caused_by_a_kill_are_crashes():

@@ -140,6 +140,7 @@ class Client:
     """One client: its own rclpy context (a DDS participant that can vanish)."""
 
     def __init__(self, name: str, domain: int) -> None:
+        self.name, self.sent = name, 0  # goals sent so far (0: a new participant's first)
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
@@ -317,7 +318,9 @@ class Soak:
         """Send one goal and follow it to its end; return its record."""
         goal = self.make_goal(cause, rng)
         record = {'index': index, 'cause': cause, 'steps': goal.num_inference_steps,
-                  'accepted': False, 'id': '', 'code': None, 't_start': time.time()}
+                  'accepted': False, 'id': '', 'code': None, 't_start': time.time(),
+                  'client': client.name, 'client_goal': client.sent}
+        client.sent += 1
         feedback = threading.Event()
         if not client.action.wait_for_server(timeout_sec=self.args.goal_timeout):
             record.update(t_end=time.time(), note='no action server after '

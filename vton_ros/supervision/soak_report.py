@@ -164,6 +164,14 @@ def after_kill_figures(record: dict[str, Any]) -> dict[str, Any]:
                        for g in checks if outcome(record, g) != 'SUCCESS']}
 
 
+def first_goal_figures(record: dict[str, Any]) -> dict[str, int]:
+    """First goals of the clients made after one vanished (new participants): sent, NO_RESPONSE."""
+    first = [g for g in record['goals'] if g.get('client_goal') == 0 and
+             g.get('client', '').count('_') > 2]  # soak_client_<n>_<index>: a replacement
+    return {'sent': len(first),
+            'no_response': sum(outcome(record, g) == 'NO_RESPONSE' for g in first)}
+
+
 def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
     """Return the figures a soak reports (goals by cause and code, leaks, crashes)."""
     by_cause: dict[str, Counter] = defaultdict(Counter)
@@ -180,6 +188,7 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
         'unanswered': [g['id'] for g in missing],
         'no_response': [g['index'] for g in record['goals']
                         if outcome(record, g) == 'NO_RESPONSE'],
+        'first_goals_of_new_clients': first_goal_figures(record),
         'after_server_kill': after_kill_figures(record),
         'codes_by_cause': {cause: dict(sorted(c.items())) for cause, c in
                            sorted(by_cause.items())},
