@@ -7,13 +7,13 @@ random garments (images and catalogue ids), person from the goal or the camera, 
 cancels, invalid values; some clients vanish mid-goal; the busy policy changes; camera
 and segmentation (and with ``--kill-server`` the server) get SIGKILL at random goals and
 come back. After each kill of the server, every client's next goal must succeed once the
-restarted server is up (a busy rejection is retried). Every goal's outcome, each node's
-RSS, open fds and threads, and the stack's Fast DDS shared memory over time go to
-OUT/soak.json and OUT/soak.png. Exit 0 when every accepted goal was answered (by its
-result, or by the server's log for a vanished client), every goal request got a response
-(none NO_RESPONSE), every after-kill goal succeeded and no node crashed (a node that
-needed SIGTERM to stop at the end is noted, with the supervisor's exit code). Every wait
-is bounded and says what it waited for.
+restarted server is up (a busy rejection, or preemption by another client's goal, is
+retried). Every goal's outcome, each node's RSS, open fds and threads, and the stack's
+Fast DDS shared memory over time go to OUT/soak.json and OUT/soak.png. Exit 0 when every
+accepted goal was answered (by its result, or by the server's log for a vanished client),
+every goal request got a response (none NO_RESPONSE), every after-kill goal succeeded and
+no node crashed (a node that needed SIGTERM to stop at the end is noted, with the
+supervisor's exit code). Every wait is bounded and says what it waited for.
 """
 
 import argparse
@@ -287,9 +287,12 @@ class Soak:
             if record.get('note') and self._killed_since(kill['t']):
                 record['cause'] = 'normal'  # a newer kill's check replaces this one
                 return record
-            if record['accepted'] or record.get('note') or time.monotonic() > deadline:
+            busy = not record['accepted'] or record['code'] == 'PREEMPTED'
+            if not busy or record.get('note') or time.monotonic() > deadline:
                 return record  # answered, or no answer at all, or out of time
-            time.sleep(BUSY_PAUSE)  # rejected as busy (the others' goals fill the queue)
+            # rejected as busy (the others' goals fill the queue), or preempted by another
+            # client's goal under busy_policy preempt: the new server did answer; again
+            time.sleep(BUSY_PAUSE)
 
     def _killed_since(self, t: float) -> bool:
         """Whether the server was killed again after time ``t``."""
