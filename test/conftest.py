@@ -1,7 +1,12 @@
 """Fixtures shared by the tests: tiny weights, inputs, one thread."""
 
+import json
+import os
 from pathlib import Path
+import shutil
+from typing import Callable
 
+from filelock import FileLock
 from helpers import png
 import numpy as np
 import pytest
@@ -21,15 +26,34 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], dict]) -> dict:
+    """Build a read-only folder once per test run, shared by every xdist worker.
+
+    ``build(folder)`` writes it and returns a JSON-able description, which every later
+    caller gets back. A file lock makes the other workers wait for the first build.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        root = root.parent  # the run's folder, above the workers' own
+    folder = root / name
+    done = root / f'{name}.json'
+    with FileLock(str(root / f'{name}.lock')):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder)))
+    return json.loads(done.read_text())
+
+
 @pytest.fixture(scope='session')
 def tiny(tmp_path_factory) -> dict:
-    """Write the tiny random CatVTON weights once per session; from_pretrained's arguments.
+    """Write the tiny random CatVTON weights once per run; from_pretrained's arguments.
 
-    The one way the tests make tiny weights: make_test_weights' write_test_weights (seed 0)
-    in this process (each xdist worker writes its own copy once). Returns the folders
-    base_model, vae, attn_ckpt and tiny_vae; read only.
+    The one way the tests make tiny weights: make_test_weights' write_test_weights (seed 0),
+    once for all xdist workers. Returns the folders base_model, vae, attn_ckpt and
+    tiny_vae; read only.
     """
-    return write_test_weights(str(tmp_path_factory.mktemp('weights')))
+    return built_once(tmp_path_factory, 'weights', lambda out: write_test_weights(str(out)))
 
 
 @pytest.fixture(scope='session')
@@ -63,18 +87,20 @@ def export_settings(paths: dict, **extra) -> dict:
 
 
 @pytest.fixture(scope='session')
-def onnx_export(tiny, tmp_path_factory):
-    """Export the tiny weights (64x48 fp32, vitonhd, DeepCache branch 0): the folder."""
+def onnx_export(tiny, tmp_path_factory) -> Path:
+    """Export the tiny weights (64x48 fp32, vitonhd, DeepCache branch 0) once: the folder."""
     from vton_ros.tools.export_onnx import main
 
-    out = tmp_path_factory.mktemp('onnx')
-    argv = ['--out', str(out)]
-    for name, value in export_settings(tiny, **{'catvton.cache_interval': 2}).items():
-        if name.split('.')[1] in tuple(tiny) + ('height', 'width', 'precision', 'attn_version',
-                                                'cache_interval'):
-            argv += ['--set', f'{name}={value}']
-    assert main(argv) == 0
-    return out
+    def export(out: Path) -> str:
+        argv = ['--out', str(out)]
+        for name, value in export_settings(tiny, **{'catvton.cache_interval': 2}).items():
+            if name.split('.')[1] in tuple(tiny) + ('height', 'width', 'precision',
+                                                    'attn_version', 'cache_interval'):
+                argv += ['--set', f'{name}={value}']
+        assert main(argv) == 0
+        return str(out)
+
+    return Path(built_once(tmp_path_factory, 'onnx', export))
 
 
 def pytest_sessionfinish(session, exitstatus):
