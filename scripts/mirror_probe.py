@@ -10,7 +10,8 @@ loop is bounded in count and time. Headline figures (printed, and written to pro
 - log bytes written per 10 s of: non-UTF-8 token headers, malformed and unknown WebSocket
   commands, aborted uploads; whether JSON nested 2000 deep reached the log as a traceback;
 - mirror_ui's RSS (MiB): idle, peak during a burst of small uploads that declare
-  4096x4096 pixels, and after it; with --slow pages that never read during try-ons (RSS
+  4096x4096 pixels, and after it; the peak (VmHWM) of a burst of the largest photos it
+  accepts (RGB PNG, RGBA PNG, WebP); with --slow pages that never read during try-ons (RSS
   and the kernel's send queue);
 - the live view's frame rate in an honest page alone and with --deflate clients that ask
   for permessage-deflate (and whether the server agreed to compress);
@@ -40,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from vton_ros.settings import schema
+from vton_ros.ui import images
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = 'probe-' + os.urandom(8).hex()
@@ -362,6 +364,44 @@ async def upload_burst(stack: Stack, count: int, side: int = 4096) -> dict:
             'rss_peak_mib': round(peak), 'rss_after_mib': round(stack.rss_mib())}
 
 
+def largest_accepted(fmt: str, mode: str) -> bytes:
+    """Return the largest 4:3 photo of that kind mirror_ui decodes (images.decode_cost)."""
+    low, high = 64, 4096
+    while high - low > 16:
+        mid, buf = (low + high) // 2, io.BytesIO()
+        Image.new(mode, (mid, mid * 3 // 4)).save(buf, fmt)
+        with Image.open(buf) as image:
+            low, high = ((mid, high) if images.decode_cost(image) <= images.MAX_DECODE_BYTES
+                         else (low, mid))
+    small = np.random.default_rng(2).integers(0, 255, (low // 64, low // 64, len(mode)),
+                                              np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small, mode).resize((low, low * 3 // 4)).save(buf, fmt)
+    return buf.getvalue()
+
+
+async def largest_burst(stack: Stack, count: int) -> dict:
+    """Each kind's largest accepted photo ``count`` times, 4 at once: RSS peak (VmHWM)."""
+    results = {'rss_before_mib': round(stack.rss_mib())}
+    Path(f'/proc/{stack.ui_pid}/clear_refs').write_text('5')  # VmHWM := VmRSS
+    async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
+        ws, page, reading = await open_page(http, stack.url)
+        for fmt, mode in (('PNG', 'RGB'), ('PNG', 'RGBA'), ('WEBP', 'RGB')):
+            data, codes = largest_accepted(fmt, mode), []
+            for _ in range(count // 4):
+                codes += await asyncio.gather(*(upload(http, stack.url, data, page)
+                                                for _ in range(4)))
+            size = Image.open(io.BytesIO(data)).size
+            results[f'{fmt}_{mode}'] = f'{size[0]}x{size[1]}: {[c for c, _ in codes].count(200)}'
+        reading.cancel()
+        await ws.close()
+    hwm = re.search(r'VmHWM:\s+(\d+)', Path(f'/proc/{stack.ui_pid}/status').read_text())
+    results['rss_peak_mib'] = round(int(hwm.group(1)) / 1024)
+    await asyncio.sleep(5.0)
+    results['rss_after_mib'] = round(stack.rss_mib())
+    return results
+
+
 async def small_checks(stack: Stack) -> dict:
     """Check formats, messages, the origin scheme, HTTP/1.0 without Host."""
     results = {}
@@ -517,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
                   ('upload_burst', lambda: asyncio.run(upload_burst(stack, args.uploads))),
                   ('upload_burst_3000', lambda: asyncio.run(upload_burst(stack, args.uploads,
                                                                          3000))),
+                  ('upload_burst_largest', lambda: asyncio.run(largest_burst(stack,
+                                                                             args.uploads))),
                   ('small_checks', lambda: asyncio.run(small_checks(stack))),
                   ('deflate', lambda: asyncio.run(deflate_load(stack, args.deflate))),
                   ('slow_readers', lambda: asyncio.run(slow_readers(stack, args.slow))))
