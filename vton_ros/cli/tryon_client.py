@@ -39,7 +39,7 @@ from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.common import LATCHED_QOS
 from vton_ros.nodes.goal_request import GoalRequests
-from vton_ros.nodes.runner import ignore_signals, spin_until, stop_executor
+from vton_ros.nodes.runner import destroy, ignore_signals, spin_until, stop_executor
 from vton_ros.nodes.waits import SafeActionClient
 
 CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C / --timeout
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         done.set()
         thread.join()
         stop_executor(executor)
-        node.destroy_node()
+        destroy(node)  # its action client too: else its 67 MB Fast DDS segment stays behind
         rclpy.try_shutdown()
         ignore_signals()
 

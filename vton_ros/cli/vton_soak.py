@@ -170,9 +170,10 @@ class Client:
     def close(self) -> None:
         """Vanish: the node and its participant go away (goals are left to the server)."""
         self._executor.shutdown()
+        self._thread.join(5.0)  # no wait set holds the node any more: it can go at once
         destroy(self.node)  # its action client too: else the participant stays
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(5.0)
+        getattr(self.context, 'destroy', lambda: None)()  # the participant (not in Humble)
 
 
 def wait(future, timeout: float, what: str, give_up=lambda: False):
