@@ -200,7 +200,8 @@ class Prerender:
             ready, base = self._ready.get(request.garment_name), self._base
         if ready is None or base is None or stamp is None or not _same_call(request, ready):
             return None
-        if stamp != base.stamp:
+        if stamp != base.stamp and not (person.shape == base.person.shape
+                                        and np.array_equal(person, base.person)):
             if person.shape != base.person.shape or base.landmarks is None:
                 return None
             landmarks = self._host.landmarks(person)
@@ -301,6 +302,7 @@ class Prerender:
         if base is None or not todo:
             return False
         garment = todo[0]
+        self._log.info(f'prerender: rendering {garment} for frame {base.stamp}')
         start = self._clock()
         try:
             ready = self._host.render(self._host.plan(garment), base, self.should_stop)

@@ -47,11 +47,16 @@ class Shelf:
     def start(self) -> None:
         """Start the worker (activate)."""
         self.prerender.start()
+        self._node.diag.update(prerender='running')
 
     def stop(self) -> None:
         """Stop the render within a step, join the worker, drop the results."""
+        running = self.prerender.running
         if not self.prerender.stop():
             self._node.get_logger().warning('prerender worker still running after 30 s')
+        elif running:
+            self._node.get_logger().info('prerender worker stopped')
+        self._node.diag.update(prerender='stopped')
 
     def claim(self) -> Any:
         """Context manager: the pipeline for a client goal (the render stops within a step)."""
