@@ -107,9 +107,8 @@ def test_queue_model_restarts_and_live_fps():
     scrape = samples(metrics.render().decode())
     assert value(scrape, 'vton_queue_depth') == 2.0 and value(scrape, 'vton_busy') == 1.0
     assert value(scrape, 'vton_settings_info', profile='unknown') == 1.0
-    (kind, name), = [dict(labels).values() for sample, labels in scrape
-                     if sample == 'vton_model_info']
-    assert kind == 'random' and len(name) == 80
+    model, = [dict(labels) for sample, labels in scrape if sample == 'vton_model_info']
+    assert model['kind'] == 'random' and len(model['name']) == 80
     assert value(scrape, 'vton_node_restarts_total', node='tryon_server') == 1.0
     assert value(scrape, 'vton_node_restarts_total', node='camera_node') is None
     assert value(scrape, 'vton_live_fps') == pytest.approx(4.0)

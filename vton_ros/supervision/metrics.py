@@ -25,9 +25,8 @@ from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, Histogram, \
     Info
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # what :meth:`MirrorMetrics.render` returns
+CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'  # what render() returns
 STAGES = ('preprocess', 'segmentation', 'vae_encode', 'denoise', 'vae_decode', 'safety_check',
           'total', 'camera_wait')
 # seconds: a CPU step-less stage takes milliseconds, a 512x384 try-on on a CPU minutes
