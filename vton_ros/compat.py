@@ -10,9 +10,16 @@ does not exist``, which also breaks timm, segmentation-models-pytorch and parts 
 declare the two missing operator schemas and import again. Python parts of torchvision then
 work; its C++ ops (nms, io.decode_*) raise if called (vton_ros never calls them). On a CUDA
 or Jetson install whose torchvision loads, nothing is declared.
+
+:func:`prepare_torchvision` (what pipeline/, training/ and bench/ call in their
+``__init__``) defers that to the first import of torchvision, from any module: a process
+that never needs torchvision (segmentation_node with the pose masker, mirror_ui) does not
+pay its 1-2 s of import time, or torch's.
 """
 
 import importlib
+from importlib.abc import Loader, MetaPathFinder
+from importlib.machinery import ModuleSpec, PathFinder
 import logging
 import sys
 
@@ -48,3 +55,29 @@ def ensure_torchvision() -> bool:
     importlib.import_module('torchvision')
     _LOG.debug('torchvision C++ ops unavailable; declared nms/qnms schemas so it imports')
     return True
+
+
+class _FirstImport(MetaPathFinder, Loader):
+    """Turns the first ``import torchvision`` into :func:`ensure_torchvision`."""
+
+    def find_spec(self, name: str, path=None, target=None) -> ModuleSpec | None:
+        """Answer for torchvision only (also to importlib.util.find_spec, which loads none)."""
+        real = PathFinder.find_spec(name, path) if name == 'torchvision' else None
+        return real and ModuleSpec(name, self, origin=real.origin, is_package=True)
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        """Use the default module: a placeholder that exec_module replaces."""
+        return None
+
+    def exec_module(self, module) -> None:
+        """Import the real torchvision; importlib then returns what sys.modules holds."""
+        sys.meta_path.remove(self)
+        del sys.modules['torchvision']
+        ensure_torchvision()
+
+
+def prepare_torchvision() -> None:
+    """Make the first import of torchvision go through :func:`ensure_torchvision`."""
+    if 'torchvision' not in sys.modules and not any(
+            isinstance(finder, _FirstImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FirstImport())

@@ -4,6 +4,6 @@ Benchmark of the try-on pipeline: stage timings, compute floor (FLOPs), sweeps, 
 Pure torch/numpy (no rclpy); the ``vton_bench`` command-line tool is a thin wrapper.
 """
 
-from vton_ros.compat import ensure_torchvision
+from vton_ros.compat import prepare_torchvision
 
-ensure_torchvision()  # before any module below imports diffusers, timm or smp
+prepare_torchvision()  # before any module below imports diffusers, timm or smp

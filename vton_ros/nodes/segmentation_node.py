@@ -18,7 +18,6 @@ from sensor_msgs.msg import Image
 from vton_ros.nodes import common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.live import LiveTopic
-from vton_ros.pipeline.device import resolve_device
 from vton_ros.pipeline.masks import (create_mask_generator, MaskGenerator, MaskResult,
                                      overlay_mask)
 
@@ -44,9 +43,11 @@ class SegmentationNode(managed.ManagedNode):
         start = time.monotonic()
         self._generator = self._make_generator()
         backend = self.setting('segmentation.backend')
-        # the pose backend runs mediapipe on the CPU whatever segmentation.device says
-        device = ('cpu (mediapipe)' if backend == 'pose' else
-                  str(resolve_device(self.setting('segmentation.device'))))
+        if backend == 'pose':  # mediapipe on the CPU whatever segmentation.device says
+            device = 'cpu (mediapipe)'
+        else:  # torch is imported for the unet backend only
+            from vton_ros.pipeline.device import resolve_device
+            device = str(resolve_device(self.setting('segmentation.device')))
         self.get_logger().info(f'mask generator {backend} ready on {device} in '
                                f'{time.monotonic() - start:.2f} s')
         self.diag.update(backend=backend, device=device)

@@ -5,6 +5,6 @@ The mask model: VITON-HD readers, background composition, the loop. The demo mod
 synthetic paired try-on data and the two-stage (VAE, then UNet) training on it.
 """
 
-from vton_ros.compat import ensure_torchvision
+from vton_ros.compat import prepare_torchvision
 
-ensure_torchvision()  # before any module below imports diffusers, timm or smp
+prepare_torchvision()  # before any module below imports diffusers, timm or smp
