@@ -266,3 +266,17 @@ def test_make_masks_cli_unet_errors(tmp_path):
     proc = _run_cli('vton_ros.tools.make_masks', '--backend', 'unet', '--input', str(img),
                     '--out', str(tmp_path / 'o'))
     assert proc.returncode == 2 and 'train_segmentation' in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_pose_masker_loads_no_torch_and_torchvision_still_imports_after_it():
+    """segmentation_node with the pose masker: no torch; the torchvision shim runs later."""
+    code = ('import sys; import vton_ros.nodes.segmentation_node; '
+            'from vton_ros.pipeline.masks import create_mask_generator; '
+            'create_mask_generator("pose").close(); '
+            'assert "torch" not in sys.modules and "torchvision" not in sys.modules; '
+            'import segmentation_models_pytorch as smp; '
+            'smp.Unet("resnet18", encoder_weights=None, classes=1); '
+            'import torchvision.ops; from diffusers import UNet2DConditionModel')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
