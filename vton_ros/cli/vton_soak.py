@@ -285,8 +285,9 @@ class Soak:
             attempt += 1
             record = self.run_goal(client, index, 'after_server_kill', rng)
             record.update(server_kill_t=kill['t'], attempts=attempt)
-            if record.get('note') and self._killed_since(kill['t']):
-                record['cause'] = 'normal'  # a newer kill's check replaces this one
+            unanswered = record.get('note') or (record['accepted'] and not record['code'])
+            if unanswered and self._killed_since(kill['t']):
+                record['cause'] = 'normal'  # killed again: a newer kill's check replaces this one
                 return record
             busy = not record['accepted'] or record['code'] == 'PREEMPTED'
             if not busy or record.get('note') or time.monotonic() > deadline:
