@@ -130,8 +130,11 @@ async def _drain(ws) -> None:
 
 @pytest.mark.stack
 def test_mirror_ui_stays_under_250_mib_through_a_burst_of_the_largest_uploads(tmp_path):
+    noise = np.random.default_rng(5).integers(0, 255, (1425, 1900, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, 'PNG')  # 7.8 MiB: about the largest body accepted
     uploads = [largest('PNG', 'RGB'), largest('PNG', 'RGBA'), largest('WEBP', 'RGB'),
-               photo('JPEG', 'RGB', 4096, 4096)]  # JPEG: the most pixels a header may say
+               photo('JPEG', 'RGB', 4096, 4096), buf.getvalue()]  # JPEG: the most pixels
     env = ros_env(free_domain_id())
     procs = [Proc(node_argv('camera_node', {
         'camera.source': 'sample:astronaut', 'camera.fps': 15.0, 'camera.width': 640,

@@ -50,7 +50,7 @@ class Garments:
     """
 
     def __init__(self, folder: str = '', max_pixels: int = 4096 * 4096, thumb_side: int = 256,
-                 max_uploads: int = 8, max_kept: int = 8) -> None:
+                 max_uploads: int = 8, max_kept: int = 4) -> None:
         self._lock = threading.Lock()
         self._max_pixels = max_pixels
         self._thumb_side = thumb_side

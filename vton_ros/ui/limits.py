@@ -24,7 +24,9 @@ from aiohttp import web
 
 LOG_INTERVAL = 10.0  # seconds between two log lines of one kind of abuse
 MMAP_THRESHOLD = 1 << 20  # bytes: larger allocations are mapped, and unmapped when freed
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
+M_ARENA_MAX = -8
+ARENAS = 2  # malloc arenas at most: each thread's own arena keeps what it freed
 REFUSAL = (b'HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n'
            b'Content-Length: 29\r\nRetry-After: 5\r\nConnection: close\r\n\r\n'
            b'too many connections to this\n')
@@ -258,15 +260,17 @@ def return_freed_memory(threshold: int = MMAP_THRESHOLD) -> bool:
 
     By default glibc raises that threshold after the first large free (up to 32 MiB), and
     decoded photos then stay in the heap: a burst of uploads left mirror_ui 130 MiB larger
-    for good. A process-wide setting: call it from ``main`` only. False where the C library
-    is not glibc (nothing changed).
+    for good. It also caps the malloc arenas at ARENAS (the executor's, the event loop's and
+    the decoder's threads share them). A process-wide setting: call it from ``main`` only.
+    False where the C library is not glibc (nothing changed).
     """
     name = ctypes.util.find_library('c')
     try:
         mallopt = ctypes.CDLL(name).mallopt if name else None
     except (OSError, AttributeError):
         mallopt = None
-    return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold))
+    return bool(mallopt is not None and mallopt(M_MMAP_THRESHOLD, threshold)
+                and mallopt(M_ARENA_MAX, ARENAS))
 
 
 def small_send_buffer(transport: Any, size: int) -> None:
