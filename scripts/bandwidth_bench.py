@@ -169,13 +169,18 @@ def wait_line(stream, prefix: str, what: str, deadline: float) -> str:
 
 
 def run(args) -> dict:
+    """Measure in a temporary folder (the weights, profiles and logs), removed at the end."""
+    with tempfile.TemporaryDirectory(prefix='vton_bandwidth_') as folder:
+        return measure(args, Path(folder))
+
+
+def measure(args, tmp: Path) -> dict:
     """Make the hosts, start the mirror and the robot, measure each phase."""
     from netns import Hosts
 
     from vton_ros.settings import dds
     from vton_ros.tools.make_test_weights import write_test_weights
 
-    tmp = Path(tempfile.mkdtemp(prefix='vton_bandwidth_'))
     weights = Path(write_test_weights(str(tmp / 'weights'))['base_model']).parent
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED='1')
     template = (ROOT / 'config' / dds.LAN_TEMPLATE).read_text()
