@@ -182,7 +182,8 @@ function onLive(message) {
   const lost = message.status !== liveInfo.status && RERENDER_FOR.includes(message.status);
   liveInfo = message;
   if (lost && message.rerender && liveOn && state.state === 'result' && lastGarment) {
-    tryOn(lastGarment);  // render again from the current frame
+    send({type: 'live'});  // let the frozen frame of the last result go: without this the
+    tryOn(lastGarment);  // mirror rendered that old frame again; now the current one
   }
   render();
 }

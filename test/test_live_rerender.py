@@ -1,0 +1,125 @@
+"""
+live.rerender through real ROS processes and the real page (headless Chromium).
+
+The camera replays a shopper who steps back and forth: her picture at full size for a few
+seconds, then at 3/4 size (beyond segmentation_node's live.max_scale, so the warp says
+'moved too far'). With Live on and live.rerender true the page tries the garment on again,
+by itself, from the current frame: the next result on tryon/result is made from a frame of
+the other size, not from the frozen frame of the first try-on.
+"""
+
+from pathlib import Path
+import threading
+
+import cv2
+import numpy as np
+from pages import browser_or_skip, by_testid, errors, run_to_end, SERVER, SHOP, SHOP_IDS, tap, \
+    URL, wait_for
+import pytest
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, wait_until
+from sensor_msgs.msg import Image
+from vton_ros.media import samples
+from vton_ros.nodes import image_conv
+from vton_ros.nodes.common import LATCHED_QOS
+from vton_ros.ui import browser
+
+pytestmark = pytest.mark.stack  # node processes: not in make check
+
+SIZE = (320, 240)
+SCALES = (1.0, 0.75)  # her size in the two halves of the replay
+FRAMES = 12  # frames of each half (3 s at camera.fps 4)
+
+
+def camera_frames() -> list[np.ndarray]:
+    """Return one frame per scale: her picture bottom-centred on a plain wall."""
+    rgb = samples.portrait('astronaut')
+    side = rgb.shape[0] * 3 // 4
+    left = (rgb.shape[1] - side) // 2
+    frames = []
+    for scale in SCALES:
+        w, h = round(180 * scale), round(SIZE[1] * scale)
+        person = cv2.resize(rgb[:, left:left + side], (w, h), interpolation=cv2.INTER_AREA)
+        frame = np.full((SIZE[1], SIZE[0], 3), 200, np.uint8)
+        x = (SIZE[0] - w) // 2
+        frame[SIZE[1] - h:, x:x + w] = person
+        frames.append(frame)
+    return frames
+
+
+class RerenderStack:
+    """camera_node, segmentation_node (Live), tryon_server, mirror_ui (live.rerender)."""
+
+    def __init__(self, tmp: Path) -> None:
+        domain = free_domain_id()
+        env = ros_env(domain)
+        folder = tmp / 'frames'
+        folder.mkdir()
+        for half, frame in enumerate(camera_frames()):
+            for i in range(FRAMES):
+                cv2.imwrite(str(folder / f'{half}_{i:02d}.png'),
+                            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        node = {'camera_node': {'camera.source': str(folder), 'camera.fps': 4.0,
+                                'camera.width': SIZE[0], 'camera.height': SIZE[1]},
+                'segmentation_node': {'segmentation.max_rate': 4.0, 'live.max_scale': 1.15,
+                                      'segmentation.device': 'cpu', 'live.enabled': True},
+                'tryon_server': dict(SERVER, **{'garments.catalog_dir': str(SHOP)})}
+        self.procs = [Proc(node_argv(name, params), env, tmp / f'{name}.log')
+                      for name, params in node.items()]
+        home = tmp / 'ui_home'
+        home.mkdir()
+        self.ui = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(SHOP),
+                                               'live.enabled': True, 'live.rerender': True}),
+                       dict(env, HOME=str(home), TMPDIR=str(home)), tmp / 'mirror_ui.log',
+                       cwd=home)
+        self.procs.append(self.ui)
+        self.url = URL.search(self.ui.wait_for_log('mirror page at', HANG_GUARD)).group(1)
+        self.procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
+        self.lock = threading.Lock()
+        self.results: list = []
+        self.spinner = Spinner('rerender_test', domain)
+        self.spinner.node.create_subscription(Image, 'tryon/result', self._result, LATCHED_QOS)
+        self.driver = browser.chrome(1080, 1920)
+
+    def _result(self, msg) -> None:
+        with self.lock:
+            self.results.append(image_conv.to_rgb(msg))
+
+    def close(self) -> None:
+        """Quit the browser and the client, stop the nodes (each must exit 0)."""
+        self.driver.quit()
+        self.spinner.close()
+        codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in self.procs}
+        assert set(codes.values()) == {0}, codes
+
+
+@pytest.fixture(scope='module')
+def stack(tmp_path_factory):
+    browser_or_skip()
+    stack = RerenderStack(tmp_path_factory.mktemp('rerender'))
+    yield stack
+    stack.close()
+
+
+def scale_of(result: np.ndarray, frames: list[np.ndarray]) -> float:
+    """Return the scale of the frame a try-on was made from (repaint: the wall is its own)."""
+    wall = [f[:, ::-1] for f in frames]  # camera.mirror: the frames as the server got them
+    errs = [np.median(np.abs(result.astype(int) - f).max(-1)) for f in wall]
+    return SCALES[int(np.argmin(errs))]
+
+
+def test_moved_too_far_the_page_renders_again_from_the_current_frame(stack):
+    driver = stack.driver
+    driver.get(stack.url)
+    wait_for(driver, 'return arguments[0].getAttribute("aria-pressed") === "true"',
+             by_testid(driver, 'live-toggle'))
+    first = tap(driver, SHOP_IDS[0])
+    run_to_end(driver, first)  # the one tap of this test
+    wait_until(lambda: stack.results, HANG_GUARD, 'the first result on tryon/result')
+    # she steps back or forth: 'moved too far'; the page renders again by itself
+    wait_until(lambda: len(stack.results) >= 2, HANG_GUARD,
+               lambda: f'a second try-on without a tap (page: {by_testid(driver, "status").text})')
+    wait_for(driver, 'return window.mirrorStats.ends >= arguments[0]', first + 2)
+    with stack.lock:
+        made = [scale_of(r, camera_frames()) for r in stack.results]
+    assert made[1] != made[0], made  # from the current frame, not the frozen one
+    assert not errors(driver)
