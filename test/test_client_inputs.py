@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from rosutil import free_domain_id, HANG_GUARD, LIB, node_argv, Proc, ros_env, s
 from stack import person_goal, server_params
 from vton_ros.cli.tryon_client import build_parser, EXIT
 from vton_ros.goals import client_files as files
+from vton_ros.supervision import dds_shm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,6 +183,32 @@ def test_timeout_cancels_the_goal_and_ends_the_progress_line(tmp_path, tiny_weig
         assert not [x for x in lines if x.startswith('try-on:') and 'tryon_client' in x]
         assert not run.stdout and not (tmp_path / 'r.png').exists()
         server.wait_for_log('ended CANCELED')  # the server stopped working for nobody
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+@pytest.mark.stack
+def test_a_finished_client_leaves_no_shared_memory(tmp_path, tiny_weights):
+    env = ros_env(free_domain_id())
+    server = Proc(node_argv('tryon_server', server_params(tiny_weights)), env,
+                  tmp_path / 'server.log')
+    try:
+        server.wait_for_log('configured and activated')
+        person, mask = write_inputs(tmp_path)
+        proc = subprocess.Popen([LIB / 'tryon_client', '--garment',
+                                 ROOT / 'garments' / 'red_tshirt.png', '--person', person,
+                                 '--mask', mask, '--steps', '1', '--out', tmp_path / 'r.png'],
+                                env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        segments, deadline = set(), time.monotonic() + HANG_GUARD
+        while proc.poll() is None and time.monotonic() < deadline:  # read while it lives
+            segments.update(n for n in dds_shm.own_files(proc.pid) if dds_shm.is_segment(n))
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=HANG_GUARD)
+        assert proc.returncode == 0 and (tmp_path / 'r.png').exists(), err
+        assert segments, 'its Fast DDS segment was never seen'
+        # its action client went with its node: the participant gave its 67 MB back
+        assert not [n for n in segments if (dds_shm.SHM_DIR / n).exists()], err
     finally:
         assert server.stop() == 0, server.log()
 
