@@ -203,7 +203,8 @@ def topic(args: argparse.Namespace, out: Path) -> tuple[dict, list]:
         ['tryon_bringup', '--profile', 'cpu,demo', '--camera-source', str(out / 'walk'),
          '--set', 'camera.fps=15.0', '--set', f'camera.width={SIZE[0]}',
          '--set', f'camera.height={SIZE[1]}', '--set', 'segmentation.max_rate=0.0',
-         '--set', f'catvton.num_inference_steps={args.steps}'],
+         '--set', f'catvton.num_inference_steps={args.steps}',
+         '--set', 'tryon.prerender=off'],  # idle means idle: no shelf rendered meanwhile
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = rclpy.create_node('live_bench')

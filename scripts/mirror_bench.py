@@ -50,7 +50,9 @@ class Stack:
         self._file = open(log, 'w')
         self.popen = subprocess.Popen(
             ['bash', str(ROOT / 'scripts' / 'mirror.sh'), '--set',
-             f'catvton.num_inference_steps={args.steps}', '--set', f'camera.fps={args.fps}'],
+             f'catvton.num_inference_steps={args.steps}', '--set', f'camera.fps={args.fps}',
+             # renders, not the shelf's ready results (shelf_bench turns it on)
+             '--set', f'tryon.prerender={getattr(args, "prerender", "off")}'],
             env=env, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True)
         text = self.wait_for(r'mirror page at (http://\S+/)')
         self.url = re.search(r'mirror page at (http://\S+/)', text).group(1)
