@@ -103,6 +103,17 @@ def onnx_export(tiny, tmp_path_factory) -> Path:
     return Path(built_once(tmp_path_factory, 'onnx', export))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the modules with node processes, slow tests or lint first, the quick ones last.
+
+    Under ``--dist loadfile`` a worker takes the next module when it is done: quick modules
+    at the end keep both workers busy to the last minute. The order within a module stays.
+    """
+    heavy = {item.module for item in items
+             if any(item.get_closest_marker(name) for name in ('stack', 'slow', 'linter'))}
+    items.sort(key=lambda item: item.module not in heavy)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Give back the Fast DDS shared memory that this session's killed nodes left.
 
