@@ -238,3 +238,14 @@ def test_the_settings():
     assert ShelfConfig().garments(['a']) == []
     with pytest.raises(ValueError, match='valid: off, shelf, catalogue'):
         ShelfConfig('all')
+
+
+def test_stop_never_waits_for_a_client_goal_that_holds_the_pipeline():
+    host = Host()
+    prerender = Prerender(host)
+    with prerender.claim():  # a goal runs (for as long as it likes)
+        prerender.start()
+        host.see(0, stamp=1)
+        wait_until(lambda: host.looks >= 2, HANG_GUARD, 'the worker looking')
+        assert prerender.stop(HANG_GUARD) and not prerender.running
+    assert not host.renders

@@ -266,11 +266,15 @@ class Prerender:
                 self.drop('the person left')
             return False
         self._absent_since = None
-        with self._work:
+        if not self._work.acquire(blocking=False):  # a client goal has the pipeline: never
+            return False  # wait for it here (a stop must not wait for a goal's end)
+        try:
             if self._stopping.is_set() or not self._host.idle():
                 return False
             self._follow(shot, config, now)
             return self._render_next(config)
+        finally:
+            self._work.release()
 
     def _follow(self, shot: Shot, config: ShelfConfig, now: float) -> None:
         """Keep the base while the newest frame's pose is reachable from it; else rebase."""
