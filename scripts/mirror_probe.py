@@ -382,17 +382,19 @@ def largest_accepted(fmt: str, mode: str) -> bytes:
 
 async def largest_burst(stack: Stack, count: int) -> dict:
     """Each kind's largest accepted photo ``count`` times, 4 at once: RSS peak (VmHWM)."""
+    kinds = {f'{fmt}_{mode}': largest_accepted(fmt, mode)  # before the page: it must read
+             for fmt, mode in (('PNG', 'RGB'), ('PNG', 'RGBA'), ('WEBP', 'RGB'))}
     results = {'rss_before_mib': round(stack.rss_mib())}
     Path(f'/proc/{stack.ui_pid}/clear_refs').write_text('5')  # VmHWM := VmRSS
     async with ClientSession(headers={'X-Mirror-Token': TOKEN}) as http:
         ws, page, reading = await open_page(http, stack.url)
-        for fmt, mode in (('PNG', 'RGB'), ('PNG', 'RGBA'), ('WEBP', 'RGB')):
-            data, codes = largest_accepted(fmt, mode), []
+        for kind, data in kinds.items():
+            codes = []
             for _ in range(count // 4):
                 codes += await asyncio.gather(*(upload(http, stack.url, data, page)
                                                 for _ in range(4)))
             size = Image.open(io.BytesIO(data)).size
-            results[f'{fmt}_{mode}'] = f'{size[0]}x{size[1]}: {[c for c, _ in codes].count(200)}'
+            results[kind] = f'{size[0]}x{size[1]}: {[c for c, _ in codes].count(200)} accepted'
         reading.cancel()
         await ws.close()
     hwm = re.search(r'VmHWM:\s+(\d+)', Path(f'/proc/{stack.ui_pid}/status').read_text())
