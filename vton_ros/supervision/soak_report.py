@@ -88,9 +88,9 @@ def node_figures(record: dict[str, Any], node: str, hold_s: float = 0.0) -> dict
     """
     Per node: processes seen, and the leak figures of its longest-lived process.
 
-    For the process that lived through the most goals (goals sent by all clients,
-    rejected ones included): its RSS, fds and threads after warm-up and at its end, and
-    their least-squares slopes per 100 goals over that steady window. Start-up (imports,
+    For the process that lived longest once up: its RSS, fds and threads after warm-up and
+    at its end, and their least-squares slopes per 100 goals (goals sent by all clients,
+    rejected ones included) over that steady window. Start-up (imports,
     model loading) lasts until the process has its most open fds (its DDS participant and
     node are up); warm-up then lasts for the first WARM_UP of its goals (allocator, caches)
     and at least ``hold_s`` seconds (tryon_server keeps every finished goal, its request
@@ -110,8 +110,7 @@ def node_figures(record: dict[str, Any], node: str, hold_s: float = 0.0) -> dict
         top = max(s['fds'] for s in process)
         return process[next(i for i, s in enumerate(process) if s['fds'] == top):]
 
-    longest = max((up(ss) for ss in by_pid.values()),
-                  key=lambda ss: ss[-1]['goals_done'] - ss[0]['goals_done'])
+    longest = max((up(ss) for ss in by_pid.values()), key=lambda ss: ss[-1]['t'] - ss[0]['t'])
     done = [s['goals_done'] for s in longest]
     warm = done[0] + (done[-1] - done[0]) * WARM_UP
     steady = [s for s in longest if s['goals_done'] >= warm and
