@@ -56,6 +56,12 @@ class LiveTopic:
                           min_width_ratio=s('live.min_width_ratio'),
                           feather=s('live.feather'))
 
+    @property
+    def following(self) -> bool:
+        """Whether a try-on is followed or waits to be (frames then go at live.max_rate)."""
+        return bool(self._node.setting('live.enabled')) and (
+            self._follower.has_result or self._pending is not None)
+
     def result_callback(self, msg: Image) -> None:
         """Keep the newest try-on result for the worker."""
         with self._lock:

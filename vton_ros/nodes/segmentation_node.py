@@ -6,7 +6,9 @@ thread runs the mask generator on it (stale frames are dropped, counted in /diag
 and publishes ``agnostic_mask`` (mono8, the frame's header; >= 128 repaint, the rest of the
 person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (rgb8;
 ``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
-it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`).
+it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`): while
+a try-on is followed, frames are posed and masked at ``live.max_rate`` for the composite,
+and only those due at ``segmentation.max_rate`` publish the mask and the overlay.
 """
 
 import threading
@@ -107,24 +109,36 @@ class SegmentationNode(managed.ManagedNode):
             self._latest = msg
             self._cond.notify()
 
+    def _rates(self) -> tuple[float, float]:
+        """Return (frames per second, masks per second); 0 = no limit."""
+        masks = self.setting('segmentation.max_rate')
+        if self._live is None or not self._live.following:
+            return masks, masks
+        frames = self.setting('live.max_rate')  # the live composite follows the camera
+        return (0.0 if 0.0 in (frames, masks) else max(frames, masks)), masks
+
     def _work(self) -> None:
-        last = 0.0
+        last = last_mask = 0.0
         while True:
             with self._cond:
                 while self._running and self._latest is None:
                     self._cond.wait(0.5)
                 if not self._running:
                     return
-                max_rate = self.setting('segmentation.max_rate')
+                max_rate, mask_rate = self._rates()
                 wait = (last + 1.0 / max_rate - time.monotonic()) if max_rate > 0 else 0.0
                 if wait > 0:
                     self._cond.wait(wait)  # a newer frame may replace this one meanwhile
                     continue
                 msg, self._latest = self._latest, None
             last = time.monotonic()
-            self._process(msg)
+            # masks and overlays at their own rate; the frames between only feed tryon/live
+            publish = mask_rate <= 0 or last - last_mask >= 0.9 / mask_rate
+            if publish:
+                last_mask = last
+            self._process(msg, publish)
 
-    def _process(self, msg: Image) -> None:
+    def _process(self, msg: Image, publish: bool = True) -> None:
         start = time.monotonic()
         try:
             rgb = image_conv.to_rgb(msg)
@@ -140,9 +154,10 @@ class SegmentationNode(managed.ManagedNode):
                                     throttle_duration_sec=5.0)
             self.diag.update('error', 'mask generation failed', last_error=repr(err))
             return
-        self._mask_pub.publish(image_conv.from_mono(result.marked_mask(), msg.header))
-        self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
-                                                      msg.header))
+        if publish:
+            self._mask_pub.publish(image_conv.from_mono(result.marked_mask(), msg.header))
+            self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
+                                                          msg.header))
         try:
             self._live.process(rgb, msg, result, self._mask_again)
         except Exception as err:  # noqa: B902 - worker boundary: masks go on without live

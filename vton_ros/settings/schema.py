@@ -90,6 +90,10 @@ SCHEMA: tuple[Param, ...] = (
     Param('live.min_width_ratio', 0.6, 'Shoulder width (scale-corrected) below this share of '
           "the try-on frame's means the shopper turned sideways", _LIVE,
           min=0.0, max=0.99),
+    Param('live.max_rate', 15.0, 'Most live composites per second while a try-on is '
+          'followed: frames are then posed and masked at this rate (0 = every frame), '
+          'agnostic_mask and mask_overlay stay at segmentation.max_rate',
+          ('segmentation_node',), min=0.0, max=120.0),
     Param('live.feather', 0.03, 'Outward feather of the composite, in shoulder widths',
           ('segmentation_node',), min=0.0, max=0.5),
     Param('live.forget_after', 5.0, 'Seconds without a person after which the followed '
