@@ -283,10 +283,14 @@ class Prerender:
             return
         self._checked = now
         landmarks = self._host.landmarks(shot.person)
-        if base is not None and base.landmarks is not None and landmarks is not None:
+        if base is not None and shot.person.shape != base.person.shape:
+            self.drop('the camera frame size changed')
+        elif base is not None and base.landmarks is not None:
+            if landmarks is None:  # no pose seen this time: leaving is the masks' to tell
+                return
             reached, status = match_points(base.landmarks, landmarks, shot.person.shape[:2],
                                            _key_type(self._ready), config.live)
-            if reached is not None and shot.person.shape == base.person.shape:
+            if reached is not None:
                 return
             self.drop(f'the person {status}')
         elif base is not None:
