@@ -123,7 +123,7 @@ class Host(Protocol):
         """Render ``request`` on ``shot``; raise TryOnCancelled when should_stop says so."""
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        """Return the (33, 3) pose of a frame, or None (no person seen, no pose backend)."""
+        """Return the (33, 3) pose of a frame, or None (no person, no pose); thread-safe."""
 
 
 class Prerender:
@@ -133,7 +133,7 @@ class Prerender:
                  clock: Callable[[], float] = time.monotonic) -> None:
         """Work for ``host``; logger: info/warning/error(str) (a node's logger)."""
         self._host, self._log, self._clock = host, logger, clock
-        self._work = threading.Lock()  # the pipeline and masker: a goal's, or ours
+        self._work = threading.Lock()  # the pipeline: a client goal's, or the background's
         self._lock = threading.Lock()  # the fields below
         self._ready: dict[str, Ready] = {}
         self._failed: set[str] = set()  # garments that cannot render for this base
@@ -266,12 +266,12 @@ class Prerender:
                 self.drop('the person left')
             return False
         self._absent_since = None
+        self._follow(shot, config, now)  # no pipeline needed: a goal never waits for it
         if not self._work.acquire(blocking=False):  # a client goal has the pipeline: never
             return False  # wait for it here (a stop must not wait for a goal's end)
         try:
             if self._stopping.is_set() or not self._host.idle():
                 return False
-            self._follow(shot, config, now)
             return self._render_next(config)
         finally:
             self._work.release()
@@ -279,7 +279,9 @@ class Prerender:
     def _follow(self, shot: Shot, config: ShelfConfig, now: float) -> None:
         """Keep the base while the newest frame's pose is reachable from it; else rebase."""
         base = self._base
-        if base is not None and (shot.stamp == base.stamp or now - self._checked < MOVE_CHECK):
+        if base is not None and (shot.stamp == base.stamp or now - self._checked < MOVE_CHECK
+                                 or shot.person.shape == base.person.shape
+                                 and np.array_equal(shot.person, base.person)):
             return
         self._checked = now
         landmarks = self._host.landmarks(shot.person)
