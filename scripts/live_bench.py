@@ -9,11 +9,20 @@ Benchmark of live follow (not a test): the garment on a moving shopper, with gro
    region and the mean absolute error inside the moved mask (0-255), plus the CPU time per
    640x480 frame of the pose mask and of the warp (CPU seconds: less skewed by a loaded
    machine than wall time).
-2. The live topic (ROS): tryon_bringup --profile cpu,demo (the demo model) with a camera
-   replay of the astronaut walking sideways at 640x480 and 15 fps, segmentation.max_rate 0.
-   After one try-on it counts tryon/live messages with the try-on server idle and while
-   try-ons run back to back, and the latency from the camera frame's stamp to the composite's
-   arrival. Keeps a strip of live frames (raw camera above, live composite below).
+2. CPU per stage (no ROS but one publisher): milliseconds of CPU per 640x480 frame
+   (time.process_time, median and minimum of repeats) of each stage of segmentation_node's
+   worker: pose landmarks (mediapipe), the agnostic mask, the overlay and its PNG, live
+   warp + composite, image_conv, the JPEG of tryon/live/compressed and the publish. A live
+   frame (between masks) takes the live path only; the capacity is the frames per second
+   one worker thread sustains on that CPU (1000 / ms; the worker is serial, so the second
+   core does not add to it; it runs the camera, the server and the page).
+3. The live topic (ROS): tryon_bringup --profile cpu,demo (the demo model, its default
+   rates: masks at segmentation.max_rate, live frames at live.max_rate) with a camera replay
+   of the astronaut walking sideways at 640x480 and 15 fps. After one try-on it counts
+   tryon/live/compressed messages (what the page shows) with the try-on server idle and while
+   try-ons run back to back, the latency from the camera frame's stamp to the composite's
+   arrival, segmentation_node's CPU per live frame (from /proc) and the load average of each
+   window. Keeps a strip of live frames (raw camera above, live composite below).
 
     source scripts/env.sh && python scripts/live_bench.py --strip docs/live_strip.png
 """
@@ -48,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--strip', default='', help='also write the strip PNG here')
     parser.add_argument('--seconds', type=float, default=15.0, help='seconds per rate window')
     parser.add_argument('--steps', type=int, default=10, help='steps per try-on while busy')
-    parser.add_argument('--no-ros', action='store_true', help='accuracy part only')
+    parser.add_argument('--no-ros', action='store_true', help='accuracy and CPU parts only')
+    parser.add_argument('--repeats', type=int, default=30, help='repeats per CPU stage')
     return parser
 
 
@@ -140,53 +150,167 @@ def raised_arm() -> dict:
             'iou_warped_mask': round(iou(live.warped_mask > 127, truth), 3)}
 
 
+def _cpu_ms(fn, repeats: int) -> tuple[dict, object]:
+    """Run fn repeatedly; return ({'median', 'min'} CPU ms of the process, its last value)."""
+    times, value = [], None
+    for _ in range(repeats):
+        cpu = time.process_time()
+        value = fn()
+        times.append(1000 * (time.process_time() - cpu))
+    return {'median': round(float(np.median(times)), 2), 'min': round(min(times), 2)}, value
+
+
+def stages(repeats: int) -> dict:
+    """Part 2: CPU ms per 640x480 frame of each stage of the worker, and the capacity."""
+    import rclpy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+    from vton_ros.media import image_codec
+    from vton_ros.media.live_warp import LiveFollower
+    from vton_ros.nodes import image_conv
+    from vton_ros.pipeline.masks import create_mask_generator, overlay_mask, pose_agnostic_mask
+    frames = walk_frames()
+    ms = {}
+    with create_mask_generator('pose') as masker:
+        first = masker(frames[0])
+        follower = LiveFollower()
+        follower.set_result(striped_try_on(frames[0], first.mask), first.mask,
+                            first.landmarks, 'upper')
+        frame = frames[3]  # 72 px from the try-on frame
+        msg = image_conv.from_rgb(frame, Header())
+        ms['image_conv.to_rgb'], _ = _cpu_ms(lambda: image_conv.to_rgb(msg), repeats)
+        ms['pose_landmarks'], (lms, prob) = _cpu_ms(lambda: masker.detect(frame), repeats)
+        ms['agnostic_mask'], mask = _cpu_ms(
+            lambda: pose_agnostic_mask(lms, prob > masker.config.threshold, 'upper'), repeats)
+        seen = masker(frame)
+        ms['mask_publish_conv'], _ = _cpu_ms(
+            lambda: image_conv.from_mono(seen.marked_mask(), Header()), repeats)
+        ms['overlay'], over = _cpu_ms(lambda: overlay_mask(frame, seen.mask), repeats)
+        ms['overlay_png'], _ = _cpu_ms(
+            lambda: image_codec.encode(over, 'rgb8', 'png', 80, 3), repeats)
+        ms['live_warp_composite'], live = _cpu_ms(
+            lambda: follower.follow(frame, seen.mask, seen.landmarks), repeats)
+        if not live.live:
+            raise RuntimeError(f'the CPU part did not follow: {live.status}')
+        ms['image_conv.from_rgb'], out = _cpu_ms(
+            lambda: image_conv.from_rgb(live.image, Header()), repeats)
+        ms['jpeg_encode'], _ = _cpu_ms(
+            lambda: image_codec.encode(live.image, 'rgb8', 'jpeg', 80, 3), repeats)
+    rclpy.init()
+    try:
+        node = rclpy.create_node('live_bench_publish')
+        pub = node.create_publisher(Image, 'live_bench/live', 2)
+        ms['publish'], _ = _cpu_ms(lambda: pub.publish(out), repeats)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+    live_path = ('image_conv.to_rgb', 'pose_landmarks', 'agnostic_mask', 'live_warp_composite',
+                 'image_conv.from_rgb', 'jpeg_encode', 'publish')
+    mask_extra = ('mask_publish_conv', 'overlay')
+    figures = {'cpu_ms': ms}
+    for key in ('median', 'min'):
+        live_ms = sum(ms[k][key] for k in live_path)
+        figures[f'live_frame_ms_{key}'] = round(live_ms, 1)
+        figures[f'mask_frame_extra_ms_{key}'] = round(sum(ms[k][key] for k in mask_extra), 1)
+        figures[f'capacity_fps_{key}'] = round(1000.0 / live_ms, 1)
+    figures['live_path'] = list(live_path)
+    figures['load_average_1_5_15'] = os.getloadavg()
+    return figures
+
+
+def walk_frames() -> list[np.ndarray]:
+    """Return the camera replay's frames: the astronaut walking sideways."""
+    base = portrait_frame('astronaut')
+    return [cv2.warpAffine(base, np.float32([[1, 0, dx - 48], [0, 1, 0]]), SIZE,
+                           borderMode=cv2.BORDER_REPLICATE) for dx in WALK]
+
+
 def walk_folder(folder: Path) -> list[np.ndarray]:
     """Write the camera replay: the astronaut walking sideways (unmirrored frames)."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = portrait_frame('astronaut')
-    frames = []
-    for i, dx in enumerate(WALK):
-        frame = cv2.warpAffine(base, np.float32([[1, 0, dx - 48], [0, 1, 0]]), SIZE,
-                               borderMode=cv2.BORDER_REPLICATE)
+    frames = walk_frames()
+    for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f'{i:02d}.png'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        frames.append(frame)
     return frames
 
 
 class Watch:
     """The bench's ROS node: tryon/live arrivals, latencies and a few frames."""
 
-    def __init__(self, node) -> None:
+    def __init__(self, node, seg_pid: int | None = None) -> None:
         from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CompressedImage, Image
         from std_msgs.msg import String
         from vton_ros.nodes.common import LATCHED_QOS
         self.lock = threading.Lock()
+        self.seg_pid = seg_pid
         self.arrivals, self.latencies, self.kept, self.status = [], [], {}, []
-        node.create_subscription(Image, 'tryon/live', self._live, qos_profile_sensor_data)
+        node.create_subscription(Image, 'tryon/live', self._raw, qos_profile_sensor_data)
+        node.create_subscription(CompressedImage, 'tryon/live/compressed', self._live,
+                                 qos_profile_sensor_data)
         node.create_subscription(String, 'tryon/live/status',
                                  lambda m: self.status.append(m.data), LATCHED_QOS)
 
-    def _live(self, msg) -> None:
+    def _raw(self, msg) -> None:
+        with self.lock:
+            if len(self.kept) < 40:
+                self.kept[len(self.kept)] = msg
+
+    def _live(self, msg) -> None:  # the JPEG the page shows
         now = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with self.lock:
             self.arrivals.append(time.monotonic())
             self.latencies.append(now - stamp)
-            if len(self.kept) < 40:
-                self.kept[len(self.kept)] = msg
 
     def window(self, seconds: float) -> dict:
-        """Count arrivals for ``seconds``: fps and median/p90 latency in ms."""
+        """Count arrivals for ``seconds``: fps, median/p90 latency, node CPU, load average."""
         with self.lock:
             n0 = len(self.arrivals)
+        cpu0 = _process_cpu(self.seg_pid)
         time.sleep(seconds)
+        cpu1 = _process_cpu(self.seg_pid)
         with self.lock:
             lat = self.latencies[n0:]
             n = len(self.arrivals) - n0
-        return {'fps': round(n / seconds, 2),
-                'latency_ms_median': round(1000 * float(np.median(lat)), 1) if lat else None,
-                'latency_ms_p90': round(1000 * float(np.percentile(lat, 90)), 1) if lat else None}
+        figures = {
+            'fps': round(n / seconds, 2),
+            'latency_ms_median': round(1000 * float(np.median(lat)), 1) if lat else None,
+            'latency_ms_p90': round(1000 * float(np.percentile(lat, 90)), 1) if lat else None,
+            'load_average_1_5_15': os.getloadavg()}
+        if cpu0 is not None and cpu1 is not None:
+            used = cpu1 - cpu0  # segmentation_node's CPU seconds, all of its threads
+            figures['segmentation_node_cpu_share'] = round(used / seconds, 2)
+            if n:
+                figures['segmentation_node_cpu_ms_per_live_frame'] = round(1000 * used / n, 1)
+        return figures
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """Return the CPU seconds (user + system) a process used so far, None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def _find_node(parent: int, name: str, timeout: float = 120.0) -> int | None:
+    """Return the pid of the child of ``parent`` whose command line names ``name``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path('/proc').iterdir():
+            try:
+                if proc.name.isdigit() and name.encode() in (proc / 'cmdline').read_bytes() \
+                        and int((proc / 'stat').read_text().rsplit(')', 1)[1].split()[1]) \
+                        == parent:
+                    return int(proc.name)
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.5)
+    return None
 
 
 def topic(args: argparse.Namespace, out: Path) -> tuple[dict, list]:
@@ -202,13 +326,13 @@ def topic(args: argparse.Namespace, out: Path) -> tuple[dict, list]:
     stack = subprocess.Popen(
         ['tryon_bringup', '--profile', 'cpu,demo', '--camera-source', str(out / 'walk'),
          '--set', 'camera.fps=15.0', '--set', f'camera.width={SIZE[0]}',
-         '--set', f'camera.height={SIZE[1]}', '--set', 'segmentation.max_rate=0.0',
+         '--set', f'camera.height={SIZE[1]}',
          '--set', f'catvton.num_inference_steps={args.steps}',
          '--set', 'tryon.prerender=off'],  # idle means idle: no shelf rendered meanwhile
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = rclpy.create_node('live_bench')
-    watch = Watch(node)
+    watch = Watch(node, _find_node(stack.pid, 'segmentation_node'))
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()
     try:
@@ -290,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {'accuracy': accuracy()}
+    results = {'accuracy': accuracy(), 'cpu_per_stage': stages(args.repeats)}
     if not args.no_ros:
         results['live_topic'], pairs = topic(args, out)
         if pairs:

@@ -10,6 +10,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from rosutil import HANG_GUARD, wait_until
 from sensor_msgs.msg import CompressedImage, Image
@@ -49,7 +51,8 @@ def system(tmp_path_factory, tiny_weights, replay):
                   server={'catvton.repaint': True}, nodes={
         'camera_node': {'camera.source': str(folder), 'camera.mirror': False,
                         'camera.width': SIZE[0], 'camera.height': SIZE[1]},
-        'segmentation_node': {'live.enabled': True}})
+        # every frame's mask is published (frames between masks would feed tryon/live only)
+        'segmentation_node': {'live.enabled': True, 'segmentation.max_rate': 0.0}})
     yield sys_
     codes = sys_.close()
     assert codes == [0, 0, 0], [p.log()[-2000:] for p in sys_.procs]
@@ -133,3 +136,27 @@ def test_the_try_on_follows_the_moving_shopper(system, replay):
     assert 'live' in watch.status
     wait_until(lambda: watch.compressed, HANG_GUARD, 'a tryon/live/compressed image')
     assert watch.compressed[0].format.startswith('rgb8; jpeg')
+
+
+def test_frames_between_masks_feed_only_the_live_topic(system):
+    # while a try-on is followed, frames are taken at live.max_rate (15) for tryon/live;
+    # only those due at segmentation.max_rate publish agnostic_mask and mask_overlay
+    params = system.client.node.create_client(SetParameters,
+                                              '/segmentation_node/set_parameters')
+    request = SetParameters.Request(parameters=[
+        Parameter('segmentation.max_rate', value=0.25).to_parameter_msg()])
+    assert system.client.wait(params.call_async(request), HANG_GUARD).results[0].successful
+    watch = LiveWatch(system.client.node)
+    wait_until(lambda: system.send(TryOn.Goal(garment_id='red_tshirt')).result.error_code
+               == R.SUCCESS, HANG_GUARD * 3, 'a try-on from a frame with a person')
+    start = _stamp(system.masks[-1].header)
+
+    def unmasked():  # composites older than the newest mask, whose frame has no mask
+        masked = [_stamp(m.header) for m in system.masks]
+        with watch.lock:
+            live = [_stamp(m.header) for m in watch.live]
+        between = [s for s in live if start < s < masked[-1] and s not in set(masked)]
+        return between if len(between) >= 3 else None
+    between = wait_until(unmasked, HANG_GUARD, lambda: f'3 live composites between masks '
+                         f'({len(watch.live)} live frames, {len(system.masks)} masks)')
+    assert len(between) == len(set(between))
