@@ -239,29 +239,25 @@ class Watch:
 
     def __init__(self, node, seg_pid: int | None = None) -> None:
         from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import CompressedImage, Image
+        from sensor_msgs.msg import CompressedImage
         from std_msgs.msg import String
         from vton_ros.nodes.common import LATCHED_QOS
         self.lock = threading.Lock()
         self.seg_pid = seg_pid
         self.arrivals, self.latencies, self.kept, self.status = [], [], {}, []
-        node.create_subscription(Image, 'tryon/live', self._raw, qos_profile_sensor_data)
         node.create_subscription(CompressedImage, 'tryon/live/compressed', self._live,
                                  qos_profile_sensor_data)
         node.create_subscription(String, 'tryon/live/status',
                                  lambda m: self.status.append(m.data), LATCHED_QOS)
 
-    def _raw(self, msg) -> None:
-        with self.lock:
-            if len(self.kept) < 40:
-                self.kept[len(self.kept)] = msg
-
-    def _live(self, msg) -> None:  # the JPEG the page shows
+    def _live(self, msg) -> None:  # the JPEG the page shows (nobody asks for the raw one)
         now = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with self.lock:
             self.arrivals.append(time.monotonic())
             self.latencies.append(now - stamp)
+            if len(self.kept) < 40:
+                self.kept[len(self.kept)] = msg
 
     def window(self, seconds: float) -> dict:
         """Count arrivals for ``seconds``: fps, median/p90 latency, node CPU, load average."""
@@ -388,13 +384,13 @@ def _wait(future, timeout: float = 600.0):
 
 def _strip(watch: Watch, frames: list[np.ndarray]) -> list:
     """Pick live frames at distinct walk positions: (raw frame, composite) pairs."""
-    from vton_ros.nodes import image_conv
     mirrored = [f[:, ::-1] for f in frames]  # the demo profile's camera mirrors
     pairs = {}
     with watch.lock:
         kept = list(watch.kept.values())
     for msg in kept:
-        live = image_conv.to_rgb(msg)
+        live = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8),
+                                         cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         errs = [np.median(np.abs(live.astype(int) - f).max(-1)) for f in mirrored]
         index = int(np.argmin(errs))
         pairs.setdefault(WALK[index], (mirrored[index], live))
