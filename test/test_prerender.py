@@ -31,7 +31,7 @@ def figure(dx: float = 0.0) -> np.ndarray:
 
 
 def frame(dx: int) -> np.ndarray:
-    """A frame whose first pixel says where the figure stands (the fake pose reads it)."""
+    """Return a frame whose first pixel says where the figure stands (the fake pose reads it)."""
     rgb = np.full((H, W, 3), 90, np.uint8)
     rgb[0, 0, 0] = dx
     return rgb
