@@ -30,7 +30,7 @@ from vton_ros.settings import files as param_files
 from vton_ros.settings import stack as param_stack
 from vton_ros.supervision.metrics import CONTENT_TYPE, diagnostic_values, MirrorMetrics, \
     RateWindow, STAGES
-from vton_ros.ui.app import build_app, METRICS_TYPE, WebServer
+from vton_ros.ui.app import build_app, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
 
@@ -155,7 +155,6 @@ def test_bringup_and_the_stack_builder_carry_the_port_and_the_profile():
 def test_the_pages_metrics_route_keeps_the_pages_host_rules(tmp_path):
     metrics = MirrorMetrics(CODES, 'cpu')
     metrics.outcome('CANCELED', {})
-    assert METRICS_TYPE == CONTENT_TYPE
     hub = Hub()
     app = build_app(None, Garments(str(tmp_path)), hub, metrics=metrics.render)
     server = WebServer(app, hub)
@@ -164,7 +163,7 @@ def test_the_pages_metrics_route_keeps_the_pages_host_rules(tmp_path):
         async def check():
             async with ClientSession() as http:
                 async with http.get(url) as r:
-                    assert r.status == 200 and r.headers['Content-Type'] == METRICS_TYPE
+                    assert r.status == 200 and r.headers['Content-Type'] == CONTENT_TYPE
                     scrape = samples(await r.text())
                     assert value(scrape, 'vton_tryons_total', code='CANCELED') == 1.0
                 async with http.get(url, headers={'Host': 'evil.example:80'}) as r:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web, WSMsgType
 
+from vton_ros.supervision.metrics import CONTENT_TYPE as METRICS_TYPE
 from vton_ros.ui import limits
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
@@ -47,7 +48,6 @@ MAX_COMMAND_BYTES = 4096  # a page command is a few dozen bytes of JSON
 TOKEN_ENV = 'VTON_MIRROR_TOKEN'  # the token's environment variable (ui.token_file first)
 WS_SEND_BOUND = 1 << 20  # unsent bytes past which a page that does not read is dropped
 WS_SEND_BUFFER = 256 << 10  # kernel send buffer of a WebSocket (bytes)
-METRICS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'  # Prometheus' text format
 UPLOADS_AT_ONCE = 2  # uploads received at once (each up to max_upload_bytes in memory)
 _LOG = logging.getLogger(__name__)
 
