@@ -31,8 +31,13 @@ MODEL_MESSAGE_CHARS = 1024  # a tryon/model message is a few dozen characters
 class MetricsFeed:
     """Subscribes ``node`` to the metrics' sources; ``metrics`` renders them."""
 
-    def __init__(self, node: Any, live: bool = True) -> None:
-        """Subscribe; with ``live`` False the node reports live frames (:meth:`live_frame`)."""
+    def __init__(self, node: Any, views: bool = True) -> None:
+        """
+        Subscribe the node to the sources.
+
+        With ``views`` False the node subscribes to tryon/live and tryon/model itself (the
+        mirror page) and passes them on (:meth:`live_frame`, :meth:`model`).
+        """
         self.metrics = MirrorMetrics(outcome.CODE_NAMES.values(),
                                      os.environ.get(PROFILE_ENV, ''))
         self._node = node
@@ -40,8 +45,8 @@ class MetricsFeed:
         node.create_subscription(TryOnOutcome, outcome.TOPIC, self._outcome, outcome.QOS)
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics,
                                  DIAGNOSTICS_DEPTH)
-        node.create_subscription(String, MODEL_TOPIC, self._model, common.LATCHED_QOS)
-        if live:
+        if views:
+            node.create_subscription(String, MODEL_TOPIC, self._model, common.LATCHED_QOS)
             node.create_subscription(Image, 'tryon/live', self._live, node.image_qos(),
                                      raw=True)
 
@@ -55,14 +60,14 @@ class MetricsFeed:
     def _outcome(self, msg: TryOnOutcome) -> None:
         self.metrics.outcome(msg.code, {t.name: t.seconds for t in msg.timings})
 
-    def _model(self, msg: String) -> None:
-        try:
-            model = ModelIdentity.from_json(msg.data[:MODEL_MESSAGE_CHARS])
-        except ValueError:
-            self._node.get_logger().warning('unreadable tryon/model message',
-                                            throttle_duration_sec=60.0)
-            return
+    def model(self, model: ModelIdentity) -> None:
+        """Set the model tryon_server runs (a node that subscribes to tryon/model itself)."""
         self.metrics.model(model.kind, model.name)
+
+    def _model(self, msg: String) -> None:
+        model = read_model(self._node, msg)
+        if model is not None:
+            self.model(model)
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -76,3 +81,12 @@ class MetricsFeed:
                 self.metrics.seen(node, f'{status.hardware_id}/{pid}')
             if node == 'tryon_server':
                 self.metrics.queue(depth, busy)
+
+
+def read_model(node: Any, msg: String) -> ModelIdentity | None:
+    """Parse a tryon/model message; None (and a throttled warning) for an unreadable one."""
+    try:
+        return ModelIdentity.from_json(msg.data[:MODEL_MESSAGE_CHARS])
+    except ValueError:
+        node.get_logger().warning('unreadable tryon/model message', throttle_duration_sec=60.0)
+        return None

@@ -23,10 +23,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vton_interfaces.action import TryOn
 
-from vton_ros.goals.model_identity import ModelIdentity
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
-from vton_ros.nodes.metrics_feed import MetricsFeed
+from vton_ros.nodes.metrics_feed import MetricsFeed, read_model
 from vton_ros.nodes.waits import SafeActionClient
 from vton_ros.settings import dds
 from vton_ros.ui import hub as kinds, images, limits
@@ -42,7 +41,6 @@ CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(get
 SERVER_POLL = 0.5  # seconds between checks of the action server, the waits and the idle reset
 CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
 FOCUS_STEP = 0.02  # a move of the person (fraction of the width) the pages are told of
-MODEL_MESSAGE_CHARS = 1024  # a tryon/model message is a few dozen characters
 # Its own Fast DDS shared-memory segment (resident as a whole): its largest message is a
 # goal, ~3.6 MB from a 640x480 camera with an upload, ~11 MB from a 1080p camera.
 SEGMENT_BYTES = 16 << 20
@@ -76,7 +74,7 @@ class MirrorUi(common.SchemaNode):
         self._hub.set_live(self._live_state)
         self._diag = common.Diagnostics(self)
         self._rate = common.RateMeter()
-        self._metrics = MetricsFeed(self, live=False)  # _live counts the live view's frames
+        self._metrics = MetricsFeed(self, views=False)  # _live and _model pass them on
         self.create_timer(SERVER_POLL, self._watch)
         app = build_app(self._sessions, self._garments, self._hub, self._token,
                         self.setting('ui.max_upload_bytes'), self.setting('ui.timeout'),
@@ -146,12 +144,10 @@ class MirrorUi(common.SchemaNode):
         self._hub.set_live(self._live_state)
 
     def _model(self, msg: String) -> None:
-        try:
-            model = ModelIdentity.from_json(msg.data[:MODEL_MESSAGE_CHARS])
-        except ValueError:
-            self.get_logger().warning('unreadable tryon/model message', throttle_duration_sec=60.0)
-            return
-        self._hub.set_model(model.kind, model.name[:80])
+        model = read_model(self, msg)
+        if model is not None:
+            self._metrics.model(model)
+            self._hub.set_model(model.kind, model.name[:80])
 
     def _read_rules(self) -> Rules:
         return Rules(jpeg_quality=self.setting('ui.jpeg_quality'),
@@ -260,7 +256,7 @@ def main(args: list[str] | None = None) -> None:
     limits.return_freed_memory()  # decoded uploads go back to the system once dropped
     profile = dds.write_sized_profile(os.environ, SEGMENT_BYTES)
     if profile is not None:  # the profile in force, with a 16 MiB segment, not 64 MiB
-        os.environ[dds.PROFILE_ENV] = str(profile)
+        os.environ[dds.FASTDDS_PROFILE_ENV] = str(profile)
     try:
         common.run(MirrorUi, args, start=partial(_serve, profile))
     finally:
