@@ -24,10 +24,16 @@ from vton_ros.nodes.metrics_feed import MetricsFeed
 from vton_ros.ui.app import is_loopback
 
 
+REQUEST_TIMEOUT = 30.0  # seconds a connection may stay silent (a scrape takes milliseconds)
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     """A WSGI server answering each scrape in a thread of its own."""
 
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Drop a connection that timed out or broke, without a traceback on stderr."""
 
 
 class _V6Server(_Server):
@@ -35,7 +41,9 @@ class _V6Server(_Server):
 
 
 class _Quiet(WSGIRequestHandler):
-    """No line per request (a scraper asks every few seconds)."""
+    """No line per request (a scraper asks every few seconds); silent connections end."""
+
+    timeout = REQUEST_TIMEOUT
 
     def log_message(self, *_args: Any) -> None:
         """Log nothing."""
