@@ -60,6 +60,7 @@ def drive(stop: threading.Event, log: list, goals: int) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from vton_interfaces.action import TryOn
 
+    from vton_ros.nodes.runner import destroy
     from vton_ros.nodes.waits import SafeActionClient
 
     rclpy.init()
@@ -72,10 +73,12 @@ def drive(stop: threading.Event, log: list, goals: int) -> None:
     def wait(future):
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
-        done.wait(WAIT)
+        if not done.wait(WAIT):
+            raise TimeoutError(f'no answer from tryon_server in {WAIT:g} s')
         return future.result()
     try:
-        client.wait_for_server(timeout_sec=WAIT)
+        if not client.wait_for_server(timeout_sec=WAIT):
+            raise TimeoutError(f'no tryon action server in {WAIT:g} s')
         for i in range(goals):
             if stop.is_set():
                 break
@@ -90,7 +93,7 @@ def drive(stop: threading.Event, log: list, goals: int) -> None:
             time.sleep(2.0)
     finally:
         executor.shutdown()
-        node.destroy_node()
+        destroy(node)  # its action client too: else its Fast DDS segment stays in /dev/shm
         rclpy.try_shutdown()
 
 
@@ -132,8 +135,8 @@ def run(args) -> list:
         for _ in range(3):  # the last goal's outcome and the gauges settle
             time.sleep(args.period)
             series.append({'t': time.monotonic() - start, 'values': scrape(url)})
-        stop.set()
     finally:
+        stop.set()
         os.killpg(bringup.pid, signal.SIGINT)
         try:
             bringup.wait(60)
