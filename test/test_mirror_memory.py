@@ -34,10 +34,10 @@ def test_mirror_ui_gets_the_profile_in_force_with_a_small_segment():
     assert '<segment_size>16777216</segment_size>' in sized
     assert sized.replace('16777216', '67108864') == text  # nothing else changed
     assert dds.sized_profile(text, 1 << 30) == text  # never larger
-    udp_only = {dds.PROFILE_ENV: str(ROOT / 'config' / 'fastdds_loopback_udp.xml')}
+    udp_only = {dds.FASTDDS_PROFILE_ENV: str(ROOT / 'config' / 'fastdds_loopback_udp.xml')}
     assert dds.write_sized_profile(udp_only, 16 << 20) is None  # no segment: nothing to do
     assert dds.write_sized_profile({}, 16 << 20) is None
-    path = dds.write_sized_profile({dds.PROFILE_ENV: str(LOOPBACK)}, 16 << 20)
+    path = dds.write_sized_profile({dds.FASTDDS_PROFILE_ENV: str(LOOPBACK)}, 16 << 20)
     try:
         assert path.read_text() == sized and path.parent.stat().st_mode & 0o077 == 0
     finally:
@@ -64,8 +64,7 @@ def largest(fmt: str, mode: str) -> bytes:
         buf = io.BytesIO()
         Image.new(mode, (mid, mid * 3 // 4)).save(buf, fmt)  # the same header, quickly
         with Image.open(buf) as image:
-            scale = images.UPLOAD_SIDE / mid
-            image.draft('RGB', (int(image.width * scale), int(image.height * scale)))
+            images.draft(image)
             fits = images.decode_cost(image) <= images.MAX_DECODE_BYTES
         low, high = (mid, high) if fits else (low, mid)
     data = photo(fmt, mode, low, low * 3 // 4)

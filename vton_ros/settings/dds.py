@@ -23,7 +23,7 @@ from vton_ros.settings.package_paths import package_share
 LAN_TEMPLATE = 'fastdds_lan.xml'
 _PEERS_MARK = '<!-- PEERS: one <locator><udpv4><address>IP</address></udpv4></locator> each -->'
 _SIOCGIFADDR = 0x8915  # Linux ioctl: the IPv4 address of an interface
-PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+FASTDDS_PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'  # the Fast DDS profile's file
 _SEGMENT = re.compile(r'(<segment_size>\s*)(\d+)(\s*</segment_size>)')
 
 
@@ -95,11 +95,11 @@ def write_sized_profile(env: Mapping[str, str], size: int) -> Path | None:
     segment size is resident memory of the process. Only the sizes change: the transports,
     the addresses and discovery stay those of the profile in force (loopback-only by
     default). Return the new file, or None where ``env`` names no readable profile or none
-    of its segments is larger. The caller points PROFILE_ENV at it before rclpy.init and
-    removes it (:func:`remove_profile`) once its participant exists.
+    of its segments is larger. The caller points FASTDDS_PROFILE_ENV at it before rclpy.init
+    and removes it (:func:`remove_profile`) once its participant exists.
     """
     try:
-        text = Path(env.get(PROFILE_ENV) or '').read_text()
+        text = Path(env.get(FASTDDS_PROFILE_ENV) or '').read_text()
     except (OSError, UnicodeDecodeError):
         return None
     sized = sized_profile(text, size)

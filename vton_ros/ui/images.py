@@ -63,10 +63,7 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
         raise ValueError(NOT_AN_IMAGE) from None
     with image:
         _check_header(image, max_pixels)
-        scale = max_side / max(image.size)
-        if scale < 1:  # JPEG: decode at 1/2, 1/4 or 1/8, still at least the size kept
-            image.draft('RGB', (max(1, int(image.width * scale)),
-                                max(1, int(image.height * scale))))
+        draft(image, max_side)
         _check_cost(image, max_pixels, max_bytes, max_side)  # at its decoded size
         try:
             if image.mode not in _RESIZED_AS_IS:
@@ -75,6 +72,13 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = UPLOAD_SIDE,
             return np.asarray(image.convert('RGB')).copy()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             raise ValueError('the photo is damaged or cut off; send it again') from None
+
+
+def draft(image: Image.Image, max_side: int = UPLOAD_SIDE) -> None:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 of its size, still at least ``max_side`` long."""
+    scale = max_side / max(image.size)
+    if scale < 1:
+        image.draft('RGB', (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
 
 
 def decode_cost(image: Image.Image, max_side: int = UPLOAD_SIDE) -> int:
