@@ -26,6 +26,7 @@ from stack import person_goal, server_params
 from vton_interfaces.action import TryOn
 from vton_ros.cli.tryon_bringup import build_parser
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.settings import files as param_files
 from vton_ros.settings import stack as param_stack
 from vton_ros.supervision.metrics import CONTENT_TYPE, diagnostic_values, MirrorMetrics, \
@@ -35,7 +36,7 @@ from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
 
 R = TryOn.Result
-CODES = [n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)]
+CODES = sorted(CODE_NAMES.values())
 TOKEN = 'metrics-s3cret'
 
 

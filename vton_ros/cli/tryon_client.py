@@ -39,14 +39,13 @@ from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import action_qos, image_conv
 from vton_ros.nodes.common import LATCHED_QOS
 from vton_ros.nodes.goal_request import GoalRequests
+from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.nodes.runner import destroy, ignore_signals, spin_until, stop_executor
 from vton_ros.nodes.waits import SafeActionClient
 
 CANCEL_WAIT = 30.0  # seconds for the cancel answer and the result after Ctrl-C / --timeout
 GOAL_ANSWER_WAIT = 30.0  # seconds for the server to accept or reject the goal
 CATALOG_WAIT = 5.0  # seconds for the server's garments.catalog_dir (the panel's garment)
-ERROR_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
-               if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
 INPUT_ERRORS = ('INVALID_IMAGE', 'INVALID_ARGUMENT', 'UNKNOWN_GARMENT')  # exit 2 like ours
 EXIT = {'done': (0, 'done (or canceled by Ctrl-C)'),
         'failed': (1, 'the try-on failed on the server'),
@@ -337,7 +336,7 @@ def run(args: argparse.Namespace, client: TryOnClient, stop: StopRequest, goal: 
         return EXIT['no_answer'][0]
     result = response.result
     if result.error_code != TryOn.Result.SUCCESS:
-        name = ERROR_NAMES.get(result.error_code, str(result.error_code))
+        name = CODE_NAMES.get(result.error_code, str(result.error_code))
         if stop.event.is_set() and result.error_code == TryOn.Result.CANCELED:
             say(f'{name}: {result.message}')
             return EXIT['done'][0]  # stopped as asked

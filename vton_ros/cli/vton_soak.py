@@ -41,6 +41,7 @@ from vton_ros.cli.tryon_bringup import loopback_env
 from vton_ros.media import samples
 from vton_ros.media.garments import GarmentCatalog
 from vton_ros.nodes import image_conv
+from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.nodes.runner import destroy
 from vton_ros.nodes.waits import send_goal, wait_future, WaitTimeout
 from vton_ros.settings import files as param_files
@@ -51,8 +52,6 @@ from vton_ros.supervision import soak_report
 from vton_ros.supervision.soak_stack import Stack
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server')
-CODE_NAMES = {getattr(TryOn.Result, n): n for n in dir(TryOn.Result)
-              if n.isupper() and isinstance(getattr(TryOn.Result, n), int)}
 # what a goal does: (cause, weight)
 PLANS = (('normal', 60), ('camera', 15), ('cancel', 10), ('vanish', 5), ('invalid', 5),
          ('unknown_garment', 5))

@@ -26,6 +26,7 @@ from vton_interfaces.action import TryOn
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.action_qos import client_options
 from vton_ros.nodes.metrics_feed import MetricsFeed, read_model
+from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.nodes.waits import SafeActionClient
 from vton_ros.settings import dds
 from vton_ros.ui import hub as kinds, images, limits
@@ -36,8 +37,6 @@ from vton_ros.ui.hub import Hub
 from vton_ros.ui.session import GoalSpec, Rules, Session
 from vton_ros.ui.sessions import Sessions
 
-R = TryOn.Result
-CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}
 SERVER_POLL = 0.5  # seconds between checks of the action server, the waits and the idle reset
 CANCEL_WAIT = 5.0  # seconds a shutdown waits for the canceled goal's result
 FOCUS_STEP = 0.02  # a move of the person (fraction of the width) the pages are told of
