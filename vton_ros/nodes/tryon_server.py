@@ -35,7 +35,6 @@ from vton_ros.pipeline.options import TryOnCancelled
 from vton_ros.settings.views import CatVTONCall, CatVTONLoad, MaskerConfig
 
 R = TryOn.Result
-CODE_NAMES = {getattr(R, n): n for n in dir(R) if n.isupper() and isinstance(getattr(R, n), int)}
 SHUTDOWN_WAIT = 30.0  # seconds deactivate/shutdown waits for the goals to end
 RESULT_SETTLE = 1.0  # seconds left for the last results to reach their clients
 
@@ -228,7 +227,7 @@ class TryOnServer(managed.ManagedNode):
 
     def _log_end(self, goal_handle, summary: str, result: TryOn.Result, seconds: float) -> None:
         self._outcome.publish(result)
-        code = CODE_NAMES[result.error_code]
+        code = outcome.CODE_NAMES[result.error_code]
         self.get_logger().info(
             f'goal {_key(goal_handle).hex()[:8]} ended {code} in {seconds:.2f} s: {summary}: '
             f'{result.message}')
