@@ -178,13 +178,16 @@ def report(results: dict, out: Path) -> None:
     fig.savefig(out / 'bench.png', dpi=100)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point."""
-    args = build_parser().parse_args(argv)
+def run_in_browser(args: argparse.Namespace, name: str, measure, report) -> tuple[dict, int]:
+    """Start the stack, open the page in portrait Chromium, ``measure(driver, stack, args)``.
+
+    Returns the results (with the settings, the load and the stack's exit code, also given
+    to ``report(results, out)``) and 0, or ({}, 2) without a browser.
+    """
     reason = browser.missing()
     if reason:
-        print(f'mirror_bench: {reason}', file=sys.stderr)
-        return 2
+        print(f'{name}: {reason}', file=sys.stderr)
+        return {}, 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stack = Stack(args, out / 'stack.log')
@@ -201,8 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     results['load_average_1_5_15'] = os.getloadavg()
     results['stack_exit_code'] = code
     report(results, out)
-    print(f'mirror_bench: {out / "bench.json"}, {out / "bench.png"}; stack exited {code}')
-    return 0
+    return results, 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    results, code = run_in_browser(args, 'mirror_bench', measure, report)
+    if results:
+        out = Path(args.out)
+        print(f'mirror_bench: {out / "bench.json"}, {out / "bench.png"}; '
+              f'stack exited {results["stack_exit_code"]}')
+    return code
 
 
 if __name__ == '__main__':

@@ -15,15 +15,13 @@ Prints a table, writes shelf.json to --out.
 
 import argparse
 import json
-import os
 from pathlib import Path
 import re
 import sys
 import time
 
-from mirror_bench import median, Stack
+from mirror_bench import median, run_in_browser, Stack
 from vton_ros.media.garments import GarmentCatalog
-from vton_ros.ui import browser
 
 ROOT = Path(__file__).resolve().parents[1]
 PREEMPTED = re.compile(r'prerender: (\S+) preempted at step (\d+), (\d+) step\(s\) after')
@@ -125,28 +123,11 @@ def report(results: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
-    reason = browser.missing()
-    if reason:
-        print(f'shelf_bench: {reason}', file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stack = Stack(args, out / 'stack.log')
-    driver = None
-    try:
-        driver = browser.chrome(1080, 1920)
-        driver.get(stack.url)
-        results = measure(driver, stack, args)
-    finally:
-        if driver is not None:
-            driver.quit()
-        code = stack.stop()
-    results['settings'] = vars(args)
-    results['load_average_1_5_15'] = os.getloadavg()
-    results['stack_exit_code'] = code
-    report(results, out)
-    print(f'shelf_bench: {out / "shelf.json"}; stack exited {code}')
-    return 0
+    results, code = run_in_browser(args, 'shelf_bench', measure, report)
+    if results:
+        print(f'shelf_bench: {Path(args.out) / "shelf.json"}; '
+              f'stack exited {results["stack_exit_code"]}')
+    return code
 
 
 if __name__ == '__main__':
