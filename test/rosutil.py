@@ -130,6 +130,12 @@ class Proc:
         return self.popen.returncode
 
 
+def stop_all(procs: list['Proc']) -> None:
+    """Stop the node processes; each must exit 0 (the exit codes by executable if not)."""
+    codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in procs}
+    assert set(codes.values()) == {0}, codes
+
+
 def start_fails(argv: list, env: dict) -> str:
     """Run a node that must refuse to start; return its output (one FATAL line)."""
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANG_GUARD)

@@ -13,7 +13,7 @@ import numpy as np
 from pages import browser_or_skip, by_testid, errors, page_image, run_to_end, SERVER, SHOP, \
     SHOP_IDS, tap, URL, wait_for
 import pytest
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, stop_all
 from vton_ros.media import samples
 from vton_ros.ui import browser
 
@@ -69,8 +69,7 @@ class LiveStack:
     def close(self) -> None:
         """Quit the browser, stop the nodes (each must exit 0)."""
         self.driver.quit()
-        codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in self.procs}
-        assert set(codes.values()) == {0}, codes
+        stop_all(self.procs)
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,8 @@ import numpy as np
 from pages import browser_or_skip, by_testid, errors, run_to_end, SERVER, SHOP, SHOP_IDS, tap, \
     URL, wait_for
 import pytest
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, wait_until
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, stop_all, \
+    wait_until
 from sensor_msgs.msg import Image
 from vton_ros.media import samples
 from vton_ros.nodes import image_conv
@@ -88,8 +89,7 @@ class RerenderStack:
         """Quit the browser and the client, stop the nodes (each must exit 0)."""
         self.driver.quit()
         self.spinner.close()
-        codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in self.procs}
-        assert set(codes.values()) == {0}, codes
+        stop_all(self.procs)
 
 
 @pytest.fixture(scope='module')

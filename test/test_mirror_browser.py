@@ -27,7 +27,7 @@ import pytest
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, Spinner, \
-    wait_until
+    stop_all, wait_until
 from vton_ros.media import samples
 from vton_ros.media.camera_source import fit
 from vton_ros.ui import browser, sentences
@@ -148,8 +148,7 @@ class Stack:
         """Quit the browser, stop the nodes (each must exit 0)."""
         self.driver.quit()
         self.client.close()
-        codes = {p.argv[0].rsplit('/', 1)[-1]: p.stop() for p in self.procs}
-        assert set(codes.values()) == {0}, codes
+        stop_all(self.procs)
 
 
 @pytest.fixture(scope='module')
