@@ -75,9 +75,14 @@ def errors(driver) -> list:
 
 
 def tap(driver, garment: str) -> int:
-    """Tap a garment of the shelf; return how many try-ons had ended before."""
+    """Tap a garment of the shelf; return how many try-ons had ended before.
+
+    Waits for the shelf and for the mirror to have its try-on server: a tap while the page
+    says the mirror is offline starts nothing (the shopper sees why).
+    """
     selector = f'[data-garment-id="{garment}"]'
     wait_for(driver, 'return document.querySelector(arguments[0])', selector)  # shelf loaded
+    wait_for(driver, 'return document.getElementById("app").dataset.state !== "offline"')
     ends = driver.execute_script('return window.mirrorStats.ends')
     button = driver.find_element('css selector', selector)
     driver.execute_script('arguments[0].scrollIntoView({block: "nearest", inline: "start"})',

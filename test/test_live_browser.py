@@ -99,11 +99,14 @@ def test_live_on_the_garment_follows_the_moving_shopper(stack):
     wait_for(driver, 'return document.getElementById("app").dataset.live === "following"')
     frames = [f[:, ::-1] for f in camera_frames()]  # camera.mirror: the page shows them flipped
     seen = {}
-    while len(seen) < 3:
+    for _ in range(50 * len(STEPS)):  # the replay loops: every step shows up many times
         count = driver.execute_script('return window.mirrorStats.live')
         wait_for(driver, 'return window.mirrorStats.live > arguments[0]', count)
         index, changed = changed_columns(page_image(driver, 'livecomp'), frames)
         seen[STEPS[index]] = changed
+        if len(seen) == 3:
+            break
+    assert len(seen) == 3, f'composites matched only the steps {sorted(seen)}'
     assert by_testid(driver, 'live-view').is_displayed()
     assert not by_testid(driver, 'result').is_displayed()
     centres = {}
