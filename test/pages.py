@@ -7,12 +7,14 @@ comes from vton_ros.ui.browser.
 
 import base64
 import os
+from pathlib import Path
 import re
 
 import cv2
 import numpy as np
 import pytest
-from rosutil import HANG_GUARD, ROOT, wait_until
+from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ROOT, ros_env, stop_all, \
+    wait_until
 
 from vton_ros.media import garments
 from vton_ros.ui import browser
@@ -37,6 +39,45 @@ CUT_CARDS = """(() => { const shelf = document.getElementById('garments').getBou
 return Array.from(document.querySelectorAll('#garments li')).map((li) =>
 li.getBoundingClientRect()).filter((r) => r.right > shelf.left + 1 && r.left < shelf.right - 1
 && (r.left < shelf.left - 1 || r.right > shelf.right + 1)).length; })()"""
+
+
+class LivePage:
+    """A camera replay, segmentation_node with Live, the demo tryon_server, mirror_ui, Chromium.
+
+    ``frames`` (file name -> RGB, sorted by name) are what camera_node replays at 4 Hz;
+    ``segmentation`` and ``ui`` add parameters of those two nodes.
+    """
+
+    def __init__(self, tmp: Path, frames: dict[str, np.ndarray], size: tuple[int, int],
+                 segmentation: dict | None = None, ui: dict | None = None) -> None:
+        self.domain = free_domain_id()
+        env = ros_env(self.domain)
+        folder = tmp / 'frames'
+        folder.mkdir()
+        for name, frame in frames.items():
+            cv2.imwrite(str(folder / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        node = {'camera_node': {'camera.source': str(folder), 'camera.fps': 4.0,
+                                'camera.width': size[0], 'camera.height': size[1]},
+                'segmentation_node': {'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu',
+                                      'live.enabled': True, **(segmentation or {})},
+                'tryon_server': dict(SERVER, **{'garments.catalog_dir': str(SHOP)})}
+        self.procs = [Proc(node_argv(name, params), env, tmp / f'{name}.log')
+                      for name, params in node.items()]
+        home = tmp / 'ui_home'
+        home.mkdir()
+        self.ui = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(SHOP),
+                                               'live.enabled': True, **(ui or {})}),
+                       dict(env, HOME=str(home), TMPDIR=str(home)), tmp / 'mirror_ui.log',
+                       cwd=home)
+        self.procs.append(self.ui)
+        self.url = URL.search(self.ui.wait_for_log('mirror page at', HANG_GUARD)).group(1)
+        self.procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
+        self.driver = browser.chrome(1080, 1920)
+
+    def close(self) -> None:
+        """Quit the browser, stop the nodes (each must exit 0)."""
+        self.driver.quit()
+        stop_all(self.procs)
 
 
 def browser_or_skip() -> None:

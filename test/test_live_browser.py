@@ -6,16 +6,12 @@ the page shows tryon/live: the garment moves with her (the composite differs fro
 frame inside her moved mask and matches it outside); Live off shows the still result.
 """
 
-from pathlib import Path
-
 import cv2
 import numpy as np
-from pages import browser_or_skip, by_testid, errors, page_image, run_to_end, SERVER, SHOP, \
-    SHOP_IDS, tap, URL, wait_for
+from pages import browser_or_skip, by_testid, errors, LivePage, page_image, run_to_end, \
+    SHOP_IDS, tap, wait_for
 import pytest
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, stop_all
 from vton_ros.media import samples
-from vton_ros.ui import browser
 
 pytestmark = pytest.mark.stack  # node processes: not in make check
 
@@ -39,43 +35,11 @@ def camera_frames() -> list[np.ndarray]:
     return frames
 
 
-class LiveStack:
-    """camera_node (replay), segmentation_node and mirror_ui with Live on, tryon_server."""
-
-    def __init__(self, tmp: Path) -> None:
-        env = ros_env(free_domain_id())
-        folder = tmp / 'frames'
-        folder.mkdir()
-        for i, frame in enumerate(camera_frames()):
-            cv2.imwrite(str(folder / f'{i}.png'), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        node = {'camera_node': {'camera.source': str(folder), 'camera.fps': 4.0,
-                                'camera.width': SIZE[0], 'camera.height': SIZE[1]},
-                'segmentation_node': {'segmentation.max_rate': 4.0,
-                                      'segmentation.device': 'cpu', 'live.enabled': True},
-                'tryon_server': dict(SERVER, **{'garments.catalog_dir': str(SHOP)})}
-        self.procs = [Proc(node_argv(name, params), env, tmp / f'{name}.log')
-                      for name, params in node.items()]
-        home = tmp / 'ui_home'
-        home.mkdir()
-        self.ui = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(SHOP),
-                                               'live.enabled': True}),
-                       dict(env, HOME=str(home), TMPDIR=str(home)), tmp / 'mirror_ui.log',
-                       cwd=home)
-        self.procs.append(self.ui)
-        self.url = URL.search(self.ui.wait_for_log('mirror page at', HANG_GUARD)).group(1)
-        self.procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
-        self.driver = browser.chrome(1080, 1920)
-
-    def close(self) -> None:
-        """Quit the browser, stop the nodes (each must exit 0)."""
-        self.driver.quit()
-        stop_all(self.procs)
-
-
 @pytest.fixture(scope='module')
 def stack(tmp_path_factory):
     browser_or_skip()
-    stack = LiveStack(tmp_path_factory.mktemp('live_page'))
+    stack = LivePage(tmp_path_factory.mktemp('live_page'), {
+        f'{i}.png': frame for i, frame in enumerate(camera_frames())}, SIZE)
     yield stack
     stack.close()
 

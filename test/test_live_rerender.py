@@ -13,16 +13,14 @@ import threading
 
 import cv2
 import numpy as np
-from pages import browser_or_skip, by_testid, errors, run_to_end, SERVER, SHOP, SHOP_IDS, tap, \
-    URL, wait_for
+from pages import browser_or_skip, by_testid, errors, LivePage, run_to_end, SHOP_IDS, tap, \
+    wait_for
 import pytest
-from rosutil import free_domain_id, HANG_GUARD, node_argv, Proc, ros_env, Spinner, stop_all, \
-    wait_until
+from rosutil import HANG_GUARD, Spinner, wait_until
 from sensor_msgs.msg import Image
 from vton_ros.media import samples
 from vton_ros.nodes import image_conv
 from vton_ros.nodes.common import LATCHED_QOS
-from vton_ros.ui import browser
 
 pytestmark = pytest.mark.stack  # node processes: not in make check
 
@@ -47,49 +45,27 @@ def camera_frames() -> list[np.ndarray]:
     return frames
 
 
-class RerenderStack:
-    """camera_node, segmentation_node (Live), tryon_server, mirror_ui (live.rerender)."""
+class RerenderStack(LivePage):
+    """The live page with live.rerender, and a client that keeps every tryon/result."""
 
     def __init__(self, tmp: Path) -> None:
-        domain = free_domain_id()
-        env = ros_env(domain)
-        folder = tmp / 'frames'
-        folder.mkdir()
-        for half, frame in enumerate(camera_frames()):
-            for i in range(FRAMES):
-                cv2.imwrite(str(folder / f'{half}_{i:02d}.png'),
-                            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        node = {'camera_node': {'camera.source': str(folder), 'camera.fps': 4.0,
-                                'camera.width': SIZE[0], 'camera.height': SIZE[1]},
-                'segmentation_node': {'segmentation.max_rate': 4.0, 'live.max_scale': 1.15,
-                                      'segmentation.device': 'cpu', 'live.enabled': True},
-                'tryon_server': dict(SERVER, **{'garments.catalog_dir': str(SHOP)})}
-        self.procs = [Proc(node_argv(name, params), env, tmp / f'{name}.log')
-                      for name, params in node.items()]
-        home = tmp / 'ui_home'
-        home.mkdir()
-        self.ui = Proc(node_argv('mirror_ui', {'ui.port': 0, 'garments.catalog_dir': str(SHOP),
-                                               'live.enabled': True, 'live.rerender': True}),
-                       dict(env, HOME=str(home), TMPDIR=str(home)), tmp / 'mirror_ui.log',
-                       cwd=home)
-        self.procs.append(self.ui)
-        self.url = URL.search(self.ui.wait_for_log('mirror page at', HANG_GUARD)).group(1)
-        self.procs[2].wait_for_log('model loaded', timeout=HANG_GUARD)
+        frames = {f'{half}_{i:02d}.png': frame for half, frame in enumerate(camera_frames())
+                  for i in range(FRAMES)}
+        super().__init__(tmp, frames, SIZE, segmentation={'live.max_scale': 1.15},
+                         ui={'live.rerender': True})
         self.lock = threading.Lock()
         self.results: list = []
-        self.spinner = Spinner('rerender_test', domain)
+        self.spinner = Spinner('rerender_test', self.domain)
         self.spinner.node.create_subscription(Image, 'tryon/result', self._result, LATCHED_QOS)
-        self.driver = browser.chrome(1080, 1920)
 
     def _result(self, msg) -> None:
         with self.lock:
             self.results.append(image_conv.to_rgb(msg))
 
     def close(self) -> None:
-        """Quit the browser and the client, stop the nodes (each must exit 0)."""
-        self.driver.quit()
+        """Close the client, then the page and the nodes."""
         self.spinner.close()
-        stop_all(self.procs)
+        super().close()
 
 
 @pytest.fixture(scope='module')
