@@ -12,6 +12,7 @@ import threading
 import time
 
 from vton_ros.nodes.waits import SafeActionClient
+from vton_ros.supervision import dds_shm
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / 'install' / 'vton_ros' / 'lib' / 'vton_ros'
@@ -81,6 +82,19 @@ def wait_until(condition, timeout: float = HANG_GUARD, what='the condition',
         time.sleep(interval)
 
 
+def group_pids(pgid: int) -> list[int]:
+    """Return the processes of process group ``pgid`` (from /proc)."""
+    pids = []
+    for entry in Path('/proc').iterdir():
+        try:
+            fields = (entry / 'stat').read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):  # not a process, or gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
 class Proc:
     """A child process whose output goes to a log file; stopped with SIGINT then SIGKILL."""
 
@@ -124,10 +138,21 @@ class Proc:
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+                self.kill()
         self._log.close()
         return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group now and reap it.
+
+        Then give back the Fast DDS files its processes held: a killed participant cannot,
+        and a plain client or ``fastdds discovery`` (a wrapper and its server) has no
+        supervisor that would.
+        """
+        names = [name for pid in group_pids(self.pid) for name in dds_shm.own_files(pid)]
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+        dds_shm.release(names)
 
 
 def stop_all(procs: list['Proc']) -> None:

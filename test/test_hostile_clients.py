@@ -164,7 +164,7 @@ def test_goals_of_a_killed_client_end_client_gone_and_the_next_goal_runs(queue_s
     try:
         out = victim.wait_for_log('running', timeout=HANG_GUARD)
     finally:
-        os.killpg(victim.pid, signal.SIGKILL)
+        victim.kill()
         killed = time.monotonic()
         victim.stop()
     ids = [line.split()[1][:8] for line in out.splitlines() if line.startswith('accepted')]

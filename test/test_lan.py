@@ -9,10 +9,8 @@ the namespaces' private addresses, tiny random weights.
 """
 
 import json
-import os
 from pathlib import Path
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -129,7 +127,7 @@ def test_a_robot_on_the_lan_drives_the_mirror_and_nothing_else_sees_it(
             preview = re.search(r'running \(preview (\d+)x(\d+)\)', out)
             assert int(preview[1]) > 0 and int(preview[2]) > 0, out  # previews cross too
         finally:
-            os.killpg(victim.pid, signal.SIGKILL)
+            victim.kill()
             killed = time.monotonic()
             victim.stop()
         bringup.wait_for_log(f'goal {goal} ended CLIENT_GONE', timeout=HANG_GUARD)
@@ -170,7 +168,7 @@ def test_the_discovery_server_joins_robot_and_mirror_and_a_restart_is_survived(
         bringup = start_mirror(hosts, tmp_path, tiny_weights, env)
         first = run_client(hosts, 'robot', robot_env, tmp_path)
         assert first['image'].shape == (CAMERA[1], CAMERA[0], 3)
-        os.killpg(server.pid, signal.SIGKILL)
+        server.kill()
         server.stop()
         server = Proc(server_argv, env, tmp_path / 'discovery2.log')
         server.wait_for_log('Server started', timeout=HANG_GUARD)
