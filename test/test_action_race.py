@@ -6,7 +6,8 @@ at once. The wheel's client registers the request's future under its lock, then 
 future outside it; the window between is a few bytecodes, so the test widens it (a slow
 feedback-callback table: the wheel writes it between the two registrations). The reply,
 handled by the spinning thread inside the window, completes the first future; the one
-returned then never completes. waits.send_goal from the executor's thread gets its answer.
+returned then never completes. waits.SafeActionClient, which registers once under the
+client's lock (tryon_client, mirror_ui, vton_soak), gets its answer.
 """
 
 import inspect
@@ -21,7 +22,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rosutil import free_domain_id, HANG_GUARD
 from vton_interfaces.action import TryOn
 
-from vton_ros.nodes.waits import send_goal, wait_future, WaitTimeout
+from vton_ros.nodes.waits import SafeActionClient, wait_future, WaitTimeout
 
 
 class SlowTable(dict):
@@ -62,17 +63,21 @@ def sides():
     server, client = Side('race_server', domain), Side('race_client', domain)
     ActionServer(server.node, TryOn, 'tryon', execute_callback=lambda handle: TryOn.Result(),
                  goal_callback=lambda _goal: GoalResponse.REJECT)
+    # both clients before the spin: the wheel's ActionClient joins the wait set before it
+    # has its lock (a client made while the executor spins can break the spin)
     action = ActionClient(client.node, TryOn, 'tryon')
+    safe = SafeActionClient(client.node, TryOn, 'tryon')
     server.thread.start()
     client.thread.start()
     assert action.wait_for_server(timeout_sec=HANG_GUARD)
-    yield client, action
+    assert safe.wait_for_server(timeout_sec=HANG_GUARD)
+    yield action, safe
     client.close()
     server.close()
 
 
 def test_a_fast_reply_leaves_the_returned_future_pending(sides):
-    client, action = sides
+    action, _safe = sides
     action._feedback_callbacks = SlowTable()  # the wheel writes it between its registrations
     source = inspect.getsource(ActionClient.send_goal_async)
     if source.count('_pending_goal_requests[sequence_number] = future') < 2:
@@ -83,9 +88,9 @@ def test_a_fast_reply_leaves_the_returned_future_pending(sides):
         wait_future(future, 5.0, 'goal response')  # the reply came and went
 
 
-def test_send_goal_from_the_executor_thread_gets_the_answer(sides):
-    client, action = sides
-    action._feedback_callbacks = SlowTable()
-    future = send_goal(client.executor, action, TryOn.Goal(), lambda _f: None, HANG_GUARD)
+def test_the_safe_action_client_gets_the_answer(sides):
+    _action, safe = sides
+    safe._feedback_callbacks = SlowTable()  # written under its lock, before the request
+    future = safe.send_goal_async(TryOn.Goal(), feedback_callback=lambda _f: None)
     handle = wait_future(future, HANG_GUARD, 'goal response')
     assert handle is not None and not handle.accepted  # the server's REJECT, received

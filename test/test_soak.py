@@ -5,19 +5,26 @@ The short run starts the whole stack under tryon_bringup --respawn with tiny ran
 weights, sends 30 goals from 3 clients, SIGKILLs camera, segmentation and server nodes,
 and must find every accepted goal answered, every goal request responded to, each
 client's first goal after the server's kill a success, no crash, and none of the stack's
-Fast DDS shared memory left after the stop.
+Fast DDS shared memory left after the stop. A soak client facing a server that withholds
+its goal replies takes an accepted goal from the status topic, and has no answer for a
+goal that is not listed there either.
 """
 
 import json
+from pathlib import Path
 import subprocess
 
 import pytest
-from rosutil import free_domain_id, HANG_GUARD, LIB, ros_env
-from vton_ros.supervision import soak_report
+from rosutil import free_domain_id, HANG_GUARD, LIB, Proc, ros_env, script_argv
+from vton_interfaces.action import TryOn
+from vton_ros.cli import vton_soak
+from vton_ros.nodes.waits import wait_future
+from vton_ros.supervision import dds_shm, soak_report
 
 pytestmark = pytest.mark.stack  # node processes: not in make check
 
 NODES = ('camera_node', 'tryon_server')
+RAW_SERVER = Path(__file__).resolve().parent / 'processes' / 'raw_action_server.py'
 
 
 def _goal(index, accepted=True, code='SUCCESS', cause='normal', t=(10.0, 11.0)):
@@ -59,7 +66,9 @@ def test_no_response_is_a_failure_unless_the_server_was_down():
     assert [soak_report.outcome(record, g) for g in record['goals']] == [
         'LOST', 'NO_RESPONSE', 'SUCCESS', 'NO_RESPONSE']  # never REJECTED
     summary = soak_report.summarize(record, NODES)
-    assert summary['no_response'] == [1, 3]
+    assert summary['no_response'] == [1, 3] and summary['accepted_from_status'] == []
+    check['from_status'] = True  # its reply lost, its acceptance read from the status topic
+    assert soak_report.summarize(record, NODES)['accepted_from_status'] == [2]
     assert summary['after_server_kill'] == {'goals': 2, 'failed': [
         {'index': 3, 'outcome': 'NO_RESPONSE', 'note': 'no action server'}]}
 
@@ -146,3 +155,36 @@ def test_short_soak_with_kills(tmp_path):
         assert any(s['node'] == kill['node'] and s['pid'] != kill['pid'] and s['t'] > kill['t']
                    for s in saved['samples']), kill
     assert (out / 'soak.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_soak_client_takes_a_lost_goal_reply_from_the_status_topic(tmp_path):
+    domains = {mode: free_domain_id() for mode in ('lost_reply', 'no_reply')}
+    servers = {mode: Proc(script_argv(RAW_SERVER, mode), ros_env(domain), tmp_path / f'{mode}.log')
+               for mode, domain in domains.items()}
+    clients = []
+    try:
+        for mode, server in servers.items():
+            server.wait_for_log('ready')
+            clients.append(vton_soak.Client(f'soak_client_{mode}', domains[mode]))
+            assert clients[-1].action.wait_for_server(timeout_sec=HANG_GUARD)
+        lost, silent = clients
+        # the server lists the goal as executing and never answers its request
+        handle = lost.send(TryOn.Goal(), None, lambda: False, HANG_GUARD)
+        servers['lost_reply'].wait_for_log('goal listed, its reply withheld')
+        assert handle is not None and handle.accepted and lost.requests.from_status == 1
+        response = wait_future(handle.get_result_async(), HANG_GUARD, 'result')
+        assert response.result.message == 'ended by raw_action_server lost_reply'
+        # neither answered nor listed: no handle at the end of the wait (the soak's
+        # NO_RESPONSE), and none at once when the soak gives up (its server was killed)
+        assert silent.send(TryOn.Goal(), None, lambda: False, 5.0) is None
+        servers['no_reply'].wait_for_log('goal neither listed nor answered')
+        asked = []
+        assert silent.send(TryOn.Goal(), None, lambda: asked.append(1) or True,
+                           HANG_GUARD) is None and asked == [1]
+        assert silent.requests.from_status == 0
+    finally:
+        for client in clients:
+            client.close()
+            dds_shm.release(client.shm_files)  # the port files Fast DDS leaves on a close
+        for server in servers.values():
+            server.stop()

@@ -6,7 +6,8 @@ seconds (prints ``goal received`` at once) and ends it CANCELED once a cancel fo
 arrives. ``expired``: accepts goals at once and answers their result request with status
 UNKNOWN and an empty result, as rclpy does for a result that expired. ``lost_reply``: lists
 a goal as executing on the status topic but never answers its request (the reply a client
-lost, as Kilted's rclpy can), then ends it PIPELINE_ERROR. Prints ``ready``.
+lost, as Kilted's rclpy can), then ends it PIPELINE_ERROR. ``no_reply``: neither answers a
+goal request in time nor lists the goal (a request lost with no trace). Prints ``ready``.
 """
 
 import sys
@@ -50,6 +51,9 @@ class RawServer:
                 GoalStatus(goal_info=info, status=GoalStatus.STATUS_EXECUTING)]))
             print('goal listed, its reply withheld', flush=True)
             self.canceled.wait(LOST_REPLY_HOLD)  # the request is never answered in time
+        if self.mode == 'no_reply':
+            print('goal neither listed nor answered', flush=True)
+            self.canceled.wait(LOST_REPLY_HOLD)
         if self.mode == 'slow_accept':
             time.sleep(ACCEPT_DELAY)
         print('goal accepted', flush=True)

@@ -30,7 +30,6 @@ import time
 import cv2
 from rcl_interfaces.srv import SetParameters
 import rclpy
-from rclpy.action import ActionClient
 from rclpy.context import Context
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -40,10 +39,11 @@ from vton_interfaces.action import TryOn
 from vton_ros.cli.tryon_bringup import loopback_env
 from vton_ros.media import samples
 from vton_ros.media.garments import GarmentCatalog
-from vton_ros.nodes import image_conv
+from vton_ros.nodes import action_qos, image_conv
+from vton_ros.nodes.goal_request import GoalRequests
 from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.nodes.runner import destroy
-from vton_ros.nodes.waits import send_goal, wait_future, WaitTimeout
+from vton_ros.nodes.waits import SafeActionClient, wait_future, WaitTimeout
 from vton_ros.settings import files as param_files
 from vton_ros.settings import schema
 from vton_ros.supervision import dds_shm
@@ -143,7 +143,10 @@ class Client:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
-        self.action = ActionClient(self.node, TryOn, 'tryon')
+        # as tryon_client: its goal requests are answered by the reply or, when a reply is
+        # lost (a new participant's first goal, seen in long soaks), by the status topic
+        self.action = SafeActionClient(self.node, TryOn, 'tryon', **action_qos.client_options())
+        self.requests = GoalRequests(self.node, self.action, TryOn, 'tryon')
         self.params = self.node.create_client(SetParameters, '/tryon_server/set_parameters')
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)
@@ -157,9 +160,9 @@ class Client:
         except (ExternalShutdownException, InvalidHandle):  # closed while a callback ran
             pass
 
-    def send(self, goal: TryOn.Goal, feedback) -> object:
-        """Return the future of the goal's handle (asked on the executor's thread)."""
-        return send_goal(self._executor, self.action, goal, feedback, RESPONSE_WAIT)
+    def send(self, goal: TryOn.Goal, feedback, give_up, timeout: float = RESPONSE_WAIT):
+        """Return the goal's handle (accepted or rejected), None without any answer."""
+        return self.requests.send(goal, feedback, timeout, give_up)
 
     def server_gids(self) -> set[bytes]:
         """Return the endpoint ids of the action server processes this client sees now."""
@@ -331,13 +334,15 @@ class Soak:
                           f'{self.args.goal_timeout:g} s')
             return record
         killed = self._server_gone(record['t_start'])
-        try:
-            handle = wait_future(client.send(goal, lambda _: feedback.set()), RESPONSE_WAIT,
-                                 'goal response', killed)
-        except WaitTimeout as err:
-            record.update(t_end=time.time(), note=str(err))
+        listed = client.requests.from_status
+        handle = client.send(goal, lambda _: feedback.set(), killed)
+        if handle is None:  # not even listed on the status topic: NO_RESPONSE, or LOST
+            record.update(t_end=time.time(), note='goal response: ' + (
+                'given up (the server was killed)' if killed() else
+                f'no answer after {RESPONSE_WAIT:g} s'))
             return record
-        record.update(accepted=handle.accepted, id=bytes(handle.goal_id.uuid).hex())
+        record.update(accepted=handle.accepted, id=bytes(handle.goal_id.uuid).hex(),
+                      from_status=client.requests.from_status > listed)
         if handle.accepted and cause in ('cancel', 'vanish'):
             feedback.wait(rng.uniform(0.0, 2.0))
             if cause == 'vanish':  # its end is the server's (log), or lost with it

@@ -33,6 +33,7 @@ class GoalRequests:
         self._lock = threading.Lock()
         self._waiting: set[bytes] = set()  # ids of the goals sent, not yet answered
         self._listed: set[bytes] = set()  # those of them the server's status named
+        self.from_status = 0  # goals whose acceptance came from the status topic
         node.create_subscription(GoalStatusArray, f'{action}/_action/status', self._status,
                                  qos_profile_action_status_default)
 
@@ -41,27 +42,28 @@ class GoalRequests:
             self._listed.update(self._waiting.intersection(
                 bytes(s.goal_info.goal_id.uuid) for s in msg.status_list))
 
-    def send(self, goal, feedback_callback: Callable | None,
-             timeout: float) -> ClientGoalHandle | None:
+    def send(self, goal, feedback_callback: Callable | None, timeout: float,
+             give_up: Callable[[], bool] | None = None) -> ClientGoalHandle | None:
         """
         Send ``goal``; return its handle (accepted or rejected), None without an answer.
 
         Waits at most ``timeout`` seconds, also after Ctrl-C: a goal the server may have
-        accepted must be known before it can be canceled.
+        accepted must be known before it can be canceled. Returns None at once when
+        ``give_up()`` turns true (e.g. the server died: no answer can come).
         """
         goal_id = UUID(uuid=list(uuid.uuid4().bytes))
         key = bytes(goal_id.uuid)
         with self._lock:
             self._waiting.add(key)
         try:
-            return self._answer(goal, feedback_callback, goal_id, timeout)
+            return self._answer(goal, feedback_callback, goal_id, timeout, give_up)
         finally:
             with self._lock:
                 self._waiting.discard(key)
                 self._listed.discard(key)
 
     def _answer(self, goal, feedback_callback: Callable | None, goal_id: UUID,
-                timeout: float) -> ClientGoalHandle | None:
+                timeout: float, give_up: Callable[[], bool] | None) -> ClientGoalHandle | None:
         key = bytes(goal_id.uuid)
         future = self._client.send_goal_async(goal, feedback_callback=feedback_callback,
                                               goal_uuid=goal_id)
@@ -71,7 +73,11 @@ class GoalRequests:
                 return future.result()
             with self._lock:
                 listed = key in self._listed
+                if listed:
+                    self.from_status += 1
             if listed:  # accepted; the reply went to the future rclpy did not return
                 return ClientGoalHandle(self._client, goal_id, self._response(accepted=True))
+            if give_up is not None and give_up():
+                break
             time.sleep(POLL)
         return future.result() if future.done() else None

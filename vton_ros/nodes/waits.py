@@ -5,17 +5,15 @@ rclpy's Kilted ActionClient.send_goal_async registers the goal request's future 
 under its lock right after sending, then again with a new Future after the lock is released.
 A reply handled by a spinning thread between the two completes the first future, whose
 done callback unregisters the sequence number; the second (the one returned) then never
-completes. :func:`send_goal` asks for the goal from the executor's own thread (a task of a
-SingleThreadedExecutor), so no reply can be handled in between; :class:`SafeActionClient`
-registers it once under the client's lock (any executor); :func:`wait_future` bounds every
-wait and says what did not come.
+completes. :class:`SafeActionClient` registers it once under the client's lock (any
+executor), so no reply can be handled in between; :func:`wait_future` bounds every wait and
+says what did not come.
 """
 
 import time
 from typing import Any, Callable
 
 from rclpy.action import ActionClient
-from rclpy.executors import Executor
 from rclpy.task import Future
 
 POLL = 0.02  # seconds between looks at a future
@@ -68,16 +66,3 @@ class SafeActionClient(ActionClient):
             future.add_done_callback(self._remove_pending_goal_request)
             self.add_future(future)
         return future
-
-
-def send_goal(executor: Executor, client: ActionClient, goal: Any,
-              feedback_callback: Callable[[Any], None] | None = None,
-              timeout: float = 60.0) -> Future:
-    """
-    Send ``goal`` from the executor's thread; return the future of its goal handle.
-
-    ``executor`` must be the SingleThreadedExecutor that spins ``client``'s node in
-    another thread: the reply is handled on that same thread, after both registrations.
-    """
-    task = executor.create_task(lambda: client.send_goal_async(goal, feedback_callback))
-    return wait_future(task, timeout, 'sending the goal (the executor did not run)')

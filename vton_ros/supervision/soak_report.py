@@ -6,6 +6,7 @@ sent: ``id``, ``cause``, ``accepted``, ``code``, ``t_start``, ``t_end``), ``serv
 (goal id prefix -> code name, from the server's own log), ``kills`` (``t``, ``node``,
 ``pid``), ``exits`` (``node``, ``code`` of every node exit the supervisor saw) and
 ``samples`` (``t``, ``node``, ``pid``, ``rss_mb``, ``fds``, ``threads``, ``goals_done``).
+A goal accepted without its reply (the status topic listed it) has ``from_status`` true.
 A goal request that got no response at all carries a ``note`` saying why; ``server_restarts``
 (``t`` of each server kill, ``up`` when the clients saw the new server) tells a request
 sent while the server was down (LOST) from one a live server never answered (NO_RESPONSE).
@@ -188,6 +189,8 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
         'no_response': [g['index'] for g in record['goals']
                         if outcome(record, g) == 'NO_RESPONSE'],
         'first_goals_of_new_clients': first_goal_figures(record),
+        # accepted goals whose reply was lost, their acceptance read from the status topic
+        'accepted_from_status': [g['index'] for g in record['goals'] if g.get('from_status')],
         'after_server_kill': after_kill_figures(record),
         'codes_by_cause': {cause: dict(sorted(c.items())) for cause, c in
                            sorted(by_cause.items())},
