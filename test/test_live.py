@@ -118,8 +118,10 @@ def test_the_try_on_follows_the_moving_shopper(system, replay):
         out = image_conv.to_rgb(msg)
         mask = masks[_stamp(msg.header)] > 127
         assert mask.any()
-        # outside the (feathered) mask the composite is the raw frame, pixel for pixel
-        far = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        # outside the (feathered) mask, and the moved garment where it reaches past the mask,
+        # the composite is the raw frame, pixel for pixel
+        shown = mask | (shifted(tried_mask.astype(np.uint8), dx - dx0) > 0)
+        far = cv2.dilate(shown.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
         assert np.array_equal(out[far], frame[far])
         # inside it the try-on's garment, moved with her: closer to the shifted try-on than
         # to the try-on where it was, and not the raw frame

@@ -7,17 +7,27 @@ carried to each new frame by geometry alone:
 1. The BlazePose landmarks (the pose masker's, :class:`vton_ros.pipeline.masks.MaskResult`)
    of the try-on frame and the new frame are matched on the body points that are visible in
    both (shoulders, elbows, wrists, hips, knees, ankles, nose).
-2. A similarity (``cv2.estimateAffinePartial2D``, least median of squares) gives the global
-   move; anchors around the new frame moved by it close the mesh, so the parts away from
-   the body move rigidly.
-3. A piecewise-affine map from new-frame to try-on-frame points on the Delaunay mesh of the
-   landmarks, points beside the limbs and the anchors: scipy's ``LinearNDInterpolator``
-   (the same map as scikit-image's ``PiecewiseAffineTransform``, which the tests compare
-   it with, at about 1/100 of its cost), evaluated on a coarse grid, brought to full size
-   with ``cv2.remap`` and applied with ``cv2.remap`` (exact for rigid motion).
-4. The warped result is composited into the new frame inside the new frame's agnostic mask,
-   fully opaque inside and feathered outwards over ``feather`` body scales, so no original
-   clothing shows at the border (the agnostic mask already reaches past the body outline).
+2. The global move: a similarity (``cv2.estimateAffinePartial2D``, least median of
+   squares) of those points, refined, when the try-on frame is known (its grey copy from
+   :func:`~vton_ros.media.registration.small_gray`), by registering the two frames' images
+   inside the try-on's garment region (:mod:`vton_ros.media.registration`). mediapipe's
+   landmarks of one body in two frames disagree by 10-40 px, which no fit over them
+   averages out; the clothing's own texture pins the move to a pixel. The registration is
+   kept only if it converged with a high correlation and agrees with the landmarks within
+   ``MAX_DISAGREEMENT`` body scales.
+3. Each body point's residual from the global move counts as landmark noise up to
+   ``RIGID_TOLERANCE`` body scales (moved rigidly) and as a non-rigid move from twice that
+   (a raised arm), ramping between. A piecewise-affine map from new-frame to try-on-frame
+   points on the Delaunay mesh of the landmarks, points beside the limbs and anchors
+   around the frame (moved by the global move): scipy's ``LinearNDInterpolator`` (the same
+   map as scikit-image's ``PiecewiseAffineTransform``, which the tests compare it with, at
+   about 1/100 of its cost), evaluated on a coarse grid, brought to full size and applied
+   with ``cv2.remap``. Without a non-rigid point the map is the global affine itself.
+4. The warped result is composited into the new frame inside the new frame's agnostic mask
+   and wherever the warped garment reaches within ``GARMENT_BAND`` body scales of it (a
+   mask from jittery landmarks does not cut the garment), fully opaque inside and
+   feathered outwards over ``feather`` body scales, so no original clothing shows at the
+   border (the agnostic mask already reaches past the body outline).
 
 The warp is not believable when the shopper turned away (a key landmark is not visible:
 shoulders for upper, hips for lower garments), left (no landmarks or an empty mask), or
@@ -28,11 +38,14 @@ moved too far: scaled or rotated beyond the limits, a body point displaced by mo
 
 from dataclasses import dataclass, field
 import math
+from typing import Callable
 
 import cv2
 import numpy as np
 from scipy.interpolate import LinearNDInterpolator
 from scipy.spatial import Delaunay
+
+from vton_ros.media.registration import register, REGISTER_SCALE, small_gray
 
 # BlazePose indices (the same as vton_ros.pipeline.masks, which needs torch to import)
 NOSE, L_SHOULDER, R_SHOULDER, L_HIP, R_HIP = 0, 11, 12, 23, 24
@@ -45,6 +58,10 @@ NUM_LANDMARKS = 33
 LIMBS = ((11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28))
 LIMB_SIDE = 0.3  # mesh points beside each limb's middle, body scales from its axis
 GRID_STEP = 8  # pixels between the points where the mesh map is evaluated
+RIGID_TOLERANCE = 0.3  # body scales of a point's residual taken for landmark noise
+GARMENT_BAND = 0.3  # body scales the warped garment may reach past the new frame's mask
+REGISTER_ERODE = 0.1  # body scales the garment region shrinks by for registration
+MAX_DISAGREEMENT = 0.5  # body scales registration may move a body point off the landmarks
 
 STATUS_LIVE = 'live'
 STATUS_NO_RESULT = 'no result'
@@ -155,16 +172,28 @@ def _mesh_points(lms: np.ndarray, used: list[int]) -> np.ndarray:
     return np.vstack([p[used]] + ([np.array(extra)] if extra else []))
 
 
+Refine = Callable[[np.ndarray], np.ndarray | None]
+
+
 def match_points(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
-                 config: LiveConfig = LiveConfig()
+                 config: LiveConfig = LiveConfig(), refine: Refine | None = None
                  ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
     """
     Decide whether new can be reached from old; return the mesh's matched points.
 
-    old, new: (33, 3) landmarks; size: (height, width) of the new frame.
+    old, new: (33, 3) landmarks; size: (height, width) of the new frame; refine: the
+    landmarks' global move (2x3, new -> try-on frame) -> a better one or None.
     Returns ((N, 2) new-frame points, (N, 2) try-on-frame points), 'live') or (None, the
     reason the warp is not believable).
     """
+    matched, status = _match(old, new, size, cloth_type, config, refine)
+    return (None if matched is None else matched[:2]), status
+
+
+def _match(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
+           config: LiveConfig, refine: Refine | None
+           ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None, str]:
+    """match_points, plus the global move (2x3) and whether every point moved by it."""
     if cloth_type not in KEY_POINTS:
         raise ValueError(f'unknown cloth_type {cloth_type!r}; valid: {", ".join(KEY_POINTS)}')
     old, new = check_landmarks(old), check_landmarks(new)
@@ -180,46 +209,76 @@ def match_points(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_
     sim, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if sim is None:
         return None, STATUS_TOO_FAR
-    scale = math.hypot(sim[0, 0], sim[1, 0])  # new -> old: 1/scale is the shopper's growth
-    angle = math.degrees(math.atan2(sim[1, 0], sim[0, 0]))
+    s_old = body_scale(old)
+    if refine is not None:
+        better = refine(sim)
+        if better is not None and np.max(np.linalg.norm(
+                _apply(better, src) - _apply(sim, src), axis=1)) <= MAX_DISAGREEMENT * s_old:
+            sim = better
+    scale = math.sqrt(abs(np.linalg.det(sim[:, :2])))  # new -> old: 1/scale is the growth
+    angle = math.degrees(math.atan2(sim[1, 0] - sim[0, 1], sim[0, 0] + sim[1, 1]))
     if not 1.0 / config.max_scale <= scale <= config.max_scale or \
             abs(angle) > config.max_rotation:
         return None, STATUS_TOO_FAR
-    s_old = body_scale(old)
-    moved = src @ sim[:, :2].T + sim[:, 2]
-    residual = np.linalg.norm(moved - dst, axis=1)
-    if np.max(residual) > config.max_displacement * s_old:
+    rigid = _apply(sim, src)
+    residual = dst - rigid
+    norm = np.linalg.norm(residual, axis=1)
+    if np.max(norm) > config.max_displacement * s_old:
         return None, STATUS_TOO_FAR
     if KEY_POINTS[cloth_type][0] == L_SHOULDER:
         width_new = np.linalg.norm(new[L_SHOULDER, :2] - new[R_SHOULDER, :2]) * scale
         width_old = np.linalg.norm(old[L_SHOULDER, :2] - old[R_SHOULDER, :2])
         if width_new < config.min_width_ratio * width_old:
             return None, STATUS_TURNED
+    # noise up to the tolerance, a non-rigid move from twice it, a ramp between
+    weight = np.clip(norm / (RIGID_TOLERANCE * s_old) - 1.0, 0.0, 1.0)[:, None]
     anchors = _anchors(w, h)
     src_all = np.vstack([src, anchors])
-    dst_all = np.vstack([dst, anchors @ sim[:, :2].T + sim[:, 2]])
-    return (src_all, dst_all), STATUS_LIVE
+    dst_all = np.vstack([rigid + weight * residual, _apply(sim, anchors)])
+    return (src_all, dst_all, sim, not weight.any()), STATUS_LIVE
+
+
+def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ affine[:, :2].T + affine[:, 2]
 
 
 def plan_warp(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
               config: LiveConfig = LiveConfig(),
-              box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray | None, str]:
+              box: tuple[int, int, int, int] | None = None,
+              refine: Refine | None = None) -> tuple[np.ndarray | None, str]:
     """
     Build the map new frame -> try-on frame, or say why the warp is not believable.
 
-    box: (x0, y0, x1, y1) part of the new frame to map (default: all of it).
-    Returns (box-sized HxWx2 float32 try-on-frame coordinates for cv2.remap, 'live') or
-    (None, the reason: 'turned away' or 'moved too far').
+    box: (x0, y0, x1, y1) part of the new frame to map (default: all of it); refine: see
+    :func:`match_points`. Returns (box-sized HxWx2 float32 try-on-frame coordinates for
+    cv2.remap, 'live') or (None, the reason: 'turned away' or 'moved too far').
     """
-    points, status = match_points(old, new, size, cloth_type, config)
-    if points is None:
+    planned, status = _plan(old, new, size, cloth_type, config,
+                            box or (0, 0, size[1], size[0]), refine)
+    return (None if planned is None else planned[0]), status
+
+
+def _plan(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
+          config: LiveConfig, box: tuple[int, int, int, int], refine: Refine | None
+          ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """plan_warp, plus the global move's map of the box (the same when all moved rigidly)."""
+    matched, status = _match(old, new, size, cloth_type, config, refine)
+    if matched is None:
         return None, status
-    src_all, dst_all = points
+    src_all, dst_all, sim, rigid = matched
+    x0, y0, x1, y1 = box
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+    m = sim.astype(np.float32)
+    steady = np.dstack([m[0, 0] * xs + m[0, 1] * ys + m[0, 2],
+                        m[1, 0] * xs + m[1, 1] * ys + m[1, 2]])
+    if rigid:
+        return (steady, steady), STATUS_LIVE
     tri = Delaunay(src_all)
     if _folded(tri, dst_all):
         return None, STATUS_TOO_FAR
     mesh = LinearNDInterpolator(tri, dst_all, fill_value=-1.0)
-    return _dense_map(mesh, size, box or (0, 0, size[1], size[0])), STATUS_LIVE
+    return (_dense_map(mesh, size, box), steady), STATUS_LIVE
 
 
 def _dense_map(mesh: LinearNDInterpolator, size: tuple[int, int],
@@ -250,23 +309,33 @@ def garment_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
 
 def composite(frame: np.ndarray, mask: np.ndarray, result: np.ndarray,
               result_mask: np.ndarray, coords: np.ndarray, feather_px: float,
-              box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              box: tuple[int, int, int, int] | None = None, band_px: float = 0.0,
+              steady: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     Warp the try-on result with ``coords`` and lay it into ``frame`` inside ``mask``.
 
     frame: HxWx3 uint8 RGB; mask: HxW uint8 (>127 = garment region of this frame);
     result, result_mask: the try-on (any size, the try-on frame's); coords: float32 map
     from :func:`plan_warp` for ``box`` (x0, y0, x1, y1; default the whole frame, which
-    must then hold mask and feather). Returns (composite HxWx3 uint8 (a new array),
-    warped result mask HxW uint8).
+    must then hold mask, band and feather); band_px: the warped garment is also laid where
+    it reaches within this many pixels of the mask, where ``coords`` is within a pixel of
+    ``steady`` (the global move's map: not where an arm's move stretched the mesh).
+    Returns (composite HxWx3 uint8 (a new array), warped result mask HxW uint8, HxW bool
+    region laid opaque).
     """
     x0, y0, x1, y1 = box or (0, 0, frame.shape[1], frame.shape[0])
     map_x, map_y = coords[..., 0], coords[..., 1]
     layer = cv2.remap(result, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     warped_mask = np.zeros(mask.shape, np.uint8)
     warped_mask[y0:y1, x0:x1] = cv2.remap(result_mask, map_x, map_y, cv2.INTER_LINEAR,
-                                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                                          borderMode=cv2.BORDER_REPLICATE)
     inside = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
+    if band_px > 0.0:
+        near = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) <= band_px
+        near &= warped_mask[y0:y1, x0:x1] > 127
+        if steady is not None:
+            near &= np.abs(coords - steady).max(-1) <= 1.0
+        inside |= near.astype(np.uint8)
     if feather_px >= 1.0:  # 1 inside, falling to 0 over feather_px outside
         outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
         alpha = np.clip(1.0 - outside / feather_px, 0.0, 1.0)
@@ -275,7 +344,9 @@ def composite(frame: np.ndarray, mask: np.ndarray, result: np.ndarray,
     out = frame.copy()
     part = out[y0:y1, x0:x1]
     cv2.blendLinear(layer, part, alpha, 1.0 - alpha, dst=part)
-    return out, warped_mask
+    region = np.zeros(mask.shape, bool)
+    region[y0:y1, x0:x1] = inside > 0
+    return out, warped_mask, region
 
 
 def _check_pair(rgb: np.ndarray, mask: np.ndarray, what: str) -> None:
@@ -293,6 +364,7 @@ class LiveFollower:
         """Start without a try-on: frames pass through with status 'no result'."""
         self.config = config
         self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None = None
+        self._template: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def has_result(self) -> bool:
@@ -300,26 +372,37 @@ class LiveFollower:
         return self._ref is not None
 
     def set_result(self, result: np.ndarray, result_mask: np.ndarray,
-                   landmarks: np.ndarray, cloth_type: str) -> None:
+                   landmarks: np.ndarray, cloth_type: str,
+                   frame_small: np.ndarray | None = None) -> None:
         """
         Follow a new try-on.
 
         result: HxWx3 uint8 RGB at the try-on frame's size; result_mask: HxW uint8 (>127 is
-        the garment layer); landmarks: (33, 3) of the try-on frame.
+        the garment layer); landmarks: (33, 3) of the try-on frame; frame_small:
+        :func:`small_gray` of the camera frame the try-on was made from (the global move is
+        then registered on its clothing; None: landmarks only).
         """
         _check_pair(result, result_mask, 'result')
         if cloth_type not in KEY_POINTS:
             raise ValueError(f'unknown cloth_type {cloth_type!r}; valid: '
                              f'{", ".join(KEY_POINTS)}')
-        self._ref = (result.copy(), result_mask.copy(), check_landmarks(landmarks).copy(),
-                     cloth_type)
+        lms = check_landmarks(landmarks).copy()
+        self._ref = (result.copy(), result_mask.copy(), lms, cloth_type)
+        self._template = None
+        if frame_small is not None:
+            size = max(1, round(REGISTER_ERODE * body_scale(lms) * REGISTER_SCALE))
+            region = cv2.resize(result_mask, frame_small.shape[::-1],
+                                interpolation=cv2.INTER_AREA) > 127
+            region = cv2.erode(region.astype(np.uint8), np.ones((size, size), np.uint8))
+            if region.any():
+                self._template = (frame_small.copy(), region)
 
     def clear(self) -> None:
         """Stop following (frames pass through)."""
-        self._ref = None
+        self._ref = self._template = None
 
-    def follow(self, frame: np.ndarray, mask: np.ndarray,
-               landmarks: np.ndarray | None) -> LiveFrame:
+    def follow(self, frame: np.ndarray, mask: np.ndarray, landmarks: np.ndarray | None,
+               frame_small: np.ndarray | None = None) -> LiveFrame:
         """Composite the garment into ``frame`` (HxWx3 uint8) or say why not."""
         _check_pair(frame, mask, 'frame')
         none = np.zeros(mask.shape, bool)
@@ -328,10 +411,26 @@ class LiveFollower:
         if landmarks is None or not mask.any():
             return LiveFrame(frame, STATUS_NO_PERSON, none)
         result, result_mask, old, cloth_type = self._ref
-        feather = self.config.feather * body_scale(check_landmarks(landmarks))
-        box = garment_box(mask, int(math.ceil(feather)) + 1)
-        coords, status = plan_warp(old, landmarks, mask.shape, cloth_type, self.config, box)
-        if coords is None:
+        scale = body_scale(check_landmarks(landmarks))
+        feather, band = self.config.feather * scale, GARMENT_BAND * scale
+        box = garment_box(mask, int(math.ceil(feather + band)) + 1)
+        planned, status = _plan(old, landmarks, mask.shape, cloth_type, self.config, box,
+                                self._refine(frame, frame_small))
+        if planned is None:
             return LiveFrame(frame, status, none)
-        image, warped = composite(frame, mask, result, result_mask, coords, feather, box)
-        return LiveFrame(image, STATUS_LIVE, mask > 127, warped)
+        image, warped, region = composite(frame, mask, result, result_mask, planned[0],
+                                          feather, box, band, planned[1])
+        return LiveFrame(image, STATUS_LIVE, region, warped)
+
+    def _refine(self, frame: np.ndarray, frame_small: np.ndarray | None) -> Refine | None:
+        """Return the registration of this frame against the try-on's (None: not known)."""
+        if self._template is None:
+            return None
+        template, region = self._template
+        image = small_gray(frame) if frame_small is None else frame_small
+        size = frame.shape[:2]
+
+        def refine(sim: np.ndarray) -> np.ndarray | None:
+            found = register(template, region, image, cv2.invertAffineTransform(sim), size)
+            return None if found is None else cv2.invertAffineTransform(found)
+        return refine

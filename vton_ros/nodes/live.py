@@ -1,10 +1,11 @@
 """
 Live follow inside segmentation_node: ``tryon/live`` (+ ``/compressed``) and its status.
 
-The node that owns the pose owns live follow. segmentation_node keeps the landmarks and mask
-of its last frames by stamp; a try-on result (``tryon/result``, latched) carries the stamp of
-the camera frame it was made from, so its pose is looked up, not guessed (a result made from
-another image, e.g. an upload, is masked once itself). Each new frame's mask then comes with
+The node that owns the pose owns live follow. segmentation_node keeps the landmarks, mask
+and a grey 1/4-size copy (for registration) of its last frames by stamp; a try-on result
+(``tryon/result``, latched) carries the stamp of the camera frame it was made from, so its
+pose and frame are looked up, not guessed (a result made from another image, e.g. an
+upload, is masked once itself and followed by landmarks alone). Each new frame's mask then comes with
 a composite from :class:`vton_ros.media.live_warp.LiveFollower` on ``tryon/live`` (only
 while the garment is on), and ``tryon/live/status`` (std_msgs/String, latched, on change)
 says 'live', 'no result', 'no person', 'turned away' or 'moved too far', so the page can
@@ -21,6 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vton_ros.media.live_warp import LiveConfig, LiveFollower, STATUS_NO_PERSON
+from vton_ros.media.registration import small_gray
 from vton_ros.nodes import common, image_conv
 from vton_ros.nodes.compressed import ImageTopic
 
@@ -42,7 +44,9 @@ class LiveTopic:
         node.subscription(Image, 'tryon/result', self.result_callback, common.LATCHED_QOS)
         self._lock = threading.Lock()
         self._pending: Image | None = None
-        self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        # stamp -> (landmarks, mask, small_gray frame: what registration matches)
+        self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = \
+            OrderedDict()
         self._follower = LiveFollower(self._config())
         self._status = ''
         self._absent_since: float | None = None
@@ -91,9 +95,10 @@ class LiveTopic:
                 self._node.get_logger().warning('live follow needs segmentation.backend pose '
                                                 '(landmarks); tryon/live stays silent')
             return
+        small = small_gray(rgb)
         with self._lock:
             if result.landmarks is not None:
-                self._poses[_stamp(msg.header)] = (result.landmarks, result.mask)
+                self._poses[_stamp(msg.header)] = (result.landmarks, result.mask, small)
                 while len(self._poses) > POSES_KEPT:
                     self._poses.popitem(last=False)
             pending, self._pending = self._pending, None
@@ -102,7 +107,7 @@ class LiveTopic:
         if self._follower.config != self._config():
             self._follower.config = self._config()
         start = time.monotonic()
-        live = self._follower.follow(rgb, result.mask, result.landmarks)
+        live = self._follower.follow(rgb, result.mask, result.landmarks, small)
         if live.status == STATUS_NO_PERSON:
             self._absent_since = self._absent_since or start
             if start - self._absent_since > self._node.setting('live.forget_after'):
@@ -126,9 +131,9 @@ class LiveTopic:
                                                     'result; not followed')
                     self._follower.clear()
                     return
-                pose = (own.landmarks, own.mask)
+                pose = (own.landmarks, own.mask, None)  # registration needs its frame
             self._follower.set_result(image, pose[1], pose[0],
-                                      self._node.setting('segmentation.cloth_type'))
+                                      self._node.setting('segmentation.cloth_type'), pose[2])
         except ValueError as err:  # a result we cannot follow: say so, keep masking
             self._node.get_logger().warning(f'live follow: result not followed: {err}',
                                             throttle_duration_sec=5.0)
