@@ -130,3 +130,23 @@ def test_registration_scale_is_a_quarter(reference):
     frame = reference[1]
     assert small_gray(frame).shape == (round(H * registration.REGISTER_SCALE),
                                        round(W * registration.REGISTER_SCALE))
+
+
+def test_tracking_mode_poses_consecutive_frames_like_detection():
+    # live.tracking: segmentation_node poses the live frames between masks this way
+    from vton_ros.media import samples
+    from vton_ros.pipeline.masks import PoseMaskGenerator
+    base = cv2.resize(samples.portrait('grace_hopper'), (360, 480), interpolation=cv2.INTER_AREA)
+    base = cv2.copyMakeBorder(base, 0, 0, 140, 140, cv2.BORDER_REPLICATE)
+    frames = [moved(np.float64([[1, 0, dx], [0, 1, 0]]), base) for dx in (-40, -20, 0, 20, 40)]
+    with PoseMaskGenerator() as detector, PoseMaskGenerator(tracking=True) as tracker:
+        for frame in frames + frames[::-1]:
+            detected, tracked = detector(frame), tracker(frame)
+            assert tracked.person_found and tracked.mask.any()
+            shoulders = np.linalg.norm(tracked.landmarks[[11, 12], :2]
+                                       - detected.landmarks[[11, 12], :2], axis=1)
+            width = np.linalg.norm(detected.landmarks[11, :2] - detected.landmarks[12, :2])
+            assert shoulders.max() < 0.15 * width, (shoulders, width)  # both are estimates
+            assert iou(tracked.mask > 127, detected.mask > 127) > 0.85
+        again = detector(frames[0])  # per image: the same image, the same mask
+        assert np.array_equal(again.mask, detector(frames[0]).mask)

@@ -8,7 +8,9 @@ person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (
 ``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
 it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`): while
 a try-on is followed, frames are posed and masked at ``live.max_rate`` for the composite,
-and only those due at ``segmentation.max_rate`` publish the mask and the overlay.
+and only those due at ``segmentation.max_rate`` publish the mask and the overlay; with
+``live.tracking`` the frames between are posed by a second mediapipe graph in its tracking
+(video) mode, while the published masks keep the per-image detection.
 """
 
 import threading
@@ -21,7 +23,9 @@ from vton_ros.nodes import common, image_conv, managed
 from vton_ros.nodes.compressed import ImageTopic
 from vton_ros.nodes.live import LiveTopic
 from vton_ros.pipeline.masks import (create_mask_generator, MaskGenerator, MaskResult,
-                                     overlay_mask)
+                                     overlay_mask, PoseMaskGenerator)
+
+TRACK_GAP = 1.0  # seconds without a tracked frame after which tracking starts afresh
 
 
 class SegmentationNode(managed.ManagedNode):
@@ -37,6 +41,8 @@ class SegmentationNode(managed.ManagedNode):
         self._active = False
         self._generator: MaskGenerator | None = None
         self._generator_threshold = None
+        self._tracker: PoseMaskGenerator | None = None  # live frames between masks
+        self._tracked_at = 0.0
         self._worker: threading.Thread | None = None
         self._live: LiveTopic | None = None
 
@@ -83,6 +89,7 @@ class SegmentationNode(managed.ManagedNode):
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(10.0)
         self._worker = None
+        self._drop_tracker()
         if self._generator is not None:
             self._generator.close()
             self._generator = None
@@ -96,8 +103,28 @@ class SegmentationNode(managed.ManagedNode):
             precision=self.setting('segmentation.precision'))
         if self._generator is not None:  # replace only once the new one exists
             self._generator.close()
+        self._drop_tracker()
         self._generator_threshold = threshold
         return generator
+
+    def _masker_for(self, publish: bool) -> MaskGenerator:
+        """Return the masker of this frame: the tracking one for a live frame between masks."""
+        generator = self._generator
+        if publish or not isinstance(generator, PoseMaskGenerator) or \
+                not self.setting('live.tracking'):
+            return generator  # the published masks: detected on each image
+        now = time.monotonic()
+        if now - self._tracked_at > TRACK_GAP:
+            self._drop_tracker()  # not consecutive: start again from a detection
+        if self._tracker is None:
+            self._tracker = PoseMaskGenerator(generator.config, tracking=True)
+        self._tracked_at = now
+        return self._tracker
+
+    def _drop_tracker(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
 
     def image_callback(self, msg: Image) -> None:
         """Keep only the newest frame; the worker picks it up."""
@@ -144,7 +171,7 @@ class SegmentationNode(managed.ManagedNode):
             rgb = image_conv.to_rgb(msg)
             if self.setting('segmentation.threshold') != self._generator_threshold:
                 self._generator = self._make_generator()
-            result = self._generator(rgb, self.setting('segmentation.cloth_type'))
+            result = self._masker_for(publish)(rgb, self.setting('segmentation.cloth_type'))
         except ValueError as err:  # bad frame: skip it, keep running
             self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
             self.diag.update('warn', 'bad frame skipped', last_error=str(err))
