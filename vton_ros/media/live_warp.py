@@ -333,8 +333,9 @@ def composite(frame: np.ndarray, mask: np.ndarray, result: np.ndarray,
     if band_px > 0.0:
         near = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) <= band_px
         near &= warped_mask[y0:y1, x0:x1] > 127
-        if steady is not None:
-            near &= np.abs(coords - steady).max(-1) <= 1.0
+        if steady is not None and steady is not coords:
+            off = cv2.absdiff(coords, steady)
+            near &= np.maximum(off[..., 0], off[..., 1]) <= 1.0
         inside |= near.astype(np.uint8)
     if feather_px >= 1.0:  # 1 inside, falling to 0 over feather_px outside
         outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
