@@ -1,8 +1,8 @@
 """
 The onnxruntime backend through the real action server: parity with torch and refusals.
 
-Two systems (camera, segmentation and tryon_server processes over loopback DDS) on the
-same tiny RANDOM weights, one with catvton.backend torch and one with onnxruntime on an
+Two tryon_server processes (goals carry their own person and mask) on the same tiny RANDOM
+weights, one with catvton.backend torch and one with onnxruntime on an
 export_onnx folder of those weights, get the same goals: the paper settings, then the
 speed options (guidance interval, DeepCache) set at runtime. fp32 onnxruntime must equal
 fp32 torch within 1/255 on every pixel of the result and of the tiny-decoder previews.
@@ -27,8 +27,8 @@ def systems(tmp_path_factory, tiny, onnx_export):
     """(torch system, onnxruntime system) on the same weights."""
     root = Path(tiny['vae']).parent
     common = dict(COMMON, **{'catvton.tiny_vae': tiny['tiny_vae']})
-    both = (System(tmp_path_factory.mktemp('torch'), root, server=common),
-            System(tmp_path_factory.mktemp('ort'), root, server=dict(common, **{
+    both = (System(tmp_path_factory.mktemp('torch'), root, server=common, camera=False),
+            System(tmp_path_factory.mktemp('ort'), root, camera=False, server=dict(common, **{
                 'catvton.backend': 'onnxruntime', 'catvton.onnx_dir': str(onnx_export)})))
     yield both
     for sys_ in both:
