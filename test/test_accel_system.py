@@ -1,7 +1,7 @@
 """
 The opt-in accelerations (issue 10) through the real action server and a real client.
 
-tryon_server (with camera_node and segmentation_node) runs as separate processes on tiny
+tryon_server runs as a separate process (the goals carry their person and mask) on tiny
 RANDOM weights with the tiny decoder, tiny previews, guidance interval, feature caching,
 channels_last and (no-op on CPU) sequential offload set as node parameters.
 """
@@ -18,7 +18,7 @@ def fast_system(tmp_path_factory, tiny_weights):  # noqa: F811 (the imported fix
         'catvton.tiny_vae': tiny_weights / 'taesd', 'catvton.decoder': 'tiny',
         'catvton.preview_decoder': 'tiny', 'catvton.guidance_start': 0.0,
         'catvton.guidance_end': 0.5, 'catvton.cache_interval': 2,
-        'catvton.channels_last': True, 'catvton.offload': 'sequential'})
+        'catvton.channels_last': True, 'catvton.offload': 'sequential'}, camera=False)
     yield sys_
     if sys_.client.context.ok():
         sys_.close()
