@@ -62,6 +62,9 @@ BUSY_PAUSE = 1.0  # seconds before an after-kill goal rejected as busy is sent a
 # seconds the server keeps each finished goal (request and result) for a late result
 # request; its memory grows that long after it starts (the default 900 s outlasts a soak)
 RESULT_TIMEOUT = 60.0
+# its ROS domain unless ROS_DOMAIN_ID names one: outside the tests' 1-200 (a test's server on
+# it answered soak goals) and Linux's ephemeral ports (Fast DDS: 7400 + 250 * domain + ...)
+DOMAINS = (216, 230)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,13 +172,15 @@ class Client:
         return {bytes(info.endpoint_gid) for info in
                 self.node.get_publishers_info_by_topic(f'/{FEEDBACK_TOPIC}')}
 
-    def close(self) -> None:
-        """Vanish: the node and its participant go away (goals are left to the server)."""
+    def close(self) -> set[str]:
+        """Vanish (goals are left to the server); return the ids of its missing goal replies."""
+        missing = self.requests.replies_missing()  # none came for goals taken from the status
         self._executor.shutdown()
         self._thread.join(5.0)  # no wait set holds the node any more: it can go at once
         destroy(self.node)  # its action client too: else the participant stays
         rclpy.try_shutdown(context=self.context)
         getattr(self.context, 'destroy', lambda: None)()  # the participant (not in Humble)
+        return missing
 
 
 def wait(future, timeout: float, what: str, give_up=lambda: False):
@@ -210,6 +215,7 @@ class Soak:
             self.faults.setdefault(self.rng.randrange(args.goals), ('policy', self.rng.choice(
                 ('queue', 'queue', 'preempt', 'reject'))))
         self.own_shm: set[str] = set()  # Fast DDS files of the soak's own participants
+        self.replies_missing: set[str] = set()  # goals accepted per status, reply never came
         self.operator = self.new_client('soak_operator')
         self.after_kill: list[dict] = []  # per server kill: old server ids, clients to check
 
@@ -256,9 +262,9 @@ class Soak:
             with self._lock:
                 self.goals.append(record)
             if cause == 'vanish' and record['accepted']:
-                client.close()
+                self.replies_missing.update(client.close())
                 client = self.new_client(f'soak_client_{number}_{index}')
-        client.close()
+        self.replies_missing.update(client.close())
 
     def _after_kill_due(self, number: int) -> dict | None:
         """Return the server kill whose check this client still owes, if any."""
@@ -334,7 +340,6 @@ class Soak:
                           f'{self.args.goal_timeout:g} s')
             return record
         killed = self._server_gone(record['t_start'])
-        listed = client.requests.from_status
         handle = client.send(goal, lambda _: feedback.set(), killed)
         if handle is None:  # not even listed on the status topic: NO_RESPONSE, or LOST
             record.update(t_end=time.time(), note='goal response: ' + (
@@ -342,7 +347,7 @@ class Soak:
                 f'no answer after {RESPONSE_WAIT:g} s'))
             return record
         record.update(accepted=handle.accepted, id=bytes(handle.goal_id.uuid).hex(),
-                      from_status=client.requests.from_status > listed)
+                      from_status=bytes(handle.goal_id.uuid) in client.requests.from_status)
         if handle.accepted and cause in ('cancel', 'vanish'):
             feedback.wait(rng.uniform(0.0, 2.0))
             if cause == 'vanish':  # its end is the server's (log), or lost with it
@@ -397,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params_file = Path(args.params_file) if args.params_file else tiny_config(out)
-    domain = int(os.environ.get('ROS_DOMAIN_ID') or random.SystemRandom().randint(1, 200))
+    domain = int(os.environ.get('ROS_DOMAIN_ID') or random.SystemRandom().randint(*DOMAINS))
     env = dict(loopback_env(), ROS_DOMAIN_ID=str(domain), OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
     env[dds_shm.RECORDS_ENV] = str(out / 'shm_records')
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
               'dds_shm_after_stop_mb': dds_shm.recorded_bytes(stack.records) / 2 ** 20,
               'dds_ports_after_stop_kb': dds_shm.recorded_bytes(stack.records,
                                                                 segments=False) / 2 ** 10,
+              'goal_replies_missing': sorted(soak.replies_missing),
               'server_restarts': [{'t': k['t'], 'up': k.get('up')} for k in soak.after_kill],
               # its own participants are closed: Fast DDS leaves their port files behind
               'own_dds_released_kb': dds_shm.release(sorted(soak.own_shm)) / 2 ** 10,

@@ -20,6 +20,7 @@ from action_msgs.msg import GoalStatusArray
 from rclpy.action import ActionClient
 from rclpy.action.client import ClientGoalHandle
 from rclpy.qos import qos_profile_action_status_default
+from rclpy.task import Future
 from unique_identifier_msgs.msg import UUID
 
 POLL = 0.01  # seconds between checks of the answer
@@ -33,7 +34,9 @@ class GoalRequests:
         self._lock = threading.Lock()
         self._waiting: set[bytes] = set()  # ids of the goals sent, not yet answered
         self._listed: set[bytes] = set()  # those of them the server's status named
-        self.from_status = 0  # goals whose acceptance came from the status topic
+        # goals whose acceptance came from the status topic (before, or without, the reply):
+        # id -> the future of the reply
+        self.from_status: dict[bytes, Future] = {}
         node.create_subscription(GoalStatusArray, f'{action}/_action/status', self._status,
                                  qos_profile_action_status_default)
 
@@ -41,6 +44,11 @@ class GoalRequests:
         with self._lock:
             self._listed.update(self._waiting.intersection(
                 bytes(s.goal_info.goal_id.uuid) for s in msg.status_list))
+
+    def replies_missing(self) -> set[str]:
+        """Hex ids of the goals taken from the status topic whose reply has not come (yet)."""
+        with self._lock:
+            return {key.hex() for key, future in self.from_status.items() if not future.done()}
 
     def send(self, goal, feedback_callback: Callable | None, timeout: float,
              give_up: Callable[[], bool] | None = None) -> ClientGoalHandle | None:
@@ -74,7 +82,7 @@ class GoalRequests:
             with self._lock:
                 listed = key in self._listed
                 if listed:
-                    self.from_status += 1
+                    self.from_status[key] = future
             if listed:  # accepted; the reply went to the future rclpy did not return
                 return ClientGoalHandle(self._client, goal_id, self._response(accepted=True))
             if give_up is not None and give_up():

@@ -6,7 +6,8 @@ sent: ``id``, ``cause``, ``accepted``, ``code``, ``t_start``, ``t_end``), ``serv
 (goal id prefix -> code name, from the server's own log), ``kills`` (``t``, ``node``,
 ``pid``), ``exits`` (``node``, ``code`` of every node exit the supervisor saw) and
 ``samples`` (``t``, ``node``, ``pid``, ``rss_mb``, ``fds``, ``threads``, ``goals_done``).
-A goal accepted without its reply (the status topic listed it) has ``from_status`` true.
+A goal whose acceptance was read from the status topic has ``from_status`` true;
+``goal_replies_missing`` holds the ids of those whose reply never came.
 A goal request that got no response at all carries a ``note`` saying why; ``server_restarts``
 (``t`` of each server kill, ``up`` when the clients saw the new server) tells a request
 sent while the server was down (LOST) from one a live server never answered (NO_RESPONSE).
@@ -189,8 +190,11 @@ def summarize(record: dict[str, Any], nodes: tuple[str, ...]) -> dict[str, Any]:
         'no_response': [g['index'] for g in record['goals']
                         if outcome(record, g) == 'NO_RESPONSE'],
         'first_goals_of_new_clients': first_goal_figures(record),
-        # accepted goals whose reply was lost, their acceptance read from the status topic
+        # accepted goals whose acceptance was read from the status topic before (or without)
+        # their reply; those whose reply never came (by their client's end)
         'accepted_from_status': [g['index'] for g in record['goals'] if g.get('from_status')],
+        'goal_replies_missing': [g['index'] for g in record['goals']
+                                 if g['id'] in record.get('goal_replies_missing', ())],
         'after_server_kill': after_kill_figures(record),
         'codes_by_cause': {cause: dict(sorted(c.items())) for cause, c in
                            sorted(by_cause.items())},
