@@ -5,5 +5,5 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck disable=SC1091
 source scripts/env.sh
-export HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+export HF_HUB_OFFLINE=1
 python -m pytest -p no:cacheprovider "$@"
