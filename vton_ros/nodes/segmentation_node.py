@@ -25,8 +25,6 @@ from vton_ros.nodes.live import LiveTopic
 from vton_ros.pipeline.masks import (create_mask_generator, MaskGenerator, MaskResult,
                                      overlay_mask, PoseMaskGenerator)
 
-TRACK_GAP = 1.0  # seconds without a tracked frame after which tracking starts afresh
-
 
 class SegmentationNode(managed.ManagedNode):
     """Turns ``image_raw`` into ``agnostic_mask`` and ``mask_overlay`` while active."""
@@ -42,7 +40,6 @@ class SegmentationNode(managed.ManagedNode):
         self._generator: MaskGenerator | None = None
         self._generator_threshold = None
         self._tracker: PoseMaskGenerator | None = None  # live frames between masks
-        self._tracked_at = 0.0
         self._worker: threading.Thread | None = None
         self._live: LiveTopic | None = None
 
@@ -113,12 +110,8 @@ class SegmentationNode(managed.ManagedNode):
         if publish or not isinstance(generator, PoseMaskGenerator) or \
                 not self.setting('live.tracking'):
             return generator  # the published masks: detected on each image
-        now = time.monotonic()
-        if now - self._tracked_at > TRACK_GAP:
-            self._drop_tracker()  # not consecutive: start again from a detection
-        if self._tracker is None:
+        if self._tracker is None:  # kept: mediapipe detects again when it loses the pose
             self._tracker = PoseMaskGenerator(generator.config, tracking=True)
-        self._tracked_at = now
         return self._tracker
 
     def _drop_tracker(self) -> None:
