@@ -161,6 +161,17 @@ def stop_all(procs: list['Proc']) -> None:
     assert set(codes.values()) == {0}, codes
 
 
+def signal_stop_lines(log: str, node: str, signame: str = 'SIGINT') -> int:
+    """
+    Count ``node``'s lines in a supervisor's ``log`` that say it stopped on ``signame``.
+
+    A signal that lands between 'configured and activated' and the spin is a start-up one:
+    the node says '<SIG> during start-up: stopped' instead of '<SIG>: shutting down'.
+    """
+    return sum(1 for line in log.splitlines() if line.startswith(f'[{node}] ') and (
+        f'{signame}: shutting down' in line or f'{signame} during start-up: stopped' in line))
+
+
 def start_fails(argv: list, env: dict) -> str:
     """Run a node that must refuse to start; return its output (one FATAL line)."""
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=HANG_GUARD)

@@ -14,8 +14,8 @@ import pytest
 from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import qos_profile_sensor_data
-from rosutil import free_domain_id, LIB, node_argv, Proc, ROOT, ros_env, Spinner, start_fails, \
-    wait_until
+from rosutil import free_domain_id, LIB, node_argv, Proc, ROOT, ros_env, signal_stop_lines, \
+    Spinner, start_fails, wait_until
 from safetensors.torch import save_file
 from sensor_msgs.msg import CameraInfo
 from stack import server_params
@@ -193,10 +193,7 @@ def test_bringup_prints_every_line_of_every_node_whole(tmp_path, tiny_weights):
         assert sum(line.count(p) for p in prefixes[:3]) == 1 or \
             line.startswith('tryon_bringup: '), repr(line)
     for node in ('camera_node', 'segmentation_node', 'tryon_server'):  # each one's stop line
-        # (a SIGINT that lands between 'configured and activated' and the spin is a start-up one)
-        stops = [line for line in out.splitlines() if line.startswith(f'[{node}] ') and (
-            'SIGINT: shutting down' in line or 'SIGINT during start-up: stopped' in line)]
-        assert len(stops) == 1, out
+        assert signal_stop_lines(out, node) == 1, out
 
 
 @pytest.fixture()
