@@ -6,14 +6,18 @@ Benchmark of live follow (not a test): the garment on a moving shopper, with gro
    an arm. The pose masker (mediapipe) finds landmarks and masks in every frame; the try-on
    is a striped garment laid into the first frame's mask (a stand-in that is easy to check);
    the truth is the same transform applied to that try-on. Reports the IoU of the garment
-   region and the mean absolute error inside the moved mask (0-255), plus the CPU time per
-   640x480 frame of the pose mask and of the warp (CPU seconds: less skewed by a loaded
-   machine than wall time).
+   region and the mean absolute error inside the moved mask (0-255) with the global move
+   registered on the try-on frame's image (as segmentation_node does) and, for comparison,
+   from the landmarks alone (``*_landmarks_only``), plus the CPU time per 640x480 frame of
+   the pose mask and of the warp (CPU seconds: less skewed by a loaded machine than wall
+   time).
 2. CPU per stage (no ROS but one publisher): milliseconds of CPU per 640x480 frame
    (time.process_time, median and minimum of repeats) of each stage of segmentation_node's
-   worker: pose landmarks (mediapipe), the agnostic mask, the overlay and its PNG, live
-   warp + composite, image_conv, the JPEG of tryon/live/compressed and the publish. A live
-   frame (between masks) takes the live path only; the capacity is the frames per second
+   worker: pose landmarks (mediapipe per image, and in tracking mode over the walk's
+   consecutive frames, as live.tracking would pose the live frames), the agnostic mask, the
+   overlay and its PNG, live warp + composite, image_conv, the JPEG of
+   tryon/live/compressed and the publish. A live frame (between masks) takes the live path
+   only; the capacity is the frames per second
    one worker thread sustains on that CPU (1000 / ms; the worker is serial, so the second
    core does not add to it; it runs the camera, the server and the page).
 3. The live topic (ROS): tryon_bringup --profile cpu,demo (the demo model, its default
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--steps', type=int, default=10, help='steps per try-on while busy')
     parser.add_argument('--no-ros', action='store_true', help='accuracy and CPU parts only')
     parser.add_argument('--repeats', type=int, default=30, help='repeats per CPU stage')
+    parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                        help='another setting for the stack (e.g. live.tracking=true)')
     return parser
 
 
@@ -90,6 +96,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def accuracy() -> dict:
     """Part 1: IoU and MAE per portrait and transform; the warp's time per frame."""
     from vton_ros.media.live_warp import LiveFollower
+    from vton_ros.media.registration import small_gray
     from vton_ros.pipeline.masks import create_mask_generator
     rows, times, cpu_mask, cpu_warp = [], [], [], []
     with create_mask_generator('pose') as masker:
@@ -97,8 +104,9 @@ def accuracy() -> dict:
             frame = portrait_frame(name)
             first = masker(frame)
             result = striped_try_on(frame, first.mask)
-            follower = LiveFollower()
-            follower.set_result(result, first.mask, first.landmarks, 'upper')
+            follower, by_landmarks = LiveFollower(), LiveFollower()
+            follower.set_result(result, first.mask, first.landmarks, 'upper', small_gray(frame))
+            by_landmarks.set_result(result, first.mask, first.landmarks, 'upper')
             centre = tuple(float(v) for v in first.landmarks[[11, 12], :2].mean(0))
             for label, dx, scale, angle in RIGID:
                 matrix = cv2.getRotationMatrix2D(centre, angle, scale)
@@ -120,9 +128,15 @@ def accuracy() -> dict:
                     shown = truth_mask & live.region
                     row.update(iou=round(iou(live.garment, truth_mask), 3),
                                mae=round(float(err[truth_mask].mean()), 2),
-                               iou_new_mask=round(iou(live.region, truth_mask), 3),
+                               iou_new_mask=round(iou(seen.mask > 127, truth_mask), 3),
+                               iou_region=round(iou(live.region, truth_mask), 3),
                                iou_warped_mask=round(iou(live.warped_mask > 127, truth_mask), 3),
                                mae_where_shown=round(float(err[shown].mean()), 2))
+                alone = by_landmarks.follow(new, seen.mask, seen.landmarks)
+                if alone.live:
+                    err = np.abs(alone.image.astype(float) - truth.astype(float)).mean(-1)
+                    row.update(iou_landmarks_only=round(iou(alone.garment, truth_mask), 3),
+                               mae_landmarks_only=round(float(err[truth_mask].mean()), 2))
                 rows.append(row)
     rows.append(raised_arm())
     return {'rows': rows, 'warp_ms_median': round(1000 * float(np.median(times)), 1),
@@ -135,6 +149,7 @@ def raised_arm() -> dict:
     sys.path.insert(0, str(ROOT / 'test'))
     import test_live_warp as drawn
     from vton_ros.media.live_warp import LiveFollower
+    from vton_ros.media.registration import small_gray
     lms = drawn.figure_landmarks()
     frame, mask = drawn.scene(lms), drawn.upper_mask(lms)
     new = lms.copy()
@@ -142,7 +157,7 @@ def raised_arm() -> dict:
     for i in (13, 15, 17, 19, 21):
         new[i, :2] = turn[:, :2] @ lms[i, :2] + turn[:, 2]
     follower = LiveFollower()
-    follower.set_result(drawn.tried_on(frame, mask), mask, lms, 'upper')
+    follower.set_result(drawn.tried_on(frame, mask), mask, lms, 'upper', small_gray(frame))
     live = follower.follow(drawn.scene(new), drawn.upper_mask(new), new)
     truth = drawn.upper_mask(new) > 127
     return {'portrait': 'drawn figure', 'motion': 'raise left arm 50 deg',
@@ -167,19 +182,25 @@ def stages(repeats: int) -> dict:
     from std_msgs.msg import Header
     from vton_ros.media import image_codec
     from vton_ros.media.live_warp import LiveFollower
+    from vton_ros.media.registration import small_gray
     from vton_ros.nodes import image_conv
-    from vton_ros.pipeline.masks import create_mask_generator, overlay_mask, pose_agnostic_mask
+    from vton_ros.pipeline.masks import (create_mask_generator, overlay_mask,
+                                         pose_agnostic_mask, PoseMaskGenerator)
     frames = walk_frames()
     ms = {}
     with create_mask_generator('pose') as masker:
         first = masker(frames[0])
         follower = LiveFollower()
         follower.set_result(striped_try_on(frames[0], first.mask), first.mask,
-                            first.landmarks, 'upper')
+                            first.landmarks, 'upper', small_gray(frames[0]))
         frame = frames[3]  # 72 px from the try-on frame
         msg = image_conv.from_rgb(frame, Header())
         ms['image_conv.to_rgb'], _ = _cpu_ms(lambda: image_conv.to_rgb(msg), repeats)
         ms['pose_landmarks'], (lms, prob) = _cpu_ms(lambda: masker.detect(frame), repeats)
+        with PoseMaskGenerator(masker.config, tracking=True) as tracker:  # live.tracking
+            walk = iter(frames * repeats)  # consecutive frames of the walk, 24 px apart
+            ms['pose_landmarks_tracking'], _ = _cpu_ms(lambda: tracker.detect(next(walk)),
+                                                       repeats)
         ms['agnostic_mask'], mask = _cpu_ms(
             lambda: pose_agnostic_mask(lms, prob > masker.config.threshold, 'upper'), repeats)
         seen = masker(frame)
@@ -204,13 +225,15 @@ def stages(repeats: int) -> dict:
         node.destroy_node()
     finally:
         rclpy.shutdown()
-    live_path = ('image_conv.to_rgb', 'pose_landmarks', 'agnostic_mask', 'live_warp_composite',
-                 'image_conv.from_rgb', 'jpeg_encode', 'publish')
+    live_path = ('image_conv.to_rgb', 'pose_landmarks', 'agnostic_mask',
+                 'live_warp_composite', 'image_conv.from_rgb', 'jpeg_encode', 'publish')
     mask_extra = ('mask_publish_conv', 'overlay')
     figures = {'cpu_ms': ms}
     for key in ('median', 'min'):
         live_ms = sum(ms[k][key] for k in live_path)
         figures[f'live_frame_ms_{key}'] = round(live_ms, 1)
+        tracked_ms = live_ms - ms['pose_landmarks'][key] + ms['pose_landmarks_tracking'][key]
+        figures[f'live_frame_ms_{key}_live_tracking_on'] = round(tracked_ms, 1)
         figures[f'mask_frame_extra_ms_{key}'] = round(sum(ms[k][key] for k in mask_extra), 1)
         figures[f'capacity_fps_{key}'] = round(1000.0 / live_ms, 1)
     figures['live_path'] = list(live_path)
@@ -324,7 +347,8 @@ def topic(args: argparse.Namespace, out: Path) -> tuple[dict, list]:
          '--set', 'camera.fps=15.0', '--set', f'camera.width={SIZE[0]}',
          '--set', f'camera.height={SIZE[1]}',
          '--set', f'catvton.num_inference_steps={args.steps}',
-         '--set', 'tryon.prerender=off'],  # idle means idle: no shelf rendered meanwhile
+         '--set', 'tryon.prerender=off']  # idle means idle: no shelf rendered meanwhile
+        + [arg for item in args.set for arg in ('--set', item)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     rclpy.init()
     node = rclpy.create_node('live_bench')
@@ -413,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {'accuracy': accuracy(), 'cpu_per_stage': stages(args.repeats)}
     if not args.no_ros:
         results['live_topic'], pairs = topic(args, out)
+        results['live_topic']['extra_settings'] = args.set
         if pairs:
             write_strip(pairs, out / 'live_strip.png')
             if args.strip:

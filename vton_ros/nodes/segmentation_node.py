@@ -9,8 +9,8 @@ person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (
 it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`): while
 a try-on is followed, frames are posed and masked at ``live.max_rate`` for the composite,
 and only those due at ``segmentation.max_rate`` publish the mask and the overlay; with
-``live.tracking`` the frames between are posed by a second mediapipe graph in its tracking
-(video) mode, while the published masks keep the per-image detection.
+``live.tracking`` (off by default) the frames between are posed by a second mediapipe graph
+in its tracking (video) mode, while the published masks keep the per-image detection.
 """
 
 import threading

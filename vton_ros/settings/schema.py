@@ -94,9 +94,10 @@ SCHEMA: tuple[Param, ...] = (
           'followed: frames are then posed and masked at this rate (0 = every frame), '
           'agnostic_mask and mask_overlay stay at segmentation.max_rate',
           ('segmentation_node',), min=0.0, max=120.0),
-    Param('live.tracking', True, 'Pose the live frames between masks with mediapipe\'s '
-          'tracking (video) mode, about 2/3 of the CPU of a detection; the published masks '
-          'are always detected per image', ('segmentation_node',)),
+    Param('live.tracking', False, 'Pose the live frames between masks with a second '
+          "mediapipe graph in its tracking (video) mode (2/3 of a detection's CPU alone, "
+          'but more per live frame in segmentation_node as measured, see README); the '
+          'published masks are always detected per image', ('segmentation_node',)),
     Param('live.feather', 0.03, 'Outward feather of the composite, in shoulder widths',
           ('segmentation_node',), min=0.0, max=0.5),
     Param('live.forget_after', 5.0, 'Seconds without a person after which the followed '
