@@ -70,14 +70,14 @@ class System:
         params = dict(server_params(weights), **{'garments.catalog_dir': catalog},
                       **(server or {}))
         self.procs = []
-        if camera:
+        if camera:  # 2 Hz: an idle stack costs its worker a tenth of a core, not a quarter
             self.camera = Proc(node_argv('camera_node', {
-                'camera.source': 'sample:astronaut', 'camera.fps': 4.0,
+                'camera.source': 'sample:astronaut', 'camera.fps': 2.0,
                 'camera.width': CAMERA_SIZE[0], 'camera.height': CAMERA_SIZE[1],
                 **nodes.get('camera_node', {})}),
                 self.env, tmp / 'camera.log')
             self.segmentation = Proc(node_argv('segmentation_node', {
-                'segmentation.max_rate': 4.0, 'segmentation.device': 'cpu',
+                'segmentation.max_rate': 2.0, 'segmentation.device': 'cpu',
                 **nodes.get('segmentation_node', {})}),
                 self.env, tmp / 'segmentation.log')
             self.procs += [self.camera, self.segmentation]
