@@ -43,8 +43,8 @@ def params_file(path, weights) -> str:
                    # the strips outside the centre crop are each camera's own: whose frame
                    'catvton.framing': 'centre'})
     text = param_files.dump_yaml({
-        'camera_node': {'camera.fps': 4.0, 'camera.width': SIZE[0], 'camera.height': SIZE[1]},
-        'segmentation_node': {'segmentation.device': 'cpu', 'segmentation.max_rate': 4.0},
+        'camera_node': {'camera.fps': 2.0, 'camera.width': SIZE[0], 'camera.height': SIZE[1]},
+        'segmentation_node': {'segmentation.device': 'cpu', 'segmentation.max_rate': 2.0},
         'tryon_server': server})
     for namespace, portrait in PORTRAITS.items():
         text += (f'/{namespace}/camera_node:\n  ros__parameters:\n    camera:\n'
@@ -92,9 +92,9 @@ def test_both_stacks_report_the_file_values(stacks, namespace):
                           ['catvton.num_inference_steps', 'catvton.device']) == [STEPS, 'cpu']
     assert get_parameters(stacks, f'/{namespace}/camera_node',
                           ['camera.source', 'camera.frame_id', 'camera.fps']) == [
-        f'sample:{PORTRAITS[namespace]}', f'cam_{namespace[-1]}', 4.0]
+        f'sample:{PORTRAITS[namespace]}', f'cam_{namespace[-1]}', 2.0]
     assert get_parameters(stacks, f'/{namespace}/segmentation_node',
-                          ['segmentation.max_rate']) == [4.0]
+                          ['segmentation.max_rate']) == [2.0]
 
 
 def test_goals_to_both_at_once_use_their_own_camera_and_mask(stacks):
