@@ -21,6 +21,7 @@ from sensor_msgs.msg import CameraInfo
 from stack import server_params
 import torch
 from vton_ros.pipeline import weights
+from vton_ros.supervision import dds_shm
 
 HANG_GUARD = 300.0  # seconds: only against a hang on a loaded machine
 
@@ -78,6 +79,7 @@ def test_explicit_cuda_without_cuda_stops_the_node(tiny_weights, node, name):  #
 @pytest.mark.stack
 def test_parameter_errors_in_words(tmp_path):
     env = ros_env(free_domain_id())
+    env[dds_shm.RECORDS_ENV] = str(tmp_path / 'records')  # each node's Fast DDS files
     out = start_fails(node_argv('camera_node', {'camera.fps': 4}), env)
     assert '[camera_node]: cannot start' in out
     assert 'camera.fps expects a double, got integer 4; write 4.0' in out, out
@@ -85,6 +87,11 @@ def test_parameter_errors_in_words(tmp_path):
     typo.write_text('/**/camera_node:\n  ros__parameters:\n    camera:\n      fsp: 2.0\n')
     out = start_fails(node_argv('camera_node', params_file=str(typo)), env)
     assert "unknown setting 'camera.fsp'; did you mean camera.fps" in out, out
+    # its constructor raised after its DDS participant existed: that was destroyed too (the
+    # 64 MB segment outlived each such process, where no supervisor had its name)
+    segments = [name for path in (tmp_path / 'records').iterdir()
+                for name in path.read_text().split() if dds_shm.is_segment(name)]
+    assert len(segments) == 2 and dds_shm.names_bytes(segments) == 0, segments
     shared = tmp_path / 'shared.yaml'  # one file for all nodes: others' settings are fine
     shared.write_text('/**:\n  ros__parameters:\n    catvton:\n      seed: 3\n'
                       '    camera:\n      fps: 2.0\n    robot_name: mirror\n')

@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import threading
+from types import TracebackType
 from typing import Any, Callable
 
 import rclpy
@@ -85,19 +86,21 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
     traceback (both hooks are SchemaNode's; a plain Node works without them).
     """
     signals = _Signals()
-    node = None
+    node = half_built = None
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = node_factory()
-            if os.environ.get(dds_shm.RECORDS_ENV):  # for the supervisor, if we get killed
-                dds_shm.record(os.environ[dds_shm.RECORDS_ENV])
+            _write_records()
             if start is not None:
                 start(node)
             signals.spinning = True  # from here a signal is a shutdown, not an interrupt
         except (ValueError, OSError, RuntimeError, ImportError, ParameterException) as err:
             # Bad parameters, missing models, packages or devices: one clear line, exit 1.
             _logger(node, node_factory).fatal(f'cannot start: {err}')
+            if node is None:  # its constructor raised, its DDS participant exists all the same
+                half_built = _half_built(err.__traceback__)
+                _write_records()
             raise SystemExit(1) from None
         _spin(node, signals, threads)
     except _Interrupted:
@@ -106,12 +109,30 @@ def run(node_factory: Callable[[], Node], args: list[str] | None = None,
         if node is not None:
             getattr(node, 'close', lambda: None)()
             destroy(node)
+        elif half_built is not None:  # not closed: its constructor did not finish
+            destroy(half_built)  # else its 64 MB segment outlives the process
         rclpy.try_shutdown()
         ignore_signals()
         # Exiting: the interpreter's final garbage collection over torch's and diffusers'
         # objects took ~7 s on a loaded 2-core machine (past tryon_bringup's SIGINT grace).
         # Everything the node held is released above; skip that walk.
         gc.freeze()
+
+
+def _write_records() -> None:
+    """Under a supervisor, write down this process's Fast DDS files (if it gets killed)."""
+    if os.environ.get(dds_shm.RECORDS_ENV):
+        dds_shm.record(os.environ[dds_shm.RECORDS_ENV])
+
+
+def _half_built(trace: TracebackType | None) -> Node | None:
+    """Return the node whose constructor raised, found in the traceback (None: not made)."""
+    while trace is not None:
+        candidate = trace.tb_frame.f_locals.get('self')
+        if isinstance(candidate, Node) and hasattr(candidate, 'handle'):
+            return candidate
+        trace = trace.tb_next
+    return None
 
 
 def destroy(node: Node) -> None:
