@@ -11,7 +11,8 @@ restarted server is up (a busy rejection, or preemption by another client's goal
 retried). Every goal's outcome, each node's RSS, open fds and threads, and the stack's
 Fast DDS shared memory over time go to OUT/soak.json and OUT/soak.png. Exit 0 when every
 accepted goal was answered (by its result, or by the server's log for a vanished client),
-every goal request got a response (none NO_RESPONSE), every after-kill goal succeeded and
+every goal request got a response (none NO_RESPONSE; an accepted goal whose reply was lost
+is read from the status topic, as tryon_client does), every after-kill goal succeeded and
 no node crashed (a node that needed SIGTERM to stop at the end is noted, with the
 supervisor's exit code). Every wait is bounded and says what it waited for.
 """
@@ -146,8 +147,8 @@ class Client:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
-        # as tryon_client: its goal requests are answered by the reply or, when a reply is
-        # lost (a new participant's first goal, seen in long soaks), by the status topic
+        # as tryon_client: a goal request is answered by its reply or, when that is late or
+        # lost (a reader not yet matched: new clients, a restarted server), the status topic
         self.action = SafeActionClient(self.node, TryOn, 'tryon', **action_qos.client_options())
         self.requests = GoalRequests(self.node, self.action, TryOn, 'tryon')
         self.params = self.node.create_client(SetParameters, '/tryon_server/set_parameters')
