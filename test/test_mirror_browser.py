@@ -94,10 +94,10 @@ class Stack:
         self.env = ros_env(free_domain_id())
         frames = self.frames = write_frames(tmp)
         self.camera = Proc(node_argv('camera_node', {
-            'camera.source': str(frames), 'camera.fps': 6.0, 'camera.width': CAMERA_SIZE[0],
+            'camera.source': str(frames), 'camera.fps': 3.0, 'camera.width': CAMERA_SIZE[0],
             'camera.height': CAMERA_SIZE[1]}), self.env, tmp / 'camera.log')
         self.procs = [self.camera, Proc(node_argv('segmentation_node', {
-            'segmentation.max_rate': 3.0, 'segmentation.device': 'cpu'}), self.env,
+            'segmentation.max_rate': 2.0, 'segmentation.device': 'cpu'}), self.env,
             tmp / 'segmentation.log')]
         self.server = self.start_server('server')
         self.ui, self.url = self.start_ui('ui')
