@@ -84,7 +84,7 @@ def _nodes(context):
     params_file = arg('params_file')
     namespace = arg('namespace')
     ui = arg('ui').lower() in ('true', '1')
-    metrics_port = int(arg('metrics_port')) if arg('metrics_port') else None
+    metrics_port = arg('metrics_port') or None  # the schema parses it (or says what is wrong)
     stack = param_stack.build(arg('profile'), [params_file] if params_file else [], namespace,
                               camera_source=arg('camera_source'), device=arg('device'),
                               autostart=arg('autostart').lower() in ('true', '1'),

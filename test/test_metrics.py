@@ -149,6 +149,10 @@ def test_bringup_and_the_stack_builder_carry_the_port_and_the_profile():
     assert param_stack.build('cpu').settings['metrics_exporter']['metrics.port'] == 9477
     with pytest.raises(ValueError, match='metrics.port'):
         param_stack.build('cpu', metrics_port=70000)
+    # launch's metrics_port:= is text: the schema reads it, or says what is wrong
+    assert param_stack.build('cpu', metrics_port='9999').overrides == {'metrics.port': 9999}
+    with pytest.raises(ValueError, match="metrics.port expects an integer, got string 'abc'"):
+        param_stack.build('cpu', metrics_port='abc')
     assert param_stack.profile_environment(' cpu, demo') == {'VTON_PROFILE': 'cpu,demo'}
     assert param_stack.profile_environment('none') == {'VTON_PROFILE': 'none'}
 

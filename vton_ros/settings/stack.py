@@ -62,7 +62,7 @@ def file_stack(profile: str = DEFAULT_PROFILE, params_files: Sequence[str] = ())
 
 
 def overrides(sets: Sequence[str] = (), *, camera_source: str = '', device: str = '',
-              autostart: bool | None = None, metrics_port: int | None = None
+              autostart: bool | None = None, metrics_port: int | str | None = None
               ) -> dict[str, Any]:
     """
     Return the validated {setting: value} overrides of the command line or launch arguments.
@@ -70,7 +70,8 @@ def overrides(sets: Sequence[str] = (), *, camera_source: str = '', device: str 
     sets: ``NAME=VALUE`` strings (``--set``); camera_source: ``camera.source``; device:
     ``catvton.device`` and ``segmentation.device``; autostart: ``lifecycle.autostart``
     (None: the files' value). Empty strings leave the files' values; the shortcuts win
-    over ``sets``. metrics_port: ``metrics.port`` (None: the files' value).
+    over ``sets``. metrics_port: ``metrics.port``, a number or its text as a launch argument
+    (None: the files' value).
     """
     out = param_files.parse_overrides(sets)
     shortcuts = {'camera.source': camera_source, 'catvton.device': device,
@@ -106,7 +107,7 @@ class Stack:
 def build(profile: str = DEFAULT_PROFILE, params_files: Sequence[str] = (),
           namespace: str = '', sets: Sequence[str] = (), *, camera_source: str = '',
           device: str = '', autostart: bool | None = None,
-          metrics_port: int | None = None) -> Stack:
+          metrics_port: int | str | None = None) -> Stack:
     """
     Build and check the stack of a bringup (ValueError or OSError saying what is wrong).
 
