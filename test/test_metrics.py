@@ -30,7 +30,8 @@ from vton_ros.nodes.outcome import CODE_NAMES
 from vton_ros.settings import files as param_files
 from vton_ros.settings import stack as param_stack
 from vton_ros.supervision.metrics import CONTENT_TYPE, diagnostic_values, MirrorMetrics, \
-    RateWindow, STAGES
+    STAGES
+from vton_ros.supervision.rates import RateMeter
 from vton_ros.ui.app import build_app, WebServer
 from vton_ros.ui.catalog import Garments
 from vton_ros.ui.hub import Hub
@@ -123,16 +124,16 @@ def test_each_registry_is_its_own():
     assert value(samples(b.render().decode()), 'vton_tryons_total', code='SUCCESS') == 0.0
 
 
-def test_rate_window_and_diagnostic_values():
+def test_rate_meter_and_diagnostic_values():
     clock = Clock()
-    window = RateWindow(2.0, clock)
-    assert window.rate() == 0.0
-    window.tick()
+    window = RateMeter(2.0, clock)
+    assert window.rate() == 0.0 and window.latency() == 0.0
+    window.tick(0.2)
     clock.now += 1.0
-    window.tick()
-    assert window.rate() == 1.0
+    window.tick(0.4)
+    assert window.rate() == 1.0 and window.latency() == pytest.approx(0.3)
     clock.now += 1.5
-    assert window.rate() == 0.5
+    assert window.rate() == 0.5 and window.latency() == pytest.approx(0.4)
     assert diagnostic_values([('pid', '42'), ('queue_depth', '3'), ('busy', '1')]) == \
         ('42', 3, True)
     assert diagnostic_values([('queue_depth', 'many'), ('busy', '')]) == (None, 0, False)

@@ -8,7 +8,6 @@ is rejected with a reason instead of reaching the pipeline.
 
 import os
 import threading
-import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -24,6 +23,7 @@ from vton_ros.nodes.runner import run  # noqa: F401 (every node's main calls com
 from vton_ros.settings import schema
 from vton_ros.settings.param import type_mismatch
 from vton_ros.settings.views import SettingsView
+from vton_ros.supervision.rates import RateMeter  # noqa: F401 (the nodes' common.RateMeter)
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
           'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}
@@ -218,32 +218,3 @@ class Diagnostics:
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(msg)
-
-
-class RateMeter:
-    """Rate (Hz) and mean latency (s) over a sliding window of events."""
-
-    def __init__(self, window: float = 5.0) -> None:
-        self._window = window
-        self._events: list[tuple[float, float]] = []
-        self._lock = threading.Lock()
-
-    def tick(self, latency: float = 0.0) -> None:
-        """Record one event that took ``latency`` seconds."""
-        now = time.monotonic()
-        with self._lock:
-            self._events.append((now, latency))
-            self._events = [e for e in self._events if now - e[0] <= self._window]
-
-    def rate(self) -> float:
-        """Events per second over the window."""
-        now = time.monotonic()
-        with self._lock:
-            n = sum(1 for t, _ in self._events if now - t <= self._window)
-        return n / self._window
-
-    def latency(self) -> float:
-        """Mean latency of the events in the window."""
-        with self._lock:
-            lat = [x for _, x in self._events]
-        return sum(lat) / len(lat) if lat else 0.0

@@ -18,13 +18,14 @@ already publish: ``tryon/outcome`` (one message per ended goal), ``/diagnostics`
 - ``vton_live_fps``: ``tryon/live`` frames per second over the last LIVE_WINDOW seconds.
 """
 
-from collections import deque
 import threading
 import time
 from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, Histogram, \
     Info
+
+from vton_ros.supervision.rates import RateMeter
 
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'  # what render() returns
 STAGES = ('preprocess', 'segmentation', 'vae_encode', 'denoise', 'vae_decode', 'safety_check',
@@ -35,34 +36,6 @@ STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 UNKNOWN_CODE = 'UNKNOWN'
 LIVE_WINDOW = 5.0  # seconds of tryon/live arrivals the fps is measured over
 NAME_CHARS = 80  # the longest model name or profile exported (a label, not free text)
-
-
-class RateWindow:
-    """Events per second over the last ``window`` seconds; thread-safe."""
-
-    def __init__(self, window: float = LIVE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._window = window
-        self._clock = clock
-        self._times: deque = deque()
-        self._lock = threading.Lock()
-
-    def _drop_old(self, now: float) -> None:
-        while self._times and now - self._times[0] > self._window:
-            self._times.popleft()
-
-    def tick(self) -> None:
-        """Record one event now."""
-        with self._lock:
-            now = self._clock()
-            self._times.append(now)
-            self._drop_old(now)
-
-    def rate(self) -> float:
-        """Return the events per second over the window (0.0 without any)."""
-        with self._lock:
-            self._drop_old(self._clock())
-            return len(self._times) / self._window
 
 
 class MirrorMetrics:
@@ -94,7 +67,7 @@ class MirrorMetrics:
         settings.info({'profile': profile[:NAME_CHARS] or 'unknown'})
         self._restarts = Counter('vton_node_restarts', 'Times a node was seen again in another '
                                  'process (respawned or restarted)', ['node'], registry=reg)
-        self._live = RateWindow(LIVE_WINDOW, clock)
+        self._live = RateMeter(LIVE_WINDOW, clock)
         fps = Gauge('vton_live_fps', 'Frames per second of the live view (tryon/live) over the '
                     f'last {LIVE_WINDOW:g} s', registry=reg)
         fps.set_function(self._live.rate)
