@@ -22,6 +22,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rosutil import free_domain_id, HANG_GUARD
 from vton_interfaces.action import TryOn
 
+from vton_ros.nodes.runner import destroy
 from vton_ros.nodes.waits import SafeActionClient, wait_future, WaitTimeout
 
 
@@ -52,7 +53,7 @@ class Side:
 
     def close(self) -> None:
         self.executor.shutdown()
-        self.node.destroy_node()
+        destroy(self.node)  # its action server/client too (else a later gc frees them)
         rclpy.try_shutdown(context=self.context)
         self.thread.join(10)
 
