@@ -51,8 +51,10 @@ def system(tmp_path_factory, tiny_weights, replay):
                   server={'catvton.repaint': True}, nodes={
         'camera_node': {'camera.source': str(folder), 'camera.mirror': False,
                         'camera.width': SIZE[0], 'camera.height': SIZE[1]},
-        # every frame's mask is published (frames between masks would feed tryon/live only)
-        'segmentation_node': {'live.enabled': True, 'segmentation.max_rate': 0.0}})
+        # every frame's mask is published (frames between masks would feed tryon/live only;
+        # the second test makes some, posed by the tracking graph)
+        'segmentation_node': {'live.enabled': True, 'segmentation.max_rate': 0.0,
+                              'live.tracking': True}})
     yield sys_
     codes = sys_.close()
     assert codes == [0, 0, 0], [p.log()[-2000:] for p in sys_.procs]
