@@ -5,11 +5,12 @@ The node that owns the pose owns live follow. segmentation_node keeps the landma
 and a grey 1/4-size copy (for registration) of its last frames by stamp; a try-on result
 (``tryon/result``, latched) carries the stamp of the camera frame it was made from, so its
 pose and frame are looked up, not guessed (a result made from another image, e.g. an
-upload, is masked once itself and followed by landmarks alone). Each new frame's mask then comes with
-a composite from :class:`vton_ros.media.live_warp.LiveFollower` on ``tryon/live`` (only
-while the garment is on), and ``tryon/live/status`` (std_msgs/String, latched, on change)
-says 'live', 'no result', 'no person', 'turned away' or 'moved too far', so the page can
-say so. No work in callbacks: the result waits in a slot for the mask worker.
+upload, is masked once itself and followed by landmarks alone). Each new frame's mask then
+comes with a composite from :class:`vton_ros.media.live_warp.LiveFollower` on
+``tryon/live`` (only while the garment is on), and ``tryon/live/status`` (std_msgs/String,
+latched, on change) says 'live', 'no result', 'no person', 'turned away' or 'moved too
+far', so the page can say so. No work in callbacks: the result waits in a slot for the mask
+worker.
 """
 
 from collections import OrderedDict
