@@ -63,12 +63,10 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing the pinned packages of ${reqs[*]} and $torch_spec into .venv"
   echo "setup: (first run: about 2 GB of wheels, a few minutes; pip's log: build/pip.log)"
   mkdir -p build
-  # --no-compile: Python byte-compiles each module at its first import instead (about 1 in
-  # 4 of the 14k files is ever imported; pip compiling all of them took ~40 s of CPU).
-  "$PY" -m pip install --disable-pip-version-check --no-compile $torch_spec \
+  "$PY" -m pip install --disable-pip-version-check $torch_spec \
     $(printf -- '-r %s ' "${reqs[@]}") 2>&1 | tee build/pip.log | pip_progress
   echo "setup: installing $MEDIAPIPE (without its dependencies: the pins above)"
-  "$PY" -m pip install -q --disable-pip-version-check --no-compile --no-deps "$MEDIAPIPE" \
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE" \
     >> build/pip.log 2>&1 || { tail -n 5 build/pip.log >&2; exit 1; }  # pip's warnings: log
   rm -f "$VENV"/.vton-setup-*
   touch "$stamp"
