@@ -103,15 +103,28 @@ def onnx_export(tiny, tmp_path_factory) -> Path:
     return Path(built_once(tmp_path_factory, 'onnx', export))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Run the modules with node processes, slow tests or lint first, the quick ones last.
+# The longest modules (a full run's durations, longest first): started first, so that the
+# end of a parallel run has only short modules left to share between the workers.
+LONGEST = ('test_mirror_browser', 'test_shutdown', 'test_bench', 'test_start_errors',
+           'test_soak', 'test_readme', 'test_ros_system', 'test_server_robustness', 'test_lan',
+           'test_training', 'test_client_inputs', 'test_hostile_clients', 'test_onnx_system')
 
-    Under ``--dist loadfile`` a worker takes the next module when it is done: quick modules
-    at the end keep both workers busy to the last minute. The order within a module stays.
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest modules first, then the other heavy ones, the quick ones last.
+
+    Heavy: with node processes, slow tests or lint. Under ``--dist loadfile`` a worker takes
+    the next module when it is done: quick modules at the end keep both workers busy to the
+    last minute. The order within a module stays.
     """
     heavy = {item.module for item in items
              if any(item.get_closest_marker(name) for name in ('stack', 'slow', 'linter'))}
-    items.sort(key=lambda item: item.module not in heavy)
+
+    def rank(item) -> tuple[bool, int]:
+        name = item.module.__name__.rpartition('.')[2]
+        return item.module not in heavy, LONGEST.index(name) if name in LONGEST else len(LONGEST)
+
+    items.sort(key=rank)
 
 
 def pytest_sessionfinish(session, exitstatus):
