@@ -17,7 +17,7 @@ import time
 from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.qos import qos_profile_action_status_default
 from vton_interfaces.action import TryOn
 
@@ -84,11 +84,16 @@ class RawServer:
 def main() -> None:
     rclpy.init()
     node = rclpy.create_node('raw_action_server')
-    RawServer(node, sys.argv[1])
+    server = RawServer(node, sys.argv[1])
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     print('ready', flush=True)
-    executor.spin()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:  # held requests return, so the executor's threads end and the process exits
+        server.canceled.set()
 
 
 if __name__ == '__main__':
