@@ -8,11 +8,10 @@ frames (vton_ros.media.registration) can.
 """
 
 import cv2
+from live_figures import (figure_landmarks, H, iou, move_points, moved, RIGID, scene,
+                          tried_on, upper_mask, W)
 import numpy as np
 import pytest
-
-from test_live_warp import (figure_landmarks, H, iou, move_points, moved, RIGID, scene,
-                            tried_on, upper_mask, W)
 from vton_ros.media import live_warp, registration
 from vton_ros.media.live_warp import LiveFollower
 from vton_ros.media.registration import register, small_gray
