@@ -59,6 +59,14 @@ def tried_on(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def reference_scene(draw=None) -> tuple:
+    """(landmarks, frame, mask, try-on result) of the figure; ``draw`` paints it (scene)."""
+    lms = figure_landmarks()
+    frame = (draw or scene)(lms)
+    mask = upper_mask(lms)
+    return lms, frame, mask, tried_on(frame, mask)
+
+
 def moved(matrix: np.ndarray, image: np.ndarray, nearest: bool = False) -> np.ndarray:
     """Apply a 2x3 affine to an image (the truth of a rigid move)."""
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR

@@ -8,8 +8,8 @@ frames (vton_ros.media.registration) can.
 """
 
 import cv2
-from live_figures import (figure_landmarks, H, iou, move_points, moved, RIGID, scene,
-                          tried_on, upper_mask, W)
+from live_figures import (H, iou, move_points, moved, reference_scene, RIGID, scene,
+                          upper_mask, W)
 import numpy as np
 import pytest
 from vton_ros.media import live_warp, registration
@@ -40,10 +40,7 @@ def jitter(lms: np.ndarray, seed: int, px: float = 25.0) -> np.ndarray:
 
 @pytest.fixture(scope='module')
 def reference():
-    lms = figure_landmarks()
-    frame = shirt_scene(lms)
-    mask = upper_mask(lms)
-    return lms, frame, mask, tried_on(frame, mask)
+    return reference_scene(shirt_scene)
 
 
 def follow_moved(reference, matrix: np.ndarray, seed: int, registered: bool):

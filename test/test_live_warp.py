@@ -1,8 +1,8 @@
 """Live follow warp (vton_ros.media.live_warp) on synthetic motion with known truth."""
 
 import cv2
-from live_figures import figure_landmarks, H, iou, move_points, moved, RIGID, scene, \
-    tried_on, upper_mask, W
+from live_figures import H, iou, move_points, moved, reference_scene, RIGID, scene, \
+    upper_mask, W
 import numpy as np
 import pytest
 from skimage.transform import PiecewiseAffineTransform
@@ -12,10 +12,7 @@ from vton_ros.media.live_warp import LiveConfig, LiveFollower
 
 @pytest.fixture(scope='module')
 def reference():
-    lms = figure_landmarks()
-    frame = scene(lms)
-    mask = upper_mask(lms)
-    return lms, frame, mask, tried_on(frame, mask)
+    return reference_scene()
 
 
 @pytest.mark.parametrize('dx,scale,angle', RIGID)
