@@ -147,7 +147,7 @@ def accuracy() -> dict:
 def raised_arm() -> dict:
     """Raise the left arm of the unit tests' drawn figure by 50 degrees (its landmarks)."""
     sys.path.insert(0, str(ROOT / 'test'))
-    import test_live_warp as drawn
+    import live_figures as drawn
     from vton_ros.media.live_warp import LiveFollower
     from vton_ros.media.registration import small_gray
     lms = drawn.figure_landmarks()
