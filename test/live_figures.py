@@ -1,6 +1,6 @@
 """The drawn figure of the live-follow tests: landmarks, masks, scenes, known moves.
 
-test_live_warp and test_live_register import these, never each other.
+test_live_warp, test_live_register and test_live_between import these, never each other.
 """
 
 import cv2
@@ -46,6 +46,20 @@ def scene(lms: np.ndarray) -> np.ndarray:
     img = bg.clip(0, 255).astype(np.uint8)
     cv2.circle(img, tuple(int(v) for v in lms[0, :2]), 45, (225, 180, 150), -1)
     img[cv2.erode(upper_mask(lms), np.ones((9, 9), np.uint8)) > 0] = (40, 60, 170)
+    return img
+
+
+def shirt_scene(lms: np.ndarray, grain: float = 4.0) -> np.ndarray:
+    """Draw the figure in a shirt with folds and print (registration needs texture).
+
+    grain: the print's feature size (px, a Gaussian's sigma), its contrast kept.
+    """
+    img = scene(lms)
+    shirt = np.all(img == (40, 60, 170), axis=-1)
+    noise = cv2.GaussianBlur(np.random.default_rng(0).normal(0, 1, (H, W)), (0, 0), grain)
+    noise *= grain / 4.0
+    pattern = np.stack([40 + 600 * noise, 60 + 900 * noise, 170 + 0 * noise], -1)
+    img[shirt] = pattern[shirt].clip(0, 255).astype(np.uint8)
     return img
 
 

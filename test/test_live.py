@@ -8,6 +8,7 @@ The camera replays a folder of frames in which the astronaut moves sideways by k
 import threading
 
 import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rcl_interfaces.srv import SetParameters
@@ -52,9 +53,8 @@ def system(tmp_path_factory, tiny_weights, replay):
         'camera_node': {'camera.source': str(folder), 'camera.mirror': False,
                         'camera.width': SIZE[0], 'camera.height': SIZE[1]},
         # every frame's mask is published (frames between masks would feed tryon/live only;
-        # the second test makes some, posed by the tracking graph)
-        'segmentation_node': {'live.enabled': True, 'segmentation.max_rate': 0.0,
-                              'live.tracking': True}})
+        # the second test makes some, registered on the last posed frame)
+        'segmentation_node': {'live.enabled': True, 'segmentation.max_rate': 0.0}})
     yield sys_
     codes = sys_.close()
     assert codes == [0, 0, 0], [p.log()[-2000:] for p in sys_.procs]
@@ -66,12 +66,22 @@ class LiveWatch:
     def __init__(self, node):
         self.lock = threading.Lock()
         self.live, self.compressed, self.status = [], [], []
+        self.between = {}  # segmentation_node's counts of frames between masks, by how
         node.create_subscription(Image, 'tryon/live', self._keep(self.live),
                                  qos_profile_sensor_data)
         node.create_subscription(CompressedImage, 'tryon/live/compressed',
                                  self._keep(self.compressed), qos_profile_sensor_data)
         node.create_subscription(String, 'tryon/live/status',
                                  lambda m: self._keep(self.status)(m.data), LATCHED_QOS)
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._diag, 50)
+
+    def _diag(self, msg):
+        for status in msg.status:
+            if 'segmentation_node' in status.name:
+                with self.lock:
+                    self.between.update((v.key[len('live_between_'):], int(v.value))
+                                        for v in status.values
+                                        if v.key.startswith('live_between_'))
 
     def _keep(self, into):
         def keep(msg):
@@ -142,25 +152,59 @@ def test_the_try_on_follows_the_moving_shopper(system, replay):
     assert watch.compressed[0].format.startswith('rgb8; jpeg')
 
 
-def test_frames_between_masks_feed_only_the_live_topic(system):
+def test_frames_between_masks_are_registered_onto_the_last_posed_one(system, replay):
     # while a try-on is followed, frames are taken at live.max_rate (15) for tryon/live;
-    # only those due at segmentation.max_rate publish agnostic_mask and mask_overlay
+    # only those due at segmentation.max_rate are posed and publish agnostic_mask and
+    # mask_overlay; the frames between are registered on the last posed frame and take
+    # its garment, moved (live.between register)
+    _, frames = replay
     params = system.client.node.create_client(SetParameters,
                                               '/segmentation_node/set_parameters')
     request = SetParameters.Request(parameters=[
         Parameter('segmentation.max_rate', value=0.25).to_parameter_msg()])
     assert system.client.wait(params.call_async(request), HANG_GUARD).results[0].successful
     watch = LiveWatch(system.client.node)
-    wait_until(lambda: system.send(TryOn.Goal(garment_id='red_tshirt')).result.error_code
-               == R.SUCCESS, HANG_GUARD * 3, 'a try-on from a frame with a person')
+
+    def person_goal():
+        result = system.send(TryOn.Goal(garment_id='red_tshirt')).result
+        return result if result.error_code == R.SUCCESS else None
+    result = wait_until(person_goal, HANG_GUARD * 3, 'a try-on from a frame with a person')
+    tried = image_conv.to_rgb(result.image)
+    tried_mask = (image_conv.to_mono(result.mask) > 127).astype(np.uint8)
+    dx0 = SHIFTS[int(np.argmin([np.abs(tried.astype(int) - f)[tried_mask == 0].mean()
+                                for f in frames]))]
     start = _stamp(system.masks[-1].header)
 
-    def unmasked():  # composites older than the newest mask, whose frame has no mask
+    def moved_between():  # composites older than the newest mask, whose frame has no mask
         masked = [_stamp(m.header) for m in system.masks]
         with watch.lock:
-            live = [_stamp(m.header) for m in watch.live]
-        between = [s for s in live if start < s < masked[-1] and s not in set(masked)]
-        return between if len(between) >= 3 else None
-    between = wait_until(unmasked, HANG_GUARD, lambda: f'3 live composites between masks '
-                         f'({len(watch.live)} live frames, {len(system.masks)} masks)')
-    assert len(between) == len(set(between))
+            live = list(watch.live)
+        seen = {}
+        for msg in live:
+            stamp = _stamp(msg.header)
+            frame = system.frame(msg.header)
+            if start < stamp < masked[-1] and stamp not in set(masked) and frame is not None:
+                dx = SHIFTS[int(np.argmin([np.abs(frame.astype(int) - f).mean()
+                                           for f in frames]))]
+                if dx != dx0:
+                    seen[dx] = (msg, frame)
+        return seen if len(seen) >= 2 else None
+    seen = wait_until(moved_between, HANG_GUARD * 2, lambda: f'live composites between masks '
+                      f'at 2 other positions ({len(watch.live)} live frames, '
+                      f'{len(system.masks)} masks)')
+    for dx, (msg, frame) in seen.items():
+        out = image_conv.to_rgb(msg)
+        moved = shifted(tried_mask, dx - dx0)
+        # far outside the moved garment the composite is the raw frame, pixel for pixel
+        far = cv2.dilate(moved, np.ones((31, 31), np.uint8)) == 0
+        assert np.array_equal(out[far], frame[far])
+        # inside it the try-on's garment, moved with her
+        inner = cv2.erode(moved, np.ones((7, 7), np.uint8)) > 0
+        follow = np.abs(out.astype(int) - shifted(tried, dx - dx0))[inner].mean()
+        still = np.abs(out.astype(int) - tried)[inner].mean()
+        raw_err = np.abs(out.astype(int) - frame)[inner].mean()
+        assert follow < still, (dx0, dx, follow, still)
+        assert follow < 0.6 * raw_err, (dx0, dx, follow, raw_err)
+    # and segmentation_node registered frames between, not only posed them
+    wait_until(lambda: watch.between.get('registered', 0) > 0, HANG_GUARD,
+               lambda: f'diagnostics counting registered frames between masks ({watch.between})')

@@ -22,7 +22,8 @@ carried to each new frame by geometry alone:
    around the frame (moved by the global move): scipy's ``LinearNDInterpolator`` (the same
    map as scikit-image's ``PiecewiseAffineTransform``, which the tests compare it with, at
    about 1/100 of its cost), evaluated on a coarse grid, brought to full size and applied
-   with ``cv2.remap``. Without a non-rigid point the map is the global affine itself.
+   with ``cv2.remap`` (:mod:`vton_ros.media.live_composite`). Without a non-rigid point the
+   map is the global affine itself.
 4. The warped result is composited into the new frame inside the new frame's agnostic mask
    and wherever the warped garment reaches within ``GARMENT_BAND`` body scales of it (a
    mask from jittery landmarks does not cut the garment), fully opaque inside and
@@ -34,6 +35,14 @@ shoulders for upper, hips for lower garments), left (no landmarks or an empty ma
 moved too far: scaled or rotated beyond the limits, a body point displaced by more than
 ``max_displacement`` body scales beyond the global move, or a folded mesh triangle. Then
 :meth:`LiveFollower.follow` returns the raw frame and the reason.
+
+Posing a frame (mediapipe) costs several times the rest, so only some frames need be posed
+(:meth:`LiveFollower.follow`); a frame between (:meth:`LiveFollower.follow_between`) is
+registered on the last posed frame (ECC, an affine, inside its garment region, starting
+from the last frame between's move) and takes that frame's map and mask moved by it. The
+checks above stay with the posed frames; a frame between that does not register well
+(correlation below ``BETWEEN_CORRELATION``) or moved more than ``BETWEEN_MAX_MOVE`` body
+scales is posed instead.
 """
 
 from dataclasses import dataclass, field
@@ -45,6 +54,7 @@ import numpy as np
 from scipy.interpolate import LinearNDInterpolator
 from scipy.spatial import Delaunay
 
+from vton_ros.media.live_composite import composite, garment_box, moved_mask, WarpMap
 from vton_ros.media.registration import register, REGISTER_SCALE, small_gray
 
 # BlazePose indices (the same as vton_ros.pipeline.masks, which needs torch to import)
@@ -57,11 +67,12 @@ KEY_POINTS = {'upper': (11, 12), 'lower': (23, 24), 'overall': (11, 12, 23, 24)}
 NUM_LANDMARKS = 33
 LIMBS = ((11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28))
 LIMB_SIDE = 0.3  # mesh points beside each limb's middle, body scales from its axis
-GRID_STEP = 8  # pixels between the points where the mesh map is evaluated
 RIGID_TOLERANCE = 0.3  # body scales of a point's residual taken for landmark noise
 GARMENT_BAND = 0.3  # body scales the warped garment may reach past the new frame's mask
 REGISTER_ERODE = 0.1  # body scales the garment region shrinks by for registration
 MAX_DISAGREEMENT = 0.5  # body scales registration may move a body point off the landmarks
+BETWEEN_MAX_MOVE = 0.5  # body scales a frame between may move from the last posed one
+BETWEEN_CORRELATION = 0.9  # ECC's correlation a frame between must reach with the posed
 
 STATUS_LIVE = 'live'
 STATUS_NO_RESULT = 'no result'
@@ -253,109 +264,54 @@ def plan_warp(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_typ
     :func:`match_points`. Returns (box-sized HxWx2 float32 try-on-frame coordinates for
     cv2.remap, 'live') or (None, the reason: 'turned away' or 'moved too far').
     """
-    planned, status = _plan(old, new, size, cloth_type, config,
-                            box or (0, 0, size[1], size[0]), refine)
-    return (None if planned is None else planned[0]), status
+    planned, status = _plan(old, new, size, cloth_type, config, refine)
+    if planned is None:
+        return None, status
+    return planned.sample(box or (0, 0, size[1], size[0]))[0], status
 
 
 def _plan(old: np.ndarray, new: np.ndarray, size: tuple[int, int], cloth_type: str,
-          config: LiveConfig, box: tuple[int, int, int, int], refine: Refine | None
-          ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
-    """plan_warp, plus the global move's map of the box (the same when all moved rigidly)."""
+          config: LiveConfig, refine: Refine | None) -> tuple[WarpMap | None, str]:
+    """plan_warp's map, before it is sampled on a box."""
     matched, status = _match(old, new, size, cloth_type, config, refine)
     if matched is None:
         return None, status
     src_all, dst_all, sim, rigid = matched
-    x0, y0, x1, y1 = box
-    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
-    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-    m = sim.astype(np.float32)
-    steady = np.dstack([m[0, 0] * xs + m[0, 1] * ys + m[0, 2],
-                        m[1, 0] * xs + m[1, 1] * ys + m[1, 2]])
     if rigid:
-        return (steady, steady), STATUS_LIVE
+        return WarpMap(sim, None, size), STATUS_LIVE
     tri = Delaunay(src_all)
     if _folded(tri, dst_all):
         return None, STATUS_TOO_FAR
     mesh = LinearNDInterpolator(tri, dst_all, fill_value=-1.0)
-    return (_dense_map(mesh, size, box), steady), STATUS_LIVE
+    return WarpMap.from_mesh(mesh, sim, size), STATUS_LIVE
 
 
-def _dense_map(mesh: LinearNDInterpolator, size: tuple[int, int],
-               box: tuple[int, int, int, int]) -> np.ndarray:
-    """Evaluate mesh on a coarse grid (one cell past each edge), bilinear in between."""
-    h, w = size
-    gh, gw = max(2, round(h / GRID_STEP)), max(2, round(w / GRID_STEP))
-    xs = (np.arange(-1, gw + 1) + 0.5) * (w / gw) - 0.5
-    ys = (np.arange(-1, gh + 1) + 0.5) * (h / gh) - 0.5
-    gx, gy = np.meshgrid(xs, ys)
-    coarse = mesh(np.column_stack([gx.ravel(), gy.ravel()]))
-    coarse = coarse.reshape(gh + 2, gw + 2, 2).astype(np.float32)
-    x0, y0, x1, y1 = box
-    ix = ((np.arange(x0, x1, dtype=np.float32) + 0.5) * (gw / w) + 0.5)[None, :]
-    iy = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * (gh / h) + 0.5)[:, None]
-    shape = (y1 - y0, x1 - x0)
-    return cv2.remap(coarse, np.broadcast_to(ix, shape), np.broadcast_to(iy, shape),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def garment_box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
-    """Return (x0, y0, x1, y1): the mask's bounding box grown by margin, inside the frame."""
-    x, y, w, h = cv2.boundingRect((mask > 127).astype(np.uint8))
-    height, width = mask.shape
-    return (max(0, x - margin), max(0, y - margin), min(width, x + w + margin),
-            min(height, y + h + margin))
-
-
-def composite(frame: np.ndarray, mask: np.ndarray, result: np.ndarray,
-              result_mask: np.ndarray, coords: np.ndarray, feather_px: float,
-              box: tuple[int, int, int, int] | None = None, band_px: float = 0.0,
-              steady: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """
-    Warp the try-on result with ``coords`` and lay it into ``frame`` inside ``mask``.
-
-    frame: HxWx3 uint8 RGB; mask: HxW uint8 (>127 = garment region of this frame);
-    result, result_mask: the try-on (any size, the try-on frame's); coords: float32 map
-    from :func:`plan_warp` for ``box`` (x0, y0, x1, y1; default the whole frame, which
-    must then hold mask, band and feather); band_px: the warped garment is also laid where
-    it reaches within this many pixels of the mask, where ``coords`` is within a pixel of
-    ``steady`` (the global move's map: not where an arm's move stretched the mesh).
-    Returns (composite HxWx3 uint8 (a new array), warped result mask HxW uint8, HxW bool
-    region laid opaque).
-    """
-    x0, y0, x1, y1 = box or (0, 0, frame.shape[1], frame.shape[0])
-    map_x, map_y = coords[..., 0], coords[..., 1]
-    layer = cv2.remap(result, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    warped_mask = np.zeros(mask.shape, np.uint8)
-    warped_mask[y0:y1, x0:x1] = cv2.remap(result_mask, map_x, map_y, cv2.INTER_LINEAR,
-                                          borderMode=cv2.BORDER_REPLICATE)
-    inside = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
-    if band_px > 0.0:
-        near = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3) <= band_px
-        near &= warped_mask[y0:y1, x0:x1] > 127
-        if steady is not None and steady is not coords:
-            off = cv2.absdiff(coords, steady)
-            near &= np.maximum(off[..., 0], off[..., 1]) <= 1.0
-        inside |= near.astype(np.uint8)
-    if feather_px >= 1.0:  # 1 inside, falling to 0 over feather_px outside
-        outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
-        alpha = np.clip(1.0 - outside / feather_px, 0.0, 1.0)
-    else:
-        alpha = inside.astype(np.float32)
-    out = frame.copy()
-    part = out[y0:y1, x0:x1]
-    cv2.blendLinear(layer, part, alpha, 1.0 - alpha, dst=part)
-    region = np.zeros(mask.shape, bool)
-    region[y0:y1, x0:x1] = inside > 0
-    return out, warped_mask, region
-
-
-def _check_pair(rgb: np.ndarray, mask: np.ndarray, what: str) -> None:
+def _check_pair(rgb: np.ndarray, mask: np.ndarray | None, what: str) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f'{what} must be HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}')
-    if mask.shape != rgb.shape[:2] or mask.dtype != np.uint8:
+    if mask is not None and (mask.shape != rgb.shape[:2] or mask.dtype != np.uint8):
         raise ValueError(f'{what} mask must be HxW uint8 of the image size {rgb.shape[:2]}, '
                          f'got {mask.shape} {mask.dtype}')
+
+
+@dataclass
+class _Posed:
+    """The last posed frame the garment was put on: what a frame between is moved from."""
+
+    small: np.ndarray     # small_gray of the frame
+    region: np.ndarray    # uint8 at small's size: its garment region, for registration
+    mask: np.ndarray      # HxW uint8, its agnostic mask
+    corners: np.ndarray   # (4, 2) float64, the corners of the mask's bounding box
+    scale: float          # its body scale
+    warp: WarpMap         # its pixels -> try-on frame
+    move: np.ndarray      # 2x3 to the last frame between (the next registration's guess)
+
+
+def _region(mask: np.ndarray, small_shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Return mask (HxW uint8) at small_shape, shrunk by REGISTER_ERODE body scales (uint8)."""
+    size = max(1, round(REGISTER_ERODE * scale * REGISTER_SCALE))
+    region = cv2.resize(mask, small_shape[::-1], interpolation=cv2.INTER_AREA) > 127
+    return cv2.erode(region.astype(np.uint8), np.ones((size, size), np.uint8))
 
 
 class LiveFollower:
@@ -364,8 +320,10 @@ class LiveFollower:
     def __init__(self, config: LiveConfig = LiveConfig()) -> None:
         """Start without a try-on: frames pass through with status 'no result'."""
         self.config = config
-        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None = None
+        self._ref: tuple[np.ndarray, np.ndarray, str] | None = None  # layer, landmarks, type
         self._template: tuple[np.ndarray, np.ndarray] | None = None
+        self._posed: _Posed | None = None
+        self._status: str | None = None  # of the last posed frame (None: none yet)
 
     @property
     def has_result(self) -> bool:
@@ -388,50 +346,96 @@ class LiveFollower:
             raise ValueError(f'unknown cloth_type {cloth_type!r}; valid: '
                              f'{", ".join(KEY_POINTS)}')
         lms = check_landmarks(landmarks).copy()
-        self._ref = (result.copy(), result_mask.copy(), lms, cloth_type)
-        self._template = None
+        self.clear()
+        self._ref = (np.dstack([result, result_mask]), lms, cloth_type)
         if frame_small is not None:
-            size = max(1, round(REGISTER_ERODE * body_scale(lms) * REGISTER_SCALE))
-            region = cv2.resize(result_mask, frame_small.shape[::-1],
-                                interpolation=cv2.INTER_AREA) > 127
-            region = cv2.erode(region.astype(np.uint8), np.ones((size, size), np.uint8))
+            region = _region(result_mask, frame_small.shape, body_scale(lms))
             if region.any():
                 self._template = (frame_small.copy(), region)
 
     def clear(self) -> None:
         """Stop following (frames pass through)."""
-        self._ref = self._template = None
+        self._ref = self._template = self._posed = self._status = None
 
     def follow(self, frame: np.ndarray, mask: np.ndarray, landmarks: np.ndarray | None,
                frame_small: np.ndarray | None = None) -> LiveFrame:
-        """Composite the garment into ``frame`` (HxWx3 uint8) or say why not."""
+        """Composite the garment into a posed ``frame`` (HxWx3 uint8) or say why not."""
         _check_pair(frame, mask, 'frame')
+        self._posed = None
         none = np.zeros(mask.shape, bool)
         if self._ref is None:
             return LiveFrame(frame, STATUS_NO_RESULT, none)
         if landmarks is None or not mask.any():
+            self._status = STATUS_NO_PERSON
             return LiveFrame(frame, STATUS_NO_PERSON, none)
-        result, result_mask, old, cloth_type = self._ref
+        _, old, cloth_type = self._ref
+        small = small_gray(frame) if frame_small is None else frame_small
+        planned, self._status = _plan(old, landmarks, mask.shape, cloth_type, self.config,
+                                      self._refine(small, frame.shape[:2]))
+        if planned is None:
+            return LiveFrame(frame, self._status, none)
         scale = body_scale(check_landmarks(landmarks))
+        x0, y0, x1, y1 = garment_box(mask, 0)
+        corners = np.array([(x0, y0), (x1, y0), (x0, y1), (x1, y1)], np.float64)
+        self._posed = _Posed(small, _region(mask, small.shape, scale), mask, corners, scale,
+                             planned, np.eye(2, 3))
+        return self._composite(frame, mask, scale, planned)
+
+    def follow_between(self, frame: np.ndarray,
+                       frame_small: np.ndarray | None = None) -> LiveFrame | None:
+        """
+        Composite the garment into a frame that was not posed, by its move since the last.
+
+        The frame (HxWx3 uint8) is registered on the last posed frame (its garment region;
+        ``frame_small``: its :func:`small_gray`, if made already) and the posed frame's map
+        and mask are moved with it. Returns None when this frame must be posed instead: no
+        frame posed since the try-on, no registration (it did not converge, or matched
+        poorly: the shopper moved in another way or left) or a move of more than
+        BETWEEN_MAX_MOVE body scales. After a posed frame that was not live, returns the
+        raw frame and that frame's status.
+        """
+        _check_pair(frame, None, 'frame')
+        none = np.zeros(frame.shape[:2], bool)
+        if self._ref is None:
+            return LiveFrame(frame, STATUS_NO_RESULT, none)
+        posed = self._posed
+        if posed is None:
+            return None if self._status is None else LiveFrame(frame, self._status, none)
+        small = small_gray(frame) if frame_small is None else frame_small
+        size = frame.shape[:2]
+        reach = BETWEEN_MAX_MOVE * posed.scale
+        move = register(posed.small, posed.region, small, posed.move, size,
+                        BETWEEN_CORRELATION, reach)
+        if move is None:
+            return None
+        corners = _apply(move, posed.corners)
+        if np.max(np.linalg.norm(corners - posed.corners, axis=1)) > \
+                BETWEEN_MAX_MOVE * posed.scale:
+            return None
+        posed.move = move
+        mask = moved_mask(posed.mask, move, corners)
+        scale = posed.scale * math.sqrt(abs(np.linalg.det(move[:, :2])))
+        return self._composite(frame, mask, scale,
+                               posed.warp.after(cv2.invertAffineTransform(move)))
+
+    def _composite(self, frame: np.ndarray, mask: np.ndarray, scale: float,
+                   planned: WarpMap) -> LiveFrame:
         feather, band = self.config.feather * scale, GARMENT_BAND * scale
         box = garment_box(mask, int(math.ceil(feather + band)) + 1)
-        planned, status = _plan(old, landmarks, mask.shape, cloth_type, self.config, box,
-                                self._refine(frame, frame_small))
-        if planned is None:
-            return LiveFrame(frame, status, none)
-        image, warped, region = composite(frame, mask, result, result_mask, planned[0],
-                                          feather, box, band, planned[1])
+        coords, steady = planned.sample(box)
+        image, warped, region = composite(frame, mask, self._ref[0], coords, feather, box,
+                                          band, steady)
         return LiveFrame(image, STATUS_LIVE, region, warped)
 
-    def _refine(self, frame: np.ndarray, frame_small: np.ndarray | None) -> Refine | None:
-        """Return the registration of this frame against the try-on's (None: not known)."""
+    def _refine(self, small: np.ndarray, size: tuple[int, int]) -> Refine | None:
+        """Return the registration of a frame against the try-on's (None: not known)."""
         if self._template is None:
             return None
         template, region = self._template
-        image = small_gray(frame) if frame_small is None else frame_small
-        size = frame.shape[:2]
+        reach = MAX_DISAGREEMENT * body_scale(self._ref[1])  # as far as it may be used
 
         def refine(sim: np.ndarray) -> np.ndarray | None:
-            found = register(template, region, image, cv2.invertAffineTransform(sim), size)
+            found = register(template, region, small, cv2.invertAffineTransform(sim), size,
+                             reach=reach)
             return None if found is None else cv2.invertAffineTransform(found)
         return refine

@@ -9,8 +9,11 @@ upload, is masked once itself and followed by landmarks alone). Each new frame's
 comes with a composite from :class:`vton_ros.media.live_warp.LiveFollower` on
 ``tryon/live`` (only while the garment is on), and ``tryon/live/status`` (std_msgs/String,
 latched, on change) says 'live', 'no result', 'no person', 'turned away' or 'moved too
-far', so the page can say so. No work in callbacks: the result waits in a slot for the mask
-worker.
+far', so the page can say so. A frame between masks is, with ``live.between`` register,
+not posed but registered on the last posed frame (:meth:`LiveTopic.between`; posed when that
+fails, skipped while the last posed frame was not live); /diagnostics counts them
+(``live_between_registered``, ``_posed``, ``_skipped``). No work in callbacks: the result
+waits in a slot for the mask worker.
 """
 
 from collections import OrderedDict
@@ -52,6 +55,7 @@ class LiveTopic:
         self._status = ''
         self._absent_since: float | None = None
         self._warned_backend = False
+        self._between = {'registered': 0, 'posed': 0, 'skipped': 0}  # frames between masks
 
     def _config(self) -> LiveConfig:
         s = self._node.setting
@@ -115,6 +119,38 @@ class LiveTopic:
                 self._follower.clear()
         else:
             self._absent_since = None
+        self._publish(live, msg, start)
+
+    def between(self, rgb: np.ndarray, msg: Image) -> bool:
+        """
+        Follow the try-on onto a frame that is not posed (mask worker thread).
+
+        With ``live.between`` 'register' the frame is registered on the last posed frame
+        (:meth:`LiveFollower.follow_between`). Returns False when the frame must be posed
+        (another live.between, a new try-on to take, no registration).
+        """
+        if not self._node.setting('live.enabled') or self._pending is not None or \
+                self._node.setting('live.between') != 'register':
+            return False
+        start = time.monotonic()
+        try:
+            live = self._follower.follow_between(rgb)
+        except ValueError as err:  # e.g. another frame size: pose it
+            self._node.get_logger().warning(f'live follow between poses: {err}',
+                                            throttle_duration_sec=5.0)
+            return False
+        if live is None:
+            self._count('posed')
+            return False
+        self._count('registered' if live.live else 'skipped')  # skipped: not live when posed
+        self._publish(live, msg, start)
+        return True
+
+    def _count(self, how: str) -> None:
+        self._between[how] += 1
+        self._node.diag.update(**{f'live_between_{how}': self._between[how]})
+
+    def _publish(self, live: Any, msg: Image, start: float) -> None:
         if live.live:
             self._topic.publish(image_conv.from_rgb(live.image, msg.header))
             self._node.diag.update(live_composite_s=round(time.monotonic() - start, 4))

@@ -7,10 +7,12 @@ and publishes ``agnostic_mask`` (mono8, the frame's header; >= 128 repaint, the 
 person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (rgb8;
 ``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
 it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`): while
-a try-on is followed, frames are posed and masked at ``live.max_rate`` for the composite,
-and only those due at ``segmentation.max_rate`` publish the mask and the overlay; with
-``live.tracking`` (off by default) the frames between are posed by a second mediapipe graph
-in its tracking (video) mode, while the published masks keep the per-image detection.
+a try-on is followed, frames are taken at ``live.max_rate`` for the composite, and only
+those due at ``segmentation.max_rate`` are posed and publish the mask and the overlay. The
+frames between (``live.between``) are registered on the last posed frame (``register``, the
+default; a frame that does not register is posed), posed (``pose``) or posed by a second
+mediapipe graph in its tracking (video) mode (``track``); the published masks are always
+detected per image.
 """
 
 import threading
@@ -108,7 +110,7 @@ class SegmentationNode(managed.ManagedNode):
         """Return the masker of this frame: the tracking one for a live frame between masks."""
         generator = self._generator
         if publish or not isinstance(generator, PoseMaskGenerator) or \
-                not self.setting('live.tracking'):
+                self.setting('live.between') != 'track':
             return generator  # the published masks: detected on each image
         if self._tracker is None:  # kept: mediapipe detects again when it loses the pose
             self._tracker = PoseMaskGenerator(generator.config, tracking=True)
@@ -162,6 +164,9 @@ class SegmentationNode(managed.ManagedNode):
         start = time.monotonic()
         try:
             rgb = image_conv.to_rgb(msg)
+            if not publish and self._live.between(rgb, msg):  # not posed: moved from the last
+                self._rate.tick(time.monotonic() - start)
+                return
             if self.setting('segmentation.threshold') != self._generator_threshold:
                 self._generator = self._make_generator()
             result = self._masker_for(publish)(rgb, self.setting('segmentation.cloth_type'))

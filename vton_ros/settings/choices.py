@@ -21,6 +21,7 @@ ENCODERS = ('full', 'tiny')
 ATTENTION_SLICINGS = ('none', 'auto', 'max')  # heads per slice: all, half, one
 FRAMINGS = ('person', 'centre')  # the box of the frame the model sees
 PRERENDER_MODES = ('off', 'shelf', 'catalogue')  # what tryon_server renders before a tap
+LIVE_BETWEEN = ('register', 'pose', 'track')  # live frames between masks: how followed
 # Steps of one try-on: the schema's range of catvton.num_inference_steps and the pipeline's.
 MAX_STEPS = 1000
 

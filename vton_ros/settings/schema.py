@@ -13,9 +13,9 @@ from typing import Any, Iterable, Mapping
 
 from vton_ros.settings.choices import (ATTENTION_SLICINGS, ATTN_VERSIONS, BACKENDS,
                                        BUSY_POLICIES, CLOTH_TYPES, DECODERS, ENCODERS,
-                                       FRAMINGS, MASK_BACKENDS, MAX_STEPS, OFFLOAD_MODES,
-                                       PRECISIONS, PRERENDER_MODES, PREVIEW_DECODERS, SCHEDULERS,
-                                       SDPA_BACKENDS)
+                                       FRAMINGS, LIVE_BETWEEN, MASK_BACKENDS, MAX_STEPS,
+                                       OFFLOAD_MODES, PRECISIONS, PRERENDER_MODES,
+                                       PREVIEW_DECODERS, SCHEDULERS, SDPA_BACKENDS)
 from vton_ros.settings.param import Param
 
 NODES = ('camera_node', 'segmentation_node', 'tryon_server', 'mirror_ui', 'metrics_exporter')
@@ -91,13 +91,14 @@ SCHEMA: tuple[Param, ...] = (
           "the try-on frame's means the shopper turned sideways", _LIVE,
           min=0.0, max=0.99),
     Param('live.max_rate', 15.0, 'Most live composites per second while a try-on is '
-          'followed: frames are then posed and masked at this rate (0 = every frame), '
+          'followed: frames are then taken at this rate (0 = every frame; live.between), '
           'agnostic_mask and mask_overlay stay at segmentation.max_rate',
           ('segmentation_node',), min=0.0, max=120.0),
-    Param('live.tracking', False, 'Pose the live frames between masks with a second '
-          "mediapipe graph in its tracking (video) mode (2/3 of a detection's CPU alone, "
-          'but more per live frame in segmentation_node as measured, see README); the '
-          'published masks are always detected per image', ('segmentation_node',)),
+    Param('live.between', 'register', 'The live frames between masks: register (moved by '
+          'their registration on the last posed frame; posed if it fails), pose (mediapipe '
+          'on each) or track (posed by a second mediapipe graph in its tracking mode); the '
+          'published masks are always detected per image', ('segmentation_node',),
+          choices=LIVE_BETWEEN),
     Param('live.feather', 0.03, 'Outward feather of the composite, in shoulder widths',
           ('segmentation_node',), min=0.0, max=0.5),
     Param('live.forget_after', 5.0, 'Seconds without a person after which the followed '
