@@ -63,11 +63,19 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing the pinned packages of ${reqs[*]} and $torch_spec into .venv"
   echo "setup: (first run: about 2 GB of wheels, a few minutes; pip's log: build/pip.log)"
   mkdir -p build
-  "$PY" -m pip install --disable-pip-version-check $torch_spec \
+  # pip compiles the bytecode on one core; compileall below uses every core (-j 0). The
+  # bytecode must be there: with PYTHONDONTWRITEBYTECODE set, as on some machines, every
+  # process would otherwise compile torch again.
+  "$PY" -m pip install --disable-pip-version-check --no-compile $torch_spec \
     $(printf -- '-r %s ' "${reqs[@]}") 2>&1 | tee build/pip.log | pip_progress
   echo "setup: installing $MEDIAPIPE (without its dependencies: the pins above)"
-  "$PY" -m pip install -q --disable-pip-version-check --no-deps "$MEDIAPIPE" \
+  "$PY" -m pip install -q --disable-pip-version-check --no-compile --no-deps "$MEDIAPIPE" \
     >> build/pip.log 2>&1 || { tail -n 5 build/pip.log >&2; exit 1; }  # pip's warnings: log
+  echo "setup: compiling the bytecode"
+  site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  # (exit status 1: a few files are another Python's syntax, e.g. torch's py312 tests;
+  # pip passes over them the same way)
+  "$PY" -m compileall -q -j 0 "$site" >> build/pip.log 2>&1 || true
   rm -f "$VENV"/.vton-setup-*
   touch "$stamp"
 fi

@@ -186,6 +186,16 @@ def test_setup_shows_pip_progress_in_a_few_lines(tmp_path):
         'setup: unpacking 25 packages (a minute or two)', 'setup: installed 25 packages']
 
 
+def test_setup_left_the_bytecode_of_the_heavy_packages():
+    """setup.sh installs with --no-compile and compiles on every core afterwards."""
+    import importlib.util
+
+    for name in ('torch', 'diffusers', 'mediapipe', 'rclpy', 'segmentation_models_pytorch'):
+        source = Path(importlib.util.find_spec(name).origin)
+        if source.is_relative_to(sys.prefix):  # a system package (Jetson) is not ours
+            assert Path(importlib.util.cache_from_source(str(source))).is_file(), source
+
+
 def test_no_colcon_prefix_warning_for_the_venv(tmp_path):
     venv = Path(sys.prefix)
     assert (venv / 'local_setup.sh').is_file() and (venv / 'local_setup.bash').is_file()
