@@ -26,7 +26,8 @@ pytestmark = pytest.mark.stack  # node processes: not in make check
 
 SIZE = (320, 240)
 SCALES = (1.0, 0.75)  # her size in the two halves of the replay
-FRAMES = 12  # frames of each half (3 s at camera.fps 4)
+FRAMES = 32  # frames of each half (8 s at camera.fps 4: the re-render, slow on a loaded
+# machine, takes its frame before she steps back; at 3 s it once took the first size again)
 
 
 def camera_frames() -> list[np.ndarray]:
