@@ -128,6 +128,9 @@ class TryOnServer(managed.ManagedNode):
     def goal_callback(self, goal: TryOn.Goal) -> GoalResponse:
         """Validate; refuse only when busy (reject policy, full queue) or shutting down."""
         plain, checked = self._validate(goal)
+        # noted before the offer, which stops a background render at its next step: the
+        # render's log counts the steps from this arrival (after it, a render could read none)
+        self._shelf.goal_arrived()
         refusal = self._admission.offer(isinstance(checked, Request),
                                         self.setting('tryon.busy_policy'),
                                         self.setting('tryon.queue_size'))
@@ -135,7 +138,6 @@ class TryOnServer(managed.ManagedNode):
             self.get_logger().warning(f'goal rejected: {refusal}')
             return GoalResponse.REJECT
         self._tickets[id(goal)] = (goal, plain, checked)  # an invalid goal is aborted at once
-        self._shelf.goal_arrived()
         return GoalResponse.ACCEPT
 
     def _validate(self, goal: TryOn.Goal) -> tuple[PlainGoal, Request | GoalError]:
