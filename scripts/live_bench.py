@@ -318,6 +318,7 @@ class Watch:
     """The bench's ROS node: tryon/live arrivals, latencies and a few frames."""
 
     def __init__(self, node, seg_pid: int | None = None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage
         from std_msgs.msg import String
@@ -329,6 +330,16 @@ class Watch:
                                  qos_profile_sensor_data)
         node.create_subscription(String, 'tryon/live/status',
                                  lambda m: self.status.append(m.data), LATCHED_QOS)
+        self.camera_hz: list[float] = []  # camera_node's own rate_hz on /diagnostics
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics, 10)
+
+    def _diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith('camera_node'):
+                rate = {kv.key: kv.value for kv in status.values}.get('rate_hz')
+                if rate:
+                    with self.lock:
+                        self.camera_hz.append(float(rate))
 
     def _live(self, msg) -> None:  # the JPEG the page shows (nobody asks for the raw one)
         now = time.time()
@@ -340,17 +351,19 @@ class Watch:
                 self.kept[len(self.kept)] = msg
 
     def window(self, seconds: float) -> dict:
-        """Count arrivals for ``seconds``: fps, median/p90 latency, node CPU, load average."""
+        """Count arrivals for ``seconds``: fps (and the camera's), latency, node CPU, load."""
         with self.lock:
-            n0 = len(self.arrivals)
+            n0, h0 = len(self.arrivals), len(self.camera_hz)
         cpu0 = _process_cpu(self.seg_pid)
         time.sleep(seconds)
         cpu1 = _process_cpu(self.seg_pid)
         with self.lock:
             lat = self.latencies[n0:]
             n = len(self.arrivals) - n0
+            camera = self.camera_hz[h0:]
         figures = {
             'fps': round(n / seconds, 2),
+            'camera_fps': round(float(np.median(camera)), 2) if camera else None,
             'latency_ms_median': round(1000 * float(np.median(lat)), 1) if lat else None,
             'latency_ms_p90': round(1000 * float(np.percentile(lat, 90)), 1) if lat else None,
             'load_average_1_5_15': os.getloadavg()}
