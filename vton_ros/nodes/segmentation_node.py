@@ -148,7 +148,9 @@ class SegmentationNode(managed.ManagedNode):
                 if not self._running:
                     return
                 max_rate, mask_rate = self._rates()
-                wait = (last + 1.0 / max_rate - time.monotonic()) if max_rate > 0 else 0.0
+                # 0.9 of the period, as for the masks: a camera at just this rate sends a frame
+                # a little early now and then, and waiting a full period dropped it
+                wait = (last + 0.9 / max_rate - time.monotonic()) if max_rate > 0 else 0.0
                 if wait > 0:
                     self._cond.wait(wait)  # a newer frame may replace this one meanwhile
                     continue
