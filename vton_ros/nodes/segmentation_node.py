@@ -28,6 +28,12 @@ from vton_ros.pipeline.masks import (create_mask_generator, MaskGenerator, MaskR
                                      overlay_mask, PoseMaskGenerator)
 
 
+# The share of a rate's period that must pass before the next frame or mask: a camera at
+# just that rate sends a frame a little early now and then, and waiting a full period
+# dropped it (or delayed it until the next one replaced it).
+PERIOD_SHARE = 0.9
+
+
 class SegmentationNode(managed.ManagedNode):
     """Turns ``image_raw`` into ``agnostic_mask`` and ``mask_overlay`` while active."""
 
@@ -148,16 +154,15 @@ class SegmentationNode(managed.ManagedNode):
                 if not self._running:
                     return
                 max_rate, mask_rate = self._rates()
-                # 0.9 of the period, as for the masks: a camera at just this rate sends a frame
-                # a little early now and then, and waiting a full period dropped it
-                wait = (last + 0.9 / max_rate - time.monotonic()) if max_rate > 0 else 0.0
+                wait = (last + PERIOD_SHARE / max_rate - time.monotonic()) \
+                    if max_rate > 0 else 0.0
                 if wait > 0:
                     self._cond.wait(wait)  # a newer frame may replace this one meanwhile
                     continue
                 msg, self._latest = self._latest, None
             last = time.monotonic()
             # masks and overlays at their own rate; the frames between only feed tryon/live
-            publish = mask_rate <= 0 or last - last_mask >= 0.9 / mask_rate
+            publish = mask_rate <= 0 or last - last_mask >= PERIOD_SHARE / mask_rate
             if publish:
                 last_mask = last
             self._process(msg, publish)
