@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / 'install' / 'vton_ros' / 'lib' / 'vton_ros'
 PROFILE = ROOT / 'config' / 'fastdds_loopback.xml'
 HANG_GUARD = 600.0  # seconds: waits only guard against hangs (CI may be loaded)
+RESEND = 10.0  # seconds without a reply before Spinner.call sends an idempotent request again
 # The node processes of this test process write their Fast DDS files down here; the session
 # gives back what killed ones left (conftest.pytest_sessionfinish), and nothing of others'.
 SHM_RECORDS = Path(tempfile.mkdtemp(prefix='vton_test_shm_'))
@@ -269,6 +270,26 @@ class Spinner:
         """Wait for an rclpy future completed by the spinning thread (bounded, names ``what``)."""
         wait_until(future.done, timeout, what, interval=0.01)
         return future.result()
+
+    def call(self, client, request, what: str = 'a service reply'):
+        """
+        Call an idempotent service (get or list parameters) and return its first reply.
+
+        Sent again every RESEND seconds while no reply came: rmw_fastrtps drops a reply whose
+        reader the server has not matched yet (the server logs "failed to send response
+        (timeout)"), and nothing else would ever answer it. A hang guard bounds it.
+        """
+        futures = [client.call_async(request)]
+        deadline = time.monotonic() + HANG_GUARD
+        while not any(f.done() for f in futures):
+            if time.monotonic() >= deadline:
+                raise AssertionError(f'timed out after {HANG_GUARD} s waiting for {what}')
+            sent = time.monotonic()
+            wait_until(lambda: any(f.done() for f in futures)
+                       or time.monotonic() - sent >= RESEND, HANG_GUARD, what, interval=0.01)
+            if not any(f.done() for f in futures):
+                futures.append(client.call_async(request))
+        return next(f for f in futures if f.done()).result()
 
     def close(self) -> None:
         """Shut down the executor, node (its action clients too) and context."""

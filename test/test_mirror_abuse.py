@@ -466,9 +466,9 @@ def test_the_node_keeps_its_token_out_of_ros_and_stays_small(tmp_path):
         getter = node.create_client(GetParameters, '/mirror_ui/get_parameters')
         assert lister.wait_for_service(timeout_sec=HANG_GUARD)
         assert getter.wait_for_service(timeout_sec=HANG_GUARD)
-        names = client.wait(lister.call_async(ListParameters.Request())).result.names
+        names = client.call(lister, ListParameters.Request()).result.names
         assert 'ui.token_file' in names and 'ui.token' not in names
-        values = client.wait(getter.call_async(GetParameters.Request(names=names))).values
+        values = client.call(getter, GetParameters.Request(names=names)).values
         assert len(values) == len(names)
         assert not [v for v in values if token in v.string_value]
 

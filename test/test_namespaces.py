@@ -81,7 +81,7 @@ def get_parameters(client: Spinner, node: str, names: list) -> list:
     """Ask a node's parameter service for values (what `ros2 param get` does)."""
     service = client.node.create_client(GetParameters, f'{node}/get_parameters')
     assert service.wait_for_service(timeout_sec=HANG_GUARD)
-    response = client.wait(service.call_async(GetParameters.Request(names=names)), HANG_GUARD)
+    response = client.call(service, GetParameters.Request(names=names), 'get_parameters')
     client.node.destroy_client(service)
     return [parameter_value_to_python(v) for v in response.values]
 
