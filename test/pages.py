@@ -30,7 +30,9 @@ SERVER = {'catvton.base_model': str(DEMO / 'base'), 'catvton.vae': str(DEMO / 'v
           'segmentation.device': 'cpu', 'tryon.pair_max_age': 30.0}
 URL = re.compile(r'mirror page at (http://127\.0\.0\.1:\d+/)')
 # An image element's pixels as a PNG data URL (what the page shows, at its own size).
+# null while a new picture is still loading (a frame's src was just replaced): no pixels yet.
 PNG_OF = """const img = document.getElementById(arguments[0]);
+if (!img.complete || !img.naturalWidth) { return null; }
 const canvas = document.createElement('canvas');
 canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
 canvas.getContext('2d').drawImage(img, 0, 0); return canvas.toDataURL('image/png');"""
@@ -152,6 +154,6 @@ def run_to_end(driver, ends: int) -> list:
 
 def page_image(driver, element_id: str) -> np.ndarray:
     """Return the pixels an image element of the page holds (HxWx3 RGB)."""
-    url = driver.execute_script(PNG_OF, element_id)
+    url = wait_for(driver, PNG_OF, element_id)
     data = np.frombuffer(base64.b64decode(url.split(',', 1)[1]), np.uint8)
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
