@@ -54,6 +54,10 @@ RIGID = [('shift +15%', 0.15, 1.0, 0.0), ('shift -15%', -0.15, 1.0, 0.0),
          ('rotate +10', 0.0, 1.0, 10.0), ('rotate -10', 0.0, 1.0, -10.0),
          ('shift 8% scale 1.1 rot 6', 0.08, 1.1, 6.0)]
 WALK = [0, 24, 48, 72, 96, 72, 48, 24]  # px: the replay's sideways walk
+# segmentation_node's counts on /diagnostics: frames between masks registered, posed or
+# skipped, and frames dropped unprocessed
+COUNTS = ('live_between_registered', 'live_between_posed', 'live_between_skipped',
+          'dropped_frames')
 BETWEEN_STEP = (24.0, 1.02, 1.5)  # the frame after a posed one: px right, scale, degrees
 
 
@@ -331,15 +335,19 @@ class Watch:
         node.create_subscription(String, 'tryon/live/status',
                                  lambda m: self.status.append(m.data), LATCHED_QOS)
         self.camera_hz: list[float] = []  # camera_node's own rate_hz on /diagnostics
+        self.counts: dict[str, int] = {}  # segmentation_node's frame counts, latest
         node.create_subscription(DiagnosticArray, '/diagnostics', self._diagnostics, 10)
 
     def _diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.endswith('camera_node'):
-                rate = {kv.key: kv.value for kv in status.values}.get('rate_hz')
-                if rate:
-                    with self.lock:
-                        self.camera_hz.append(float(rate))
+            values = {kv.key: kv.value for kv in status.values}
+            if status.name.endswith('camera_node') and values.get('rate_hz'):
+                with self.lock:
+                    self.camera_hz.append(float(values['rate_hz']))
+            if status.name.endswith('segmentation_node'):
+                with self.lock:
+                    self.counts.update((key, int(value)) for key, value in values.items()
+                                       if key in COUNTS)
 
     def _live(self, msg) -> None:  # the JPEG the page shows (nobody asks for the raw one)
         now = time.time()
@@ -353,7 +361,7 @@ class Watch:
     def window(self, seconds: float) -> dict:
         """Count arrivals for ``seconds``: fps (and the camera's), latency, node CPU, load."""
         with self.lock:
-            n0, h0 = len(self.arrivals), len(self.camera_hz)
+            n0, h0, counts0 = len(self.arrivals), len(self.camera_hz), dict(self.counts)
         cpu0 = _process_cpu(self.seg_pid)
         time.sleep(seconds)
         cpu1 = _process_cpu(self.seg_pid)
@@ -361,11 +369,13 @@ class Watch:
             lat = self.latencies[n0:]
             n = len(self.arrivals) - n0
             camera = self.camera_hz[h0:]
+            counts = {key: value - counts0.get(key, 0) for key, value in self.counts.items()}
         figures = {
             'fps': round(n / seconds, 2),
             'camera_fps': round(float(np.median(camera)), 2) if camera else None,
             'latency_ms_median': round(1000 * float(np.median(lat)), 1) if lat else None,
             'latency_ms_p90': round(1000 * float(np.percentile(lat, 90)), 1) if lat else None,
+            'frames': counts,  # of segmentation_node over the window (diagnostics, 1 Hz)
             'load_average_1_5_15': os.getloadavg()}
         if cpu0 is not None and cpu1 is not None:
             used = cpu1 - cpu0  # segmentation_node's CPU seconds, all of its threads
