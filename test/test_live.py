@@ -208,3 +208,8 @@ def test_frames_between_masks_are_registered_onto_the_last_posed_one(system, rep
     # and segmentation_node registered frames between, not only posed them
     wait_until(lambda: watch.between.get('registered', 0) > 0, HANG_GUARD,
                lambda: f'diagnostics counting registered frames between masks ({watch.between})')
+    # registered and posed frames come from two workers, yet tryon/live never goes back
+    with watch.lock:
+        stamps = [_stamp(m.header) for m in watch.live]
+    assert stamps == sorted(set(stamps)), 'a composite older than one already shown'
+

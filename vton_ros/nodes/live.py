@@ -13,7 +13,10 @@ far', so the page can say so. A frame between masks is, with ``live.between`` re
 not posed but registered on the last posed frame (:meth:`LiveTopic.between`; posed when that
 fails, skipped while the last posed frame was not live); /diagnostics counts them
 (``live_between_registered``, ``_posed``, ``_skipped``). No work in callbacks: the result
-waits in a slot for the mask worker.
+waits in a slot for the pose worker. Two threads of segmentation_node call in (the frame
+worker: :meth:`LiveTopic.between`; the pose worker: :meth:`LiveTopic.process`), so a lock
+keeps the follower whole, and a composite older than one already published (a posed frame
+whose newer frames were registered meanwhile) is not published.
 """
 
 from collections import OrderedDict
@@ -46,7 +49,9 @@ class LiveTopic:
         self._topic = ImageTopic(node, 'tryon/live', qos, 'jpeg')
         self._status_pub = node.publisher(String, 'tryon/live/status', common.LATCHED_QOS)
         node.subscription(Image, 'tryon/result', self.result_callback, common.LATCHED_QOS)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the slot and the poses (callback vs. workers)
+        self._follow_lock = threading.Lock()  # the follower, status, publishing (workers)
+        self._shown = -1  # the newest frame (intake number) whose composite was published
         self._pending: Image | None = None
         # stamp -> (landmarks, mask, small_gray frame: what registration matches)
         self._poses: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = \
@@ -81,16 +86,18 @@ class LiveTopic:
         with self._lock:
             self._pending = None
             self._poses.clear()
-        self._follower.clear()
-        self._set_status('no result')
+        with self._follow_lock:
+            self._follower.clear()
+            self._set_status('no result')
 
     def process(self, rgb: np.ndarray, msg: Image, result: Any,
-                masker: Callable[[np.ndarray], Any]) -> None:
+                masker: Callable[[np.ndarray], Any], number: int) -> None:
         """
-        Follow the try-on onto this frame (mask worker thread).
+        Follow the try-on onto this posed frame (pose worker thread).
 
         rgb: the frame; msg: its Image (header); result: its MaskResult; masker: rgb ->
-        MaskResult, for a try-on whose frame is no longer kept.
+        MaskResult, for a try-on whose frame is no longer kept; number: the frame's intake
+        number (its composite is not published after a newer frame's).
         """
         if not self._node.setting('live.enabled'):
             return
@@ -107,23 +114,24 @@ class LiveTopic:
                 while len(self._poses) > POSES_KEPT:
                     self._poses.popitem(last=False)
             pending, self._pending = self._pending, None
-        if pending is not None:
-            self._take_result(pending, masker)
-        if self._follower.config != self._config():
-            self._follower.config = self._config()
-        start = time.monotonic()
-        live = self._follower.follow(rgb, result.mask, result.landmarks, small)
-        if live.status == STATUS_NO_PERSON:
-            self._absent_since = self._absent_since or start
-            if start - self._absent_since > self._node.setting('live.forget_after'):
-                self._follower.clear()
-        else:
-            self._absent_since = None
-        self._publish(live, msg, start)
+        with self._follow_lock:
+            if pending is not None:
+                self._take_result(pending, masker)
+            if self._follower.config != self._config():
+                self._follower.config = self._config()
+            start = time.monotonic()
+            live = self._follower.follow(rgb, result.mask, result.landmarks, small)
+            if live.status == STATUS_NO_PERSON:
+                self._absent_since = self._absent_since or start
+                if start - self._absent_since > self._node.setting('live.forget_after'):
+                    self._follower.clear()
+            else:
+                self._absent_since = None
+            self._publish(live, msg, start, number)
 
-    def between(self, rgb: np.ndarray, msg: Image) -> bool:
+    def between(self, rgb: np.ndarray, msg: Image, number: int) -> bool:
         """
-        Follow the try-on onto a frame that is not posed (mask worker thread).
+        Follow the try-on onto a frame without posing it (frame worker thread).
 
         With ``live.between`` 'register' the frame is registered on the last posed frame
         (:meth:`LiveFollower.follow_between`). Returns False when the frame must be posed
@@ -132,26 +140,28 @@ class LiveTopic:
         if not self._node.setting('live.enabled') or self._pending is not None or \
                 self._node.setting('live.between') != 'register':
             return False
-        start = time.monotonic()
-        try:
-            live = self._follower.follow_between(rgb)
-        except ValueError as err:  # e.g. another frame size: pose it
-            self._node.get_logger().warning(f'live follow between poses: {err}',
-                                            throttle_duration_sec=5.0)
-            return False
-        if live is None:
-            self._count('posed')
-            return False
-        self._count('registered' if live.live else 'skipped')  # skipped: not live when posed
-        self._publish(live, msg, start)
+        with self._follow_lock:
+            start = time.monotonic()
+            try:
+                live = self._follower.follow_between(rgb)
+            except ValueError as err:  # e.g. another frame size: pose it
+                self._node.get_logger().warning(f'live follow between poses: {err}',
+                                                throttle_duration_sec=5.0)
+                return False
+            if live is None:
+                self._count('posed')
+                return False
+            self._count('registered' if live.live else 'skipped')  # skipped: not live when posed
+            self._publish(live, msg, start, number)
         return True
 
     def _count(self, how: str) -> None:
         self._between[how] += 1
         self._node.diag.update(**{f'live_between_{how}': self._between[how]})
 
-    def _publish(self, live: Any, msg: Image, start: float) -> None:
-        if live.live:
+    def _publish(self, live: Any, msg: Image, start: float, number: int) -> None:
+        if live.live and number > self._shown:
+            self._shown = number
             self._topic.publish(image_conv.from_rgb(live.image, msg.header))
             self._node.diag.update(live_composite_s=round(time.monotonic() - start, 4))
         self._set_status(live.status)

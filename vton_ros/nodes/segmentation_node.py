@@ -1,18 +1,22 @@
 """
 segmentation_node: agnostic masks for the latest camera frame.
 
-The subscription callback only stores the newest frame in a one-slot buffer; a worker
-thread runs the mask generator on it (stale frames are dropped, counted in /diagnostics)
-and publishes ``agnostic_mask`` (mono8, the frame's header; >= 128 repaint, the rest of the
-person marked for framing: pipeline.framing.PERSON_LEVEL) and ``mask_overlay`` (rgb8;
-``mask_overlay/compressed`` as lossless PNG while someone subscribes). With ``live.enabled``
+The subscription callback only stores the newest frame in a one-slot buffer; a frame
+worker takes it at the node's rate and hands the frames due for a mask to a pose worker
+(again one slot: stale frames are dropped, counted in /diagnostics), which runs the mask
+generator and publishes ``agnostic_mask`` (mono8, the frame's header; >= 128 repaint, the
+rest of the person marked for framing: pipeline.framing.PERSON_LEVEL) and
+``mask_overlay`` (rgb8; ``mask_overlay/compressed`` as lossless PNG while someone
+subscribes). With ``live.enabled``
 it also keeps the last try-on on the moving shopper (``tryon/live``, :mod:`.live`): while
 a try-on is followed, frames are taken at ``live.max_rate`` for the composite, and only
 those due at ``segmentation.max_rate`` are posed and publish the mask and the overlay. The
 frames between (``live.between``) are registered on the last posed frame (``register``, the
 default; a frame that does not register is posed), posed (``pose``) or posed by a second
 mediapipe graph in its tracking (video) mode (``track``); the published masks are always
-detected per image.
+detected per image. The two workers run side by side (mediapipe releases the GIL), so a
+frame between masks is registered and shown while the frame before it is still posed,
+instead of waiting behind it (a composite older than one shown already is not published).
 """
 
 import threading
@@ -48,7 +52,10 @@ class SegmentationNode(managed.ManagedNode):
         self._generator: MaskGenerator | None = None
         self._generator_threshold = None
         self._tracker: PoseMaskGenerator | None = None  # live frames between masks
-        self._worker: threading.Thread | None = None
+        self._pose_cond = threading.Condition()
+        # the frame the pose worker masks next: (Image, rgb, masks due, intake number)
+        self._to_pose: tuple[Image, np.ndarray, bool, int] | None = None
+        self._workers: list[threading.Thread] = []
         self._live: LiveTopic | None = None
 
     def configure(self) -> None:
@@ -71,8 +78,10 @@ class SegmentationNode(managed.ManagedNode):
         self._live = LiveTopic(self, qos)
         self.subscription(Image, 'image_raw', self.image_callback, qos)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name='segmentation', daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name='frames', daemon=True),
+                         threading.Thread(target=self._pose_work, name='poses', daemon=True)]
+        for worker in self._workers:
+            worker.start()
 
     def activate(self) -> None:
         """Mask the frames that arrive from now on."""
@@ -83,17 +92,20 @@ class SegmentationNode(managed.ManagedNode):
         with self._cond:
             self._active = False
             self._latest = None
+        with self._pose_cond:
+            self._to_pose = None
         if self._live is not None:
             self._live.clear()
 
     def release(self) -> None:
-        """Stop the worker and free the mask generator."""
-        with self._cond:
-            self._running = False
-            self._cond.notify()
-        if self._worker is not None and self._worker.is_alive():
-            self._worker.join(10.0)
-        self._worker = None
+        """Stop the workers and free the mask generator."""
+        for cond in (self._cond, self._pose_cond):
+            with cond:
+                self._running = False
+                cond.notify()
+        for worker in self._workers:
+            worker.join(10.0)
+        self._workers = []
         self._drop_tracker()
         if self._generator is not None:
             self._generator.close()
@@ -147,6 +159,7 @@ class SegmentationNode(managed.ManagedNode):
 
     def _work(self) -> None:
         last = last_mask = 0.0
+        number = 0
         while True:
             with self._cond:
                 while self._running and self._latest is None:
@@ -165,15 +178,46 @@ class SegmentationNode(managed.ManagedNode):
             publish = mask_rate <= 0 or last - last_mask >= PERIOD_SHARE / mask_rate
             if publish:
                 last_mask = last
-            self._process(msg, publish)
+            number += 1
+            self._take(msg, publish, number)
 
-    def _process(self, msg: Image, publish: bool = True) -> None:
+    def _take(self, msg: Image, publish: bool, number: int) -> None:
+        """Show a frame between masks on tryon/live if it registers, else have it posed."""
         start = time.monotonic()
         try:
             rgb = image_conv.to_rgb(msg)
-            if not publish and self._live.between(rgb, msg):  # not posed: moved from the last
+        except ValueError as err:  # bad frame: skip it, keep running
+            self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
+            self.diag.update('warn', 'bad frame skipped', last_error=str(err))
+            return
+        try:
+            if not publish and self._live.between(rgb, msg, number):  # moved from the last
                 self._rate.tick(time.monotonic() - start)
                 return
+        except Exception as err:  # noqa: B902 - worker boundary: posed instead
+            self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
+            self.diag.update('error', 'live follow failed', last_error=repr(err))
+        with self._pose_cond:
+            lost = self._to_pose is not None
+            self._to_pose = (msg, rgb, publish, number)
+            self._pose_cond.notify()
+        if lost:  # the pose worker was still busy with an older frame
+            with self._cond:
+                self._dropped += 1
+
+    def _pose_work(self) -> None:
+        while True:
+            with self._pose_cond:
+                while self._running and self._to_pose is None:
+                    self._pose_cond.wait(0.5)
+                if not self._running:
+                    return
+                job, self._to_pose = self._to_pose, None
+            self._process(*job)
+
+    def _process(self, msg: Image, rgb: np.ndarray, publish: bool, number: int) -> None:
+        start = time.monotonic()
+        try:
             if self.setting('segmentation.threshold') != self._generator_threshold:
                 self._generator = self._make_generator()
             result = self._masker_for(publish)(rgb, self.setting('segmentation.cloth_type'))
@@ -191,7 +235,7 @@ class SegmentationNode(managed.ManagedNode):
             self._overlay_pub.publish(image_conv.from_rgb(overlay_mask(rgb, result.mask),
                                                           msg.header))
         try:
-            self._live.process(rgb, msg, result, self._mask_again)
+            self._live.process(rgb, msg, result, self._mask_again, number)
         except Exception as err:  # noqa: B902 - worker boundary: masks go on without live
             self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
             self.diag.update('error', 'live follow failed', last_error=repr(err))
