@@ -212,4 +212,3 @@ def test_frames_between_masks_are_registered_onto_the_last_posed_one(system, rep
     with watch.lock:
         stamps = [_stamp(m.header) for m in watch.live]
     assert stamps == sorted(set(stamps)), 'a composite older than one already shown'
-
