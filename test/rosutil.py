@@ -273,7 +273,7 @@ class Spinner:
 
     def call(self, client, request, what: str = 'a service reply'):
         """
-        Call an idempotent service (get or list parameters) and return its first reply.
+        Call an idempotent service (get, list or set parameters, get_state); return a reply.
 
         Sent again every RESEND seconds while no reply came: rmw_fastrtps drops a reply whose
         reader the server has not matched yet (the server logs "failed to send response

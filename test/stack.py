@@ -132,7 +132,7 @@ class System:
         """Set a tryon_server parameter; return the SetParametersResult."""
         request = SetParameters.Request(parameters=[Parameter(name, value=value)
                                                     .to_parameter_msg()])
-        return self.client.wait(self.params.call_async(request), HANG_GUARD).results[0]
+        return self.client.call(self.params, request, 'set_parameters').results[0]
 
     def send(self, goal: TryOn.Goal, timeout: float = HANG_GUARD) -> Outcome:
         """Send a goal and wait for its result."""

@@ -49,10 +49,12 @@ class Lifecycle:
             values = {kv.key: kv.value for kv in status.values}
             self.states[status.name.rsplit('/', 1)[-1]] = values.get('lifecycle_state')
 
-    def _call(self, node: str, service: str, kind, request):
+    def _call(self, node: str, service: str, kind, request, idempotent: bool = True):
         client = self.node.create_client(kind, f'/{node}/{service}')
         try:
             assert client.wait_for_service(timeout_sec=HANG_GUARD), f'no /{node}/{service}'
+            if idempotent:  # sent again if a reply is lost (rosutil.Spinner.call)
+                return self.spinner.call(client, request, f'/{node}/{service}')
             return self.spinner.wait(client.call_async(request), HANG_GUARD)
         finally:
             self.node.destroy_client(client)
@@ -64,7 +66,7 @@ class Lifecycle:
     def change(self, node: str, label: str) -> bool:
         """Call ChangeState with a transition label (configure, ...); True on success."""
         request = ChangeState.Request(transition=Transition(label=label))
-        return self._call(node, 'change_state', ChangeState, request).success
+        return self._call(node, 'change_state', ChangeState, request, idempotent=False).success
 
     def set_param(self, node: str, name: str, value):
         """Set one parameter of a node; return the SetParametersResult."""

@@ -162,7 +162,7 @@ def test_frames_between_masks_are_registered_onto_the_last_posed_one(system, rep
                                               '/segmentation_node/set_parameters')
     request = SetParameters.Request(parameters=[
         Parameter('segmentation.max_rate', value=0.25).to_parameter_msg()])
-    assert system.client.wait(params.call_async(request), HANG_GUARD).results[0].successful
+    assert system.client.call(params, request).results[0].successful
     watch = LiveWatch(system.client.node)
 
     def person_goal():

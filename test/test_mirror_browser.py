@@ -140,7 +140,7 @@ class Stack:
         assert service.wait_for_service(timeout_sec=HANG_GUARD)
         request = SetParameters.Request(parameters=[Parameter(
             name=name, value=ParameterValue(type=kind, **{field: value}))])
-        response = self.client.wait(service.call_async(request))
+        response = self.client.call(service, request)
         assert response.results[0].successful, response.results[0].reason
         self.client.node.destroy_client(service)
 

@@ -107,8 +107,7 @@ def test_parameter_errors_in_words(tmp_path):
 
         def set_param(name: str, **value) -> tuple:
             msg = ParameterMsg(name=name, value=ParameterValue(**value))
-            result = client.wait(service.call_async(SetParameters.Request(parameters=[msg])),
-                                 HANG_GUARD).results[0]
+            result = client.call(service, SetParameters.Request(parameters=[msg])).results[0]
             return result.successful, result.reason
 
         integer = {'type': ParameterType.PARAMETER_INTEGER, 'integer_value': 4}
