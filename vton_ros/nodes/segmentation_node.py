@@ -21,6 +21,7 @@ instead of waiting behind it (a composite older than one shown already is not pu
 
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 from sensor_msgs.msg import Image
@@ -157,14 +158,18 @@ class SegmentationNode(managed.ManagedNode):
         frames = self.setting('live.max_rate')  # the live composite follows the camera
         return (0.0 if 0.0 in (frames, masks) else max(frames, masks)), masks
 
+    def _wait(self, cond: threading.Condition, ready: Callable[[], bool]) -> bool:
+        """Wait on ``cond`` (held) until ``ready()``; False when the node stops instead."""
+        while self._running and not ready():
+            cond.wait(0.5)
+        return self._running
+
     def _work(self) -> None:
         last = last_mask = 0.0
         number = 0
         while True:
             with self._cond:
-                while self._running and self._latest is None:
-                    self._cond.wait(0.5)
-                if not self._running:
+                if not self._wait(self._cond, lambda: self._latest is not None):
                     return
                 max_rate, mask_rate = self._rates()
                 wait = (last + PERIOD_SHARE / max_rate - time.monotonic()) \
@@ -208,9 +213,7 @@ class SegmentationNode(managed.ManagedNode):
     def _pose_work(self) -> None:
         while True:
             with self._pose_cond:
-                while self._running and self._to_pose is None:
-                    self._pose_cond.wait(0.5)
-                if not self._running:
+                if not self._wait(self._pose_cond, lambda: self._to_pose is not None):
                     return
                 job, self._to_pose = self._to_pose, None
             self._process(*job)
