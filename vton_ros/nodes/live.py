@@ -108,13 +108,13 @@ class LiveTopic:
                                                 '(landmarks); tryon/live stays silent')
             return
         small = small_gray(rgb)
-        with self._lock:
-            if result.landmarks is not None:
-                self._poses[_stamp(msg.header)] = (result.landmarks, result.mask, small)
-                while len(self._poses) > POSES_KEPT:
-                    self._poses.popitem(last=False)
-            pending, self._pending = self._pending, None
-        with self._follow_lock:
+        with self._follow_lock:  # first: no frame between sees the slot empty, the old result
+            with self._lock:
+                if result.landmarks is not None:
+                    self._poses[_stamp(msg.header)] = (result.landmarks, result.mask, small)
+                    while len(self._poses) > POSES_KEPT:
+                        self._poses.popitem(last=False)
+                pending, self._pending = self._pending, None
             if pending is not None:
                 self._take_result(pending, masker)
             if self._follower.config != self._config():
@@ -137,10 +137,12 @@ class LiveTopic:
         (:meth:`LiveFollower.follow_between`). Returns False when the frame must be posed
         (another live.between, a new try-on to take, no registration).
         """
-        if not self._node.setting('live.enabled') or self._pending is not None or \
+        if not self._node.setting('live.enabled') or \
                 self._node.setting('live.between') != 'register':
             return False
         with self._follow_lock:
+            if self._pending is not None:  # a new try-on: taken by the next posed frame
+                return False
             start = time.monotonic()
             try:
                 live = self._follower.follow_between(rgb)
