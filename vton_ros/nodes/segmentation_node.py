@@ -192,16 +192,14 @@ class SegmentationNode(managed.ManagedNode):
         try:
             rgb = image_conv.to_rgb(msg)
         except ValueError as err:  # bad frame: skip it, keep running
-            self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
-            self.diag.update('warn', 'bad frame skipped', last_error=str(err))
+            self._bad_frame(err)
             return
         try:
             if not publish and self._live.between(rgb, msg, number):  # moved from the last
                 self._rate.tick(time.monotonic() - start)
                 return
         except Exception as err:  # noqa: B902 - worker boundary: posed instead
-            self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
-            self.diag.update('error', 'live follow failed', last_error=repr(err))
+            self._live_failed(err)
         with self._pose_cond:
             lost = self._to_pose is not None
             self._to_pose = (msg, rgb, publish, number)
@@ -225,8 +223,7 @@ class SegmentationNode(managed.ManagedNode):
                 self._generator = self._make_generator()
             result = self._masker_for(publish)(rgb, self.setting('segmentation.cloth_type'))
         except ValueError as err:  # bad frame: skip it, keep running
-            self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
-            self.diag.update('warn', 'bad frame skipped', last_error=str(err))
+            self._bad_frame(err)
             return
         except Exception as err:  # noqa: B902 - worker boundary: the node keeps masking
             self.get_logger().error(f'mask generation failed: {err!r}',
@@ -240,12 +237,21 @@ class SegmentationNode(managed.ManagedNode):
         try:
             self._live.process(rgb, msg, result, self._mask_again, number)
         except Exception as err:  # noqa: B902 - worker boundary: masks go on without live
-            self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
-            self.diag.update('error', 'live follow failed', last_error=repr(err))
+            self._live_failed(err)
         self._rate.tick(time.monotonic() - start)
         self.diag.update('ok' if result.person_found else 'warn', result.status,
                          rate_hz=self._rate.rate(), latency_s=self._rate.latency(),
                          dropped_frames=self._dropped, person_found=result.person_found)
+
+    def _bad_frame(self, err: ValueError) -> None:
+        """Say that a frame was skipped (the workers go on)."""
+        self.get_logger().warning(f'skipped frame: {err}', throttle_duration_sec=5.0)
+        self.diag.update('warn', 'bad frame skipped', last_error=str(err))
+
+    def _live_failed(self, err: Exception) -> None:
+        """Say that live follow failed on a frame (masks go on)."""
+        self.get_logger().error(f'live follow failed: {err!r}', throttle_duration_sec=5.0)
+        self.diag.update('error', 'live follow failed', last_error=repr(err))
 
     def _mask_again(self, rgb: np.ndarray) -> MaskResult:
         """Mask another image (a try-on result whose frame is no longer kept)."""
