@@ -60,6 +60,8 @@ def descriptor(p: schema.Param, reloadable: bool = False) -> ParameterDescriptor
 
 def check_device(name: str, value: str) -> None:
     """Raise ValueError naming the setting if device ``value`` does not exist here."""
+    if value in ('auto', 'cpu'):  # exist everywhere: no torch import (segmentation_node's
+        return  # pose backend runs without torch; a signal inside that import aborted it)
     from vton_ros.pipeline.device import resolve_device  # torch: only nodes with a device
 
     try:
